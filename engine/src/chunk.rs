@@ -1,0 +1,606 @@
+//! Columnar chunks: the unit that moves between steps.
+//!
+//! # Why columnar
+//! The row prototypes (`prototypes/`, `cargo bench -p flowengine-benches`) measured a
+//! dictionary row, a persistent map, an array row over a shared schema, a pooled row and a
+//! columnar chunk. The engine uses the columnar chunk (a struct of typed column vectors plus
+//! a row view) because:
+//! - a chunk-level transform that sets one field touches one vector and shares every other
+//!   column with its input through an [`Arc`] — the array row has to copy every row;
+//! - strings live in one buffer per column with offsets, so a 5000-row chunk of a 6-column
+//!   table is about a dozen allocations instead of tens of thousands;
+//! - fan-out shares the whole chunk (`Arc<Chunk>`), never deep-copies it.
+//!
+//! The measured numbers and the decision rule live in `reports/performance-report.md` and
+//! `reports/decisions.toml` (see [`crate::defaults`]).
+
+use std::sync::Arc;
+
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
+use rust_decimal::Decimal;
+
+use crate::schema::{DataType, SchemaRef};
+use crate::value::{self, Value};
+
+/// Strings of one column: one UTF-8 buffer plus `len + 1` offsets.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StrColumn {
+    offsets: Vec<u32>,
+    data: String,
+}
+
+impl StrColumn {
+    fn with_capacity(rows: usize, bytes: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        StrColumn {
+            offsets,
+            data: String::with_capacity(bytes),
+        }
+    }
+
+    /// The `i`-th string.
+    #[inline]
+    pub fn get(&self, i: usize) -> &str {
+        &self.data[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+    }
+
+    #[inline]
+    fn push(&mut self, s: &str) {
+        self.data.push_str(s);
+        self.offsets.push(self.data.len() as u32);
+    }
+
+    fn len(&self) -> usize {
+        self.offsets.len() - 1
+    }
+}
+
+/// The typed storage of a column.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(missing_docs)]
+pub enum ColumnData {
+    Bool(Vec<bool>),
+    Int32(Vec<i32>),
+    Int64(Vec<i64>),
+    Float64(Vec<f64>),
+    Decimal(Vec<Decimal>),
+    String(StrColumn),
+    Date(Vec<NaiveDate>),
+    DateTime(Vec<NaiveDateTime>),
+    Time(Vec<NaiveTime>),
+}
+
+/// Runs `$body` with `$v` bound to the typed vector of every non-string variant.
+macro_rules! each_vec {
+    ($data:expr, $v:ident => $body:expr, $s:ident => $sbody:expr) => {
+        match $data {
+            ColumnData::Bool($v) => $body,
+            ColumnData::Int32($v) => $body,
+            ColumnData::Int64($v) => $body,
+            ColumnData::Float64($v) => $body,
+            ColumnData::Decimal($v) => $body,
+            ColumnData::Date($v) => $body,
+            ColumnData::DateTime($v) => $body,
+            ColumnData::Time($v) => $body,
+            ColumnData::String($s) => $sbody,
+        }
+    };
+}
+
+/// One column of a chunk: typed values plus an optional null mask.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    data: ColumnData,
+    /// `Some(mask)` once a null was pushed; `mask[i]` is true when row `i` is null.
+    nulls: Option<Vec<bool>>,
+}
+
+impl Column {
+    /// An empty column of `ty` with room for `rows` rows.
+    pub fn with_capacity(ty: DataType, rows: usize) -> Column {
+        let data = match ty {
+            DataType::Bool => ColumnData::Bool(Vec::with_capacity(rows)),
+            DataType::Int32 => ColumnData::Int32(Vec::with_capacity(rows)),
+            DataType::Int64 => ColumnData::Int64(Vec::with_capacity(rows)),
+            DataType::Float64 => ColumnData::Float64(Vec::with_capacity(rows)),
+            DataType::Decimal => ColumnData::Decimal(Vec::with_capacity(rows)),
+            DataType::String => ColumnData::String(StrColumn::with_capacity(rows, rows * 16)),
+            DataType::Date => ColumnData::Date(Vec::with_capacity(rows)),
+            DataType::DateTime => ColumnData::DateTime(Vec::with_capacity(rows)),
+            DataType::Time => ColumnData::Time(Vec::with_capacity(rows)),
+        };
+        Column { data, nulls: None }
+    }
+
+    /// The typed storage.
+    pub fn data(&self) -> &ColumnData {
+        &self.data
+    }
+
+    /// The logical type.
+    pub fn data_type(&self) -> DataType {
+        match self.data {
+            ColumnData::Bool(_) => DataType::Bool,
+            ColumnData::Int32(_) => DataType::Int32,
+            ColumnData::Int64(_) => DataType::Int64,
+            ColumnData::Float64(_) => DataType::Float64,
+            ColumnData::Decimal(_) => DataType::Decimal,
+            ColumnData::String(_) => DataType::String,
+            ColumnData::Date(_) => DataType::Date,
+            ColumnData::DateTime(_) => DataType::DateTime,
+            ColumnData::Time(_) => DataType::Time,
+        }
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        each_vec!(&self.data, v => v.len(), s => s.len())
+    }
+
+    /// True when the column has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True when row `i` is null.
+    #[inline]
+    pub fn is_null(&self, i: usize) -> bool {
+        self.nulls.as_ref().is_some_and(|n| n[i])
+    }
+
+    /// Approximate heap bytes held (for port byte budgets).
+    pub fn byte_size(&self) -> usize {
+        let nulls = self.nulls.as_ref().map_or(0, |n| n.len());
+        nulls + each_vec!(&self.data, v => std::mem::size_of_val(v.as_slice()), s => s.data.len() + s.offsets.len() * 4)
+    }
+
+    fn mark_null(&mut self, is_null: bool) {
+        match &mut self.nulls {
+            Some(mask) => mask.push(is_null),
+            None if is_null => {
+                let mut mask = vec![false; self.len()];
+                mask.push(true);
+                self.nulls = Some(mask);
+            }
+            None => {}
+        }
+    }
+
+    /// Drops rows past `len` (to undo a partly parsed row).
+    pub fn truncate(&mut self, len: usize) {
+        if let Some(n) = &mut self.nulls {
+            n.truncate(len);
+        }
+        match &mut self.data {
+            ColumnData::String(s) => {
+                s.offsets.truncate(len + 1);
+                let end = s.offsets[len] as usize;
+                s.data.truncate(end);
+            }
+            ColumnData::Bool(v) => v.truncate(len),
+            ColumnData::Int32(v) => v.truncate(len),
+            ColumnData::Int64(v) => v.truncate(len),
+            ColumnData::Float64(v) => v.truncate(len),
+            ColumnData::Decimal(v) => v.truncate(len),
+            ColumnData::Date(v) => v.truncate(len),
+            ColumnData::DateTime(v) => v.truncate(len),
+            ColumnData::Time(v) => v.truncate(len),
+        }
+    }
+
+    /// Appends a null.
+    pub fn push_null(&mut self) {
+        self.mark_null(true);
+        match &mut self.data {
+            ColumnData::Bool(v) => v.push(false),
+            ColumnData::Int32(v) => v.push(0),
+            ColumnData::Int64(v) => v.push(0),
+            ColumnData::Float64(v) => v.push(0.0),
+            ColumnData::Decimal(v) => v.push(Decimal::ZERO),
+            ColumnData::String(s) => s.push(""),
+            ColumnData::Date(v) => v.push(NaiveDate::MIN),
+            ColumnData::DateTime(v) => v.push(NaiveDateTime::MIN),
+            ColumnData::Time(v) => v.push(NaiveTime::MIN),
+        }
+    }
+
+    /// Parses `text` as this column's type and appends it. Nothing is appended on error.
+    ///
+    /// # Errors
+    /// Why the text is not a value of this type.
+    #[inline]
+    pub fn push_parsed(&mut self, text: &str) -> Result<(), String> {
+        match &mut self.data {
+            ColumnData::String(s) => s.push(text),
+            ColumnData::Int32(v) => v.push(value::parse_int(text)?),
+            ColumnData::Int64(v) => v.push(value::parse_int(text)?),
+            ColumnData::Float64(v) => v.push(value::parse_f64(text)?),
+            ColumnData::Decimal(v) => v.push(value::parse_decimal(text)?),
+            ColumnData::Bool(v) => v.push(value::parse_bool(text)?),
+            ColumnData::Date(v) => v.push(value::parse_date(text)?),
+            ColumnData::DateTime(v) => v.push(value::parse_datetime(text)?),
+            ColumnData::Time(v) => v.push(value::parse_time(text)?),
+        }
+        self.mark_null(false);
+        Ok(())
+    }
+
+    /// Appends a value, converting between compatible types (int → decimal, text → any type
+    /// by parsing, ...). Nothing is appended on error.
+    ///
+    /// # Errors
+    /// Why the value cannot become this column's type.
+    pub fn push_value(&mut self, v: &Value) -> Result<(), String> {
+        let ty = self.data_type();
+        let converted = convert(v, ty)?;
+        match (&mut self.data, converted) {
+            (_, Value::Null) => {
+                self.push_null();
+                return Ok(());
+            }
+            (ColumnData::Bool(c), Value::Bool(x)) => c.push(x),
+            (ColumnData::Int32(c), Value::Int32(x)) => c.push(x),
+            (ColumnData::Int64(c), Value::Int64(x)) => c.push(x),
+            (ColumnData::Float64(c), Value::Float64(x)) => c.push(x),
+            (ColumnData::Decimal(c), Value::Decimal(x)) => c.push(x),
+            (ColumnData::String(c), Value::String(x)) => c.push(&x),
+            (ColumnData::Date(c), Value::Date(x)) => c.push(x),
+            (ColumnData::DateTime(c), Value::DateTime(x)) => c.push(x),
+            (ColumnData::Time(c), Value::Time(x)) => c.push(x),
+            (_, other) => return Err(format!("internal: converted {other:?} does not match {ty}")),
+        }
+        self.mark_null(false);
+        Ok(())
+    }
+
+    /// Appends row `i` of `other` (same type).
+    pub fn push_from(&mut self, other: &Column, i: usize) {
+        if other.is_null(i) {
+            self.push_null();
+            return;
+        }
+        match (&mut self.data, &other.data) {
+            (ColumnData::String(a), ColumnData::String(b)) => a.push(b.get(i)),
+            (ColumnData::Bool(a), ColumnData::Bool(b)) => a.push(b[i]),
+            (ColumnData::Int32(a), ColumnData::Int32(b)) => a.push(b[i]),
+            (ColumnData::Int64(a), ColumnData::Int64(b)) => a.push(b[i]),
+            (ColumnData::Float64(a), ColumnData::Float64(b)) => a.push(b[i]),
+            (ColumnData::Decimal(a), ColumnData::Decimal(b)) => a.push(b[i]),
+            (ColumnData::Date(a), ColumnData::Date(b)) => a.push(b[i]),
+            (ColumnData::DateTime(a), ColumnData::DateTime(b)) => a.push(b[i]),
+            (ColumnData::Time(a), ColumnData::Time(b)) => a.push(b[i]),
+            _ => panic!("push_from between columns of different types"),
+        }
+        self.mark_null(false);
+    }
+
+    /// Row `i` as a [`Value`].
+    pub fn get(&self, i: usize) -> Value {
+        if self.is_null(i) {
+            return Value::Null;
+        }
+        match &self.data {
+            ColumnData::Bool(v) => Value::Bool(v[i]),
+            ColumnData::Int32(v) => Value::Int32(v[i]),
+            ColumnData::Int64(v) => Value::Int64(v[i]),
+            ColumnData::Float64(v) => Value::Float64(v[i]),
+            ColumnData::Decimal(v) => Value::Decimal(v[i]),
+            ColumnData::String(s) => Value::String(s.get(i).to_owned()),
+            ColumnData::Date(v) => Value::Date(v[i]),
+            ColumnData::DateTime(v) => Value::DateTime(v[i]),
+            ColumnData::Time(v) => Value::Time(v[i]),
+        }
+    }
+
+    /// Row `i` as text when this is a string column.
+    #[inline]
+    pub fn str_at(&self, i: usize) -> Option<&str> {
+        match &self.data {
+            ColumnData::String(s) if !self.is_null(i) => Some(s.get(i)),
+            _ => None,
+        }
+    }
+
+    /// Writes row `i`'s canonical text into `out` (nothing for null). The sink's hot path.
+    #[inline]
+    pub fn write_text(&self, i: usize, out: &mut Vec<u8>) {
+        if self.is_null(i) {
+            return;
+        }
+        match &self.data {
+            ColumnData::String(s) => out.extend_from_slice(s.get(i).as_bytes()),
+            ColumnData::Int32(v) => out.extend_from_slice(itoa::Buffer::new().format(v[i]).as_bytes()),
+            ColumnData::Int64(v) => out.extend_from_slice(itoa::Buffer::new().format(v[i]).as_bytes()),
+            ColumnData::Float64(v) => value::write_f64(v[i], out),
+            ColumnData::Decimal(v) => value::write_decimal(&v[i], out),
+            ColumnData::Bool(v) => out.extend_from_slice(if v[i] { b"true" } else { b"false" }),
+            ColumnData::Date(v) => value::write_date(&v[i], out),
+            ColumnData::DateTime(v) => value::write_datetime(&v[i], out),
+            ColumnData::Time(v) => value::write_time(&v[i], out),
+        }
+    }
+
+    /// A column of `rows` copies of one value.
+    ///
+    /// # Errors
+    /// When the value cannot become `ty`.
+    pub fn repeat(ty: DataType, v: &Value, rows: usize) -> Result<Column, String> {
+        let mut c = Column::with_capacity(ty, rows);
+        for _ in 0..rows {
+            c.push_value(v)?;
+        }
+        Ok(c)
+    }
+}
+
+/// Converts a value to `ty` the way a user expects: numbers widen, decimals and doubles
+/// convert exactly where they can, text is parsed, and anything renders to text.
+///
+/// # Errors
+/// Why the conversion is impossible (e.g. `'abc'` into int32, 3.5 into int32).
+pub fn convert(v: &Value, ty: DataType) -> Result<Value, String> {
+    use Value as V;
+    let bad = |v: &Value| Err(format!("cannot convert {v:?} to {ty}"));
+    Ok(match (v, ty) {
+        (V::Null, _) => V::Null,
+        (V::String(s), DataType::String) => V::String(s.clone()),
+        (V::String(s), t) => Value::parse(s, t)?,
+        (other, DataType::String) => V::String(other.to_string()),
+        (V::Bool(b), DataType::Bool) => V::Bool(*b),
+        (V::Int32(i), DataType::Int32) => V::Int32(*i),
+        (V::Int32(i), DataType::Int64) => V::Int64(*i as i64),
+        (V::Int32(i), DataType::Float64) => V::Float64(*i as f64),
+        (V::Int32(i), DataType::Decimal) => V::Decimal(Decimal::from(*i)),
+        (V::Int64(i), DataType::Int32) => V::Int32(i32::try_from(*i).map_err(|_| format!("{i} is out of range for int32"))?),
+        (V::Int64(i), DataType::Int64) => V::Int64(*i),
+        (V::Int64(i), DataType::Float64) => V::Float64(*i as f64),
+        (V::Int64(i), DataType::Decimal) => V::Decimal(Decimal::from(*i)),
+        (V::Float64(f), DataType::Float64) => V::Float64(*f),
+        (V::Float64(f), DataType::Int32 | DataType::Int64) => {
+            if f.fract() != 0.0 || !f.is_finite() {
+                return Err(format!("{f} is not a whole number for {ty}"));
+            }
+            if ty == DataType::Int32 {
+                if *f < i32::MIN as f64 || *f > i32::MAX as f64 {
+                    return Err(format!("{f} is out of range for int32"));
+                }
+                V::Int32(*f as i32)
+            } else {
+                if *f < i64::MIN as f64 || *f > i64::MAX as f64 {
+                    return Err(format!("{f} is out of range for int64"));
+                }
+                V::Int64(*f as i64)
+            }
+        }
+        (V::Float64(f), DataType::Decimal) => {
+            // Through the shortest round-trip text, so 202099.64 stays 202099.64 and
+            // 56244 stays 56244 (no float noise, no invented scale).
+            let mut buf = Vec::new();
+            value::write_f64(*f, &mut buf);
+            let text = std::str::from_utf8(&buf).unwrap_or("NaN");
+            let text = text.strip_suffix(".0").unwrap_or(text);
+            V::Decimal(value::parse_decimal(text).map_err(|_| format!("{f} cannot be a decimal"))?)
+        }
+        (V::Decimal(d), DataType::Decimal) => V::Decimal(*d),
+        (V::Decimal(d), DataType::Float64) => V::Float64(rust_decimal::prelude::ToPrimitive::to_f64(d).ok_or("decimal out of range")?),
+        (V::Decimal(d), DataType::Int32 | DataType::Int64) => {
+            if !d.fract().is_zero() {
+                return Err(format!("{d} is not a whole number for {ty}"));
+            }
+            return convert(
+                &V::Int64(rust_decimal::prelude::ToPrimitive::to_i64(d).ok_or("decimal out of range")?),
+                ty,
+            );
+        }
+        (V::Date(d), DataType::Date) => V::Date(*d),
+        (V::Date(d), DataType::DateTime) => V::DateTime(d.and_time(NaiveTime::MIN)),
+        (V::DateTime(d), DataType::DateTime) => V::DateTime(*d),
+        (V::DateTime(d), DataType::Date) => V::Date(d.date()),
+        (V::DateTime(d), DataType::Time) => V::Time(d.time()),
+        (V::Time(t), DataType::Time) => V::Time(*t),
+        (V::Bool(b), DataType::Int32) => V::Int32(*b as i32),
+        (V::Int32(i), DataType::Bool) => V::Bool(*i != 0),
+        (V::Int64(i), DataType::Bool) => V::Bool(*i != 0),
+        (other, _) => return bad(other),
+    })
+}
+
+/// A chunk of rows in columnar form, sharing its schema and (where unchanged) its columns.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    schema: SchemaRef,
+    columns: Vec<Arc<Column>>,
+    len: usize,
+    /// 1-based source line of each row, for error messages (empty when unknown).
+    lines: Arc<Vec<u64>>,
+}
+
+impl Chunk {
+    /// Builds a chunk.
+    ///
+    /// # Panics
+    /// When the columns do not match the schema in number, type or length — a bug in the
+    /// step that built it, never a data error.
+    pub fn new(schema: SchemaRef, columns: Vec<Arc<Column>>, lines: Arc<Vec<u64>>) -> Chunk {
+        assert_eq!(
+            schema.len(),
+            columns.len(),
+            "chunk has {} columns, schema {}",
+            columns.len(),
+            schema.len()
+        );
+        let len = columns.first().map_or(lines.len(), |c| c.len());
+        for (c, f) in columns.iter().zip(schema.fields()) {
+            assert_eq!(c.len(), len, "column '{}' has {} rows, expected {len}", f.name, c.len());
+            assert_eq!(c.data_type(), f.data_type, "column '{}' type", f.name);
+        }
+        assert!(lines.is_empty() || lines.len() == len, "line numbers do not match rows");
+        Chunk {
+            schema,
+            columns,
+            len,
+            lines,
+        }
+    }
+
+    /// Builds a chunk from owned columns.
+    pub fn from_columns(schema: SchemaRef, columns: Vec<Column>, lines: Vec<u64>) -> Chunk {
+        Chunk::new(schema, columns.into_iter().map(Arc::new).collect(), Arc::new(lines))
+    }
+
+    /// The schema every row follows.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The columns, in schema order.
+    pub fn columns(&self) -> &[Arc<Column>] {
+        &self.columns
+    }
+
+    /// A column by index.
+    pub fn column(&self, i: usize) -> &Arc<Column> {
+        &self.columns[i]
+    }
+
+    /// A column by name.
+    pub fn column_by_name(&self, name: &str) -> Option<&Arc<Column>> {
+        self.schema.index_of(name).map(|i| &self.columns[i])
+    }
+
+    /// Source line of row `i`, when known.
+    pub fn line(&self, i: usize) -> Option<u64> {
+        self.lines.get(i).copied()
+    }
+
+    /// The shared line numbers.
+    pub fn lines(&self) -> &Arc<Vec<u64>> {
+        &self.lines
+    }
+
+    /// A view of row `i`.
+    pub fn row(&self, i: usize) -> RowRef<'_> {
+        assert!(i < self.len, "row {i} out of {}", self.len);
+        RowRef { chunk: self, index: i }
+    }
+
+    /// Approximate heap bytes held (for port byte budgets).
+    pub fn byte_size(&self) -> usize {
+        self.columns.iter().map(|c| c.byte_size()).sum::<usize>() + self.lines.len() * 8
+    }
+
+    /// A new chunk with the rows at `indices` (in that order).
+    pub fn take(&self, indices: &[usize]) -> Chunk {
+        let columns = self
+            .columns
+            .iter()
+            .map(|c| {
+                let mut out = Column::with_capacity(c.data_type(), indices.len());
+                for &i in indices {
+                    out.push_from(c, i);
+                }
+                Arc::new(out)
+            })
+            .collect();
+        let lines = if self.lines.is_empty() {
+            Vec::new()
+        } else {
+            indices.iter().map(|&i| self.lines[i]).collect()
+        };
+        Chunk::new(Arc::clone(&self.schema), columns, Arc::new(lines))
+    }
+}
+
+/// A borrowed view of one row of a chunk.
+#[derive(Debug, Clone, Copy)]
+pub struct RowRef<'a> {
+    chunk: &'a Chunk,
+    index: usize,
+}
+
+impl<'a> RowRef<'a> {
+    /// Value by column index.
+    pub fn get(&self, i: usize) -> Value {
+        self.chunk.columns[i].get(self.index)
+    }
+
+    /// Value by column name.
+    pub fn get_by_name(&self, name: &str) -> Option<Value> {
+        self.chunk.schema.index_of(name).map(|i| self.get(i))
+    }
+
+    /// Source line, when known.
+    pub fn line(&self) -> Option<u64> {
+        self.chunk.line(self.index)
+    }
+
+    /// All values in schema order.
+    pub fn values(&self) -> Vec<Value> {
+        (0..self.chunk.columns.len()).map(|i| self.get(i)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{Field, Schema};
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int32, false),
+            Field::new("name", DataType::String, true),
+            Field::new("balance", DataType::Decimal, true),
+        ]))
+    }
+
+    #[test]
+    fn columns_parse_store_and_write_back() {
+        let mut id = Column::with_capacity(DataType::Int32, 2);
+        let mut name = Column::with_capacity(DataType::String, 2);
+        let mut bal = Column::with_capacity(DataType::Decimal, 2);
+        id.push_parsed("1").unwrap();
+        id.push_parsed("2").unwrap();
+        assert!(id.push_parsed("x").is_err());
+        name.push_parsed("Ann").unwrap();
+        name.push_null();
+        bal.push_null();
+        bal.push_parsed("56244.0").unwrap();
+        let chunk = Chunk::from_columns(schema(), vec![id, name, bal], vec![2, 3]);
+        assert_eq!(chunk.len(), 2);
+        assert_eq!(chunk.row(0).get_by_name("name"), Some(Value::String("Ann".into())));
+        assert_eq!(chunk.row(1).get(1), Value::Null);
+        let mut out = Vec::new();
+        chunk.column(2).write_text(1, &mut out);
+        assert_eq!(out, b"56244.0");
+        let taken = chunk.take(&[1]);
+        assert_eq!(taken.line(0), Some(3));
+        assert_eq!(
+            taken.row(0).values(),
+            vec![Value::Int32(2), Value::Null, Value::Decimal("56244.0".parse().unwrap())]
+        );
+    }
+
+    #[test]
+    fn conversions_keep_numbers_exact() {
+        assert_eq!(convert(&Value::Float64(56244.0), DataType::Decimal).unwrap().to_string(), "56244");
+        assert_eq!(
+            convert(&Value::Float64(202099.64), DataType::Decimal).unwrap().to_string(),
+            "202099.64"
+        );
+        assert_eq!(convert(&Value::Float64(56244.0), DataType::Int32).unwrap(), Value::Int32(56244));
+        assert!(convert(&Value::Float64(3.5), DataType::Int32).is_err());
+        assert!(convert(&Value::String("abc".into()), DataType::Int64).is_err());
+        assert_eq!(convert(&Value::Int32(7), DataType::String).unwrap(), Value::String("7".into()));
+    }
+}

@@ -1,0 +1,549 @@
+//! Pipeline files: the original FlowEngine YAML format, read leniently where the original's
+//! own files are inconsistent and strictly where a typo would silently change meaning.
+//!
+//! ```yaml
+//! Variables: { InputDir: data }          # optional; {InputDir} is substituted in strings
+//! Pipeline:                              # or `pipeline:`; keys are case-insensitive
+//!   Name: customers
+//!   Plugins:                             # steps, in order
+//!     - { Name: src, Type: DelimitedSource, Config: { FilePath: "{InputDir}/in.csv" } }
+//!     - { Name: out, Type: DelimitedSink,   Config: { FilePath: out.csv } }
+//!   Connections:                         # optional: absent = chain the plugins in order
+//!     - { From: src, To: out, Channel: { BufferSize: 4, FullMode: Wait } }
+//!   Settings: { DefaultChannel: { BufferSize: 8 }, Monitoring: { EnableMetrics: true }, Custom: {} }
+//! ```
+
+pub mod tree;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::steps::StepConfig;
+pub use tree::{Ctx, Node, Obj, YKind, YNode};
+
+/// What a port does when it is full. Each policy says what it loses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum FullMode {
+    /// Block the producer until there is room (backpressure). Loses nothing; a stalled
+    /// consumer stalls the producer, and after `TimeoutSeconds` the run fails.
+    #[default]
+    Wait,
+    /// Drop the oldest buffered chunk to make room. Loses old data; counted as dropped.
+    DropOldest,
+    /// Drop the chunk being sent. Loses new data; counted as dropped.
+    DropNewest,
+    /// Fail the run at the first full port (`ThrowException` in the original).
+    ThrowException,
+}
+
+impl FullMode {
+    fn parse(s: &str) -> Option<FullMode> {
+        Some(match tree::norm_key(s).as_str() {
+            "wait" | "block" => FullMode::Wait,
+            "dropoldest" => FullMode::DropOldest,
+            "dropnewest" | "dropwrite" => FullMode::DropNewest,
+            "throwexception" | "throw" | "fail" => FullMode::ThrowException,
+            _ => return None,
+        })
+    }
+}
+
+/// A connection's bounded buffer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChannelConfig {
+    /// Capacity in chunks (the original's `BufferSize`).
+    pub buffer_size: usize,
+    /// Percent of `buffer_size` (1–100). When a `Wait` port is full the producer sleeps until
+    /// the buffer has drained below this level, instead of waking for every free slot; each
+    /// such wait is counted as a backpressure event in the step metrics.
+    pub backpressure_threshold: u8,
+    /// Policy when full.
+    pub full_mode: FullMode,
+    /// How long a producer may wait on a full `Wait` port before the run fails with an error
+    /// naming the stalled connection (0 = forever). Also bounds nothing else.
+    pub timeout: Duration,
+    /// Byte budget: the port is also full when its buffered chunks hold this many bytes, so
+    /// a large `BufferSize` cannot blow memory. One chunk is always admitted.
+    pub max_bytes: usize,
+}
+
+impl Default for ChannelConfig {
+    fn default() -> Self {
+        ChannelConfig {
+            buffer_size: crate::defaults::DEFAULT_BUFFER_SIZE_CHUNKS,
+            backpressure_threshold: 80,
+            full_mode: FullMode::Wait,
+            timeout: Duration::from_secs(30),
+            max_bytes: crate::defaults::DEFAULT_PORT_BYTE_BUDGET,
+        }
+    }
+}
+
+impl ChannelConfig {
+    fn parse(node: &Node<'_>, base: &ChannelConfig) -> Result<ChannelConfig> {
+        let mut o = node.obj()?;
+        let mut c = base.clone();
+        if let Some(n) = o.take(&["BufferSize", "Capacity"])? {
+            c.buffer_size = n.u64()? as usize;
+            if c.buffer_size == 0 {
+                return Err(n.err("BufferSize must be at least 1 (it counts chunks)"));
+            }
+        }
+        if let Some(n) = o.take(&["BackpressureThreshold"])? {
+            let v = n.f64()?;
+            if !(1.0..=100.0).contains(&v) {
+                return Err(n.err("BackpressureThreshold is a percentage between 1 and 100"));
+            }
+            c.backpressure_threshold = v as u8;
+        }
+        if let Some(n) = o.take(&["FullMode"])? {
+            let s = n.string()?;
+            c.full_mode = FullMode::parse(&s).ok_or_else(|| {
+                n.err(format!(
+                    "unknown FullMode '{s}'; use Wait, DropOldest, DropNewest or ThrowException"
+                ))
+            })?;
+        }
+        if let Some(n) = o.take(&["TimeoutSeconds", "Timeout"])? {
+            c.timeout = Duration::from_secs_f64(n.f64()?.max(0.0));
+        }
+        if let Some(n) = o.take(&["MaxBytes", "MaxBufferBytes", "ByteBudget"])? {
+            c.max_bytes = n.u64()? as usize;
+        }
+        o.finish()?;
+        Ok(c)
+    }
+}
+
+/// One connection: `From: step` or `From: step.queue` (a named extra output) to `To: step`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionConfig {
+    /// Upstream step.
+    pub from: String,
+    /// Upstream output; `None` is the main output.
+    pub from_port: Option<String>,
+    /// Downstream step.
+    pub to: String,
+    /// The port; `None` uses `Settings.DefaultChannel`.
+    pub channel: Option<ChannelConfig>,
+}
+
+/// `Settings.Monitoring`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MonitoringConfig {
+    /// Collect per-step metrics (always on in this engine; kept for compatibility).
+    pub enable_metrics: bool,
+    /// Interval of the periodic metrics log line (0 = none).
+    pub metrics_interval: Duration,
+    /// Log step lifecycle events to stderr.
+    pub enable_tracing: bool,
+}
+
+impl Default for MonitoringConfig {
+    fn default() -> Self {
+        MonitoringConfig {
+            enable_metrics: true,
+            metrics_interval: Duration::ZERO,
+            enable_tracing: false,
+        }
+    }
+}
+
+/// Seed 003's regression detection.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct PerformanceConfig {
+    /// JSON file holding the baseline throughput; written when missing.
+    pub baseline_file: Option<PathBuf>,
+    /// Fail the run when slower than the baseline by more than `max_regression_percent`.
+    pub fail_on_regression: bool,
+    /// Allowed slowdown in percent (default 10).
+    pub max_regression_percent: f64,
+}
+
+/// `Pipeline.Settings`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Settings {
+    /// Channel used by connections that give none.
+    pub default_channel: ChannelConfig,
+    /// Metrics and tracing.
+    pub monitoring: MonitoringConfig,
+    /// Regression detection.
+    pub performance: PerformanceConfig,
+    /// The user's own settings, untouched.
+    pub custom: serde_json::Value,
+}
+
+/// One step (plugin) of a pipeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepDef {
+    /// Unique step name.
+    pub name: String,
+    /// What the step is and its settings.
+    pub config: StepConfig,
+    /// Line in the pipeline file (0 when built in code).
+    #[serde(default)]
+    pub line: usize,
+}
+
+/// A whole pipeline file, parsed and with paths resolved.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PipelineConfig {
+    /// Pipeline name.
+    pub name: String,
+    /// Version text.
+    pub version: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// Steps in file order.
+    pub steps: Vec<StepDef>,
+    /// Connections; empty means "chain the steps in the order listed".
+    pub connections: Vec<ConnectionConfig>,
+    /// Settings.
+    pub settings: Settings,
+    /// The file it came from (for messages).
+    pub file: String,
+    /// Notes produced while loading (e.g. an ignored `Assembly` key).
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+/// What step parsers need: the context for errors, where relative paths start, notes.
+pub struct ParseEnv<'a> {
+    /// Directory of the pipeline file.
+    pub base_dir: &'a Path,
+    /// Notes for the user.
+    pub notes: &'a mut Vec<String>,
+}
+
+impl ParseEnv<'_> {
+    /// Resolves a path-valued key (see [`crate::paths`]).
+    ///
+    /// # Errors
+    /// Unset variable or UNC path, at this key's line.
+    pub fn path(&self, node: &Node<'_>) -> Result<PathBuf> {
+        let raw = node.string()?;
+        crate::paths::resolve(&raw, self.base_dir).map_err(|m| node.err(m))
+    }
+}
+
+impl PipelineConfig {
+    /// Reads a pipeline file. `vars` override the file's `Variables`.
+    ///
+    /// # Errors
+    /// A missing file, bad YAML, an unknown key, a bad value — each with file, line and path.
+    pub fn from_file(path: &Path, vars: &[(String, String)]) -> Result<PipelineConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e, "cannot read the pipeline file; check the path"))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
+        Self::from_yaml_str(&text, &path.display().to_string(), &base, vars)
+    }
+
+    /// Reads pipeline YAML text. Relative paths resolve against `base_dir`.
+    ///
+    /// # Errors
+    /// As [`PipelineConfig::from_file`].
+    pub fn from_yaml_str(text: &str, file: &str, base_dir: &Path, vars: &[(String, String)]) -> Result<PipelineConfig> {
+        let mut root = tree::parse_yaml(text, file)?;
+        let ctx = Ctx { file };
+        // Variables first: they are substituted into every string of the tree.
+        let variables = read_variables(&root, ctx.clone(), vars)?;
+        substitute(&mut root, &variables, "", ctx.clone())?;
+        let mut top = Obj::new(ctx.clone(), &root, "")?;
+        top.take(&["Variables"])?;
+        let pipeline = top.require(&["Pipeline"])?;
+        top.finish()?;
+        let mut p = pipeline.obj()?;
+        let mut notes = Vec::new();
+        let name = p
+            .take(&["Name"])?
+            .map(|n| n.string())
+            .transpose()?
+            .unwrap_or_else(|| "pipeline".into());
+        let version = p.take(&["Version"])?.map(|n| n.string()).transpose()?;
+        let description = p.take(&["Description"])?.map(|n| n.string()).transpose()?;
+        let mut settings = Settings::default();
+        if let Some(n) = p.take(&["Settings"])? {
+            settings = parse_settings(&n, base_dir)?;
+        }
+        if let Some(n) = p.take(&["Performance"])? {
+            settings.performance = parse_performance(&n, base_dir)?;
+        }
+        let plugins = p.require(&["Plugins", "Steps"])?;
+        let mut steps = Vec::new();
+        for item in plugins.list()? {
+            let mut env = ParseEnv {
+                base_dir,
+                notes: &mut notes,
+            };
+            steps.push(parse_step(&item, &mut env)?);
+        }
+        if steps.is_empty() {
+            return Err(plugins.err("the pipeline has no plugins; add at least a source and a sink"));
+        }
+        let mut connections = Vec::new();
+        if let Some(n) = p.take(&["Connections"])? {
+            for item in n.list()? {
+                connections.push(parse_connection(&item, &settings.default_channel)?);
+            }
+        }
+        p.finish()?;
+        Ok(PipelineConfig {
+            name,
+            version,
+            description,
+            steps,
+            connections,
+            settings,
+            file: file.to_owned(),
+            notes,
+        })
+    }
+}
+
+fn parse_step(item: &Node<'_>, env: &mut ParseEnv<'_>) -> Result<StepDef> {
+    let mut o = item.obj()?;
+    let name = o.require(&["Name"])?.string()?;
+    let type_node = o.require(&["Type"])?;
+    let type_name = type_node.string()?;
+    if let Some(a) = o.take(&["Assembly", "AssemblyPath"])? {
+        env.notes.push(format!(
+            "step '{name}': Assembly '{}' ignored — steps are built into this engine",
+            a.string()?
+        ));
+    }
+    let config_node = o.take(&["Config", "Configuration", "Settings"])?;
+    let empty = YNode {
+        kind: YKind::Null,
+        line: o.line(),
+    };
+    let (config_node, config_path) = match &config_node {
+        Some(n) => (n.node, n.path.clone()),
+        None => (&empty, format!("{}.Config", o.path())),
+    };
+    let mut config = Obj::new(o.ctx(), config_node, config_path)?;
+    let step = crate::steps::parse_step_config(&type_node, &type_name, &mut config, env)?;
+    config.finish()?;
+    o.finish()?;
+    Ok(StepDef {
+        name,
+        config: step,
+        line: item.node.line,
+    })
+}
+
+fn parse_connection(item: &Node<'_>, default_channel: &ChannelConfig) -> Result<ConnectionConfig> {
+    let mut o = item.obj()?;
+    let from_raw = o.require(&["From", "Source"])?.string()?;
+    let to = o.require(&["To", "Target", "Destination"])?.string()?;
+    let channel = o
+        .take(&["Channel"])?
+        .map(|n| ChannelConfig::parse(&n, default_channel))
+        .transpose()?;
+    o.finish()?;
+    // `Step.queue` names an extra output of a transform; step names themselves may contain
+    // dots, which the DAG builder resolves (it knows the step names).
+    Ok(ConnectionConfig {
+        from: from_raw,
+        from_port: None,
+        to,
+        channel,
+    })
+}
+
+fn parse_settings(node: &Node<'_>, base_dir: &Path) -> Result<Settings> {
+    let mut o = node.obj()?;
+    let mut s = Settings::default();
+    if let Some(n) = o.take(&["DefaultChannel"])? {
+        s.default_channel = ChannelConfig::parse(&n, &ChannelConfig::default())?;
+    }
+    if let Some(n) = o.take(&["Monitoring"])? {
+        let mut m = n.obj()?;
+        if let Some(v) = m.take(&["EnableMetrics"])? {
+            s.monitoring.enable_metrics = v.bool()?;
+        }
+        if let Some(v) = m.take(&["MetricsIntervalSeconds"])? {
+            s.monitoring.metrics_interval = Duration::from_secs_f64(v.f64()?.max(0.0));
+        }
+        if let Some(v) = m.take(&["EnableTracing"])? {
+            s.monitoring.enable_tracing = v.bool()?;
+        }
+        m.take_free(&["Custom"])?;
+        m.finish()?;
+    }
+    if let Some(n) = o.take(&["Performance"])? {
+        s.performance = parse_performance(&n, base_dir)?;
+    }
+    if let Some(c) = o.take_free(&["Custom"])? {
+        s.custom = tree::to_json(c);
+    }
+    o.finish()?;
+    Ok(s)
+}
+
+fn parse_performance(node: &Node<'_>, base_dir: &Path) -> Result<PerformanceConfig> {
+    let mut o = node.obj()?;
+    let mut p = PerformanceConfig {
+        max_regression_percent: 10.0,
+        ..Default::default()
+    };
+    if let Some(n) = o.take(&["BaselineFile"])? {
+        let raw = n.string()?;
+        p.baseline_file = Some(crate::paths::resolve(&raw, base_dir).map_err(|m| n.err(m))?);
+    }
+    if let Some(n) = o.take(&["FailOnRegression"])? {
+        p.fail_on_regression = n.bool()?;
+    }
+    if let Some(n) = o.take(&["MaxRegressionPercent"])? {
+        p.max_regression_percent = n.f64()?;
+    }
+    o.finish()?;
+    Ok(p)
+}
+
+/// Reads `Variables`, applies CLI overrides and resolves variables that use other variables.
+fn read_variables(root: &YNode, ctx: Ctx<'_>, overrides: &[(String, String)]) -> Result<HashMap<String, String>> {
+    let mut vars: HashMap<String, String> = HashMap::new();
+    if let YKind::Map(entries) = &root.kind {
+        for (k, v) in entries {
+            if tree::norm_key(k) == "variables" {
+                let node = Node {
+                    ctx: ctx.clone(),
+                    node: v,
+                    path: k.clone(),
+                };
+                let mut o = node.obj()?;
+                let YKind::Map(vs) = &v.kind else { continue };
+                for (name, _) in vs {
+                    let n = o.require(&[leak_key(name)])?;
+                    vars.insert(name.clone(), n.string()?);
+                }
+            }
+        }
+    }
+    for (k, v) in overrides {
+        vars.insert(k.clone(), v.clone());
+    }
+    // Nested references: resolve until stable (bounded, so a cycle is an error, not a hang).
+    for _ in 0..16 {
+        let snapshot = vars.clone();
+        let mut changed = false;
+        for v in vars.values_mut() {
+            let new = replace_vars(v, &snapshot).map_err(|m| ctx.err("Variables", 0, m))?;
+            if new != *v {
+                *v = new;
+                changed = true;
+            }
+        }
+        if !changed {
+            return Ok(vars);
+        }
+    }
+    Err(ctx.err("Variables", 0, "variables refer to each other in a cycle"))
+}
+
+// Variable names are few and live for the whole load; a 'static str lets `Obj::take` record
+// them as known keys like any other.
+fn leak_key(s: &str) -> &'static str {
+    Box::leak(s.to_owned().into_boxed_str())
+}
+
+/// Replaces `{Name}` with the variable's value; `{Name}` with no such variable is left for
+/// the caller to report.
+fn replace_vars(s: &str, vars: &HashMap<String, String>) -> std::result::Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        let end = after.find('}');
+        let ident = end
+            .map(|e| &after[..e])
+            .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.'));
+        match (ident, end) {
+            (Some(id), Some(e)) if rest[..start].ends_with('$') => {
+                // `${ENV}`: environment, handled by the path resolver and `expand_env`.
+                out.push('{');
+                out.push_str(id);
+                out.push('}');
+                rest = &after[e + 1..];
+            }
+            (Some(id), Some(e)) => {
+                let value = vars
+                    .get(id)
+                    .or_else(|| vars.iter().find(|(k, _)| k.eq_ignore_ascii_case(id)).map(|(_, v)| v));
+                match value {
+                    Some(v) => out.push_str(v),
+                    None => {
+                        let mut names: Vec<&str> = vars.keys().map(String::as_str).collect();
+                        names.sort_unstable();
+                        return Err(format!(
+                            "unknown variable '{{{id}}}'; define it under Variables or pass --var {id}=VALUE (defined: {})",
+                            if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+                        ));
+                    }
+                }
+                rest = &after[e + 1..];
+            }
+            _ => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Substitutes variables and `${ENV}` in every string of the tree, except scripts (whose
+/// braces are JavaScript) and `Custom` blocks (the user's own).
+fn substitute(node: &mut YNode, vars: &HashMap<String, String>, path: &str, ctx: Ctx<'_>) -> Result<()> {
+    let line = node.line;
+    match &mut node.kind {
+        YKind::Str(s) => {
+            let replaced = replace_vars(s, vars).map_err(|m| ctx.err(path, line, m))?;
+            let expanded = if replaced.contains("${") {
+                crate::paths::expand_env(&replaced, &|k| std::env::var(k).ok()).map_err(|m| ctx.err(path, line, m))?
+            } else {
+                replaced
+            };
+            *s = expanded;
+        }
+        YKind::Seq(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                substitute(item, vars, &format!("{path}[{i}]"), ctx.clone())?;
+            }
+        }
+        YKind::Map(entries) => {
+            for (k, v) in entries.iter_mut() {
+                let nk = tree::norm_key(k);
+                if matches!(nk.as_str(), "script" | "custom" | "variables") {
+                    continue;
+                }
+                let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                substitute(v, vars, &p, ctx.clone())?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variables_nest_and_unknown_ones_are_named() {
+        let mut vars = HashMap::new();
+        vars.insert("Dir".to_owned(), "out".to_owned());
+        vars.insert("File".to_owned(), "{Dir}/x.csv".to_owned());
+        assert_eq!(replace_vars("{File}", &vars).unwrap(), "{Dir}/x.csv");
+        assert_eq!(replace_vars("a {Dir} ${HOME} {", &vars).unwrap(), "a out ${HOME} {");
+        let e = replace_vars("{Nope}", &vars).unwrap_err();
+        assert!(e.contains("--var Nope=VALUE") && e.contains("Dir, File"), "{e}");
+    }
+}

@@ -1,0 +1,141 @@
+//! The engine's one error type.
+//!
+//! Variants are grouped by who is at fault: the pipeline file ([`Error::Config`]), the DAG
+//! ([`Error::Plan`]), the data ([`Error::Data`]), a script ([`Error::Script`]), the
+//! environment ([`Error::Io`]), a policy ([`Error::Port`], [`Error::Regression`]) or the
+//! user ([`Error::Cancelled`]). Every variant carries the position it knows: the file and
+//! line, the step, the field.
+
+use std::path::PathBuf;
+
+/// Result alias used throughout the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while loading, building or running a pipeline.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The pipeline file is wrong: bad YAML, an unknown key, a bad value.
+    #[error("{file}{line}: {path}: {message}", line = fmt_line(*.line), path = if .path.is_empty() { "<root>" } else { .path.as_str() })]
+    Config {
+        /// The pipeline file (or `<inline>`).
+        file: String,
+        /// 1-based line in the file, when known.
+        line: Option<usize>,
+        /// Dotted key path, e.g. `Pipeline.Plugins[0].Config.FilePath`.
+        path: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// The DAG cannot be built: unknown step type, duplicate name, cycle, schema mismatch, ...
+    #[error("pipeline error at step '{step}': {message}")]
+    Plan {
+        /// The step (or connection) at fault.
+        step: String,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// A row is malformed: wrong field count, unparsable value, invalid UTF-8, null in a
+    /// non-nullable column.
+    #[error("{file}:{line}: field '{field}': {message} (step '{step}')")]
+    Data {
+        /// The step that read the row.
+        step: String,
+        /// The input file.
+        file: String,
+        /// 1-based line of the row in the file.
+        line: u64,
+        /// The column name (or `#n` when the row has no such column).
+        field: String,
+        /// Why the row is malformed.
+        message: String,
+    },
+    /// A script failed on a row or could not be compiled.
+    #[error("step '{step}'{line}{field}: {message}", line = .line.map(|l| format!(", source line {l}")).unwrap_or_default(), field = .field.as_ref().map(|f| format!(", field '{f}'")).unwrap_or_default())]
+    Script {
+        /// The transform step.
+        step: String,
+        /// Source line of the row being processed, when known.
+        line: Option<u64>,
+        /// Field involved, when known.
+        field: Option<String>,
+        /// The script's error message.
+        message: String,
+    },
+    /// Too many malformed rows.
+    #[error("step '{step}': {count} malformed rows exceed MaxErrors = {max}; last: {last}")]
+    TooManyErrors {
+        /// The step.
+        step: String,
+        /// Rows rejected so far.
+        count: u64,
+        /// The configured limit.
+        max: u64,
+        /// The last error seen.
+        last: Box<Error>,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {source}{hint}", path = .path.display(), hint = if .hint.is_empty() { String::new() } else { format!(" ({})", .hint) })]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+        /// What to do about it.
+        hint: String,
+    },
+    /// A port policy failed the run (`FullMode: ThrowException`, or a `Wait` timeout).
+    #[error("connection {from} -> {to}: {message}")]
+    Port {
+        /// Upstream step (and output).
+        from: String,
+        /// Downstream step.
+        to: String,
+        /// What happened.
+        message: String,
+    },
+    /// The run was slower than its baseline by more than the allowed percentage.
+    #[error("performance regression: {message}")]
+    Regression {
+        /// Numbers behind the verdict.
+        message: String,
+    },
+    /// The run was cancelled (Ctrl-C or [`crate::CancelToken::cancel`]).
+    #[error("run cancelled")]
+    Cancelled,
+    /// A bug in the engine.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn fmt_line(line: Option<usize>) -> String {
+    line.map(|l| format!(":{l}")).unwrap_or_default()
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error, hint: impl Into<String>) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+            hint: hint.into(),
+        }
+    }
+
+    pub(crate) fn plan(step: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Plan {
+            step: step.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The 1-based source line this error points at, if any.
+    pub fn line(&self) -> Option<u64> {
+        match self {
+            Error::Config { line, .. } => line.map(|l| l as u64),
+            Error::Data { line, .. } => Some(*line),
+            Error::Script { line, .. } => *line,
+            Error::TooManyErrors { last, .. } => last.line(),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! FlowEngine: a schema-first, chunked, streaming data-pipeline engine that runs the
+//! original FlowEngine's YAML pipeline files.
+//!
+//! Primary types:
+//! - [`Pipeline`]: load ([`Pipeline::from_file`]), validate (building it does), run.
+//! - [`PipelineConfig`]: the parsed file; build one in code and pass it to [`Pipeline::build`].
+//! - [`Chunk`], [`Column`], [`Schema`], [`Value`]: the data model (columnar chunks of
+//!   ~5000 rows with a row view; see [`chunk`] for why columnar).
+//! - [`steps::Source`], [`steps::Transform`], [`steps::Sink`], [`steps::StepPlugin`]: write
+//!   your own steps; register them in a [`steps::Registry`].
+//! - [`Error`]: one error type, with file, line, step and field where known.
+//!
+//! ```no_run
+//! use flowengine::Pipeline;
+//!
+//! let pipeline = Pipeline::from_file("examples/customers.yaml", &[("OutputDir".into(), "out".into())])?;
+//! let summary = pipeline.run()?;
+//! for s in &summary.steps {
+//!     println!("{}: {} in, {} out, {} rejected", s.name, s.rows_in, s.rows_out, s.rows_rejected);
+//! }
+//! # Ok::<(), flowengine::Error>(())
+//! ```
+
+pub mod chunk;
+pub mod config;
+pub mod defaults;
+pub mod error;
+pub mod metrics;
+pub mod output_file;
+pub mod paths;
+pub mod pipeline;
+pub mod port;
+pub mod regression;
+pub mod schema;
+pub mod steps;
+pub mod value;
+
+pub use chunk::{Chunk, Column, ColumnData, RowRef};
+pub use config::{ChannelConfig, ConnectionConfig, FullMode, PipelineConfig, Settings, StepDef};
+pub use error::{Error, Result};
+pub use metrics::{StepMetrics, StepSummary};
+pub use pipeline::{Pipeline, Progress, RunSummary};
+pub use port::CancelToken;
+pub use schema::{DataType, Field, Schema, SchemaRef};
+pub use steps::{Registry, StepConfig};
+pub use value::Value;

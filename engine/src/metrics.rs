@@ -1,0 +1,101 @@
+//! Typed per-step metrics, updated lock-free while the pipeline runs.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Live counters of one step. Shared between the step's thread, the ports and the progress
+/// display.
+#[derive(Debug, Default)]
+pub struct StepMetrics {
+    /// Rows received from upstream (sources: rows read).
+    pub rows_in: AtomicU64,
+    /// Rows emitted on all outputs.
+    pub rows_out: AtomicU64,
+    /// Rows rejected (malformed, failed validation, script error under Skip).
+    pub rows_rejected: AtomicU64,
+    /// Rows a downstream port dropped (DropOldest / DropNewest).
+    pub rows_dropped: AtomicU64,
+    /// Rows a sink wrote.
+    pub rows_written: AtomicU64,
+    /// Rows a script chose not to emit (`process` returned false).
+    pub rows_filtered: AtomicU64,
+    /// Times the step waited on a full port.
+    pub backpressure_waits: AtomicU64,
+    /// Bytes consumed from the input file (sources), for progress.
+    pub bytes_read: AtomicU64,
+    /// Nanoseconds spent working (not waiting on ports).
+    pub busy_nanos: AtomicU64,
+}
+
+impl StepMetrics {
+    /// Adds to a counter.
+    #[inline]
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
+
+    /// A consistent-enough copy for reporting.
+    pub fn snapshot(&self, name: &str, kind: &str, elapsed: Duration) -> StepSummary {
+        StepSummary {
+            name: name.to_owned(),
+            kind: kind.to_owned(),
+            rows_in: self.rows_in.load(Relaxed),
+            rows_out: self.rows_out.load(Relaxed),
+            rows_rejected: self.rows_rejected.load(Relaxed),
+            rows_dropped: self.rows_dropped.load(Relaxed),
+            rows_written: self.rows_written.load(Relaxed),
+            rows_filtered: self.rows_filtered.load(Relaxed),
+            backpressure_waits: self.backpressure_waits.load(Relaxed),
+            busy: Duration::from_nanos(self.busy_nanos.load(Relaxed)),
+            elapsed,
+        }
+    }
+}
+
+/// Final numbers of one step.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StepSummary {
+    /// Step name.
+    pub name: String,
+    /// Step type.
+    pub kind: String,
+    /// Rows in.
+    pub rows_in: u64,
+    /// Rows out (all outputs).
+    pub rows_out: u64,
+    /// Rows rejected.
+    pub rows_rejected: u64,
+    /// Rows dropped by full ports downstream of this step.
+    pub rows_dropped: u64,
+    /// Rows written (sinks).
+    pub rows_written: u64,
+    /// Rows filtered out by a script.
+    pub rows_filtered: u64,
+    /// Waits on full ports.
+    pub backpressure_waits: u64,
+    /// Time spent working.
+    pub busy: std::time::Duration,
+    /// Wall time from start to the step's end.
+    pub elapsed: std::time::Duration,
+}
+
+impl StepSummary {
+    /// Rows per second over the step's wall time (rows in, or rows out for sources).
+    pub fn throughput(&self) -> f64 {
+        let rows = self.rows_in.max(self.rows_out) as f64;
+        let secs = self.elapsed.as_secs_f64();
+        if secs > 0.0 {
+            rows / secs
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Peak resident memory of this process in bytes (Linux `VmHWM`), when available.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

@@ -1,0 +1,160 @@
+//! Output files that appear only when the run succeeds.
+//!
+//! Rows go to a temp file in the target's directory (same filesystem, so the final rename is
+//! atomic). [`AtomicOutput::commit`] renames it into place; dropping an uncommitted output —
+//! on error, cancellation or panic — deletes the temp file. A failed run therefore leaves
+//! neither a half-written output nor a temp file.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// How the final file is produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publish {
+    /// Replace the target if it exists.
+    Overwrite,
+    /// Refuse when the target exists (checked at open and again at commit).
+    NoClobber,
+    /// Append the new rows to the target at commit.
+    Append,
+}
+
+/// A buffered writer over a temp file that becomes `target` on commit.
+pub struct AtomicOutput {
+    target: PathBuf,
+    publish: Publish,
+    writer: Option<BufWriter<tempfile::NamedTempFile>>,
+}
+
+impl AtomicOutput {
+    /// Opens the temp file next to `target`.
+    ///
+    /// # Errors
+    /// The directory is missing (and `create_dirs` is false), not writable, or the target
+    /// exists under [`Publish::NoClobber`].
+    pub fn create(target: &Path, publish: Publish, create_dirs: bool, buffer: usize) -> Result<AtomicOutput> {
+        let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        if !dir.exists() {
+            if create_dirs {
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e, "cannot create the output directory"))?;
+            } else {
+                return Err(Error::io(
+                    dir,
+                    io::Error::from(io::ErrorKind::NotFound),
+                    "the output directory does not exist; create it or set CreateDirectory: true",
+                ));
+            }
+        }
+        if publish == Publish::NoClobber && target.exists() {
+            return Err(Error::io(
+                target,
+                io::Error::from(io::ErrorKind::AlreadyExists),
+                "the output file exists and OverwriteExisting is false; remove it, set OverwriteExisting: true, or AppendMode: true",
+            ));
+        }
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "output".into());
+        let mut builder = tempfile::Builder::new();
+        // tempfile creates 0600 files; an output file gets the usual 0644 (less the umask).
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+        let tmp = builder
+            .prefix(&format!(".{name}."))
+            .suffix(".flowengine-tmp")
+            .tempfile_in(dir)
+            .map_err(|e| Error::io(dir, e, "cannot create a temp file in the output directory"))?;
+        Ok(AtomicOutput {
+            target: target.to_path_buf(),
+            publish,
+            writer: Some(BufWriter::with_capacity(buffer.max(4096), tmp)),
+        })
+    }
+
+    /// The final path.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// Flushes buffered bytes to the temp file.
+    ///
+    /// # Errors
+    /// I/O.
+    pub fn flush(&mut self) -> Result<()> {
+        if let Some(w) = &mut self.writer {
+            w.flush().map_err(|e| Error::io(&self.target, e, "cannot write the output"))?;
+        }
+        Ok(())
+    }
+
+    /// Publishes the file.
+    ///
+    /// # Errors
+    /// I/O; a target that appeared meanwhile under [`Publish::NoClobber`].
+    pub fn commit(&mut self) -> Result<()> {
+        let Some(w) = self.writer.take() else { return Ok(()) };
+        let tmp = w
+            .into_inner()
+            .map_err(|e| Error::io(&self.target, e.into_error(), "cannot write the output"))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| Error::io(&self.target, e, "cannot sync the output"))?;
+        match self.publish {
+            Publish::Overwrite => {
+                tmp.persist(&self.target)
+                    .map_err(|e| Error::io(&self.target, e.error, "cannot move the finished output into place"))?;
+            }
+            Publish::NoClobber => {
+                tmp.persist_noclobber(&self.target).map_err(|e| {
+                    Error::io(
+                        &self.target,
+                        e.error,
+                        "the output file appeared during the run and OverwriteExisting is false",
+                    )
+                })?;
+            }
+            Publish::Append => {
+                let mut src = File::open(tmp.path()).map_err(|e| Error::io(tmp.path(), e, "cannot reopen the temp output"))?;
+                let mut dst = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.target)
+                    .map_err(|e| Error::io(&self.target, e, "cannot open the output for appending"))?;
+                io::copy(&mut src, &mut dst).map_err(|e| Error::io(&self.target, e, "cannot append to the output"))?;
+                dst.sync_all().map_err(|e| Error::io(&self.target, e, "cannot sync the output"))?;
+                // `tmp` is deleted when dropped here.
+            }
+        }
+        Ok(())
+    }
+
+    /// Discards everything written (also what `Drop` does).
+    pub fn abort(&mut self) {
+        self.writer = None;
+    }
+}
+
+impl Write for AtomicOutput {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.writer {
+            Some(w) => w.write(buf),
+            None => Err(io::Error::other("output already closed")),
+        }
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match &mut self.writer {
+            Some(w) => w.write_all(buf),
+            None => Err(io::Error::other("output already closed")),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.writer {
+            Some(w) => w.flush(),
+            None => Ok(()),
+        }
+    }
+}

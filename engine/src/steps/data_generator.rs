@@ -1,0 +1,171 @@
+//! `DataGenerator` (the original's `FlowEngine.Core.Plugins.Examples.DataGeneratorPlugin`):
+//! deterministic customer-like rows, for demos and for engine benchmarks without disk I/O.
+//!
+//! Schema: `customer_id int32, first_name string, last_name string, age int32, email string,
+//! account_value decimal` — the shape of the original's `customers.csv`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::chunk::{Chunk, Column};
+use crate::config::{Obj, ParseEnv};
+use crate::error::{Error, Result};
+use crate::port::CancelToken;
+use crate::schema::{DataType, Field, Schema, SchemaRef};
+use crate::steps::{BuildContext, Emitter, Source, StepRuntime};
+use crate::value::Value;
+
+/// Config of `DataGenerator`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataGeneratorConfig {
+    /// Rows to generate (default 1000).
+    pub row_count: u64,
+    /// Rows per chunk (default 5000).
+    pub batch_size: usize,
+    /// Pause between chunks, to simulate a slow source (default 0).
+    pub delay_ms: u64,
+    /// PRNG seed: the same seed gives the same rows (default 42).
+    pub seed: u64,
+}
+
+impl Default for DataGeneratorConfig {
+    fn default() -> Self {
+        DataGeneratorConfig {
+            row_count: 1000,
+            batch_size: crate::defaults::DEFAULT_CHUNK_SIZE,
+            delay_ms: 0,
+            seed: 42,
+        }
+    }
+}
+
+impl DataGeneratorConfig {
+    pub(crate) fn parse(o: &mut Obj<'_>, _env: &mut ParseEnv<'_>) -> Result<Self> {
+        let mut c = DataGeneratorConfig::default();
+        if let Some(n) = o.take(&["RowCount", "Rows"])? {
+            c.row_count = n.u64()?;
+        }
+        if let Some(n) = o.take(&["BatchSize", "ChunkSize"])? {
+            c.batch_size = n.u64()? as usize;
+            if c.batch_size == 0 {
+                return Err(n.err("BatchSize must be at least 1"));
+            }
+        }
+        if let Some(n) = o.take(&["DelayMs", "Delay"])? {
+            c.delay_ms = n.u64()?;
+        }
+        if let Some(n) = o.take(&["Seed"])? {
+            c.seed = n.u64()?;
+        }
+        Ok(c)
+    }
+
+    pub(crate) fn build(&self, ctx: &BuildContext<'_>) -> Result<StepRuntime> {
+        if ctx.input.is_some() {
+            return Err(Error::plan(ctx.name, "DataGenerator is a source and takes no input"));
+        }
+        Ok(StepRuntime::Source(Box::new(DataGenerator {
+            cfg: self.clone(),
+            schema: customer_schema(),
+        })))
+    }
+}
+
+/// The generator's (and `customers.csv`'s) schema.
+pub fn customer_schema() -> SchemaRef {
+    Schema::new(vec![
+        Field::new("customer_id", DataType::Int32, false),
+        Field::new("first_name", DataType::String, false),
+        Field::new("last_name", DataType::String, false),
+        Field::new("age", DataType::Int32, false),
+        Field::new("email", DataType::String, false),
+        Field::new("account_value", DataType::Decimal, false),
+    ])
+    .interned()
+}
+
+const FIRST: [&str; 16] = [
+    "Lucas", "Aaron", "Taylor", "Angela", "Maria", "James", "Olivia", "Noah", "Emma", "Liam", "Sofia", "Mason", "Chloe", "Ethan", "Grace",
+    "Henry",
+];
+const LAST: [&str; 16] = [
+    "Rogers", "Young", "Marshall", "Long", "Garcia", "Smith", "Brown", "Lee", "Walker", "Hall", "Allen", "King", "Wright", "Scott",
+    "Green", "Baker",
+];
+const DOMAINS: [&str; 6] = [
+    "gmail.com",
+    "yahoo.com",
+    "hotmail.com",
+    "outlook.com",
+    "enterprise.com",
+    "example.org",
+];
+
+/// splitmix64: tiny, fast, and good enough for test data.
+fn next(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The running `DataGenerator`.
+pub struct DataGenerator {
+    cfg: DataGeneratorConfig,
+    schema: SchemaRef,
+}
+
+impl Source for DataGenerator {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn run(&mut self, out: &mut Emitter, cancel: &CancelToken) -> Result<()> {
+        let mut state = self.cfg.seed;
+        let mut id: u64 = 0;
+        let mut email = String::new();
+        while id < self.cfg.row_count {
+            if cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let n = (self.cfg.row_count - id).min(self.cfg.batch_size as u64) as usize;
+            let mut cols: Vec<Column> = self.schema.fields().iter().map(|f| Column::with_capacity(f.data_type, n)).collect();
+            for _ in 0..n {
+                id += 1;
+                let r = next(&mut state);
+                let first = FIRST[(r & 15) as usize];
+                let last = LAST[((r >> 4) & 15) as usize];
+                let age = 18 + ((r >> 8) % 70) as i32;
+                let domain = DOMAINS[((r >> 16) % DOMAINS.len() as u64) as usize];
+                let cents = ((r >> 24) % 25_000_000) as i64;
+                email.clear();
+                email.push_str(&first.to_ascii_lowercase());
+                email.push('.');
+                email.push_str(&last.to_ascii_lowercase());
+                email.push('@');
+                email.push_str(domain);
+                let values = [
+                    Value::Int32(i32::try_from(id).unwrap_or(i32::MAX)),
+                    Value::String(first.to_owned()),
+                    Value::String(last.to_owned()),
+                    Value::Int32(age),
+                    Value::String(email.clone()),
+                    Value::Decimal(Decimal::new(cents, 2)),
+                ];
+                for (c, v) in cols.iter_mut().zip(&values) {
+                    c.push_value(v).map_err(Error::Internal)?;
+                }
+            }
+            crate::metrics::StepMetrics::add(&out.metrics().rows_in, n as u64);
+            out.emit(Chunk::from_columns(Arc::clone(&self.schema), cols, Vec::new()))?;
+            if self.cfg.delay_ms > 0 {
+                std::thread::sleep(Duration::from_millis(self.cfg.delay_ms));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,393 @@
+//! Steps: the step traits, the closed registry of built-in steps, and the public trait for
+//! library users' own steps.
+//!
+//! One file per step holds its config (serde, validated when parsed) and its runtime.
+//!
+//! | type | kind | file |
+//! |---|---|---|
+//! | `DelimitedSource` | source | [`delimited_source`] |
+//! | `DelimitedSink` | sink | [`delimited_sink`] |
+//! | `JavaScriptTransform` | transform | [`javascript`] |
+//! | `DataGenerator` | source | [`data_generator`] |
+//! | `ConsoleOutput` | sink | [`console_output`] |
+
+pub mod console_output;
+pub mod data_generator;
+pub mod delimited_sink;
+pub mod delimited_source;
+pub mod javascript;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::chunk::Chunk;
+use crate::config::{tree, Node, Obj, ParseEnv};
+use crate::error::{Error, Result};
+use crate::metrics::StepMetrics;
+use crate::port::{CancelToken, Port};
+use crate::schema::SchemaRef;
+
+/// The closed set of built-in steps, tagged by `Type` as in pipeline files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "Type", content = "Config")]
+pub enum StepConfig {
+    /// CSV / delimited file reader.
+    DelimitedSource(delimited_source::DelimitedSourceConfig),
+    /// CSV / delimited file writer.
+    DelimitedSink(delimited_sink::DelimitedSinkConfig),
+    /// Row-by-row JavaScript against the original context API.
+    JavaScriptTransform(javascript::JavaScriptConfig),
+    /// Deterministic customer-like rows (the original's example source).
+    DataGenerator(data_generator::DataGeneratorConfig),
+    /// Aligned table on stdout (the original's example sink).
+    ConsoleOutput(console_output::ConsoleOutputConfig),
+    /// A step registered by the library user (see [`StepPlugin`]).
+    #[serde(skip)]
+    Plugin {
+        /// The registered type name.
+        type_name: String,
+        /// Its config, as written.
+        config: serde_json::Value,
+    },
+}
+
+impl StepConfig {
+    /// The step's type name.
+    pub fn type_name(&self) -> &str {
+        match self {
+            StepConfig::DelimitedSource(_) => "DelimitedSource",
+            StepConfig::DelimitedSink(_) => "DelimitedSink",
+            StepConfig::JavaScriptTransform(_) => "JavaScriptTransform",
+            StepConfig::DataGenerator(_) => "DataGenerator",
+            StepConfig::ConsoleOutput(_) => "ConsoleOutput",
+            StepConfig::Plugin { type_name, .. } => type_name,
+        }
+    }
+}
+
+const BUILT_IN: [&str; 5] = [
+    "DelimitedSource",
+    "DelimitedSink",
+    "JavaScriptTransform",
+    "DataGenerator",
+    "ConsoleOutput",
+];
+
+/// `DelimitedSource.DelimitedSourcePlugin`, `FlowEngine.Core.Plugins.Examples.DataGeneratorPlugin`
+/// and `delimitedsource` all name `DelimitedSource`.
+pub fn canonical_type_name(raw: &str) -> String {
+    let last = raw.trim().rsplit('.').next().unwrap_or(raw).trim();
+    let stripped = last
+        .strip_suffix("Plugin")
+        .or_else(|| last.strip_suffix("plugin"))
+        .filter(|s| !s.is_empty())
+        .unwrap_or(last);
+    BUILT_IN
+        .iter()
+        .find(|b| b.eq_ignore_ascii_case(stripped))
+        .map_or_else(|| stripped.to_owned(), |b| (*b).to_owned())
+}
+
+/// Parses a step's `Config` block by type. User-registered types are looked up at build
+/// time; here their config is kept as JSON.
+pub(crate) fn parse_step_config(type_node: &Node<'_>, raw_type: &str, config: &mut Obj<'_>, env: &mut ParseEnv<'_>) -> Result<StepConfig> {
+    let name = canonical_type_name(raw_type);
+    Ok(match name.as_str() {
+        "DelimitedSource" => StepConfig::DelimitedSource(delimited_source::DelimitedSourceConfig::parse(config, env)?),
+        "DelimitedSink" => StepConfig::DelimitedSink(delimited_sink::DelimitedSinkConfig::parse(config, env)?),
+        "JavaScriptTransform" => StepConfig::JavaScriptTransform(javascript::JavaScriptConfig::parse(config, env)?),
+        "DataGenerator" => StepConfig::DataGenerator(data_generator::DataGeneratorConfig::parse(config, env)?),
+        "ConsoleOutput" => StepConfig::ConsoleOutput(console_output::ConsoleOutputConfig::parse(config, env)?),
+        _ => {
+            let _ = type_node;
+            // Everything inside belongs to the plugin; it validates its own config.
+            let mut json = serde_json::Map::new();
+            let entries: Vec<String> = config_keys(config);
+            for k in entries {
+                if let Some(n) = config.take(&[leak(&k)])? {
+                    json.insert(k, tree::to_json(n.node));
+                }
+            }
+            StepConfig::Plugin {
+                type_name: name,
+                config: serde_json::Value::Object(json),
+            }
+        }
+    })
+}
+
+fn config_keys(o: &Obj<'_>) -> Vec<String> {
+    o.keys().map(str::to_owned).collect()
+}
+
+fn leak(s: &str) -> &'static str {
+    Box::leak(s.to_owned().into_boxed_str())
+}
+
+/// Where a step sends its chunks: its outputs, each fanned out to one or more ports.
+pub struct Emitter {
+    outputs: Vec<Vec<Arc<Port>>>,
+    names: Vec<String>,
+    metrics: Arc<StepMetrics>,
+    buffer: Option<Vec<(usize, Arc<Chunk>)>>,
+}
+
+impl Emitter {
+    pub(crate) fn new(names: Vec<String>, outputs: Vec<Vec<Arc<Port>>>, metrics: Arc<StepMetrics>) -> Emitter {
+        Emitter {
+            outputs,
+            names,
+            metrics,
+            buffer: None,
+        }
+    }
+
+    /// An emitter that only collects (for parallel workers; the engine forwards in order).
+    pub(crate) fn buffering(names: Vec<String>, metrics: Arc<StepMetrics>) -> Emitter {
+        Emitter {
+            outputs: Vec::new(),
+            names,
+            metrics,
+            buffer: Some(Vec::new()),
+        }
+    }
+
+    pub(crate) fn take_buffer(&mut self) -> Vec<(usize, Arc<Chunk>)> {
+        self.buffer.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// The step's metrics (to count rejected or filtered rows).
+    pub fn metrics(&self) -> &StepMetrics {
+        &self.metrics
+    }
+
+    /// Index of a named output (0 is the main output, named "").
+    pub fn output_index(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
+    }
+
+    /// Sends a chunk on the main output.
+    ///
+    /// # Errors
+    /// Cancellation, or a port policy failing the run.
+    pub fn emit(&mut self, chunk: Chunk) -> Result<()> {
+        self.emit_to(0, Arc::new(chunk))
+    }
+
+    /// Sends a shared chunk on output `index`, to every connection of that output (fan-out
+    /// shares the `Arc`, it never copies the rows). Empty chunks are not sent.
+    ///
+    /// # Errors
+    /// Cancellation, or a port policy failing the run.
+    pub fn emit_to(&mut self, index: usize, chunk: Arc<Chunk>) -> Result<()> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        StepMetrics::add(&self.metrics.rows_out, chunk.len() as u64);
+        if let Some(buf) = &mut self.buffer {
+            buf.push((index, chunk));
+            return Ok(());
+        }
+        self.forward(index, chunk)
+    }
+
+    pub(crate) fn forward(&mut self, index: usize, chunk: Arc<Chunk>) -> Result<()> {
+        if let Some(ports) = self.outputs.get(index) {
+            for p in ports {
+                p.send(Arc::clone(&chunk))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a source produces.
+///
+/// # Contract
+/// - No work before [`Source::run`] is called.
+/// - `run` emits chunks whose schema is [`Source::schema`] and returns when the input is
+///   exhausted. It must return promptly with [`Error::Cancelled`] when `cancel` is set.
+/// - Files a source writes on the side (dead letters) become visible only in
+///   [`Source::commit`]; [`Source::abort`] removes them.
+pub trait Source: Send {
+    /// Schema of every chunk emitted.
+    fn schema(&self) -> SchemaRef;
+    /// Reads everything and emits it.
+    ///
+    /// # Errors
+    /// Malformed data beyond the step's policy, I/O errors, cancellation.
+    fn run(&mut self, out: &mut Emitter, cancel: &CancelToken) -> Result<()>;
+    /// Total input bytes, for the progress bar's ETA.
+    fn size_hint_bytes(&self) -> Option<u64> {
+        None
+    }
+    /// The run succeeded: make side outputs visible.
+    ///
+    /// # Errors
+    /// I/O.
+    fn commit(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// The run failed or was cancelled: remove side outputs.
+    fn abort(&mut self) {}
+}
+
+/// A chunk-to-chunks transform.
+///
+/// # Contract
+/// - Its output schema is fixed when the DAG is built ([`Transform::output_schema`]); named
+///   extra outputs ([`Transform::extra_outputs`]) carry the same schema.
+/// - `process` may emit zero or more chunks per input chunk, on any output.
+/// - When a step is built with several instances, each runs on its own thread and the engine
+///   restores input order at the output.
+pub trait Transform: Send {
+    /// Schema of every chunk emitted, on every output.
+    fn output_schema(&self) -> SchemaRef;
+    /// Names of extra outputs (e.g. routing queues), reachable as `Step.name` in connections.
+    fn extra_outputs(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// Processes one chunk.
+    ///
+    /// # Errors
+    /// A row error beyond the step's policy, cancellation.
+    fn process(&mut self, chunk: Arc<Chunk>, out: &mut Emitter) -> Result<()>;
+}
+
+/// Where rows end.
+///
+/// # Contract
+/// - Rows written before [`Sink::commit`] are invisible to other programs (written to a temp
+///   file); `commit` makes them visible atomically; [`Sink::abort`] leaves nothing behind.
+pub trait Sink: Send {
+    /// Writes one chunk.
+    ///
+    /// # Errors
+    /// I/O.
+    fn write(&mut self, chunk: &Chunk) -> Result<()>;
+    /// All input has arrived; flush.
+    ///
+    /// # Errors
+    /// I/O.
+    fn finish(&mut self) -> Result<()>;
+    /// The whole run succeeded: publish the output.
+    ///
+    /// # Errors
+    /// I/O (e.g. the rename failed).
+    fn commit(&mut self) -> Result<()>;
+    /// The run failed or was cancelled: remove everything written.
+    fn abort(&mut self);
+}
+
+/// A step ready to run.
+pub enum StepRuntime {
+    /// A source.
+    Source(Box<dyn Source>),
+    /// A transform: one instance per worker thread (order is preserved across them).
+    Transform(Vec<Box<dyn Transform>>),
+    /// A sink.
+    Sink(Box<dyn Sink>),
+}
+
+/// What a step's builder gets.
+pub struct BuildContext<'a> {
+    /// The step's name.
+    pub name: &'a str,
+    /// The schema of its input, `None` for sources. Fan-in inputs have been checked to agree.
+    pub input: Option<SchemaRef>,
+}
+
+/// A library user's own step type. Register it with [`Registry::register`]; pipeline files
+/// then use it by its [`StepPlugin::type_name`], and its whole `Config` block is handed over
+/// as JSON.
+pub trait StepPlugin: Send + Sync {
+    /// The `Type` pipeline files use.
+    fn type_name(&self) -> &str;
+    /// Validates `config` and builds the runtime.
+    ///
+    /// # Errors
+    /// Return [`Error::Plan`] naming the step for a bad config.
+    fn build(&self, config: &serde_json::Value, ctx: &BuildContext<'_>) -> Result<StepRuntime>;
+}
+
+/// Step types beyond the built-in ones.
+#[derive(Default, Clone)]
+pub struct Registry {
+    plugins: HashMap<String, Arc<dyn StepPlugin>>,
+}
+
+impl Registry {
+    /// An empty registry (the built-ins are always available).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a step type.
+    pub fn register(&mut self, plugin: Arc<dyn StepPlugin>) -> &mut Self {
+        self.plugins.insert(plugin.type_name().to_ascii_lowercase(), plugin);
+        self
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&Arc<dyn StepPlugin>> {
+        self.plugins.get(&name.to_ascii_lowercase())
+    }
+
+    pub(crate) fn known_names(&self) -> Vec<String> {
+        BUILT_IN
+            .iter()
+            .map(|s| (*s).to_owned())
+            .chain(self.plugins.values().map(|p| p.type_name().to_owned()))
+            .collect()
+    }
+}
+
+/// Builds the runtime of a step from its config.
+pub(crate) fn build_step(name: &str, config: &StepConfig, input: Option<SchemaRef>, registry: &Registry) -> Result<StepRuntime> {
+    let ctx = BuildContext { name, input };
+    match config {
+        StepConfig::DelimitedSource(c) => c.build(&ctx),
+        StepConfig::DelimitedSink(c) => c.build(&ctx),
+        StepConfig::JavaScriptTransform(c) => c.build(&ctx),
+        StepConfig::DataGenerator(c) => c.build(&ctx),
+        StepConfig::ConsoleOutput(c) => c.build(&ctx),
+        StepConfig::Plugin { type_name, config } => match registry.get(type_name) {
+            Some(p) => p.build(config, &ctx),
+            None => {
+                let known = registry.known_names();
+                let best = known
+                    .iter()
+                    .map(|k| (strsim::jaro_winkler(&k.to_ascii_lowercase(), &type_name.to_ascii_lowercase()), k))
+                    .max_by(|a, b| a.0.total_cmp(&b.0))
+                    .filter(|(s, _)| *s > 0.8)
+                    .map(|(_, k)| format!(" (did you mean '{k}'?)"))
+                    .unwrap_or_default();
+                Err(Error::plan(
+                    name,
+                    format!("unknown step type '{type_name}'{best}; known types: {}", known.join(", ")),
+                ))
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_names_short_and_qualified() {
+        assert_eq!(canonical_type_name("DelimitedSource.DelimitedSourcePlugin"), "DelimitedSource");
+        assert_eq!(
+            canonical_type_name("FlowEngine.Core.Plugins.Examples.DataGeneratorPlugin"),
+            "DataGenerator"
+        );
+        assert_eq!(canonical_type_name("delimitedsink"), "DelimitedSink");
+        assert_eq!(
+            canonical_type_name("JavaScriptTransform.JavaScriptTransformPlugin"),
+            "JavaScriptTransform"
+        );
+        assert_eq!(canonical_type_name("MyStep"), "MyStep");
+    }
+}

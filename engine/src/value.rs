@@ -1,0 +1,233 @@
+//! Single values: the convenient path for row-at-a-time code (scripts, generators, tests).
+//!
+//! The hot path never builds a [`Value`]: sources parse straight into typed columns and sinks
+//! format straight from them. These functions are shared by both so that text → value → text
+//! is the same code everywhere.
+
+use std::fmt;
+use std::io::Write;
+use std::str::FromStr;
+
+use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
+use rust_decimal::Decimal;
+
+use crate::schema::DataType;
+
+/// One typed value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// Missing value.
+    Null,
+    /// Boolean.
+    Bool(bool),
+    /// 32-bit integer.
+    Int32(i32),
+    /// 64-bit integer.
+    Int64(i64),
+    /// Double.
+    Float64(f64),
+    /// Exact decimal with its scale.
+    Decimal(Decimal),
+    /// Text.
+    String(String),
+    /// Date.
+    Date(NaiveDate),
+    /// Date and time (no zone; offsets are converted to UTC when parsed).
+    DateTime(NaiveDateTime),
+    /// Time of day.
+    Time(NaiveTime),
+}
+
+impl Value {
+    /// True for [`Value::Null`].
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// Parses text as the given type. Empty text is the caller's business (null handling).
+    ///
+    /// # Errors
+    /// A message naming the type and the text, suitable for a row error.
+    pub fn parse(text: &str, ty: DataType) -> Result<Value, String> {
+        Ok(match ty {
+            DataType::Bool => Value::Bool(parse_bool(text)?),
+            DataType::Int32 => Value::Int32(parse_int(text)?),
+            DataType::Int64 => Value::Int64(parse_int(text)?),
+            DataType::Float64 => Value::Float64(parse_f64(text)?),
+            DataType::Decimal => Value::Decimal(parse_decimal(text)?),
+            DataType::String => Value::String(text.to_owned()),
+            DataType::Date => Value::Date(parse_date(text)?),
+            DataType::DateTime => Value::DateTime(parse_datetime(text)?),
+            DataType::Time => Value::Time(parse_time(text)?),
+        })
+    }
+
+    /// Writes the value's canonical text (what a sink writes). Null writes nothing.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        match self {
+            Value::Null => {}
+            Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+            Value::Int32(v) => out.extend_from_slice(itoa::Buffer::new().format(*v).as_bytes()),
+            Value::Int64(v) => out.extend_from_slice(itoa::Buffer::new().format(*v).as_bytes()),
+            Value::Float64(v) => write_f64(*v, out),
+            Value::Decimal(d) => write_decimal(d, out),
+            Value::String(s) => out.extend_from_slice(s.as_bytes()),
+            Value::Date(d) => write_date(d, out),
+            Value::DateTime(d) => write_datetime(d, out),
+            Value::Time(t) => write_time(t, out),
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = Vec::new();
+        self.write_to(&mut buf);
+        f.write_str(&String::from_utf8_lossy(&buf))
+    }
+}
+
+/// `true/false`, `1/0`, `yes/no`, `y/n`, `t/f`, any case.
+pub fn parse_bool(text: &str) -> Result<bool, String> {
+    let t = text.trim();
+    for (word, value) in [
+        ("true", true),
+        ("false", false),
+        ("1", true),
+        ("0", false),
+        ("yes", true),
+        ("no", false),
+        ("y", true),
+        ("n", false),
+        ("t", true),
+        ("f", false),
+    ] {
+        if t.eq_ignore_ascii_case(word) {
+            return Ok(value);
+        }
+    }
+    Err(format!("'{text}' is not a boolean (true/false, 1/0, yes/no)"))
+}
+
+/// An integer of type `T`, surrounding spaces allowed.
+pub fn parse_int<T: FromStr>(text: &str) -> Result<T, String> {
+    text.trim()
+        .parse::<T>()
+        .map_err(|_| format!("'{text}' is not an integer in range for {}", std::any::type_name::<T>()))
+}
+
+/// A double.
+pub fn parse_f64(text: &str) -> Result<f64, String> {
+    text.trim().parse::<f64>().map_err(|_| format!("'{text}' is not a number"))
+}
+
+/// An exact decimal; the scale written is the scale kept (`56244.0` has scale 1).
+pub fn parse_decimal(text: &str) -> Result<Decimal, String> {
+    let t = text.trim();
+    Decimal::from_str(t)
+        .or_else(|_| Decimal::from_scientific(t))
+        .map_err(|_| format!("'{text}' is not a decimal number"))
+}
+
+/// `YYYY-MM-DD` (also `YYYY/MM/DD`).
+pub fn parse_date(text: &str) -> Result<NaiveDate, String> {
+    let t = text.trim();
+    NaiveDate::parse_from_str(t, "%Y-%m-%d")
+        .or_else(|_| NaiveDate::parse_from_str(t, "%Y/%m/%d"))
+        .map_err(|_| format!("'{text}' is not a date (expected YYYY-MM-DD)"))
+}
+
+/// ISO 8601 / RFC 3339 date-time; an offset is converted to UTC; a bare date is midnight.
+pub fn parse_datetime(text: &str) -> Result<NaiveDateTime, String> {
+    let t = text.trim();
+    if let Ok(d) = chrono::DateTime::parse_from_rfc3339(t) {
+        return Ok(d.naive_utc());
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
+        if let Ok(d) = NaiveDateTime::parse_from_str(t, fmt) {
+            return Ok(d);
+        }
+    }
+    if let Ok(d) = parse_date(t) {
+        return Ok(d.and_time(NaiveTime::MIN));
+    }
+    Err(format!("'{text}' is not a date-time (expected ISO 8601, e.g. 2024-01-31T13:45:00)"))
+}
+
+/// `HH:MM:SS[.fff]` or `HH:MM`.
+pub fn parse_time(text: &str) -> Result<NaiveTime, String> {
+    let t = text.trim();
+    NaiveTime::parse_from_str(t, "%H:%M:%S%.f")
+        .or_else(|_| NaiveTime::parse_from_str(t, "%H:%M"))
+        .map_err(|_| format!("'{text}' is not a time (expected HH:MM:SS)"))
+}
+
+/// Shortest text that reads back as the same double (no float noise: `0.1`, not
+/// `0.10000000000000001`).
+pub fn write_f64(v: f64, out: &mut Vec<u8>) {
+    out.extend_from_slice(ryu::Buffer::new().format(v).as_bytes());
+}
+
+/// Decimal text with its scale.
+pub fn write_decimal(d: &Decimal, out: &mut Vec<u8>) {
+    // Decimal's Display never fails on a Vec.
+    let _ = write!(out, "{d}");
+}
+
+/// `YYYY-MM-DD`.
+pub fn write_date(d: &NaiveDate, out: &mut Vec<u8>) {
+    let _ = write!(out, "{}", d.format("%Y-%m-%d"));
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fff]`.
+pub fn write_datetime(d: &NaiveDateTime, out: &mut Vec<u8>) {
+    let _ = write!(out, "{}", d.format("%Y-%m-%dT%H:%M:%S%.f"));
+}
+
+/// `HH:MM:SS[.fff]`.
+pub fn write_time(t: &NaiveTime, out: &mut Vec<u8>) {
+    let _ = write!(out, "{}", t.format("%H:%M:%S%.f"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(text: &str, ty: DataType) -> String {
+        Value::parse(text, ty).unwrap().to_string()
+    }
+
+    #[test]
+    fn decimals_keep_their_scale() {
+        assert_eq!(roundtrip("56244.0", DataType::Decimal), "56244.0");
+        assert_eq!(roundtrip("202099.64", DataType::Decimal), "202099.64");
+        assert_eq!(roundtrip("-0.50", DataType::Decimal), "-0.50");
+        assert!(Value::parse("12a", DataType::Decimal).is_err());
+    }
+
+    #[test]
+    fn floats_have_no_noise() {
+        assert_eq!(roundtrip("0.1", DataType::Float64), "0.1");
+        assert_eq!(roundtrip("202099.64", DataType::Float64), "202099.64");
+    }
+
+    #[test]
+    fn dates_and_times() {
+        assert_eq!(roundtrip("2024-02-29", DataType::Date), "2024-02-29");
+        assert!(Value::parse("2023-02-29", DataType::Date).is_err());
+        assert_eq!(roundtrip("2024-01-31 13:45:00", DataType::DateTime), "2024-01-31T13:45:00");
+        assert_eq!(
+            roundtrip("2024-01-31T13:45:00.250+01:00", DataType::DateTime),
+            "2024-01-31T12:45:00.250"
+        );
+        assert_eq!(roundtrip("07:05", DataType::Time), "07:05:00");
+    }
+
+    #[test]
+    fn ints_check_range() {
+        assert_eq!(roundtrip("2147483647", DataType::Int32), "2147483647");
+        assert!(Value::parse("2147483648", DataType::Int32).is_err());
+        assert_eq!(roundtrip("2147483648", DataType::Int64), "2147483648");
+        assert!(parse_bool("maybe").is_err());
+    }
+}

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The project's test command (README "Run the tests"): formatting, lints, docs, tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+cargo test --workspace
