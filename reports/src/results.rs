@@ -1,0 +1,502 @@
+//! Reading the `results/` directory that `scripts/bench.sh` fills (see `results/README.md`).
+//!
+//! Every loader is tolerant of absent inputs: a missing directory gives an empty list and a
+//! note in [`Results::notes`], so the report can say "not measured in this run" instead of
+//! failing or inventing a number. A file that exists but does not parse is a note too, naming
+//! the file and the parse error.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// One criterion statistic (`mean` or `median`) in nanoseconds, with its confidence interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Estimate {
+    /// Point estimate, ns.
+    pub point: f64,
+    /// Lower bound of the confidence interval, ns.
+    pub lower: f64,
+    /// Upper bound of the confidence interval, ns.
+    pub upper: f64,
+    /// Confidence level of the interval, e.g. 0.95.
+    pub level: f64,
+}
+
+impl Estimate {
+    /// An estimate with a degenerate interval (a single measurement).
+    pub fn exact(point: f64) -> Self {
+        Self {
+            point,
+            lower: point,
+            upper: point,
+            level: 1.0,
+        }
+    }
+}
+
+/// Throughput declared by a criterion bench (`benchmark.json`'s `throughput`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Throughput {
+    /// Elements (rows or messages) processed per iteration.
+    Elements(u64),
+    /// Bytes processed per iteration.
+    Bytes(u64),
+}
+
+/// One criterion benchmark: `<group>/<function>/<value>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CriterionBench {
+    /// Criterion group id.
+    pub group: String,
+    /// Function id inside the group (may be empty for `bench_function` without group).
+    pub function: String,
+    /// Parameter value (`BenchmarkId::new(_, value)`), if any.
+    pub value: Option<String>,
+    /// Mean time per iteration.
+    pub mean: Estimate,
+    /// Median time per iteration.
+    pub median: Estimate,
+    /// Declared throughput per iteration, if any.
+    pub throughput: Option<Throughput>,
+}
+
+impl CriterionBench {
+    /// `group/function/value`, skipping empty parts: the id criterion prints.
+    pub fn full_id(&self) -> String {
+        let mut parts = vec![self.group.as_str()];
+        if !self.function.is_empty() {
+            parts.push(&self.function);
+        }
+        if let Some(v) = &self.value {
+            parts.push(v);
+        }
+        parts.join("/")
+    }
+}
+
+/// One gungraun (Callgrind) benchmark's instruction count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GungraunBench {
+    /// Stable id: `<module_path>.<id>` (or `<module_path>` without an id).
+    pub id: String,
+    /// Instructions executed (Callgrind's `Ir`), total over all parts.
+    pub instructions: u64,
+}
+
+/// A dhat allocation profile (`results/dhat/<variant>.json`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct DhatProfile {
+    /// Variant name, e.g. `pool-object-pool-rows`.
+    pub name: String,
+    /// Operations measured.
+    pub ops: u64,
+    /// Blocks allocated in total.
+    pub total_blocks: u64,
+    /// Bytes allocated in total.
+    pub total_bytes: u64,
+    /// Largest number of live blocks.
+    #[serde(default)]
+    pub max_blocks: u64,
+    /// Largest number of live bytes.
+    #[serde(default)]
+    pub max_bytes: u64,
+    /// Allocations per operation.
+    pub allocs_per_op: f64,
+    /// Bytes allocated per operation.
+    pub bytes_per_op: f64,
+}
+
+/// One end-to-end or peer run (`results/e2e/*.json`, `results/peers/*.json`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RunResult {
+    /// Run name, e.g. `wide-100k`.
+    pub name: String,
+    /// Tool: `flowengine`, `prototype`, `polars`, `duckdb`, `csv-floor`, ...
+    pub tool: String,
+    /// Rows processed.
+    pub rows: u64,
+    /// Columns per row.
+    pub columns: u64,
+    /// Input bytes.
+    pub bytes: u64,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Rows per second.
+    pub rows_per_sec: f64,
+    /// Peak resident set size, bytes (absent when the platform could not tell).
+    #[serde(default)]
+    pub peak_rss_bytes: Option<u64>,
+    /// The command that produced it.
+    #[serde(default)]
+    pub command: String,
+    /// Worker threads the run used (optional; enables the core-scaling section).
+    #[serde(default)]
+    pub threads: Option<u64>,
+    /// Rows per chunk the run used (optional; enables the chunk-size decision).
+    #[serde(default)]
+    pub chunk_size: Option<u64>,
+    /// Port buffer size in chunks the run used (optional; enables the buffer decision).
+    #[serde(default)]
+    pub buffer_chunks: Option<u64>,
+}
+
+impl RunResult {
+    /// Label of the data set, e.g. `100000 rows × 20 cols`.
+    pub fn dataset(&self) -> String {
+        format!("{} rows × {} cols", self.rows, self.columns)
+    }
+}
+
+/// The machine a run was made on (`results/machine.json`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Machine {
+    /// Date of the run.
+    pub date: String,
+    /// CPU model.
+    pub cpu: String,
+    /// Logical cores.
+    pub cores: u64,
+    /// Physical memory in bytes.
+    pub memory_bytes: u64,
+    /// Operating system.
+    pub os: String,
+    /// `rustc --version`.
+    pub rustc: String,
+}
+
+/// Everything read from one `results/` directory.
+#[derive(Debug, Clone, Default)]
+pub struct Results {
+    /// The directory read.
+    pub dir: PathBuf,
+    /// `machine.json`, if present.
+    pub machine: Option<Machine>,
+    /// Criterion benches, sorted by id.
+    pub criterion: Vec<CriterionBench>,
+    /// Gungraun instruction counts, sorted by id.
+    pub gungraun: Vec<GungraunBench>,
+    /// dhat profiles, sorted by name.
+    pub dhat: Vec<DhatProfile>,
+    /// End-to-end runs, sorted by name.
+    pub e2e: Vec<RunResult>,
+    /// Peer comparison runs, sorted by name.
+    pub peers: Vec<RunResult>,
+    /// What was missing or unreadable, for the report's "inputs" section.
+    pub notes: Vec<String>,
+}
+
+impl Results {
+    /// Reads every input under `dir`. Only I/O errors on `dir` itself are errors; anything
+    /// absent or malformed below it becomes a note.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let mut r = Results {
+            dir: dir.to_path_buf(),
+            ..Default::default()
+        };
+        if !dir.is_dir() {
+            r.notes.push(format!("results directory `{}` does not exist", dir.display()));
+            return Ok(r);
+        }
+        let machine = dir.join("machine.json");
+        if machine.is_file() {
+            match read_json::<Machine>(&machine) {
+                Ok(m) => r.machine = Some(m),
+                Err(e) => r.notes.push(format!("{e:#}")),
+            }
+        } else {
+            r.notes.push("`machine.json` is missing".to_owned());
+        }
+
+        let crit = dir.join("criterion");
+        if crit.is_dir() {
+            for path in find_files(&crit, "estimates.json")? {
+                if path.parent().and_then(Path::file_name) != Some("new".as_ref()) {
+                    continue;
+                }
+                match load_criterion_bench(&crit, &path) {
+                    Ok(b) => r.criterion.push(b),
+                    Err(e) => r.notes.push(format!("{e:#}")),
+                }
+            }
+            r.criterion.sort_by_key(CriterionBench::full_id);
+        } else {
+            r.notes.push("`criterion/` is missing".to_owned());
+        }
+
+        let gg = dir.join("gungraun");
+        if gg.is_dir() {
+            let (benches, notes) = load_gungraun_dir(&gg, None)?;
+            r.gungraun = benches;
+            r.notes.extend(notes);
+        } else {
+            r.notes.push("`gungraun/` is missing".to_owned());
+        }
+
+        r.dhat = load_json_dir(&dir.join("dhat"), "dhat", &mut r.notes)?;
+        r.dhat.sort_by(|a, b| a.name.cmp(&b.name));
+        r.e2e = load_json_dir(&dir.join("e2e"), "e2e", &mut r.notes)?;
+        r.e2e.sort_by(|a, b| (&a.name, &a.tool).cmp(&(&b.name, &b.tool)));
+        r.peers = load_json_dir(&dir.join("peers"), "peers", &mut r.notes)?;
+        r.peers.sort_by(|a, b| (&a.name, &a.tool).cmp(&(&b.name, &b.tool)));
+        Ok(r)
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+fn load_json_dir<T: serde::de::DeserializeOwned>(dir: &Path, label: &str, notes: &mut Vec<String>) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    if !dir.is_dir() {
+        notes.push(format!("`{label}/` is missing"));
+        return Ok(out);
+    }
+    let mut paths: Vec<PathBuf> = fs::read_dir(dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    paths.sort();
+    for p in paths {
+        match read_json::<T>(&p) {
+            Ok(v) => out.push(v),
+            Err(e) => notes.push(format!("{e:#}")),
+        }
+    }
+    Ok(out)
+}
+
+/// Every file named `name` below `root`, sorted.
+pub fn find_files(root: &Path, name: &str) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let path = entry.path();
+            let ft = entry.file_type()?;
+            if ft.is_dir() {
+                stack.push(path);
+            } else if ft.is_file() && entry.file_name() == name {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn parse_estimate(v: &Value) -> Option<Estimate> {
+    let point = v.get("point_estimate")?.as_f64()?;
+    let ci = v.get("confidence_interval");
+    let lower = ci.and_then(|c| c.get("lower_bound")).and_then(Value::as_f64).unwrap_or(point);
+    let upper = ci.and_then(|c| c.get("upper_bound")).and_then(Value::as_f64).unwrap_or(point);
+    let level = ci.and_then(|c| c.get("confidence_level")).and_then(Value::as_f64).unwrap_or(0.95);
+    Some(Estimate {
+        point,
+        lower,
+        upper,
+        level,
+    })
+}
+
+/// Parses criterion's `estimates.json` text into `(mean, median)`.
+pub fn parse_estimates(text: &str) -> Result<(Estimate, Estimate)> {
+    let v: Value = serde_json::from_str(text)?;
+    let mean = v
+        .get("mean")
+        .and_then(parse_estimate)
+        .context("estimates.json has no mean.point_estimate")?;
+    let median = v.get("median").and_then(parse_estimate).unwrap_or(mean);
+    Ok((mean, median))
+}
+
+fn load_criterion_bench(root: &Path, estimates: &Path) -> Result<CriterionBench> {
+    let text = fs::read_to_string(estimates).with_context(|| format!("reading {}", estimates.display()))?;
+    let (mean, median) = parse_estimates(&text).with_context(|| format!("parsing {}", estimates.display()))?;
+    let bench_dir = estimates
+        .parent()
+        .and_then(Path::parent)
+        .context("estimates.json outside a bench directory")?;
+    let meta_path = estimates.with_file_name("benchmark.json");
+    let (group, function, value, throughput) = if meta_path.is_file() {
+        let meta: Value = read_json(&meta_path)?;
+        let s = |k: &str| meta.get(k).and_then(Value::as_str).map(str::to_owned);
+        let throughput = meta.get("throughput").and_then(parse_throughput);
+        (
+            s("group_id").unwrap_or_default(),
+            s("function_id").unwrap_or_default(),
+            s("value_str"),
+            throughput,
+        )
+    } else {
+        // Fall back on the directory layout `<group>/<function>/<value>/new/`.
+        let rel: Vec<String> = bench_dir
+            .strip_prefix(root)
+            .unwrap_or(bench_dir)
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        let mut it = rel.into_iter();
+        (it.next().unwrap_or_default(), it.next().unwrap_or_default(), it.next(), None)
+    };
+    Ok(CriterionBench {
+        group,
+        function,
+        value,
+        mean,
+        median,
+        throughput,
+    })
+}
+
+fn parse_throughput(v: &Value) -> Option<Throughput> {
+    let obj = v.as_object()?;
+    for (k, n) in obj {
+        let n = n.as_u64()?;
+        match k.as_str() {
+            "Elements" | "ElementsAndBytes" => return Some(Throughput::Elements(n)),
+            "Bytes" | "BytesDecimal" => return Some(Throughput::Bytes(n)),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Extracts the Callgrind instruction count from a gungraun `summary.json`.
+///
+/// Understands schema version 7 (gungraun 0.20: `profiles[].data.total.metrics.Ir.values.new`)
+/// and the older version 6 layout (`profiles[].summaries.total.summary.Callgrind.Ir.metrics`
+/// with `Left`/`Both` either-or-both values).
+pub fn parse_gungraun_summary(text: &str) -> Result<GungraunBench> {
+    let v: Value = serde_json::from_str(text)?;
+    let module = v
+        .get("module_path")
+        .and_then(Value::as_str)
+        .context("summary.json has no module_path")?;
+    let id = match v.get("id").and_then(Value::as_str) {
+        Some(id) if !id.is_empty() => format!("{module}.{id}"),
+        _ => module.to_owned(),
+    };
+    let profiles = v
+        .get("profiles")
+        .and_then(Value::as_array)
+        .context("summary.json has no profiles")?;
+    let callgrind = profiles
+        .iter()
+        .find(|p| p.get("tool").and_then(Value::as_str) == Some("Callgrind"))
+        .context("summary.json has no Callgrind profile")?;
+    let instructions = ir_v7(callgrind)
+        .or_else(|| ir_v6(callgrind))
+        .context("Callgrind profile has no Ir total")?;
+    Ok(GungraunBench { id, instructions })
+}
+
+fn ir_v7(profile: &Value) -> Option<u64> {
+    let values = profile.pointer("/data/total/metrics/Ir/values")?;
+    number_as_u64(values.get("new")?)
+}
+
+fn ir_v6(profile: &Value) -> Option<u64> {
+    let metrics = profile.pointer("/summaries/total/summary/Callgrind/Ir/metrics")?;
+    let new = if let Some(both) = metrics.get("Both") {
+        both.get(0)?
+    } else {
+        metrics.get("Left")?
+    };
+    let inner = new.get("Int").or_else(|| new.get("Float")).unwrap_or(new);
+    number_as_u64(inner)
+}
+
+fn number_as_u64(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| v.as_f64().map(|f| f.round() as u64))
+}
+
+/// Reads every `summary.json` below `dir`. When `newer_than` is given, summaries last written
+/// before that instant are skipped (stale results of benches that no longer ran).
+/// Returns the benches sorted by id (the last one wins on duplicate ids) and notes on files
+/// that could not be read.
+pub fn load_gungraun_dir(dir: &Path, newer_than: Option<std::time::SystemTime>) -> Result<(Vec<GungraunBench>, Vec<String>)> {
+    let mut benches = std::collections::BTreeMap::new();
+    let mut notes = Vec::new();
+    for path in find_files(dir, "summary.json")? {
+        if let Some(t) = newer_than {
+            let modified = fs::metadata(&path).and_then(|m| m.modified())?;
+            if modified < t {
+                continue;
+            }
+        }
+        let parsed = fs::read_to_string(&path)
+            .map_err(anyhow::Error::from)
+            .and_then(|t| parse_gungraun_summary(&t));
+        match parsed {
+            Ok(b) => {
+                benches.insert(b.id.clone(), b);
+            }
+            Err(e) => notes.push(format!("{}: {e:#}", path.display())),
+        }
+    }
+    Ok((benches.into_values().collect(), notes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_criterion_estimates() {
+        let text = r#"{"mean":{"confidence_interval":{"confidence_level":0.95,"lower_bound":9.5,"upper_bound":10.5},"point_estimate":10.0,"standard_error":0.2},
+                       "median":{"confidence_interval":{"confidence_level":0.95,"lower_bound":9.0,"upper_bound":11.0},"point_estimate":9.8,"standard_error":0.3}}"#;
+        let (mean, median) = parse_estimates(text).unwrap();
+        assert_eq!(mean.point, 10.0);
+        assert_eq!((mean.lower, mean.upper, mean.level), (9.5, 10.5, 0.95));
+        assert_eq!(median.point, 9.8);
+    }
+
+    #[test]
+    fn rejects_estimates_without_mean() {
+        assert!(parse_estimates(r#"{"median":{}}"#).is_err());
+    }
+
+    #[test]
+    fn parses_gungraun_v7_summary() {
+        let text = r#"{"module_path":"gg_rows::rows::read","id":"dictionary","version":"7",
+            "profiles":[{"tool":"Callgrind","data":{"parts":[],"total":{"regressions":[],
+            "metrics":{"Ir":{"change":null,"values":{"new":687}}}}}}]}"#;
+        let b = parse_gungraun_summary(text).unwrap();
+        assert_eq!(b.id, "gg_rows::rows::read.dictionary");
+        assert_eq!(b.instructions, 687);
+    }
+
+    #[test]
+    fn parses_gungraun_v6_summary() {
+        let text = r#"{"module_path":"a::b::c","id":null,"version":"6",
+            "profiles":[{"tool":"DHAT"},{"tool":"Callgrind","summaries":{"total":{"summary":
+            {"Callgrind":{"Ir":{"metrics":{"Both":[{"Int":56},{"Int":50}]}}}}}}}]}"#;
+        let b = parse_gungraun_summary(text).unwrap();
+        assert_eq!(b.id, "a::b::c");
+        assert_eq!(b.instructions, 56);
+    }
+
+    #[test]
+    fn gungraun_summary_without_callgrind_is_an_error() {
+        let text = r#"{"module_path":"a","profiles":[{"tool":"DHAT"}]}"#;
+        assert!(parse_gungraun_summary(text).is_err());
+    }
+
+    #[test]
+    fn missing_results_dir_is_a_note_not_an_error() {
+        let r = Results::load(Path::new("/nonexistent/results-dir")).unwrap();
+        assert!(r.criterion.is_empty());
+        assert_eq!(r.notes.len(), 1);
+    }
+}

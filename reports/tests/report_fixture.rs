@@ -1,0 +1,146 @@
+//! The generator over a small fixture `results/` tree (tests/fixtures/results): parsing,
+//! decisions, the markdown, the plots and the binary end to end.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use flowengine_reports::{analysis::Analysis, decide, plots, report, results::Results};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/results")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fe-reports-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn loads_every_kind_of_result() {
+    let r = Results::load(&fixture()).unwrap();
+    assert!(r.notes.is_empty(), "{:?}", r.notes);
+    assert_eq!(r.machine.as_ref().unwrap().cores, 2);
+    assert_eq!(r.criterion.len(), 24);
+    assert_eq!(r.gungraun.len(), 1);
+    assert_eq!(r.gungraun[0].id, "instructions::rows::read_name.dictionary");
+    assert_eq!(r.gungraun[0].instructions, 1234);
+    assert_eq!(r.dhat.len(), 4);
+    assert_eq!(r.e2e.len(), 1);
+    assert_eq!(r.peers.len(), 2);
+}
+
+#[test]
+fn applies_the_seed_rules_to_the_fixture() {
+    let r = Results::load(&fixture()).unwrap();
+    let a = Analysis::new(&r);
+    let d = decide::decide(&r, &a);
+    // array is 3.75× / 3.33× faster than dictionary; columnar's chunk transform 10× array's.
+    assert_eq!(d.defaults.row_representation, "columnar");
+    // no channel flavour is >50 % faster than std, and std keeps 222 % at fan-out 100.
+    assert_eq!(d.defaults.port_flavour, "std");
+    // lock-free saves 75 % and is faster; object-pool saves 75 % but is slower.
+    assert_eq!(d.defaults.pooling, "lock-free");
+    assert_eq!(d.defaults.chunk_size, 5000);
+    assert_eq!(d.defaults.buffer_size_chunks, 10);
+    assert!(!d.decisions["buffer_size_chunks"].measured);
+    assert_eq!(d.defaults.port_byte_budget_bytes, 64 * 1024 * 1024);
+    assert!(d.decisions["port_byte_budget"].measured);
+    let rows = &d.decisions["row_representation"];
+    assert!(rows.rationale.contains("3.75×"), "{}", rows.rationale);
+    assert!(d.decisions["pooling"].rationale.contains("75.0 %"));
+    assert_eq!(d.run_date, "2026-11-22");
+}
+
+#[test]
+fn renders_report_with_machine_tables_and_intervals() {
+    let r = Results::load(&fixture()).unwrap();
+    let a = Analysis::new(&r);
+    let d = decide::decide(&r, &a);
+    let md = report::render(&r, &a, &d, &report::PlotLinks::default());
+    assert!(md.contains("| CPU | Fixture CPU @ 2.0GHz |"));
+    assert!(md.contains("| rustc | rustc 1.95.0 (fixture) |"));
+    assert!(md.contains("| Memory | 24.0 GiB |"));
+    // read by name, array, with its 95 % interval and its speed-up over dictionary.
+    assert!(md.contains("8.00 ns [7.76, 8.24] (speed-up 3.75×"), "{md}");
+    assert!(md.contains("| Component | Baseline | Alternative(s) | Decision | Rationale |"));
+    for row in [
+        "| row representation |",
+        "| port/channel flavour |",
+        "| pooling |",
+        "| chunk size |",
+        "| channel buffer size (chunks) |",
+    ] {
+        assert!(md.contains(row), "decision matrix lacks {row}");
+    }
+    // Unmeasured questions say so rather than show numbers.
+    assert!(md.contains("## 7. Core scaling"));
+    assert!(md.contains("_Not measured in this run._"));
+    assert!(md.contains("`instructions::rows::read_name.dictionary` | 1234"));
+}
+
+#[test]
+fn draws_the_plots() {
+    let r = Results::load(&fixture()).unwrap();
+    let a = Analysis::new(&r);
+    let dir = scratch("plots");
+    plots::register_fonts().unwrap();
+    let links = plots::draw_all(&r, &a, &dir).unwrap();
+    for name in [&links.rows, &links.fan_out, &links.peers, &links.pooling] {
+        let name = name.as_ref().expect("plot drawn");
+        let svg = std::fs::read_to_string(dir.join(name)).unwrap();
+        assert!(svg.starts_with("<svg"), "{name}");
+        assert!(svg.contains("<text"), "{name} has no text");
+    }
+    let rows = std::fs::read_to_string(dir.join("rows.svg")).unwrap();
+    assert!(rows.contains("dictionary") && rows.contains("columnar"));
+    let peers = std::fs::read_to_string(dir.join("peers.svg")).unwrap();
+    assert!(peers.contains("polars"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn binary_writes_report_plots_and_decisions() {
+    let dir = scratch("bin");
+    let out = Command::new(env!("CARGO_BIN_EXE_flowengine-reports"))
+        .arg("--results")
+        .arg(fixture())
+        .arg("--report")
+        .arg(dir.join("performance-report.md"))
+        .arg("--plots")
+        .arg(dir.join("plots"))
+        .arg("--decisions")
+        .arg(dir.join("decisions.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let md = std::fs::read_to_string(dir.join("performance-report.md")).unwrap();
+    assert!(md.contains("![Row variants: read by name and with](plots/rows.svg)"));
+    assert!(dir.join("plots/fan-out.svg").is_file());
+    let toml = std::fs::read_to_string(dir.join("decisions.toml")).unwrap();
+    let d = decide::Decisions::from_toml(&toml).unwrap();
+    assert_eq!(d.defaults.pooling, "lock-free");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn empty_results_produce_a_report_of_unmeasured_questions() {
+    let dir = scratch("empty");
+    let out = Command::new(env!("CARGO_BIN_EXE_flowengine-reports"))
+        .arg("--results")
+        .arg(dir.join("no-such-results"))
+        .arg("--report")
+        .arg(dir.join("r.md"))
+        .arg("--plots")
+        .arg(dir.join("plots"))
+        .arg("--decisions")
+        .arg(dir.join("d.toml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let md = std::fs::read_to_string(dir.join("r.md")).unwrap();
+    assert!(md.contains("Date and machine: _Not measured in this run._"));
+    assert!(!dir.join("plots/rows.svg").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
