@@ -194,10 +194,15 @@ impl Emitter {
     }
 
     pub(crate) fn forward(&mut self, index: usize, chunk: Arc<Chunk>) -> Result<()> {
-        if let Some(ports) = self.outputs.get(index) {
-            for p in ports {
-                p.send(Arc::clone(&chunk))?;
+        match self.outputs.get(index) {
+            Some(ports) if !ports.is_empty() => {
+                for p in ports {
+                    p.send(Arc::clone(&chunk))?;
+                }
             }
+            // An extra output (e.g. a routing queue) nobody connected: count the rows as
+            // dropped rather than lose them silently.
+            _ => StepMetrics::add(&self.metrics.rows_dropped, chunk.len() as u64),
         }
         Ok(())
     }

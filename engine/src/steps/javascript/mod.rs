@@ -1,0 +1,255 @@
+//! `JavaScriptTransform`: business logic written against the original FlowEngine context API,
+//! run on QuickJS (through `rquickjs`).
+//!
+//! # The script
+//! `Script` (or `ScriptFile`) defines `function process(context)`, called once per row:
+//!
+//! | API | what it does |
+//! |---|---|
+//! | `context.input.current()` | the row as an object: ints, doubles and decimals as numbers, strings, booleans; dates, date-times and times as ISO strings (`2024-01-31`, `2024-01-31T13:45:00`, `13:45:00`); null as `null` |
+//! | `context.input.getValue(name)` | one field of the row (`undefined` for an unknown name) |
+//! | `context.input.schema()` | `{fields: [{name, type, required}], fieldNames}` |
+//! | `context.output.setField(name, value)` | sets an output field; `undefined` means null. An unknown name is a row error |
+//! | `context.output.removeField(name)` | the field becomes null (and is not copied from the input) |
+//! | `context.output.getField(name)` | what this row set so far |
+//! | `context.output.addMetadata(key, value)` / `getMetadata()` | per-row notes for the script itself; chunks carry no metadata, so nothing is written |
+//! | `context.validate.required([names])` | true when every named input field is non-null and not `''` |
+//! | `context.validate.businessRule(rule)` | `rule` is a boolean, a function `(row, context)`, or an expression over the row's fields (`"age >= 18"`) |
+//! | `context.validate.custom(fn)` | `!!fn(row, context)` |
+//! | `context.route.send(queue)` | the row goes to `queue` only, not to the main output |
+//! | `context.route.sendCopy(queue)` | the row goes to `queue` and to the main output |
+//! | `context.utils.now()` | a JS `Date` |
+//! | `context.utils.newGuid()` | a random (v4) UUID string |
+//! | `context.utils.formatDate(date, fmt)` | .NET-style `yyyy-MM-dd HH:mm:ss.fff` tokens, in UTC; no `fmt` gives ISO 8601 |
+//! | `context.utils.log(level, message)` / `log(message, level)` | both orders; other calls log every argument at `info`. Lines below `LogLevel` are not printed |
+//!
+//! `process` returns `false` to drop the row from the main output (counted as filtered);
+//! anything else emits it. Routing still applies to a row that returns `false`.
+//!
+//! # Output rows
+//! The row written is `OutputSchema`: each field is what the script set, converted to the
+//! declared type (a JS number into `decimal` goes through its shortest text, so 56244 stays
+//! `56244` and 202099.64 stays `202099.64`; a JS `Date` becomes its ISO text, then the
+//! declared date/time type). A field the script did not set is copied from the input field
+//! of the same name (`CopyInputFields: true`, the default: a script that only adds columns
+//! need not copy the others), otherwise it is null. `removeField` makes it null.
+//!
+//! # Row errors
+//! A thrown exception, a value that does not convert to its field's type, an unknown field
+//! name, and a null in a required (non-nullable) field fail the row. The error names the
+//! row's source line, the field (when there is one) and the message. `OnError: Fail` (the
+//! default) stops the run at the first; `OnError: Skip` counts the row as rejected and goes
+//! on, until more than `MaxErrors` rows of the step failed.
+//!
+//! # Routed queues
+//! Every queue is an extra output of the step, reachable as `From: "Step.queue"`, with the
+//! same schema as the main output. Queue names come from `Queues: [..]` and from the string
+//! literals in the script's `route.send(..)` / `route.sendCopy(..)` calls. A row routed to a
+//! queue without a connection is counted as dropped.
+//!
+//! # Sandbox and limits
+//! QuickJS without its `std`/`os` modules: no files, network, processes or timers.
+//! `Engine.Timeout` (ms) bounds the time `process` may run without finishing rows: the
+//! clock restarts every 16 rows, so an infinite loop is stopped after at most Timeout.
+//! `Engine.MemoryLimit` (bytes) caps each engine's heap; going over it fails the run with a
+//! message naming the setting (it is not a row error).
+//!
+//! # Parallelism
+//! `Workers` instances (default: available cores) each own a QuickJS engine with the script
+//! compiled once; the engine runs one chunk per call and the pipeline restores chunk order.
+//! A script's global state is per worker.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Obj, ParseEnv};
+use crate::error::{Error, Result};
+use crate::schema::{Field, Schema};
+use crate::steps::delimited_source::{parse_output_schema, ColumnDef};
+use crate::steps::{BuildContext, StepRuntime, Transform};
+
+mod runtime;
+#[cfg(test)]
+mod tests;
+
+/// What to do with a row whose script fails (throws, sets an unconvertible value, misses a
+/// required field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum OnError {
+    /// Fail the run at the first row error (default).
+    #[default]
+    Fail,
+    /// Skip the row, count it as rejected, up to `MaxErrors`.
+    Skip,
+}
+
+/// Config of `JavaScriptTransform`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JavaScriptConfig {
+    /// Script text defining `function process(context)`.
+    pub script: String,
+    /// Declared output columns.
+    pub output_schema: Vec<ColumnDef>,
+    /// Per-call time limit (`Engine.Timeout`, ms; default 5000).
+    pub timeout: Duration,
+    /// Heap limit per engine (`Engine.MemoryLimit`, bytes; default 64 MiB).
+    pub memory_limit: usize,
+    /// Worker threads (default: available cores).
+    pub workers: usize,
+    /// Row error policy.
+    pub on_error: OnError,
+    /// Row errors tolerated under `Skip` (default 100).
+    pub max_errors: u64,
+    /// Routing queues declared up front (`Queues`), added to those found in the script.
+    pub queues: Vec<String>,
+    /// Copy output fields the script leaves unset from input fields of the same name
+    /// (`CopyInputFields`, default true).
+    pub copy_input_fields: bool,
+    /// Lowest `utils.log` level printed (`LogLevel`: trace, debug, info, warn, error; default
+    /// info).
+    pub log_level: String,
+}
+
+impl JavaScriptConfig {
+    pub(crate) fn parse(o: &mut Obj<'_>, env: &mut ParseEnv<'_>) -> Result<Self> {
+        let script = match o.take(&["Script", "Code"])? {
+            Some(n) => n.string()?,
+            None => {
+                let n = o.require(&["ScriptFile", "ScriptPath"])?;
+                let path = env.path(&n)?;
+                std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e, "cannot read the script file"))?
+            }
+        };
+        let schema_node = o.require(&["OutputSchema", "Schema"])?;
+        let output_schema = parse_output_schema(&schema_node)?;
+        let mut c = JavaScriptConfig {
+            script,
+            output_schema,
+            timeout: Duration::from_millis(5000),
+            memory_limit: 64 << 20,
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            on_error: OnError::Fail,
+            max_errors: 100,
+            queues: Vec::new(),
+            copy_input_fields: true,
+            log_level: "info".to_owned(),
+        };
+        if let Some(n) = o.take(&["Engine"])? {
+            let mut e = n.obj()?;
+            if let Some(v) = e.take(&["Timeout", "TimeoutMs"])? {
+                c.timeout = Duration::from_millis(v.u64()?);
+            }
+            if let Some(v) = e.take(&["MemoryLimit", "MemoryLimitBytes"])? {
+                c.memory_limit = v.u64()? as usize;
+            }
+            if let Some(v) = e.take(&["Workers", "Parallelism", "MaxDegreeOfParallelism"])? {
+                c.workers = (v.u64()? as usize).max(1);
+            }
+            e.take(&["EnableDebugging"])?;
+            e.take(&["EnableCaching", "EnableScriptCaching"])?;
+            e.finish()?;
+        }
+        if let Some(v) = o.take(&["Workers", "Parallelism"])? {
+            c.workers = (v.u64()? as usize).max(1);
+        }
+        if let Some(v) = o.take(&["OnError", "ErrorPolicy"])? {
+            let s = v.string()?;
+            c.on_error = match s.to_ascii_lowercase().as_str() {
+                "fail" | "stop" => OnError::Fail,
+                "skip" | "continue" => OnError::Skip,
+                _ => return Err(v.err(format!("unknown OnError '{s}'; use Fail or Skip"))),
+            };
+        }
+        if let Some(v) = o.take(&["MaxErrors"])? {
+            c.max_errors = v.u64()?;
+        }
+        if let Some(v) = o.take(&["Queues", "Routes", "OutputQueues"])? {
+            for q in v.list()? {
+                let name = q.string()?;
+                if name.trim().is_empty() {
+                    return Err(q.err("a queue name is empty"));
+                }
+                if !c.queues.contains(&name) {
+                    c.queues.push(name);
+                }
+            }
+        }
+        if let Some(v) = o.take(&["CopyInputFields", "PassThroughFields"])? {
+            c.copy_input_fields = v.bool()?;
+        }
+        if let Some(v) = o.take(&["LogLevel"])? {
+            let s = v.string()?.to_ascii_lowercase();
+            if ![
+                "trace",
+                "debug",
+                "info",
+                "information",
+                "warn",
+                "warning",
+                "error",
+                "fatal",
+                "critical",
+                "none",
+            ]
+            .contains(&s.as_str())
+            {
+                return Err(v.err(format!("unknown LogLevel '{s}'; use trace, debug, info, warn, error or none")));
+            }
+            c.log_level = s;
+        }
+        // Keys the original's files carry that mean nothing here: chunking comes from the
+        // source, and per-call time is Engine.Timeout.
+        o.take(&["ChunkSize"])?;
+        o.take(&["TimeoutSeconds"])?;
+        Ok(c)
+    }
+
+    /// The declared output schema.
+    ///
+    /// # Errors
+    /// A column listed twice.
+    pub fn schema(&self, step: &str) -> Result<crate::schema::SchemaRef> {
+        let fields = self
+            .output_schema
+            .iter()
+            .map(|d| Field::new(d.name.clone(), d.data_type, d.nullable))
+            .collect();
+        Ok(Schema::try_new(fields)
+            .map_err(|d| Error::plan(step, format!("OutputSchema lists '{d}' twice")))?
+            .interned())
+    }
+
+    /// Queue names: `Queues` first, then literals found in the script.
+    pub fn queue_names(&self) -> Vec<String> {
+        let mut names = self.queues.clone();
+        for q in runtime::scan_queues(&self.script) {
+            if !names.contains(&q) {
+                names.push(q);
+            }
+        }
+        names
+    }
+
+    pub(crate) fn build(&self, ctx: &BuildContext<'_>) -> Result<StepRuntime> {
+        let output = self.schema(ctx.name)?;
+        let input = ctx
+            .input
+            .clone()
+            .ok_or_else(|| Error::plan(ctx.name, "JavaScriptTransform needs an input connection"))?;
+        let queues = self.queue_names();
+        if let Some(q) = queues.iter().find(|q| q.is_empty() || q.contains('.')) {
+            return Err(Error::plan(
+                ctx.name,
+                format!("queue name '{q}' must be non-empty and contain no '.'"),
+            ));
+        }
+        let shared = Arc::new(runtime::Shared::new(self, ctx.name, input, output, queues));
+        runtime::check_compiles(&shared)?;
+        let instances = (0..self.workers.max(1))
+            .map(|_| Box::new(runtime::JsTransform::new(Arc::clone(&shared))) as Box<dyn Transform>)
+            .collect();
+        Ok(StepRuntime::Transform(instances))
+    }
+}

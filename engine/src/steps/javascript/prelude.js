@@ -1,0 +1,343 @@
+// The context API of the original FlowEngine, and the chunk loop that drives `process`.
+//
+// Evaluated once per engine, after the user's script. `runtime.rs` replaces the two
+// `__FE_*__` markers with code generated from the input schema (locals for the input
+// columns, and the statements that fill the reused row object), then calls the resulting
+// factory with the native helpers and the schema description. The factory returns `run`,
+// which Rust calls once per chunk.
+//
+// Speed: one JS call per chunk; one context object and one row object reused for every
+// row; setField writes straight into per-column arrays; results go back to Rust packed
+// (joined strings, typed arrays) so Rust crosses into JS a handful of times per column,
+// not once per value.
+(function (native, cfg) {
+  'use strict';
+  const userProcess = globalThis.process;
+  if (typeof userProcess !== 'function') {
+    throw new TypeError('the script must define function process(context)');
+  }
+  const TICK = native.tick;
+  const OUT_NAMES = cfg.outputs;
+  const OUT_KINDS = cfg.kinds;
+  const QUEUES = cfg.queues;
+  const F = OUT_NAMES.length;
+  const OIDX = Object.create(null);
+  for (let i = 0; i < F; i++) OIDX[OUT_NAMES[i]] = i;
+  const QIDX = Object.create(null);
+  for (let i = 0; i < QUEUES.length; i++) QIDX[QUEUES[i]] = i;
+  const SCHEMA = Object.freeze({
+    fields: Object.freeze(cfg.inputs.map((f) => Object.freeze({ name: f[0], type: f[1], required: f[2] }))),
+    fieldNames: Object.freeze(cfg.inputs.map((f) => f[0])),
+  });
+
+  // The reused row: every input field exists from the start, so its shape never changes.
+  const row = {};
+  for (const f of cfg.inputs) row[f[0]] = null;
+
+  let OUT = null; // one array per output field; index = row of the chunk
+  let ROUTES = null; // flat [row, queue, row, queue, ...]
+  let R = 0; // current row
+  let EXCLUSIVE = false; // route.send was called for the current row
+  let META = null; // addMetadata of the current row
+
+  function fieldError(field, message) {
+    const e = new Error(message);
+    e.feField = field;
+    return e;
+  }
+
+  function slot(name, what) {
+    const i = OIDX[name];
+    if (i === undefined) {
+      throw fieldError(String(name), `${what}: '${name}' is not a field of OutputSchema (fields: ${OUT_NAMES.join(', ')})`);
+    }
+    const a = OUT[i];
+    while (a.length < R) a.push(undefined);
+    return a;
+  }
+
+  function queueIndex(q, what) {
+    const i = QIDX[q];
+    if (i === undefined) {
+      const known = QUEUES.length ? QUEUES.join(', ') : 'none';
+      throw new Error(`${what}: unknown queue '${q}' (queues of this step: ${known}; list dynamic names in Queues)`);
+    }
+    return i;
+  }
+
+  const input = {
+    current() {
+      return row;
+    },
+    getValue(name) {
+      return row[name];
+    },
+    schema() {
+      return SCHEMA;
+    },
+  };
+
+  const output = {
+    setField(name, value) {
+      slot(name, 'setField')[R] = value === undefined ? null : value;
+    },
+    removeField(name) {
+      slot(name, 'removeField')[R] = null;
+    },
+    getField(name) {
+      const i = OIDX[name];
+      if (i === undefined) return undefined;
+      const v = OUT[i][R];
+      return v === undefined ? undefined : v;
+    },
+    addMetadata(key, value) {
+      if (META === null) META = Object.create(null);
+      META[String(key)] = value;
+    },
+    getMetadata() {
+      return META === null ? {} : Object.assign({}, META);
+    },
+  };
+
+  const ruleCache = new Map();
+  function evalRule(expr) {
+    let fn = ruleCache.get(expr);
+    if (fn === undefined) {
+      // Non-strict body, so the row's fields are in scope by name: "age >= 18".
+      fn = new Function('row', 'with (row) { return (' + expr + '); }');
+      ruleCache.set(expr, fn);
+    }
+    return fn(row);
+  }
+
+  const validate = {
+    required(names) {
+      const list = Array.isArray(names) ? names : Array.prototype.slice.call(arguments);
+      for (let i = 0; i < list.length; i++) {
+        const v = row[list[i]];
+        if (v === null || v === undefined || v === '') return false;
+      }
+      return true;
+    },
+    businessRule(rule) {
+      if (typeof rule === 'function') return !!rule(row, context);
+      if (typeof rule === 'string') return !!evalRule(rule);
+      return !!rule;
+    },
+    custom(fn) {
+      if (typeof fn !== 'function') throw new TypeError('validate.custom expects a function(row, context)');
+      return !!fn(row, context);
+    },
+  };
+
+  const route = {
+    send(queue) {
+      ROUTES.push(R, queueIndex(queue, 'route.send'));
+      EXCLUSIVE = true;
+    },
+    sendCopy(queue) {
+      ROUTES.push(R, queueIndex(queue, 'route.sendCopy'));
+    },
+  };
+
+  const LEVELS = { trace: 0, debug: 1, info: 2, information: 2, warn: 3, warning: 3, error: 4, fatal: 5, critical: 5 };
+  function levelOf(x) {
+    return typeof x === 'string' && LEVELS[x.toLowerCase()] !== undefined ? x.toLowerCase() : undefined;
+  }
+  function text(v) {
+    if (typeof v === 'string') return v;
+    if (v instanceof Date) return isNaN(v) ? 'Invalid Date' : v.toISOString();
+    if (v !== null && typeof v === 'object') {
+      try {
+        return JSON.stringify(v);
+      } catch (e) {
+        return String(v);
+      }
+    }
+    return String(v);
+  }
+  function toDate(d) {
+    if (d instanceof Date) return d;
+    if (d === undefined || d === null) return new Date();
+    return new Date(d);
+  }
+  function pad(n, w) {
+    let s = String(n);
+    while (s.length < w) s = '0' + s;
+    return s;
+  }
+  // .NET-style tokens, in UTC: yyyy yy MM M dd d HH H hh h mm m ss s fff ff f tt; 'quoted'
+  // text and any other character are copied.
+  function formatDate(value, fmt) {
+    const d = toDate(value);
+    if (isNaN(d)) throw new RangeError(`formatDate: '${value}' is not a date`);
+    if (fmt === undefined || fmt === null || fmt === '') return d.toISOString();
+    const f = String(fmt);
+    let out = '';
+    let i = 0;
+    while (i < f.length) {
+      const c = f[i];
+      if (c === "'" || c === '"') {
+        const end = f.indexOf(c, i + 1);
+        const stop = end < 0 ? f.length : end;
+        out += f.slice(i + 1, stop);
+        i = stop + 1;
+        continue;
+      }
+      let j = i;
+      while (j < f.length && f[j] === c) j++;
+      const n = j - i;
+      const h = d.getUTCHours();
+      switch (c) {
+        case 'y':
+          out += n === 2 ? pad(d.getUTCFullYear() % 100, 2) : pad(d.getUTCFullYear(), n);
+          break;
+        case 'M':
+          out += pad(d.getUTCMonth() + 1, n);
+          break;
+        case 'd':
+          out += pad(d.getUTCDate(), n);
+          break;
+        case 'H':
+          out += pad(h, n);
+          break;
+        case 'h':
+          out += pad(h % 12 === 0 ? 12 : h % 12, n);
+          break;
+        case 'm':
+          out += pad(d.getUTCMinutes(), n);
+          break;
+        case 's':
+          out += pad(d.getUTCSeconds(), n);
+          break;
+        case 'f':
+          out += pad(d.getUTCMilliseconds(), 3).slice(0, Math.min(n, 3));
+          break;
+        case 't':
+          out += h < 12 ? 'AM' : 'PM';
+          break;
+        default:
+          out += f.slice(i, j);
+      }
+      i = j;
+    }
+    return out;
+  }
+
+  const utils = {
+    now() {
+      return new Date();
+    },
+    newGuid() {
+      return native.guid();
+    },
+    formatDate,
+    // Both argument orders: log(level, message) and log(message, level); otherwise every
+    // argument is part of the message, at info level.
+    log(a, b) {
+      let level;
+      let message;
+      if (arguments.length === 2 && levelOf(a) !== undefined && levelOf(b) === undefined) {
+        level = levelOf(a);
+        message = text(b);
+      } else if (arguments.length === 2 && levelOf(b) !== undefined) {
+        level = levelOf(b);
+        message = text(a);
+      } else {
+        level = 'info';
+        message = Array.prototype.map.call(arguments, text).join(' ');
+      }
+      native.log(level, message);
+    },
+  };
+
+  const context = { input, output, validate, route, utils };
+
+  function describe(e) {
+    if (e instanceof Error) return e.name && e.name !== 'Error' ? `${e.name}: ${e.message}` : String(e.message);
+    return 'uncaught ' + text(e);
+  }
+
+  // Packs one output column for Rust. state per row: 0 value, 1 null, 2 unset, 3 other
+  // (read one by one from the raw array).
+  function pack(a, n, kind) {
+    if (a.length === 0) return null;
+    const m = new Uint8Array(n);
+    let special = false;
+    if (kind === 'S') {
+      const s = [];
+      for (let r = 0; r < n; r++) {
+        const v = a[r];
+        if (typeof v === 'string') {
+          s.push(v);
+        } else if (v === undefined || v === null) {
+          m[r] = v === null ? 1 : 2;
+          special = true;
+          s.push('');
+        } else {
+          s.push(text(v));
+        }
+      }
+      return [s.join('\0'), special ? m : null, s];
+    }
+    if (kind === 'N') {
+      const f = new Float64Array(n);
+      for (let r = 0; r < n; r++) {
+        const v = a[r];
+        if (typeof v === 'number') {
+          f[r] = v;
+        } else {
+          special = true;
+          m[r] = v === undefined ? 2 : v === null ? 1 : 3;
+        }
+      }
+      return [f, special ? m : null, a];
+    }
+    const b = new Uint8Array(n);
+    for (let r = 0; r < n; r++) {
+      const v = a[r];
+      if (typeof v === 'boolean') {
+        b[r] = v ? 1 : 0;
+      } else {
+        special = true;
+        m[r] = v === undefined ? 2 : v === null ? 1 : 3;
+      }
+    }
+    return [b, special ? m : null, a];
+  }
+
+  // Row status: 0 emit, 1 filtered (process returned false), 2 routed only (route.send),
+  // 3 error.
+  return function run(cols, masks, n) {
+    OUT = new Array(F);
+    for (let i = 0; i < F; i++) OUT[i] = [];
+    ROUTES = [];
+    const status = new Uint8Array(n);
+    const errors = [];
+    __FE_COLUMNS__
+    for (let r = 0; r < n; r++) {
+      if ((r & 15) === 0) TICK();
+      __FE_FILL__
+      R = r;
+      EXCLUSIVE = false;
+      META = null;
+      const mark = ROUTES.length;
+      try {
+        const ret = userProcess(context);
+        status[r] = ret === false ? 1 : EXCLUSIVE ? 2 : 0;
+      } catch (e) {
+        // Running out of memory is the engine's failure, not the row's.
+        if (e instanceof Error && e.name === 'InternalError' && /out of memory/.test(e.message)) throw e;
+        ROUTES.length = mark;
+        status[r] = 3;
+        errors.push(r, e instanceof Error && e.feField !== undefined ? e.feField : null, describe(e));
+      }
+    }
+    const packed = new Array(F);
+    for (let i = 0; i < F; i++) packed[i] = pack(OUT[i], n, OUT_KINDS[i]);
+    OUT = null;
+    const routes = ROUTES;
+    ROUTES = null;
+    return [status, errors, routes, packed];
+  };
+})

@@ -1,0 +1,764 @@
+//! The QuickJS side of `JavaScriptTransform`: one engine per worker thread, one JS call per
+//! chunk.
+//!
+//! # Why one call per chunk
+//! A call from Rust into QuickJS with a fresh 5-field object costs about 1 µs, the whole
+//! budget of a row at 1M rows/s on two cores. So Rust hands a chunk over as whole columns
+//! (a `\0`-joined string that JS splits, or a typed array), one JS call loops over the rows
+//! with one reused context object and one reused row object, `setField` appends to
+//! per-column JS arrays, and the results come back packed the same way. Rust crosses into
+//! JS a few times per column per chunk instead of a few times per value.
+//!
+//! # Why thread-local engines
+//! `rquickjs::Runtime` is not `Send` (its `parallel` feature would add a tokio runtime and a
+//! lock per call). A [`JsTransform`] only holds an id; the first `process` call on a worker
+//! thread builds that worker's engine (runtime, context, compiled script) in a thread-local
+//! map, and every later chunk on that thread reuses it. The engine is freed with the thread
+//! (step and worker threads end with the run) or when the transform is dropped on it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rquickjs::{Array, Context, Ctx, Function, Object, Persistent, Runtime, TypedArray, Value as JsValue};
+
+use super::{JavaScriptConfig, OnError};
+use crate::chunk::{Chunk, Column, ColumnData};
+use crate::error::{Error, Result};
+use crate::metrics::StepMetrics;
+use crate::schema::{DataType, SchemaRef};
+use crate::steps::{Emitter, Transform};
+use crate::value::{self, Value};
+
+const PRELUDE: &str = include_str!("prelude.js");
+
+/// How an output column travels back from JS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Text (string, date, datetime, time): one `\0`-joined string.
+    Text,
+    /// Numbers (int32, int64, double, decimal): a `Float64Array`.
+    Number,
+    /// Booleans: a `Uint8Array`.
+    Bool,
+}
+
+impl Kind {
+    fn of(ty: DataType) -> Kind {
+        match ty {
+            DataType::String | DataType::Date | DataType::DateTime | DataType::Time => Kind::Text,
+            DataType::Int32 | DataType::Int64 | DataType::Float64 | DataType::Decimal => Kind::Number,
+            DataType::Bool => Kind::Bool,
+        }
+    }
+
+    fn code(self) -> &'static str {
+        match self {
+            Kind::Text => "S",
+            Kind::Number => "N",
+            Kind::Bool => "B",
+        }
+    }
+}
+
+/// Log levels, lowest first (the prelude normalises the names).
+const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "fatal"];
+
+fn level_rank(level: &str) -> usize {
+    match level {
+        "information" => 2,
+        "warning" => 3,
+        "critical" => 4,
+        "none" => usize::MAX,
+        other => LEVELS.iter().position(|l| *l == other).unwrap_or(2),
+    }
+}
+
+/// Everything the instances of one step share: the compiled plan, the limits and the error
+/// count (MaxErrors is per step, not per worker).
+pub(crate) struct Shared {
+    step: String,
+    script: String,
+    runner_source: String,
+    runner_config: String,
+    output: SchemaRef,
+    kinds: Vec<Kind>,
+    /// Per output field: the input column of the same name, copied when the script leaves
+    /// the field unset.
+    copy_from: Vec<Option<usize>>,
+    queues: Vec<String>,
+    timeout: Duration,
+    memory_limit: usize,
+    on_error: OnError,
+    max_errors: u64,
+    errors: AtomicU64,
+    min_log_level: usize,
+    /// Where `utils.log` lines go besides stderr (tests read them here).
+    log_capture: Option<Arc<Mutex<Vec<(String, String)>>>>,
+}
+
+impl Shared {
+    pub(crate) fn new(config: &JavaScriptConfig, step: &str, input: SchemaRef, output: SchemaRef, queues: Vec<String>) -> Shared {
+        let kinds: Vec<Kind> = output.fields().iter().map(|f| Kind::of(f.data_type)).collect();
+        let copy_from = output
+            .fields()
+            .iter()
+            .map(|f| if config.copy_input_fields { input.index_of(&f.name) } else { None })
+            .collect();
+        let runner_config = serde_json::json!({
+            "outputs": output.fields().iter().map(|f| f.name.clone()).collect::<Vec<_>>(),
+            "kinds": kinds.iter().map(|k| k.code()).collect::<Vec<_>>(),
+            "queues": queues,
+            "inputs": input.fields().iter().map(|f| serde_json::json!([f.name, f.data_type.name(), !f.nullable])).collect::<Vec<_>>(),
+        })
+        .to_string();
+        Shared {
+            step: step.to_owned(),
+            script: config.script.clone(),
+            runner_source: runner_source(&input),
+            runner_config,
+            output,
+            kinds,
+            copy_from,
+            queues,
+            timeout: config.timeout,
+            memory_limit: config.memory_limit,
+            on_error: config.on_error,
+            max_errors: config.max_errors,
+            errors: AtomicU64::new(0),
+            min_log_level: level_rank(&config.log_level),
+            log_capture: None,
+        }
+    }
+
+    /// Keeps `utils.log` lines (level, message) in `sink` as well.
+    #[cfg(test)]
+    pub(crate) fn capture_logs(mut self, sink: Arc<Mutex<Vec<(String, String)>>>) -> Shared {
+        self.log_capture = Some(sink);
+        self
+    }
+
+    fn script_error(&self, line: Option<u64>, field: Option<String>, message: impl Into<String>) -> Error {
+        Error::Script {
+            step: self.step.clone(),
+            line,
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == '$')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+}
+
+/// The prelude with the code that unpacks the input columns and fills the row object.
+fn runner_source(input: &SchemaRef) -> String {
+    let mut columns = String::new();
+    let mut fill = String::new();
+    for (k, f) in input.fields().iter().enumerate() {
+        columns.push_str(&format!(
+            "const c{k} = typeof cols[{k}] === 'string' ? cols[{k}].split('\\0') : cols[{k}]; const m{k} = masks[{k}];\n    "
+        ));
+        let target = if is_identifier(&f.name) {
+            format!("row.{}", f.name)
+        } else {
+            format!("row[{}]", serde_json::Value::String(f.name.clone()))
+        };
+        let value = if f.data_type == DataType::Bool {
+            format!("c{k}[r] === 1")
+        } else {
+            format!("c{k}[r]")
+        };
+        fill.push_str(&format!("{target} = m{k} !== null && m{k}[r] === 1 ? null : {value};\n      "));
+    }
+    PRELUDE.replace("__FE_COLUMNS__", &columns).replace("__FE_FILL__", &fill)
+}
+
+/// Queue names a script routes to with string literals: `route.send('x')`,
+/// `context.route.sendCopy("y")`.
+pub(crate) fn scan_queues(script: &str) -> Vec<String> {
+    let mut found: Vec<String> = Vec::new();
+    for pattern in [".send(", ".sendCopy("] {
+        let mut rest = script;
+        while let Some(at) = rest.find(pattern) {
+            rest = &rest[at + pattern.len()..];
+            let arg = rest.trim_start();
+            let Some(quote) = arg.chars().next().filter(|c| matches!(c, '\'' | '"' | '`')) else {
+                continue;
+            };
+            let body = &arg[1..];
+            if let Some(end) = body.find(quote) {
+                let name = &body[..end];
+                if !name.contains('\\') && !(quote == '`' && name.contains("${")) && !found.iter().any(|q| q == name) {
+                    found.push(name.to_owned());
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Compiles the script in a throw-away engine, so a broken script fails when the DAG is
+/// built, not at the first chunk.
+pub(crate) fn check_compiles(shared: &Shared) -> Result<()> {
+    Engine::new(shared)
+        .map(drop)
+        .map_err(|m| Error::plan(&shared.step, format!("the script does not load: {m}")))
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    static ENGINES: RefCell<HashMap<u64, Engine>> = RefCell::new(HashMap::new());
+}
+
+/// One worker's instance of the step.
+pub(crate) struct JsTransform {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl JsTransform {
+    pub(crate) fn new(shared: Arc<Shared>) -> JsTransform {
+        JsTransform {
+            shared,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for JsTransform {
+    fn drop(&mut self) {
+        let _ = ENGINES.try_with(|m| m.borrow_mut().remove(&self.id));
+    }
+}
+
+impl Transform for JsTransform {
+    fn output_schema(&self) -> SchemaRef {
+        Arc::clone(&self.shared.output)
+    }
+
+    fn extra_outputs(&self) -> Vec<String> {
+        self.shared.queues.clone()
+    }
+
+    fn process(&mut self, chunk: Arc<Chunk>, out: &mut Emitter) -> Result<()> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let shared = &*self.shared;
+        let result = ENGINES.with(|cell| {
+            let mut engines = cell.borrow_mut();
+            if !engines.contains_key(&self.id) {
+                let engine = Engine::new(shared).map_err(|m| shared.script_error(None, None, format!("the script does not load: {m}")))?;
+                engines.insert(self.id, engine);
+            }
+            let engine = engines.get(&self.id).ok_or_else(|| Error::Internal("engine vanished".into()))?;
+            let r = engine.run_chunk(shared, &chunk);
+            if r.is_err() {
+                // A timeout or memory failure leaves the engine in an unknown state.
+                engines.remove(&self.id);
+            }
+            r
+        })?;
+        finish_chunk(shared, &chunk, result, out)
+    }
+}
+
+/// What one chunk produced, all in Rust memory.
+struct ChunkResult {
+    columns: Vec<Arc<Column>>,
+    status: Vec<u8>,
+    errors: Vec<RowError>,
+    /// (row, queue) in row order.
+    routes: Vec<(usize, usize)>,
+}
+
+struct RowError {
+    row: usize,
+    field: Option<String>,
+    message: String,
+}
+
+const EMIT: u8 = 0;
+const FILTERED: u8 = 1;
+const ROUTED_ONLY: u8 = 2;
+const FAILED: u8 = 3;
+
+fn finish_chunk(shared: &Shared, chunk: &Chunk, mut res: ChunkResult, out: &mut Emitter) -> Result<()> {
+    let n = chunk.len();
+    if !res.errors.is_empty() {
+        res.errors.sort_by_key(|e| e.row);
+        res.errors.dedup_by_key(|e| e.row);
+        for e in &res.errors {
+            res.status[e.row] = FAILED;
+        }
+        let errors = std::mem::take(&mut res.errors);
+        for e in errors {
+            let err = shared.script_error(chunk.line(e.row), e.field, e.message);
+            if shared.on_error == OnError::Fail {
+                return Err(err);
+            }
+            StepMetrics::add(&out.metrics().rows_rejected, 1);
+            let count = shared.errors.fetch_add(1, Ordering::Relaxed) + 1;
+            if count > shared.max_errors {
+                return Err(Error::TooManyErrors {
+                    step: shared.step.clone(),
+                    count,
+                    max: shared.max_errors,
+                    last: Box::new(err),
+                });
+            }
+        }
+    }
+    let filtered = res.status.iter().filter(|&&s| s == FILTERED).count();
+    if filtered > 0 {
+        StepMetrics::add(&out.metrics().rows_filtered, filtered as u64);
+    }
+    let full = Chunk::new(Arc::clone(&shared.output), res.columns, Arc::clone(chunk.lines()));
+    let main: Vec<usize> = (0..n).filter(|&r| res.status[r] == EMIT).collect();
+    let mut per_queue: Vec<Vec<usize>> = vec![Vec::new(); shared.queues.len()];
+    for &(r, q) in &res.routes {
+        if res.status[r] != FAILED && per_queue[q].last() != Some(&r) {
+            per_queue[q].push(r);
+        }
+    }
+    if main.len() == n {
+        out.emit(full.clone())?;
+    } else if !main.is_empty() {
+        out.emit(full.take(&main))?;
+    }
+    for (q, rows) in per_queue.iter().enumerate() {
+        if rows.is_empty() {
+            continue;
+        }
+        match out.output_index(&shared.queues[q]) {
+            Some(index) => out.emit_to(index, Arc::new(full.take(rows)))?,
+            None => StepMetrics::add(&out.metrics().rows_dropped, rows.len() as u64),
+        }
+    }
+    Ok(())
+}
+
+/// One QuickJS runtime with the script loaded. Field order is drop order: the function
+/// handle and the context go before the runtime.
+struct Engine {
+    run: Persistent<Function<'static>>,
+    context: Context,
+    runtime: Runtime,
+    deadline: Rc<Cell<Instant>>,
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400 * 365)
+}
+
+impl Engine {
+    fn new(shared: &Shared) -> std::result::Result<Engine, String> {
+        let runtime = Runtime::new().map_err(|e| e.to_string())?;
+        runtime.set_memory_limit(shared.memory_limit);
+        // Worker threads have Rust's default 2 MiB stack; keep QuickJS well inside it.
+        runtime.set_max_stack_size(1 << 20);
+        let timeout = shared.timeout;
+        let deadline = Rc::new(Cell::new(Instant::now() + timeout));
+        let watched = Rc::clone(&deadline);
+        runtime.set_interrupt_handler(Some(Box::new(move || Instant::now() > watched.get())));
+        let context = Context::full(&runtime).map_err(|e| e.to_string())?;
+        let ticking = Rc::clone(&deadline);
+        let step = shared.step.clone();
+        let min_level = shared.min_log_level;
+        let capture = shared.log_capture.clone();
+        let run = context.with(|ctx| -> std::result::Result<Persistent<Function<'static>>, String> {
+            let fail = |e: rquickjs::Error| describe_js_error(&ctx, e, shared);
+            ctx.eval::<JsValue, _>(shared.script.as_bytes()).map_err(fail)?;
+            let factory: Function = ctx.eval(shared.runner_source.as_bytes()).map_err(fail)?;
+            let native = Object::new(ctx.clone()).map_err(fail)?;
+            let tick = Function::new(ctx.clone(), move || ticking.set(Instant::now() + timeout)).map_err(fail)?;
+            native.set("tick", tick).map_err(fail)?;
+            let guid = Function::new(ctx.clone(), || uuid::Uuid::new_v4().to_string()).map_err(fail)?;
+            native.set("guid", guid).map_err(fail)?;
+            let log = Function::new(ctx.clone(), move |level: String, message: String| {
+                if let Some(c) = &capture {
+                    c.lock().unwrap_or_else(|p| p.into_inner()).push((level.clone(), message.clone()));
+                }
+                if level_rank(&level) >= min_level {
+                    eprintln!("[{step}] {}: {message}", level.to_ascii_uppercase());
+                }
+            })
+            .map_err(fail)?;
+            native.set("log", log).map_err(fail)?;
+            let cfg = ctx.json_parse(shared.runner_config.as_bytes()).map_err(fail)?;
+            let run: Function = factory.call((native, cfg)).map_err(fail)?;
+            Ok(Persistent::save(&ctx, run))
+        })?;
+        deadline.set(far_future());
+        Ok(Engine {
+            run,
+            context,
+            runtime,
+            deadline,
+        })
+    }
+
+    fn run_chunk(&self, shared: &Shared, chunk: &Chunk) -> Result<ChunkResult> {
+        let n = chunk.len();
+        let fatal = |m: String| shared.script_error(chunk.line(0), None, m);
+        let res = self.context.with(|ctx| -> std::result::Result<ChunkResult, String> {
+            let fail = |e: rquickjs::Error| describe_js_error(&ctx, e, shared);
+            let cols = Array::new(ctx.clone()).map_err(fail)?;
+            let masks = Array::new(ctx.clone()).map_err(fail)?;
+            for (k, column) in chunk.columns().iter().enumerate() {
+                let (c, m) = column_to_js(&ctx, column).map_err(fail)?;
+                cols.set(k, c).map_err(fail)?;
+                masks.set(k, m).map_err(fail)?;
+            }
+            let run = self.run.clone().restore(&ctx).map_err(fail)?;
+            self.deadline.set(Instant::now() + shared.timeout);
+            let called: std::result::Result<Array, _> = run.call((cols, masks, n as u32));
+            self.deadline.set(far_future());
+            let result = called.map_err(fail)?;
+            read_result(&ctx, shared, chunk, &result).map_err(fail)
+        });
+        res.map_err(fatal)
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Collect cycles the script may have left, before the runtime goes.
+        self.runtime.run_gc();
+    }
+}
+
+/// A failed call into JS, as text. Timeouts and memory exhaustion name the setting to raise.
+fn describe_js_error(ctx: &Ctx<'_>, e: rquickjs::Error, shared: &Shared) -> String {
+    let text = match e {
+        rquickjs::Error::Exception => {
+            let v = ctx.catch();
+            match v.clone().into_exception() {
+                Some(ex) => {
+                    let message = ex.message().unwrap_or_default();
+                    let at = ex
+                        .stack()
+                        .and_then(|s| s.lines().map(str::trim).find(|l| !l.is_empty()).map(str::to_owned))
+                        .map(|l| format!(" ({l})"))
+                        .unwrap_or_default();
+                    let name: Option<String> = ex.get("name").ok();
+                    match name {
+                        Some(n) if n != "Error" => format!("{n}: {message}{at}"),
+                        _ => format!("{message}{at}"),
+                    }
+                }
+                None => match v.as_string().and_then(|s| s.to_string().ok()) {
+                    Some(s) => s,
+                    None => format!("uncaught {:?}", v.type_of()),
+                },
+            }
+        }
+        rquickjs::Error::Allocation => "out of memory".to_owned(),
+        other => other.to_string(),
+    };
+    if text.contains("interrupted") {
+        format!(
+            "the script ran longer than Engine.Timeout ({} ms) and was stopped",
+            shared.timeout.as_millis()
+        )
+    } else if text.contains("out of memory") {
+        format!(
+            "the script exceeded Engine.MemoryLimit ({} bytes) and was stopped: {text}",
+            shared.memory_limit
+        )
+    } else {
+        text
+    }
+}
+
+/// A column as JS: (values, null mask or null). Text goes as one `\0`-joined string unless
+/// a value contains `\0`.
+fn column_to_js<'js>(ctx: &Ctx<'js>, column: &Column) -> rquickjs::Result<(JsValue<'js>, JsValue<'js>)> {
+    let n = column.len();
+    let has_nulls = (0..n).any(|i| column.is_null(i));
+    let mask = if has_nulls {
+        let m: Vec<u8> = (0..n).map(|i| u8::from(column.is_null(i))).collect();
+        TypedArray::<u8>::new(ctx.clone(), m)?.into_value()
+    } else {
+        JsValue::new_null(ctx.clone())
+    };
+    let values = match column.data() {
+        ColumnData::Int32(v) => TypedArray::<i32>::new(ctx.clone(), v.clone())?.into_value(),
+        ColumnData::Int64(v) => TypedArray::<f64>::new(ctx.clone(), v.iter().map(|&x| x as f64).collect::<Vec<_>>())?.into_value(),
+        ColumnData::Float64(v) => TypedArray::<f64>::new(ctx.clone(), v.clone())?.into_value(),
+        ColumnData::Decimal(v) => {
+            let f: Vec<f64> = v
+                .iter()
+                .map(|d| rust_decimal::prelude::ToPrimitive::to_f64(d).unwrap_or(f64::NAN))
+                .collect();
+            TypedArray::<f64>::new(ctx.clone(), f)?.into_value()
+        }
+        ColumnData::Bool(v) => TypedArray::<u8>::new(ctx.clone(), v.iter().map(|&b| u8::from(b)).collect::<Vec<_>>())?.into_value(),
+        ColumnData::String(_) | ColumnData::Date(_) | ColumnData::DateTime(_) | ColumnData::Time(_) => {
+            let mut joined: Vec<u8> = Vec::with_capacity(n * 16);
+            let mut has_nul = false;
+            for i in 0..n {
+                if i > 0 {
+                    joined.push(0);
+                }
+                let start = joined.len();
+                column.write_text(i, &mut joined);
+                has_nul |= memchr::memchr(0, &joined[start..]).is_some();
+            }
+            if has_nul {
+                let arr = Array::new(ctx.clone())?;
+                for i in 0..n {
+                    let mut one = Vec::new();
+                    column.write_text(i, &mut one);
+                    arr.set(i, rquickjs::String::from_str(ctx.clone(), &String::from_utf8_lossy(&one))?)?;
+                }
+                arr.into_value()
+            } else {
+                rquickjs::String::from_str(ctx.clone(), &String::from_utf8_lossy(&joined))?.into_value()
+            }
+        }
+    };
+    Ok((values, mask))
+}
+
+/// Copies a `Uint8Array`.
+#[allow(unsafe_code)]
+fn bytes_of(v: &JsValue<'_>) -> rquickjs::Result<Vec<u8>> {
+    let ta = TypedArray::<u8>::from_value(v.clone())?;
+    // SAFETY: rquickjs marks the view unsafe because running JS could detach or resize the
+    // buffer while the slice lives; the slice is copied at once and no JS runs meanwhile.
+    // The prelude created the array and never detaches it.
+    Ok(unsafe { ta.as_slice() }.to_vec())
+}
+
+/// Copies a `Float64Array`.
+#[allow(unsafe_code)]
+fn floats_of(v: &JsValue<'_>) -> rquickjs::Result<Vec<f64>> {
+    let ta = TypedArray::<f64>::from_value(v.clone())?;
+    // SAFETY: as in `bytes_of`: copied at once, no JS runs while the slice lives.
+    Ok(unsafe { ta.as_slice() }.to_vec())
+}
+
+fn read_result<'js>(ctx: &Ctx<'js>, shared: &Shared, chunk: &Chunk, result: &Array<'js>) -> rquickjs::Result<ChunkResult> {
+    let n = chunk.len();
+    let status = bytes_of(&result.get::<JsValue>(0)?)?;
+    let raw_errors: Array = result.get(1)?;
+    let mut errors = Vec::new();
+    for e in 0..raw_errors.len() / 3 {
+        errors.push(RowError {
+            row: raw_errors.get::<u32>(3 * e)? as usize,
+            field: raw_errors.get::<Option<String>>(3 * e + 1)?,
+            message: raw_errors.get::<String>(3 * e + 2)?,
+        });
+    }
+    let raw_routes: Array = result.get(2)?;
+    let mut routes = Vec::with_capacity(raw_routes.len() / 2);
+    for p in 0..raw_routes.len() / 2 {
+        routes.push((raw_routes.get::<u32>(2 * p)? as usize, raw_routes.get::<u32>(2 * p + 1)? as usize));
+    }
+    // Values matter only for rows that leave the step: not failed, and not filtered unless
+    // routed.
+    let mut needed: Vec<bool> = status.iter().map(|&s| s == EMIT || s == ROUTED_ONLY).collect();
+    for &(r, _) in &routes {
+        if status[r] != FAILED {
+            needed[r] = true;
+        }
+    }
+    let packed: Array = result.get(3)?;
+    let mut columns = Vec::with_capacity(shared.output.len());
+    for (j, field) in shared.output.fields().iter().enumerate() {
+        let p: Option<Array> = packed.get(j)?;
+        let column = match p {
+            None => unset_column(shared, chunk, j, &needed, &mut errors),
+            Some(p) => Arc::new(packed_column(ctx, shared, chunk, j, &p, &needed, &mut errors)?),
+        };
+        if !field.nullable {
+            for r in (0..n).filter(|&r| needed[r] && column.is_null(r)) {
+                errors.push(RowError {
+                    row: r,
+                    field: Some(field.name.clone()),
+                    message: format!("required field '{}' has no value", field.name),
+                });
+            }
+        }
+        columns.push(column);
+    }
+    Ok(ChunkResult {
+        columns,
+        status,
+        errors,
+        routes,
+    })
+}
+
+/// An output column the script never set in this chunk: the input column of the same name
+/// (shared when the type matches), or nulls.
+fn unset_column(shared: &Shared, chunk: &Chunk, j: usize, needed: &[bool], errors: &mut Vec<RowError>) -> Arc<Column> {
+    let ty = shared.output.fields()[j].data_type;
+    if let Some(k) = shared.copy_from[j] {
+        let input = chunk.column(k);
+        if input.data_type() == ty {
+            return Arc::clone(input);
+        }
+    }
+    let mut col = Column::with_capacity(ty, chunk.len());
+    for r in 0..chunk.len() {
+        copy_input(shared, chunk, j, r, needed[r], &mut col, errors);
+    }
+    Arc::new(col)
+}
+
+/// Row `r` of output `j` when the script left it unset.
+fn copy_input(shared: &Shared, chunk: &Chunk, j: usize, r: usize, needed: bool, col: &mut Column, errors: &mut Vec<RowError>) {
+    match shared.copy_from[j] {
+        Some(k) if needed => {
+            let input = chunk.column(k);
+            if input.data_type() == col.data_type() {
+                col.push_from(input, r);
+            } else if let Err(m) = col.push_value(&input.get(r)) {
+                col.push_null();
+                errors.push(RowError {
+                    row: r,
+                    field: Some(shared.output.fields()[j].name.clone()),
+                    message: format!("copying input field: {m}"),
+                });
+            }
+        }
+        _ => col.push_null(),
+    }
+}
+
+fn push_checked(col: &mut Column, pushed: std::result::Result<(), String>, r: usize, field: &str, errors: &mut Vec<RowError>) {
+    if let Err(m) = pushed {
+        col.push_null();
+        errors.push(RowError {
+            row: r,
+            field: Some(field.to_owned()),
+            message: m,
+        });
+    }
+}
+
+/// Text into a column of its kind; a date-time text into a date or time column keeps its
+/// date or time part (a JS `Date` arrives as an ISO string).
+fn push_text(col: &mut Column, text: &str) -> std::result::Result<(), String> {
+    match col.push_parsed(text) {
+        Ok(()) => Ok(()),
+        Err(m) if matches!(col.data_type(), DataType::Date | DataType::Time) => match value::parse_datetime(text) {
+            Ok(dt) => col.push_value(&Value::DateTime(dt)),
+            Err(_) => Err(m),
+        },
+        Err(m) => Err(m),
+    }
+}
+
+fn packed_column<'js>(
+    ctx: &Ctx<'js>,
+    shared: &Shared,
+    chunk: &Chunk,
+    j: usize,
+    p: &Array<'js>,
+    needed: &[bool],
+    errors: &mut Vec<RowError>,
+) -> rquickjs::Result<Column> {
+    let n = chunk.len();
+    let field = &shared.output.fields()[j];
+    let mut col = Column::with_capacity(field.data_type, n);
+    let mask_value: JsValue = p.get(1)?;
+    let mask = if mask_value.is_null() { None } else { Some(bytes_of(&mask_value)?) };
+    let state = |r: usize| mask.as_ref().map_or(0, |m| m[r]);
+    match shared.kinds[j] {
+        Kind::Text => {
+            let joined = p.get::<rquickjs::String>(0)?.to_string()?;
+            let mut parts: Vec<&str> = joined.split('\0').collect();
+            let fallback: Vec<String>;
+            if parts.len() != n {
+                // A value contained '\0': read them one by one.
+                let raw: Array = p.get(2)?;
+                fallback = (0..n).map(|r| raw.get::<String>(r)).collect::<rquickjs::Result<_>>()?;
+                parts = fallback.iter().map(String::as_str).collect();
+            }
+            for (r, text) in parts.iter().enumerate() {
+                if !needed[r] {
+                    col.push_null();
+                    continue;
+                }
+                match state(r) {
+                    0 => {
+                        let pushed = push_text(&mut col, text);
+                        push_checked(&mut col, pushed, r, &field.name, errors);
+                    }
+                    2 => copy_input(shared, chunk, j, r, true, &mut col, errors),
+                    _ => col.push_null(),
+                }
+            }
+        }
+        Kind::Number | Kind::Bool => {
+            let numbers = if shared.kinds[j] == Kind::Number {
+                floats_of(&p.get::<JsValue>(0)?)?
+            } else {
+                bytes_of(&p.get::<JsValue>(0)?)?.into_iter().map(f64::from).collect()
+            };
+            let raw: Array = p.get(2)?;
+            for r in 0..n {
+                if !needed[r] {
+                    col.push_null();
+                    continue;
+                }
+                match state(r) {
+                    0 => {
+                        let v = if shared.kinds[j] == Kind::Number {
+                            Value::Float64(numbers[r])
+                        } else {
+                            Value::Bool(numbers[r] != 0.0)
+                        };
+                        let pushed = col.push_value(&v);
+                        push_checked(&mut col, pushed, r, &field.name, errors);
+                    }
+                    1 => col.push_null(),
+                    2 => copy_input(shared, chunk, j, r, true, &mut col, errors),
+                    _ => {
+                        let v: JsValue = raw.get(r)?;
+                        let pushed = js_to_value(ctx, &v)
+                            .and_then(|v| col.push_value(&v))
+                            .map_err(|m| format!("{m} (field type {})", field.data_type));
+                        push_checked(&mut col, pushed, r, &field.name, errors);
+                    }
+                }
+            }
+        }
+    }
+    Ok(col)
+}
+
+/// A JS value that is not of its column's natural kind (e.g. a string set into an integer
+/// field), as a [`Value`] for the engine's conversions.
+fn js_to_value<'js>(_ctx: &Ctx<'js>, v: &JsValue<'js>) -> std::result::Result<Value, String> {
+    if v.is_null() || v.is_undefined() {
+        return Ok(Value::Null);
+    }
+    if let Some(b) = v.as_bool() {
+        return Ok(Value::Bool(b));
+    }
+    if let Some(i) = v.as_int() {
+        return Ok(Value::Int32(i));
+    }
+    if let Some(f) = v.as_float() {
+        return Ok(Value::Float64(f));
+    }
+    if let Some(s) = v.as_string() {
+        return s.to_string().map(Value::String).map_err(|e| e.to_string());
+    }
+    if let Some(b) = v.as_big_int() {
+        return b.clone().to_i64().map(Value::Int64).map_err(|e| e.to_string());
+    }
+    Err(format!("cannot convert a JS {} value", v.type_name()))
+}
