@@ -375,7 +375,7 @@ impl PortBench {
             PortKind::Flume => fan_out_sync::<FlumeFlavor, P>(subscribers, messages, self.capacity),
             PortKind::Std => fan_out_sync::<StdFlavor, P>(subscribers, messages, self.capacity),
             PortKind::Tokio => self.fan_out_tokio(subscribers, messages),
-            PortKind::Callback => fan_out_callback(subscribers, messages),
+            PortKind::Callback => callback_fan_out(subscribers, messages),
             PortKind::Batched => fan_out_batched(subscribers, messages, self.capacity),
         }
     }
@@ -502,7 +502,9 @@ fn fan_out_sync<F: Flavor, P: Send + Sync + 'static>(
     })
 }
 
-fn fan_out_callback<P>(subscribers: usize, messages: &[Message<P>]) -> Vec<Delivery> {
+/// The callback fan-out on its own (no threads, no runtime): what
+/// [`PortBench::fan_out`] runs for [`PortKind::Callback`].
+pub fn callback_fan_out<P>(subscribers: usize, messages: &[Message<P>]) -> Vec<Delivery> {
     let mut port = CallbackPort::new((0..subscribers).map(|_| Tracker::new()).collect());
     for m in messages {
         port.send(m);
