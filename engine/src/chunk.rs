@@ -226,6 +226,40 @@ impl Column {
         Ok(())
     }
 
+    /// Parses raw field bytes: numbers without a UTF-8 pass, text with one.
+    ///
+    /// # Errors
+    /// Invalid UTF-8, or why the text is not a value of this type.
+    #[inline]
+    pub fn push_parsed_bytes(&mut self, raw: &[u8]) -> Result<(), String> {
+        match &mut self.data {
+            ColumnData::Int32(v) => {
+                if let Some(x) = value::parse_i64_fast(raw).and_then(|x| i32::try_from(x).ok()) {
+                    v.push(x);
+                    self.mark_null(false);
+                    return Ok(());
+                }
+            }
+            ColumnData::Int64(v) => {
+                if let Some(x) = value::parse_i64_fast(raw) {
+                    v.push(x);
+                    self.mark_null(false);
+                    return Ok(());
+                }
+            }
+            ColumnData::Decimal(v) => {
+                if let Some(x) = value::parse_decimal_fast(raw) {
+                    v.push(x);
+                    self.mark_null(false);
+                    return Ok(());
+                }
+            }
+            _ => {}
+        }
+        let text = std::str::from_utf8(raw).map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to()))?;
+        self.push_parsed(text)
+    }
+
     /// Appends a value, converting between compatible types (int → decimal, text → any type
     /// by parsing, ...). Nothing is appended on error.
     ///

@@ -158,3 +158,92 @@ impl Write for AtomicOutput {
         }
     }
 }
+
+/// Moves the `write` system calls of an [`AtomicOutput`] to their own thread, so that
+/// formatting the next chunk overlaps with the kernel copying the previous one into the page
+/// cache (in a CSV pass-through the copy is about a third of all CPU time).
+///
+/// Buffers travel over a small bounded channel (backpressure: at most `DEPTH` chunks of
+/// text in flight) and come back for reuse.
+pub struct BackgroundWriter {
+    target: PathBuf,
+    tx: Option<crossbeam_channel::Sender<Vec<u8>>>,
+    free: crossbeam_channel::Receiver<Vec<u8>>,
+    handle: Option<std::thread::JoinHandle<io::Result<AtomicOutput>>>,
+}
+
+const DEPTH: usize = 3;
+
+impl BackgroundWriter {
+    /// Starts the writer thread.
+    ///
+    /// # Errors
+    /// The thread cannot be started.
+    pub fn start(mut out: AtomicOutput) -> Result<BackgroundWriter> {
+        let target = out.target().to_path_buf();
+        let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(DEPTH);
+        let (free_tx, free) = crossbeam_channel::bounded::<Vec<u8>>(DEPTH + 1);
+        let handle = std::thread::Builder::new()
+            .name("output-writer".into())
+            .spawn(move || {
+                for mut buf in rx {
+                    out.write_all(&buf)?;
+                    buf.clear();
+                    let _ = free_tx.try_send(buf);
+                }
+                Ok(out)
+            })
+            .map_err(|e| Error::io(&target, e, "cannot start the writer thread"))?;
+        Ok(BackgroundWriter {
+            target,
+            tx: Some(tx),
+            free,
+            handle: Some(handle),
+        })
+    }
+
+    /// An empty buffer, recycled when one is free.
+    pub fn buffer(&self) -> Vec<u8> {
+        self.free.try_recv().unwrap_or_default()
+    }
+
+    /// Queues a filled buffer for writing.
+    ///
+    /// # Errors
+    /// The writer thread failed (its I/O error is returned).
+    pub fn write(&mut self, buf: Vec<u8>) -> Result<()> {
+        let sent = self.tx.as_ref().map(|tx| tx.send(buf).is_ok()).unwrap_or(false);
+        if sent {
+            Ok(())
+        } else {
+            self.finish().map(|_| ())
+        }
+    }
+
+    /// Waits for every queued buffer to be written and returns the output for commit.
+    ///
+    /// # Errors
+    /// The first I/O error of the writer thread.
+    pub fn finish(&mut self) -> Result<AtomicOutput> {
+        self.tx = None;
+        let handle = self
+            .handle
+            .take()
+            .ok_or_else(|| Error::Internal("writer already finished".into()))?;
+        match handle.join() {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(e)) => Err(Error::io(&self.target, e, "cannot write the output")),
+            Err(_) => Err(Error::Internal("the writer thread panicked".into())),
+        }
+    }
+}
+
+impl Drop for BackgroundWriter {
+    fn drop(&mut self) {
+        // Waiting here guarantees the temp file is gone when an aborted run returns.
+        self.tx = None;
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}

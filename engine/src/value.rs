@@ -123,10 +123,69 @@ pub fn parse_f64(text: &str) -> Result<f64, String> {
 
 /// An exact decimal; the scale written is the scale kept (`56244.0` has scale 1).
 pub fn parse_decimal(text: &str) -> Result<Decimal, String> {
+    if let Some(d) = parse_decimal_fast(text.as_bytes()) {
+        return Ok(d);
+    }
     let t = text.trim();
     Decimal::from_str(t)
         .or_else(|_| Decimal::from_scientific(t))
         .map_err(|_| format!("'{text}' is not a decimal number"))
+}
+
+/// The common case of a decimal — `-?digits[.digits]`, at most 28 digits — without going
+/// through text machinery; `None` means "use the general parser".
+#[inline]
+pub fn parse_decimal_fast(b: &[u8]) -> Option<Decimal> {
+    let (neg, digits) = match b.first()? {
+        b'-' => (true, &b[1..]),
+        _ => (false, b),
+    };
+    if digits.is_empty() || digits.len() > 29 {
+        return None;
+    }
+    let mut mantissa: i128 = 0;
+    let mut scale: u32 = 0;
+    let mut seen_dot = false;
+    let mut n_digits = 0;
+    for &c in digits {
+        match c {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + (c - b'0') as i128;
+                n_digits += 1;
+                if seen_dot {
+                    scale += 1;
+                }
+            }
+            b'.' if !seen_dot => seen_dot = true,
+            _ => return None,
+        }
+    }
+    if n_digits == 0 || n_digits > 28 || (seen_dot && scale == 0) {
+        return None;
+    }
+    Decimal::try_from_i128_with_scale(if neg { -mantissa } else { mantissa }, scale).ok()
+}
+
+/// An integer from ASCII digits with an optional `-`/`+`; `None` means "use the general
+/// parser" (spaces, overflow, anything unusual).
+#[inline]
+pub fn parse_i64_fast(b: &[u8]) -> Option<i64> {
+    let (neg, digits) = match b.first()? {
+        b'-' => (true, &b[1..]),
+        b'+' => (false, &b[1..]),
+        _ => (false, b),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &c in digits {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + (c - b'0') as i64;
+    }
+    Some(if neg { -v } else { v })
 }
 
 /// `YYYY-MM-DD` (also `YYYY/MM/DD`).
@@ -168,10 +227,33 @@ pub fn write_f64(v: f64, out: &mut Vec<u8>) {
     out.extend_from_slice(ryu::Buffer::new().format(v).as_bytes());
 }
 
-/// Decimal text with its scale.
+/// Decimal text with its scale (`56244.0` stays `56244.0`).
+#[inline]
 pub fn write_decimal(d: &Decimal, out: &mut Vec<u8>) {
-    // Decimal's Display never fails on a Vec.
-    let _ = write!(out, "{d}");
+    let m = d.mantissa();
+    let scale = d.scale() as usize;
+    if m == 0 {
+        // Keeps the sign and scale of zero exactly as the general formatter does.
+        let _ = write!(out, "{d}");
+        return;
+    }
+    if m < 0 {
+        out.push(b'-');
+    }
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(m.unsigned_abs()).as_bytes();
+    if scale == 0 {
+        out.extend_from_slice(digits);
+    } else if digits.len() > scale {
+        let (int, frac) = digits.split_at(digits.len() - scale);
+        out.extend_from_slice(int);
+        out.push(b'.');
+        out.extend_from_slice(frac);
+    } else {
+        out.extend_from_slice(b"0.");
+        out.extend(std::iter::repeat_n(b'0', scale - digits.len()));
+        out.extend_from_slice(digits);
+    }
 }
 
 /// `YYYY-MM-DD`.
@@ -203,6 +285,39 @@ mod tests {
         assert_eq!(roundtrip("202099.64", DataType::Decimal), "202099.64");
         assert_eq!(roundtrip("-0.50", DataType::Decimal), "-0.50");
         assert!(Value::parse("12a", DataType::Decimal).is_err());
+    }
+
+    #[test]
+    fn fast_decimal_paths_agree_with_the_general_ones() {
+        for t in [
+            "0",
+            "-0.50",
+            "0.05",
+            "123",
+            "56244.0",
+            "-7.000",
+            "99999999999999999999.12345678",
+            "0.0000001",
+            "1e5",
+            "1.",
+            ".5",
+            "+1.5",
+            " 1",
+        ] {
+            let general = Decimal::from_str(t.trim()).or_else(|_| Decimal::from_scientific(t.trim()));
+            let ours = parse_decimal(t);
+            assert_eq!(ours.is_ok(), general.is_ok(), "{t}");
+            if let (Ok(a), Ok(b)) = (ours, general) {
+                assert_eq!(a, b, "{t}");
+                assert_eq!(a.scale(), b.scale(), "{t}");
+                let mut out = Vec::new();
+                write_decimal(&a, &mut out);
+                assert_eq!(String::from_utf8(out).unwrap(), b.to_string(), "{t}");
+            }
+        }
+        assert_eq!(parse_i64_fast(b"-42"), Some(-42));
+        assert_eq!(parse_i64_fast(b"4 2"), None);
+        assert_eq!(parse_i64_fast(b""), None);
     }
 
     #[test]

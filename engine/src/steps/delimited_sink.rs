@@ -3,14 +3,14 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::chunk::Chunk;
 use crate::config::{Obj, ParseEnv};
 use crate::error::{Error, Result};
-use crate::output_file::{AtomicOutput, Publish};
+use crate::output_file::{AtomicOutput, BackgroundWriter, Publish};
 use crate::schema::SchemaRef;
 use crate::steps::delimited_source::{check_encoding, parse_delimiter};
 use crate::steps::{BuildContext, Sink, StepRuntime};
@@ -38,7 +38,8 @@ pub struct DelimitedSinkConfig {
     pub bom: bool,
     /// Write buffer in bytes (default 64 KiB).
     pub buffer_size: usize,
-    /// Flush the write buffer to the temp file at least this often (0 = only when full).
+    /// Accepted for compatibility: every chunk is handed to the writer thread as it arrives,
+    /// so no data waits for a flush longer than one chunk.
     pub flush_interval: Duration,
     /// Create missing directories (default true).
     pub create_directories: bool,
@@ -124,9 +125,8 @@ impl DelimitedSinkConfig {
             cfg: self.clone(),
             schema,
             out: None,
-            record: csv::ByteRecord::new(),
+            done: None,
             field: Vec::new(),
-            last_flush: Instant::now(),
         })))
     }
 }
@@ -135,10 +135,10 @@ impl DelimitedSinkConfig {
 pub struct DelimitedSink {
     cfg: DelimitedSinkConfig,
     schema: SchemaRef,
-    out: Option<csv::Writer<AtomicOutput>>,
-    record: csv::ByteRecord,
+    out: Option<BackgroundWriter>,
+    /// The finished output, waiting for commit.
+    done: Option<AtomicOutput>,
     field: Vec<u8>,
-    last_flush: Instant,
 }
 
 impl DelimitedSink {
@@ -159,20 +159,26 @@ impl DelimitedSink {
         if self.cfg.bom && !appending_to_data {
             file.write_all(b"\xEF\xBB\xBF").map_err(|e| self.io(e))?;
         }
-        let terminator = match self.cfg.line_ending {
-            LineEnding::Lf => csv::Terminator::Any(b'\n'),
-            LineEnding::CrLf => csv::Terminator::CRLF,
-        };
-        let mut w = csv::WriterBuilder::new()
-            .delimiter(self.cfg.delimiter)
-            .terminator(terminator)
-            .buffer_capacity(1 << 16)
-            .from_writer(file);
         if self.cfg.has_headers && !appending_to_data {
-            w.write_record(self.schema.names()).map_err(|e| self.io(e))?;
+            let mut line = Vec::new();
+            for (i, name) in self.schema.names().enumerate() {
+                if i > 0 {
+                    line.push(self.cfg.delimiter);
+                }
+                write_field(&mut line, name.as_bytes(), self.cfg.delimiter);
+            }
+            self.end_record(&mut line);
+            file.write_all(&line).map_err(|e| self.io(e))?;
         }
-        self.out = Some(w);
+        self.out = Some(BackgroundWriter::start(file)?);
         Ok(())
+    }
+
+    fn end_record(&self, line: &mut Vec<u8>) {
+        match self.cfg.line_ending {
+            LineEnding::Lf => line.push(b'\n'),
+            LineEnding::CrLf => line.extend_from_slice(b"\r\n"),
+        }
     }
 }
 
@@ -181,26 +187,32 @@ impl Sink for DelimitedSink {
         if self.out.is_none() {
             self.open()?;
         }
+        let cols = chunk.columns();
+        let delim = self.cfg.delimiter;
         let Some(w) = self.out.as_mut() else {
             return Err(Error::Internal("sink not open".into()));
         };
-        let cols = chunk.columns();
+        let mut buf = w.buffer();
+        buf.reserve(chunk.byte_size() + chunk.len() * (cols.len() + 2));
         for i in 0..chunk.len() {
-            self.record.clear();
-            for c in cols {
+            for (j, c) in cols.iter().enumerate() {
+                if j > 0 {
+                    buf.push(delim);
+                }
                 self.field.clear();
                 c.write_text(i, &mut self.field);
-                self.record.push_field(&self.field);
+                write_field(&mut buf, &self.field, delim);
             }
-            if let Err(e) = w.write_byte_record(&self.record) {
-                return Err(Error::io(&self.cfg.file_path, e.into(), "cannot write the output"));
+            if cols.len() == 1 && self.field.is_empty() {
+                // A lone empty field would be an empty line, which readers skip.
+                buf.extend_from_slice(b"\"\"");
+            }
+            match self.cfg.line_ending {
+                LineEnding::Lf => buf.push(b'\n'),
+                LineEnding::CrLf => buf.extend_from_slice(b"\r\n"),
             }
         }
-        if !self.cfg.flush_interval.is_zero() && self.last_flush.elapsed() >= self.cfg.flush_interval {
-            w.flush()
-                .map_err(|e| Error::io(&self.cfg.file_path, e, "cannot write the output"))?;
-            self.last_flush = Instant::now();
-        }
+        w.write(buf)?;
         Ok(())
     }
 
@@ -209,18 +221,16 @@ impl Sink for DelimitedSink {
             // No rows: still produce the file (with its header), as a user expects.
             self.open()?;
         }
-        if let Some(w) = &mut self.out {
-            w.flush()
-                .map_err(|e| Error::io(&self.cfg.file_path, e, "cannot write the output"))?;
+        if let Some(mut w) = self.out.take() {
+            let mut file = w.finish()?;
+            file.flush()?;
+            self.done = Some(file);
         }
         Ok(())
     }
 
     fn commit(&mut self) -> Result<()> {
-        if let Some(w) = self.out.take() {
-            let mut file = w
-                .into_inner()
-                .map_err(|e| Error::io(&self.cfg.file_path, e.into_error(), "cannot write the output"))?;
+        if let Some(mut file) = self.done.take() {
             file.commit()?;
         }
         Ok(())
@@ -228,10 +238,47 @@ impl Sink for DelimitedSink {
 
     fn abort(&mut self) {
         // Dropping the writer drops the temp file, which deletes it.
-        if let Some(w) = self.out.take() {
-            if let Ok(mut f) = w.into_inner() {
-                f.abort();
-            }
+        // Dropping the writer waits for its thread; dropping the output deletes the temp file.
+        self.out = None;
+        if let Some(mut f) = self.done.take() {
+            f.abort();
         }
+    }
+}
+
+/// Appends one field, quoted per RFC 4180 when it holds the delimiter, a quote or a line
+/// break (quotes inside are doubled) — the rule of the `csv` crate's `QuoteStyle::Necessary`.
+#[inline]
+pub(crate) fn write_field(out: &mut Vec<u8>, field: &[u8], delimiter: u8) {
+    let needs_quotes = field.iter().any(|&b| b == delimiter || b == b'"' || b == b'\n' || b == b'\r');
+    if !needs_quotes {
+        out.extend_from_slice(field);
+        return;
+    }
+    out.push(b'"');
+    for &b in field {
+        if b == b'"' {
+            out.push(b'"');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_field;
+
+    #[test]
+    fn fields_are_quoted_only_when_needed() {
+        let mut out = Vec::new();
+        for f in ["plain", "a,b", "say \"hi\"", "two\nlines", "", "semi;colon"] {
+            write_field(&mut out, f.as_bytes(), b',');
+            out.push(b'|');
+        }
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "plain|\"a,b\"|\"say \"\"hi\"\"\"|\"two\nlines\"||semi;colon|"
+        );
     }
 }

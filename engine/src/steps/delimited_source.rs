@@ -538,8 +538,7 @@ fn parse_record(
                 "empty value in a non-nullable column (set IsNullable: true to allow it)".into(),
             ));
         }
-        let text = std::str::from_utf8(raw).map_err(|e| (f.name.clone(), format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
-        col.push_parsed(text).map_err(|m| (f.name.clone(), m))?;
+        col.push_parsed_bytes(raw).map_err(|m| (f.name.clone(), m))?;
     }
     Ok(())
 }
