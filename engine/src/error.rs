@@ -139,3 +139,18 @@ impl Error {
         }
     }
 }
+
+/// The candidate closest to `word`, if it is close enough to be a likely typo — for
+/// "did you mean" hints.
+pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let w = word.to_ascii_lowercase();
+    candidates
+        .into_iter()
+        .map(|c| {
+            let l = c.to_ascii_lowercase();
+            (strsim::jaro_winkler(&w, &l).max(strsim::normalized_damerau_levenshtein(&w, &l)), c)
+        })
+        .filter(|(score, _)| *score >= 0.6)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}

@@ -138,16 +138,12 @@ impl Pipeline {
         let names: Vec<&str> = config.steps.iter().map(|s| s.name.as_str()).collect();
         let find = |name: &str, what: &str, conn: usize| -> Result<usize> {
             index.get(name).copied().ok_or_else(|| {
-                let best = names
-                    .iter()
-                    .map(|n| (strsim::jaro_winkler(n, name), *n))
-                    .max_by(|a, b| a.0.total_cmp(&b.0))
-                    .filter(|(s, _)| *s > 0.8);
+                let best = crate::error::suggest(name, names.iter().copied());
                 Error::plan(
                     format!("Connections[{conn}]"),
                     format!(
                         "{what} '{name}' is not a plugin of this pipeline{}",
-                        best.map(|(_, n)| format!(" (did you mean '{n}'?)")).unwrap_or_default()
+                        best.map(|n| format!(" (did you mean '{n}'?)")).unwrap_or_default()
                     ),
                 )
             })

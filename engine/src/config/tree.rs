@@ -271,13 +271,12 @@ impl<'a> Obj<'a> {
         for (k, v, used) in &self.entries {
             if !used {
                 let nk = norm_key(k);
-                let best = self
-                    .known
-                    .iter()
-                    .map(|c| (strsim::jaro_winkler(&nk, &norm_key(c)), *c))
-                    .max_by(|a, b| a.0.total_cmp(&b.0));
+                let normalized: Vec<String> = self.known.iter().map(|c| norm_key(c)).collect();
+                let best = crate::error::suggest(&nk, normalized.iter().map(String::as_str))
+                    .and_then(|b| normalized.iter().position(|n| n == b))
+                    .map(|i| self.known[i]);
                 let hint = match best {
-                    Some((score, c)) if score > 0.8 => format!(" (did you mean '{c}'?)"),
+                    Some(c) => format!(" (did you mean '{c}'?)"),
                     _ if !self.known.is_empty() => format!(" (known keys here: {})", self.known.join(", ")),
                     _ => String::new(),
                 };

@@ -120,7 +120,7 @@ impl DelimitedSinkConfig {
     }
 
     pub(crate) fn build(&self, ctx: &BuildContext<'_>) -> Result<StepRuntime> {
-        let schema = ctx.input.clone().ok_or_else(|| Error::plan(ctx.name, "a sink needs an input"))?;
+        let schema = ctx.require_input()?;
         Ok(StepRuntime::Sink(Box::new(DelimitedSink {
             cfg: self.clone(),
             schema,

@@ -360,7 +360,7 @@ impl DelimitedSource {
             if self.dead_letters.is_none() {
                 let out = AtomicOutput::create(path, Publish::Overwrite, true, 1 << 16)?;
                 let mut w = csv::WriterBuilder::new().from_writer(out);
-                w.write_record(["line", "reason", "record"])
+                w.write_record(["line", "field", "reason", "record"])
                     .map_err(|e| Error::io(path, e.into(), "cannot write dead letters"))?;
                 self.dead_letters = Some(w);
             }
@@ -372,8 +372,11 @@ impl DelimitedSource {
                     }
                     raw.extend_from_slice(f);
                 }
-                let line = err.line().unwrap_or(0).to_string();
-                w.write_record([line.as_bytes(), err.to_string().as_bytes(), &raw])
+                let (line, field, reason) = match &err {
+                    Error::Data { line, field, message, .. } => (line.to_string(), field.clone(), message.clone()),
+                    other => (other.line().unwrap_or(0).to_string(), String::new(), other.to_string()),
+                };
+                w.write_record([line.as_bytes(), field.as_bytes(), reason.as_bytes(), &raw])
                     .map_err(|e| Error::io(path, e.into(), "cannot write dead letters"))?;
             }
         }

@@ -304,6 +304,21 @@ pub struct BuildContext<'a> {
     pub input: Option<SchemaRef>,
 }
 
+impl BuildContext<'_> {
+    /// The input schema, or the error every step without input gets.
+    ///
+    /// # Errors
+    /// [`Error::Plan`] telling the user to connect something to the step.
+    pub fn require_input(&self) -> Result<SchemaRef> {
+        self.input.clone().ok_or_else(|| {
+            Error::plan(
+                self.name,
+                format!("'{}' has no input; add a connection To: {}", self.name, self.name),
+            )
+        })
+    }
+}
+
 /// A library user's own step type. Register it with [`Registry::register`]; pipeline files
 /// then use it by its [`StepPlugin::type_name`], and its whole `Config` block is handed over
 /// as JSON.
@@ -361,12 +376,8 @@ pub(crate) fn build_step(name: &str, config: &StepConfig, input: Option<SchemaRe
             Some(p) => p.build(config, &ctx),
             None => {
                 let known = registry.known_names();
-                let best = known
-                    .iter()
-                    .map(|k| (strsim::jaro_winkler(&k.to_ascii_lowercase(), &type_name.to_ascii_lowercase()), k))
-                    .max_by(|a, b| a.0.total_cmp(&b.0))
-                    .filter(|(s, _)| *s > 0.8)
-                    .map(|(_, k)| format!(" (did you mean '{k}'?)"))
+                let best = crate::error::suggest(type_name, known.iter().map(String::as_str))
+                    .map(|k| format!(" (did you mean '{k}'?)"))
                     .unwrap_or_default();
                 Err(Error::plan(
                     name,
