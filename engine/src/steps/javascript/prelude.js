@@ -140,9 +140,19 @@
     },
   };
 
-  const LEVELS = { trace: 0, debug: 1, info: 2, information: 2, warn: 3, warning: 3, error: 4, fatal: 5, critical: 5 };
+  const LEVELS = Object.assign(Object.create(null), {
+    trace: 'trace',
+    debug: 'debug',
+    info: 'info',
+    information: 'info',
+    warn: 'warn',
+    warning: 'warn',
+    error: 'error',
+    fatal: 'fatal',
+    critical: 'fatal',
+  });
   function levelOf(x) {
-    return typeof x === 'string' && LEVELS[x.toLowerCase()] !== undefined ? x.toLowerCase() : undefined;
+    return typeof x === 'string' ? LEVELS[x.toLowerCase()] : undefined;
   }
   function text(v) {
     if (typeof v === 'string') return v;
@@ -326,8 +336,9 @@
         const ret = userProcess(context);
         status[r] = ret === false ? 1 : EXCLUSIVE ? 2 : 0;
       } catch (e) {
-        // Running out of memory is the engine's failure, not the row's.
-        if (e instanceof Error && e.name === 'InternalError' && /out of memory/.test(e.message)) throw e;
+        // Running out of memory is the engine's failure, not the row's. When even the error
+        // object cannot be allocated, QuickJS throws null: Rust tells the two apart.
+        if (e === null || (e instanceof Error && e.name === 'InternalError' && /out of memory/.test(e.message))) throw e;
         ROUTES.length = mark;
         status[r] = 3;
         errors.push(r, e instanceof Error && e.feField !== undefined ? e.feField : null, describe(e));

@@ -17,6 +17,7 @@
 //! (step and worker threads end with the run) or when the transform is dropped on it.
 
 use std::cell::{Cell, RefCell};
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -64,18 +65,22 @@ impl Kind {
     }
 }
 
-/// Log levels, lowest first (the prelude normalises the names).
+/// Log levels, lowest first (the prelude passes these names).
 const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "fatal"];
 
+/// Rank of a level name as written in `LogLevel` or passed by the prelude.
 fn level_rank(level: &str) -> usize {
     match level {
         "information" => 2,
         "warning" => 3,
-        "critical" => 4,
+        "critical" => 5,
         "none" => usize::MAX,
         other => LEVELS.iter().position(|l| *l == other).unwrap_or(2),
     }
 }
+
+/// (level, message) lines kept by tests.
+type LogCapture = Arc<Mutex<Vec<(String, String)>>>;
 
 /// Everything the instances of one step share: the compiled plan, the limits and the error
 /// count (MaxErrors is per step, not per worker).
@@ -97,7 +102,7 @@ pub(crate) struct Shared {
     errors: AtomicU64,
     min_log_level: usize,
     /// Where `utils.log` lines go besides stderr (tests read them here).
-    log_capture: Option<Arc<Mutex<Vec<(String, String)>>>>,
+    log_capture: Option<LogCapture>,
 }
 
 impl Shared {
@@ -136,7 +141,7 @@ impl Shared {
 
     /// Keeps `utils.log` lines (level, message) in `sink` as well.
     #[cfg(test)]
-    pub(crate) fn capture_logs(mut self, sink: Arc<Mutex<Vec<(String, String)>>>) -> Shared {
+    pub(crate) fn capture_logs(mut self, sink: LogCapture) -> Shared {
         self.log_capture = Some(sink);
         self
     }
@@ -195,7 +200,8 @@ pub(crate) fn scan_queues(script: &str) -> Vec<String> {
             let body = &arg[1..];
             if let Some(end) = body.find(quote) {
                 let name = &body[..end];
-                if !name.contains('\\') && !(quote == '`' && name.contains("${")) && !found.iter().any(|q| q == name) {
+                let dynamic = name.contains('\\') || (quote == '`' && name.contains("${"));
+                if !dynamic && !found.iter().any(|q| q == name) {
                     found.push(name.to_owned());
                 }
             }
@@ -255,11 +261,12 @@ impl Transform for JsTransform {
         let shared = &*self.shared;
         let result = ENGINES.with(|cell| {
             let mut engines = cell.borrow_mut();
-            if !engines.contains_key(&self.id) {
-                let engine = Engine::new(shared).map_err(|m| shared.script_error(None, None, format!("the script does not load: {m}")))?;
-                engines.insert(self.id, engine);
-            }
-            let engine = engines.get(&self.id).ok_or_else(|| Error::Internal("engine vanished".into()))?;
+            let engine = match engines.entry(self.id) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(v) => {
+                    v.insert(Engine::new(shared).map_err(|m| shared.script_error(None, None, format!("the script does not load: {m}")))?)
+                }
+            };
             let r = engine.run_chunk(shared, &chunk);
             if r.is_err() {
                 // A timeout or memory failure leaves the engine in an unknown state.
@@ -396,7 +403,8 @@ impl Engine {
             let cfg = ctx.json_parse(shared.runner_config.as_bytes()).map_err(fail)?;
             let run: Function = factory.call((native, cfg)).map_err(fail)?;
             Ok(Persistent::save(&ctx, run))
-        })?;
+        });
+        let run = run.map_err(|m| refine_null(m, &runtime, shared))?;
         deadline.set(far_future());
         Ok(Engine {
             run,
@@ -409,6 +417,7 @@ impl Engine {
     fn run_chunk(&self, shared: &Shared, chunk: &Chunk) -> Result<ChunkResult> {
         let n = chunk.len();
         let fatal = |m: String| shared.script_error(chunk.line(0), None, m);
+
         let res = self.context.with(|ctx| -> std::result::Result<ChunkResult, String> {
             let fail = |e: rquickjs::Error| describe_js_error(&ctx, e, shared);
             let cols = Array::new(ctx.clone()).map_err(fail)?;
@@ -425,7 +434,7 @@ impl Engine {
             let result = called.map_err(fail)?;
             read_result(&ctx, shared, chunk, &result).map_err(fail)
         });
-        res.map_err(fatal)
+        res.map_err(|m| fatal(refine_null(m, &self.runtime, shared)))
     }
 }
 
@@ -433,6 +442,27 @@ impl Drop for Engine {
     fn drop(&mut self) {
         // Collect cycles the script may have left, before the runtime goes.
         self.runtime.run_gc();
+    }
+}
+
+/// What QuickJS throws when it cannot even allocate the out-of-memory error (and what a
+/// script's `throw null` looks like).
+const THREW_NULL: &str = "the script threw null";
+
+/// Resolves [`THREW_NULL`] once the context is released: a heap at its limit means memory
+/// ran out.
+fn refine_null(text: String, runtime: &Runtime, shared: &Shared) -> String {
+    if text != THREW_NULL {
+        return text;
+    }
+    let used = usize::try_from(runtime.memory_usage().malloc_size).unwrap_or(0);
+    if used.saturating_add(256 << 10) >= shared.memory_limit {
+        format!(
+            "the script exceeded Engine.MemoryLimit ({} bytes) and was stopped: out of memory",
+            shared.memory_limit
+        )
+    } else {
+        text
     }
 }
 
@@ -455,6 +485,7 @@ fn describe_js_error(ctx: &Ctx<'_>, e: rquickjs::Error, shared: &Shared) -> Stri
                         _ => format!("{message}{at}"),
                     }
                 }
+                None if v.is_null() => THREW_NULL.to_owned(),
                 None => match v.as_string().and_then(|s| s.to_string().ok()) {
                     Some(s) => s,
                     None => format!("uncaught {:?}", v.type_of()),
@@ -610,8 +641,8 @@ fn unset_column(shared: &Shared, chunk: &Chunk, j: usize, needed: &[bool], error
         }
     }
     let mut col = Column::with_capacity(ty, chunk.len());
-    for r in 0..chunk.len() {
-        copy_input(shared, chunk, j, r, needed[r], &mut col, errors);
+    for (r, &need) in needed.iter().enumerate() {
+        copy_input(shared, chunk, j, r, need, &mut col, errors);
     }
     Arc::new(col)
 }

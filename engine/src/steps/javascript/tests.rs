@@ -1,6 +1,15 @@
-//! Unit tests of the pieces that integration tests cannot reach (script scanning, logs).
+//! Unit tests of what pipelines cannot observe: script scanning and `utils.log` lines.
 
-use super::runtime::scan_queues;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::runtime::{scan_queues, JsTransform, Shared};
+use super::{JavaScriptConfig, OnError};
+use crate::chunk::{Chunk, Column};
+use crate::metrics::StepMetrics;
+use crate::schema::{DataType, Field, Schema};
+use crate::steps::delimited_source::ColumnDef;
+use crate::steps::{Emitter, Transform};
 
 #[test]
 fn queues_are_found_in_string_literals() {
@@ -13,4 +22,87 @@ fn queues_are_found_in_string_literals() {
         route.sendCopy('audit');
     "#;
     assert_eq!(scan_queues(s), vec!["errors", "vip", "audit"]);
+}
+
+fn config(script: &str) -> JavaScriptConfig {
+    JavaScriptConfig {
+        script: script.to_owned(),
+        output_schema: vec![ColumnDef {
+            name: "id".into(),
+            data_type: DataType::Int32,
+            index: 0,
+            nullable: false,
+        }],
+        timeout: Duration::from_secs(5),
+        memory_limit: 32 << 20,
+        workers: 1,
+        on_error: OnError::Fail,
+        max_errors: 0,
+        queues: Vec::new(),
+        copy_input_fields: true,
+        log_level: "none".into(),
+    }
+}
+
+fn logs_of(script: &str, rows: usize, chunks: usize) -> Vec<(String, String)> {
+    let cfg = config(script);
+    let input = Schema::new(vec![Field::new("id", DataType::Int32, false)]).interned();
+    let output = cfg.schema("JS").unwrap();
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let shared = Shared::new(&cfg, "JS", input.clone(), output, Vec::new()).capture_logs(Arc::clone(&logs));
+    let mut t = JsTransform::new(Arc::new(shared));
+    let mut ids = Column::with_capacity(DataType::Int32, rows);
+    for i in 0..rows {
+        ids.push_value(&crate::value::Value::Int32(i as i32 + 1)).unwrap();
+    }
+    let chunk = Chunk::from_columns(input, vec![ids], (2..rows as u64 + 2).collect());
+    let chunk = Arc::new(chunk);
+    let mut out = Emitter::buffering(vec![String::new()], Arc::new(StepMetrics::default()));
+    for _ in 0..chunks {
+        t.process(Arc::clone(&chunk), &mut out).unwrap();
+    }
+    let emitted: usize = out.take_buffer().iter().map(|(_, c)| c.len()).sum();
+    assert_eq!(emitted, rows * chunks);
+    let v = logs.lock().unwrap().clone();
+    v
+}
+
+#[test]
+fn log_accepts_both_argument_orders() {
+    let script = r#"
+function process(context) {
+  const u = context.utils;
+  u.log('info', 'level first');
+  u.log('message second', 'Warning');
+  u.log('ERROR', 'upper-case level');
+  u.log('debug', { id: context.input.current().id });
+  u.log('no level here', 'at all');
+  u.log('one argument');
+  u.log('three', 'arguments', 3);
+  return true;
+}"#;
+    let got = logs_of(script, 1, 1);
+    let want: Vec<(String, String)> = [
+        ("info", "level first"),
+        ("warn", "message second"),
+        ("error", "upper-case level"),
+        ("debug", "{\"id\":1}"),
+        ("info", "no level here at all"),
+        ("info", "one argument"),
+        ("info", "three arguments 3"),
+    ]
+    .iter()
+    .map(|(l, m)| ((*l).to_owned(), (*m).to_owned()))
+    .collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn one_engine_serves_every_chunk_of_a_worker() {
+    // Global state survives between rows and chunks of the same instance: the script is
+    // loaded once, not per row or per chunk.
+    let script = "let n = 0; function process(context) { n++; context.utils.log('info', String(n)); return true; }";
+    let got = logs_of(script, 3, 2);
+    assert_eq!(got.len(), 6);
+    assert_eq!(got.last().map(|(_, m)| m.as_str()), Some("6"));
 }
