@@ -294,6 +294,25 @@ impl Analysis {
         geomean(&ratios).map(|g| (g, ratios.len()))
     }
 
+    /// Geometric-mean speed-up of chunk messages over row messages for the same flavour,
+    /// fan-out and rows sent, with the number of pairs.
+    pub fn chunk_over_row_speedup(&self) -> Option<(f64, usize)> {
+        let key = |p: &PortPoint| (p.flavour, p.fan_out, p.rows);
+        let rows: BTreeMap<_, &PortPoint> = self
+            .ports
+            .iter()
+            .filter(|p| p.message == MessageKind::Row && p.rows.is_some())
+            .map(|p| (key(p), p))
+            .collect();
+        let ratios: Vec<f64> = self
+            .ports
+            .iter()
+            .filter(|p| p.message == MessageKind::Chunk && p.rows.is_some())
+            .filter_map(|c| rows.get(&key(c)).map(|r| speedup(&r.mean, &c.mean).point))
+            .collect();
+        geomean(&ratios).map(|g| (g, ratios.len()))
+    }
+
     /// Fan-out scaling of a flavour: the share of fan-out 1's per-delivery throughput that
     /// fan-out `high` keeps, `high × t(1) / t(high)`, as a geometric mean over configurations
     /// measured at both, with the number of configurations.

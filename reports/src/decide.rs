@@ -43,16 +43,18 @@ impl Prior {
     /// Seed 001 `const int chunkSize = 5000; // Based on benchmark results`; seed 003's
     /// high-throughput `chunkSize: 5000`.
     pub const CHUNK_SIZE: u64 = 5000;
-    /// Seed 003's `bufferSize: 10` (small buffers for responsiveness); with 5,000-row chunk
-    /// messages, 10 chunks already hold 50,000 rows per port.
-    pub const BUFFER_SIZE_CHUNKS: u64 = 10;
+    /// The engine's starting value (`engine/src/defaults.rs`): the original defaulted to 1000
+    /// chunks; with 5,000-row chunk messages a handful keeps both ends busy.
+    pub const BUFFER_SIZE_CHUNKS: u64 = 16;
+    /// The engine's starting per-port byte budget (`engine/src/defaults.rs`).
+    pub const PORT_BYTE_BUDGET: u64 = 16 * 1024 * 1024;
     /// Seed 000 task 4.1's realistic row: 20 columns × ~50 bytes.
     pub const BYTES_PER_ROW: u64 = 1000;
     /// The representation the project's design starts from (issue 2: a Rust engine should
     /// consider the columnar chunk no seed measured).
     pub const ROW_REPRESENTATION: RowVariant = RowVariant::Columnar;
-    /// The standard library's bounded channel: no extra dependency.
-    pub const PORT_FLAVOUR: PortFlavour = PortFlavour::Std;
+    /// Bounded channels carrying `Arc`-shared chunk messages (the engine's ports).
+    pub const PORT_FLAVOUR: &'static str = "chunked-channel";
     /// No pooling: the seeds' baseline.
     pub const POOLING: PoolVariant = PoolVariant::None;
 }
@@ -226,93 +228,117 @@ pub fn decide_rows(a: &Analysis) -> Decision {
     d
 }
 
-/// Port flavour: std's bounded channel is the baseline; another channel flavour is adopted
-/// when it is more than 50 % faster (geometric mean over every configuration both measured).
-/// Channels
-/// are kept while fan-out 100 keeps [`FAN_OUT_KEEP_SHARE`] of fan-out 1's per-delivery
-/// throughput; otherwise a non-channel port that scales better and is faster at fan-out 100
-/// replaces them.
+/// Port flavour, as `<messages>-<transport>`:
+/// - messages: `chunked` when `Arc`-shared chunk messages deliver rows more than 50 % faster
+///   than per-row messages (seed 000's rule), else `row`;
+/// - transport: `channel` (any bounded channel; std's is the baseline), or the channel crate
+///   that is more than 50 % faster than std's, or — "if channels scale poorly", i.e. fan-out
+///   100 keeps less than [`FAN_OUT_KEEP_SHARE`] of fan-out 1's per-delivery throughput — a
+///   `callback` or `batched` port that scales and is faster at fan-out 100.
 pub fn decide_ports(a: &Analysis) -> Decision {
     let base = PortFlavour::Std;
     let mut d = Decision {
         component: "port/channel flavour".into(),
-        baseline: base.name().into(),
-        alternatives: names(&PortFlavour::ALL[1..]),
-        decision: Prior::PORT_FLAVOUR.name().into(),
+        baseline: "row messages over std's bounded channel".into(),
+        alternatives: vec![
+            "chunk messages".into(),
+            "crossbeam".into(),
+            "flume".into(),
+            "tokio".into(),
+            "callback".into(),
+            "batched".into(),
+        ],
+        decision: Prior::PORT_FLAVOUR.into(),
         measured: false,
         rule: format!(
-            "seed 000: adopt a channel flavour >{:.0} % faster than std (geometric mean over shared configurations); keep channels if fan-out 100 keeps ≥ {:.0} % of fan-out 1's per-delivery throughput, else consider callback/batched",
+            "seed 000: adopt chunk messages or a channel crate when >{:.0} % faster (geometric mean over shared configurations); keep channels while fan-out 100 keeps ≥ {:.0} % of fan-out 1's per-delivery throughput, else consider callback/batched",
             (ADOPT_SPEEDUP - 1.0) * 100.0,
             FAN_OUT_KEEP_SHARE * 100.0
         ),
         rationale: String::new(),
     };
-    let Some(msg) = a.port_message() else {
+    if a.ports.is_empty() {
         d.rationale = format!("port benches {NOT_MEASURED}; keeping the prior `{}`", d.decision);
-        return d;
-    };
-    if a.port_map(base, msg).is_empty() {
-        d.rationale = format!("std channel {NOT_MEASURED}; keeping the prior `{}`", d.decision);
         return d;
     }
     d.measured = true;
-    let kind = match msg {
-        MessageKind::Chunk => "chunk messages",
-        MessageKind::Row => "row messages",
+    let mut parts = Vec::new();
+    let msg = match a.chunk_over_row_speedup() {
+        Some((s, n)) => {
+            parts.push(format!(
+                "chunk messages deliver rows {} as fast as row messages over {n} configuration(s)",
+                fmt::ratio(s)
+            ));
+            if s > ADOPT_SPEEDUP {
+                MessageKind::Chunk
+            } else {
+                MessageKind::Row
+            }
+        }
+        None => {
+            let only = a.port_message().unwrap_or(MessageKind::Row);
+            parts.push(format!(
+                "chunk vs row messages {NOT_MEASURED}; judging {} messages only",
+                if only == MessageKind::Chunk { "chunk" } else { "row" }
+            ));
+            only
+        }
     };
-    let mut parts = vec![format!("compared on {kind}")];
-    let mut winner = base;
-    let mut best = 1.0;
-    // Callback and batched ports change the architecture (no thread hand-off, or delayed
-    // delivery): seed 000 weighs them only "if channels scale poorly", below.
-    for f in PortFlavour::ALL[1..].iter().filter(|f| f.is_channel()) {
-        match a.port_speedup(base, *f, msg) {
-            Some((s, n)) => {
-                parts.push(format!("{f} {} vs std over {n} configuration(s)", fmt::ratio(s)));
-                if s > ADOPT_SPEEDUP && s > best {
-                    best = s;
-                    winner = *f;
-                }
-            }
-            None => parts.push(format!("{f}: {NOT_MEASURED}")),
-        }
-    }
-    let mut decision = winner;
-    if winner.is_channel() {
-        match a.fan_out_share(winner, msg, 100) {
-            Some((share, _)) => {
-                parts.push(format!(
-                    "{winner} fan-out 100 keeps {} of fan-out 1's per-delivery throughput",
-                    fmt::percent(share)
-                ));
-                if share < FAN_OUT_KEEP_SHARE {
-                    let t_winner = a.fan_out_time(winner, msg, 100);
-                    let mut best_alt: Option<(PortFlavour, f64)> = None;
-                    for f in [PortFlavour::Callback, PortFlavour::Batched] {
-                        let (Some((s, _)), Some(t), Some(tw)) = (a.fan_out_share(f, msg, 100), a.fan_out_time(f, msg, 100), t_winner)
-                        else {
-                            continue;
-                        };
-                        parts.push(format!(
-                            "{f} keeps {} at fan-out 100 ({} vs {})",
-                            fmt::percent(s),
-                            fmt::time(t),
-                            fmt::time(tw)
-                        ));
-                        if s >= FAN_OUT_KEEP_SHARE && t < tw && best_alt.is_none_or(|(_, bt)| t < bt) {
-                            best_alt = Some((f, t));
-                        }
-                    }
-                    match best_alt {
-                        Some((f, _)) => decision = f,
-                        None => parts.push("channels scale poorly, but no measured alternative scales better: keeping the channel".into()),
+    let mut transport = "channel".to_owned();
+    let mut reference = base;
+    if a.port_map(base, msg).is_empty() {
+        parts.push(format!("std channel {NOT_MEASURED}: no baseline for the crates"));
+    } else {
+        let mut best = 1.0;
+        // Callback and batched ports change the architecture (no thread hand-off, or delayed
+        // delivery): seed 000 weighs them only "if channels scale poorly", below.
+        for f in PortFlavour::ALL[1..].iter().filter(|f| f.is_channel()) {
+            match a.port_speedup(base, *f, msg) {
+                Some((s, n)) => {
+                    parts.push(format!("{f} {} the speed of std over {n} configuration(s)", fmt::ratio(s)));
+                    if s > ADOPT_SPEEDUP && s > best {
+                        best = s;
+                        reference = *f;
+                        transport = f.name().to_owned();
                     }
                 }
+                None => parts.push(format!("{f}: {NOT_MEASURED}")),
             }
-            None => parts.push(format!("fan-out 1 vs 100 of {winner}: {NOT_MEASURED}")),
         }
     }
-    d.decision = decision.name().into();
+    match a.fan_out_share(reference, msg, 100) {
+        Some((share, _)) => {
+            parts.push(format!(
+                "{reference} at fan-out 100 keeps {} of fan-out 1's per-delivery throughput",
+                fmt::percent(share)
+            ));
+            if share < FAN_OUT_KEEP_SHARE {
+                let t_ref = a.fan_out_time(reference, msg, 100);
+                let mut best_alt: Option<(PortFlavour, f64)> = None;
+                for f in [PortFlavour::Callback, PortFlavour::Batched] {
+                    let (Some((s, _)), Some(t), Some(tr)) = (a.fan_out_share(f, msg, 100), a.fan_out_time(f, msg, 100), t_ref) else {
+                        continue;
+                    };
+                    parts.push(format!(
+                        "{f} keeps {} at fan-out 100 ({} vs {})",
+                        fmt::percent(s),
+                        fmt::time(t),
+                        fmt::time(tr)
+                    ));
+                    if s >= FAN_OUT_KEEP_SHARE && t < tr && best_alt.is_none_or(|(_, bt)| t < bt) {
+                        best_alt = Some((f, t));
+                    }
+                }
+                match best_alt {
+                    Some((f, _)) => transport = f.name().to_owned(),
+                    None => parts.push("channels scale poorly, but no measured alternative scales better: keeping the channel".into()),
+                }
+            }
+        }
+        None => parts.push(format!("fan-out 1 vs 100 of {reference}: {NOT_MEASURED}")),
+    }
+    let prefix = if msg == MessageKind::Chunk { "chunked" } else { "row" };
+    d.decision = format!("{prefix}-{transport}");
     d.rationale = parts.join("; ");
     d
 }
@@ -467,7 +493,7 @@ fn sorted_values(points: &[crate::analysis::SweepPoint], prior: u64) -> Vec<Stri
     }
 }
 
-/// Channel buffer size in chunks: seed 003's 10 unless a measured size is more than 50 %
+/// Channel buffer size in chunks: the engine's 16 unless a measured size is more than 50 %
 /// faster.
 pub fn decide_buffer(a: &Analysis) -> Decision {
     let (value, measured, parts) = decide_sweep(&a.buffer_sweep, Prior::BUFFER_SIZE_CHUNKS, "buffer");
@@ -478,16 +504,17 @@ pub fn decide_buffer(a: &Analysis) -> Decision {
         decision: value.to_string(),
         measured,
         rule: format!(
-            "seed 000: change only when >{:.0} % faster (smaller buffers bound memory, seed 003 low-latency bufferSize 10)",
+            "seed 000: change only when >{:.0} % faster (smaller buffers bound memory)",
             (ADOPT_SPEEDUP - 1.0) * 100.0
         ),
         rationale: parts.join("; "),
     }
 }
 
-/// Port byte budget: what `buffer_size_chunks` chunks of `chunk_size` rows of the widest
-/// measured end-to-end row take, rounded up to a power-of-two MiB.
-pub fn decide_byte_budget(results: &Results, chunk: u64, buffer: u64) -> Decision {
+/// Port byte budget: the engine's 16 MiB unless it cannot hold two chunks of the widest
+/// measured end-to-end row (one being filled while the other is drained); then the smallest
+/// power-of-two MiB that can.
+pub fn decide_byte_budget(results: &Results, chunk: u64) -> Decision {
     let measured_row = results
         .e2e
         .iter()
@@ -498,7 +525,13 @@ pub fn decide_byte_budget(results: &Results, chunk: u64, buffer: u64) -> Decisio
         Some((b, r)) => (
             b.ceil() as u64,
             true,
-            format!("{} B/row measured in `{}` ({} bytes / {} rows)", b.ceil(), r.name, r.bytes, r.rows),
+            format!(
+                "widest measured row {} B (`{}`: {} bytes / {} rows)",
+                b.ceil(),
+                r.name,
+                r.bytes,
+                r.rows
+            ),
         ),
         None => (
             Prior::BYTES_PER_ROW,
@@ -509,18 +542,23 @@ pub fn decide_byte_budget(results: &Results, chunk: u64, buffer: u64) -> Decisio
             ),
         ),
     };
-    let raw = buffer * chunk * bpr;
-    let budget = round_up_mib_pow2(raw);
+    let need = 2 * chunk * bpr;
+    let budget = if need <= Prior::PORT_BYTE_BUDGET {
+        Prior::PORT_BYTE_BUDGET
+    } else {
+        round_up_mib_pow2(need)
+    };
     Decision {
         component: "port byte budget".into(),
-        baseline: "buffer × chunk × bytes/row".into(),
-        alternatives: vec!["unbounded (count only)".into()],
+        baseline: fmt::bytes(Prior::PORT_BYTE_BUDGET as f64),
+        alternatives: vec!["larger power-of-two MiB".into()],
         decision: budget.to_string(),
         measured,
-        rule: "bound a port's memory to what its chunk buffer holds (seed 000: memory < 2× raw data)".into(),
+        rule: "hold at least two chunks of the widest row (double buffering); otherwise bound memory (seed 000: memory < 2× raw data)"
+            .into(),
         rationale: format!(
-            "{src}; {buffer} chunks × {chunk} rows × {bpr} B = {}, rounded up to {}",
-            fmt::bytes(raw as f64),
+            "{src}; two {chunk}-row chunks need {}; budget {}",
+            fmt::bytes(need as f64),
             fmt::bytes(budget as f64)
         ),
     }
@@ -602,7 +640,7 @@ pub fn decide(results: &Results, a: &Analysis) -> Decisions {
     let buffer = decide_buffer(a);
     let chunk_v: u64 = chunk.decision.parse().unwrap_or(Prior::CHUNK_SIZE);
     let buffer_v: u64 = buffer.decision.parse().unwrap_or(Prior::BUFFER_SIZE_CHUNKS);
-    let budget = decide_byte_budget(results, chunk_v, buffer_v);
+    let budget = decide_byte_budget(results, chunk_v);
     let spill = decide_spill(a, results);
     let defaults = Defaults {
         chunk_size: chunk_v,
@@ -678,10 +716,10 @@ mod tests {
     fn nothing_measured_keeps_priors_and_says_so() {
         let d = decide_on(vec![], vec![]);
         assert_eq!(d.defaults.chunk_size, 5000);
-        assert_eq!(d.defaults.buffer_size_chunks, 10);
-        assert_eq!(d.defaults.port_byte_budget_bytes, 64 * 1024 * 1024);
+        assert_eq!(d.defaults.buffer_size_chunks, 16);
+        assert_eq!(d.defaults.port_byte_budget_bytes, 16 * 1024 * 1024);
         assert_eq!(d.defaults.row_representation, "columnar");
-        assert_eq!(d.defaults.port_flavour, "std");
+        assert_eq!(d.defaults.port_flavour, "chunked-channel");
         assert_eq!(d.defaults.pooling, "none");
         for dec in d.decisions.values() {
             assert!(!dec.measured, "{dec:?}");
@@ -743,32 +781,47 @@ mod tests {
     fn port_flavour_needs_fifty_percent_and_scaling() {
         let d = decide_on(
             vec![
-                bench("fan_out/std/fan-out-1", 1000.0),
-                bench("fan_out/std/fan-out-100", 60_000.0),
-                bench("fan_out/crossbeam/fan-out-1", 900.0),
-                bench("fan_out/crossbeam/fan-out-100", 55_000.0),
-                bench("fan_out/flume/fan-out-1", 500.0),
-                bench("fan_out/flume/fan-out-100", 30_000.0),
+                bench("ports-chunks-fan-out-1/std/10000", 1000.0),
+                bench("ports-chunks-fan-out-100/std/10000", 60_000.0),
+                bench("ports-chunks-fan-out-1/crossbeam/10000", 900.0),
+                bench("ports-chunks-fan-out-100/crossbeam/10000", 55_000.0),
+                bench("ports-chunks-fan-out-1/flume/10000", 500.0),
+                bench("ports-chunks-fan-out-100/flume/10000", 30_000.0),
+                bench("ports-rows-fan-out-1/std/10000", 10_000.0),
+                bench("ports-rows-fan-out-100/std/10000", 600_000.0),
             ],
             vec![],
         );
         let p = &d.decisions["port_flavour"];
-        assert_eq!(p.decision, "flume", "{}", p.rationale);
+        assert_eq!(p.decision, "chunked-flume", "{}", p.rationale);
         assert!(p.rationale.contains("167 %"), "{}", p.rationale);
+        assert!(p.rationale.contains("10.0× as fast as row messages"), "{}", p.rationale);
+    }
+
+    #[test]
+    fn row_messages_kept_when_chunks_are_not_much_faster() {
+        let d = decide_on(
+            vec![
+                bench("ports-chunks-fan-out-1/std/1000", 1000.0),
+                bench("ports-rows-fan-out-1/std/1000", 1200.0),
+            ],
+            vec![],
+        );
+        assert_eq!(d.defaults.port_flavour, "row-channel");
     }
 
     #[test]
     fn poor_channel_scaling_switches_to_a_port_that_scales() {
         let d = decide_on(
             vec![
-                bench("fan_out/std/fan-out-1", 1000.0),
-                bench("fan_out/std/fan-out-100", 1_000_000.0),
-                bench("fan_out/callback/fan-out-1", 1000.0),
-                bench("fan_out/callback/fan-out-100", 100_000.0),
+                bench("ports-chunks-fan-out-1/std/1000", 1000.0),
+                bench("ports-chunks-fan-out-100/std/1000", 1_000_000.0),
+                bench("ports-chunks-fan-out-1/callback/1000", 1000.0),
+                bench("ports-chunks-fan-out-100/callback/1000", 100_000.0),
             ],
             vec![],
         );
-        assert_eq!(d.defaults.port_flavour, "callback");
+        assert_eq!(d.defaults.port_flavour, "chunked-callback");
     }
 
     #[test]
@@ -806,13 +859,44 @@ mod tests {
         assert!(c.measured);
         assert_eq!(c.decision, "5000", "{}", c.rationale);
         let mut b1 = bench("pipeline/crossbeam/capacity-1", 3_000_000.0);
-        let mut b10 = bench("pipeline/crossbeam/capacity-10", 1_000_000.0);
+        let mut b16 = bench("pipeline/crossbeam/capacity-16", 1_000_000.0);
         let mut b64 = bench("pipeline/crossbeam/capacity-64", 500_000.0);
-        for b in [&mut b1, &mut b10, &mut b64] {
+        for b in [&mut b1, &mut b16, &mut b64] {
             b.throughput = Some(crate::results::Throughput::Elements(100_000));
         }
-        let d = decide_on(vec![b1, b10, b64], vec![]);
+        let d = decide_on(vec![b1, b16, b64], vec![]);
         assert_eq!(d.defaults.buffer_size_chunks, 64);
+    }
+
+    #[test]
+    fn byte_budget_grows_only_for_rows_too_wide_for_two_chunks() {
+        let run = |bytes: u64| crate::results::RunResult {
+            name: "wide".into(),
+            tool: "flowengine".into(),
+            rows: 1000,
+            columns: 20,
+            bytes,
+            seconds: 1.0,
+            rows_per_sec: 1000.0,
+            peak_rss_bytes: None,
+            command: String::new(),
+            threads: None,
+            chunk_size: None,
+            buffer_chunks: None,
+        };
+        let narrow = Results {
+            e2e: vec![run(1_000_000)],
+            ..Default::default()
+        };
+        let d = decide_byte_budget(&narrow, 5000);
+        assert!(d.measured);
+        assert_eq!(d.decision, (16u64 * 1024 * 1024).to_string());
+        let wide = Results {
+            e2e: vec![run(4_000_000)],
+            ..Default::default()
+        };
+        // 2 × 5000 × 4000 B = 40 MB → 64 MiB.
+        assert_eq!(decide_byte_budget(&wide, 5000).decision, (64u64 * 1024 * 1024).to_string());
     }
 
     #[test]

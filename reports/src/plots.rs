@@ -67,7 +67,14 @@ fn value_range(series: &[Series]) -> Option<(f64, f64)> {
 
 /// Draws grouped bars: one group per category, one bar per series, log-scaled y.
 /// Returns `false` (and writes nothing) when there is no positive value to draw.
-pub fn grouped_bars(path: &Path, title: &str, y_label: &str, categories: &[String], series: &[Series]) -> Result<bool> {
+pub fn grouped_bars(
+    path: &Path,
+    title: &str,
+    y_label: &str,
+    categories: &[String],
+    series: &[Series],
+    y_fmt: fn(f64) -> String,
+) -> Result<bool> {
     let Some((lo, hi)) = value_range(series) else {
         return Ok(false);
     };
@@ -86,6 +93,7 @@ pub fn grouped_bars(path: &Path, title: &str, y_label: &str, categories: &[Strin
         .disable_x_mesh()
         .x_labels(0)
         .y_desc(y_label)
+        .y_label_formatter(&|v| y_fmt(*v))
         .label_style(("sans-serif", 13))
         .draw()
         .map_err(plot_err)?;
@@ -133,7 +141,14 @@ fn category_labels(root: &DrawingArea<SVGBackend<'_>, Shift>, categories: &[Stri
 
 /// Draws one line per series over log-scaled x and y. `points` maps a series name to
 /// `(x, y)` pairs. Returns `false` when there is nothing to draw.
-pub fn log_lines(path: &Path, title: &str, x_label: &str, y_label: &str, points: &BTreeMap<String, Vec<(f64, f64)>>) -> Result<bool> {
+pub fn log_lines(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    points: &BTreeMap<String, Vec<(f64, f64)>>,
+    y_fmt: fn(f64) -> String,
+) -> Result<bool> {
     let all: Vec<(f64, f64)> = points
         .values()
         .flatten()
@@ -158,6 +173,8 @@ pub fn log_lines(path: &Path, title: &str, x_label: &str, y_label: &str, points:
         .configure_mesh()
         .x_desc(x_label)
         .y_desc(y_label)
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| y_fmt(*v))
         .label_style(("sans-serif", 13))
         .draw()
         .map_err(plot_err)?;
@@ -176,7 +193,7 @@ pub fn log_lines(path: &Path, title: &str, x_label: &str, y_label: &str, points:
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(SeriesLabelPosition::LowerRight)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 13))
@@ -215,9 +232,10 @@ pub fn rows_plot(a: &Analysis, path: &Path) -> Result<bool> {
     grouped_bars(
         path,
         "Row variants: read by name and with (lower is better)",
-        "ns per operation (log)",
+        "time per operation (log)",
         &cats,
         &series,
+        crate::fmt::time,
     )
 }
 
@@ -246,8 +264,9 @@ pub fn fan_out_plot(a: &Analysis, path: &Path) -> Result<bool> {
         path,
         "Fan-out scaling per port (higher is better)",
         "subscribers (log)",
-        "delivered messages / s (log)",
+        "delivered rows / s (log)",
         &lines,
+        crate::fmt::rate,
     )
 }
 
@@ -279,6 +298,7 @@ pub fn peers_plot(results: &Results, path: &Path) -> Result<bool> {
         "rows / s (log)",
         &datasets,
         &series,
+        crate::fmt::rate,
     )
 }
 
@@ -309,6 +329,7 @@ pub fn pooling_plot(a: &Analysis, path: &Path) -> Result<bool> {
         "allocations / op (log)",
         &labels,
         &series,
+        crate::fmt::sig3,
     )
 }
 

@@ -22,7 +22,7 @@ fn loads_every_kind_of_result() {
     let r = Results::load(&fixture()).unwrap();
     assert!(r.notes.is_empty(), "{:?}", r.notes);
     assert_eq!(r.machine.as_ref().unwrap().cores, 2);
-    assert_eq!(r.criterion.len(), 24);
+    assert_eq!(r.criterion.len(), 25);
     assert_eq!(r.gungraun.len(), 1);
     assert_eq!(r.gungraun[0].id, "instructions::rows::read_name.dictionary");
     assert_eq!(r.gungraun[0].instructions, 1234);
@@ -38,14 +38,16 @@ fn applies_the_seed_rules_to_the_fixture() {
     let d = decide::decide(&r, &a);
     // array is 3.75× / 3.33× faster than dictionary; columnar's chunk transform 10× array's.
     assert_eq!(d.defaults.row_representation, "columnar");
-    // no channel flavour is >50 % faster than std, and std keeps 222 % at fan-out 100.
-    assert_eq!(d.defaults.port_flavour, "std");
+    // chunk messages are 15× row messages; no channel crate is >50 % faster than std, and
+    // std keeps 222 % at fan-out 100.
+    assert_eq!(d.defaults.port_flavour, "chunked-channel");
     // lock-free saves 75 % and is faster; object-pool saves 75 % but is slower.
     assert_eq!(d.defaults.pooling, "lock-free");
     assert_eq!(d.defaults.chunk_size, 5000);
-    assert_eq!(d.defaults.buffer_size_chunks, 10);
+    assert_eq!(d.defaults.buffer_size_chunks, 16);
     assert!(!d.decisions["buffer_size_chunks"].measured);
-    assert_eq!(d.defaults.port_byte_budget_bytes, 64 * 1024 * 1024);
+    // two 5000-row chunks of 1000-byte rows fit in the engine's 16 MiB.
+    assert_eq!(d.defaults.port_byte_budget_bytes, 16 * 1024 * 1024);
     assert!(d.decisions["port_byte_budget"].measured);
     let rows = &d.decisions["row_representation"];
     assert!(rows.rationale.contains("3.75×"), "{}", rows.rationale);
