@@ -1,0 +1,91 @@
+//! The `flowengine` binary: exit codes, stderr, validate, --var, --json.
+
+mod common;
+
+use std::process::Command;
+
+use common::Scenario;
+
+fn flowengine(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_flowengine"))
+        .args(args)
+        .output()
+        .expect("run flowengine")
+}
+
+const PIPELINE: &str = r#"
+Variables: { Rows: "25" }
+Pipeline:
+  Name: cli
+  Plugins:
+    - { Name: gen, Type: DataGenerator, Config: { RowCount: "{Rows}" } }
+    - { Name: show, Type: ConsoleOutput, Config: { MaxRows: 3, ShowRowNumbers: true, MaxColumnWidth: 8 } }
+"#;
+
+#[test]
+fn run_prints_the_table_and_a_summary() {
+    let s = Scenario::new();
+    let p = s.write("p.yaml", PIPELINE);
+    let out = flowengine(&["run", p.to_str().unwrap(), "--var", "Rows=40"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stdout.lines().next().unwrap().starts_with("# | custome… | first_n…"), "{stdout}");
+    assert!(stdout.contains("(40 rows, 3 shown; raise MaxRows to see more)"), "{stdout}");
+    assert!(
+        stderr.contains("pipeline 'cli' finished") && stderr.contains("gen") && stderr.contains("peak memory"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn json_summary() {
+    let s = Scenario::new();
+    let p = s.write(
+        "p.yaml",
+        &PIPELINE.replace(
+            "ConsoleOutput, Config: { MaxRows: 3, ShowRowNumbers: true, MaxColumnWidth: 8 }",
+            "DelimitedSink, Config: { FilePath: o.csv }",
+        ),
+    );
+    let out = flowengine(&["run", p.to_str().unwrap(), "--json", "--quiet"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["steps"][1]["rows_written"], 25);
+}
+
+#[test]
+fn validate_describes_the_dag_without_running_it() {
+    let s = Scenario::new();
+    let p = s.write(
+        "p.yaml",
+        &PIPELINE.replace(
+            "ConsoleOutput, Config: { MaxRows: 3, ShowRowNumbers: true, MaxColumnWidth: 8 }",
+            "DelimitedSink, Config: { FilePath: o.csv }",
+        ),
+    );
+    let out = flowengine(&["validate", p.to_str().unwrap()]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains(": OK") && stdout.contains("gen [source] -> (customer_id: int32"),
+        "{stdout}"
+    );
+    assert!(!s.path("o.csv").exists(), "validate must not write outputs");
+}
+
+#[test]
+fn errors_go_to_stderr_with_a_non_zero_exit() {
+    let s = Scenario::new();
+    let p = s.write("p.yaml", &PIPELINE.replace("RowCount", "RowCnt"));
+    let out = flowengine(&["run", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with("error:") && stderr.contains("unknown key 'RowCnt'") && stderr.contains("did you mean 'RowCount'"),
+        "{stderr}"
+    );
+    let out = flowengine(&["run", p.to_str().unwrap(), "--var", "novalue"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--var expects NAME=VALUE"));
+}
