@@ -89,3 +89,29 @@ fn errors_go_to_stderr_with_a_non_zero_exit() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--var expects NAME=VALUE"));
 }
+
+#[test]
+fn ctrl_c_cancels_gracefully_and_leaves_nothing_behind() {
+    let s = Scenario::new();
+    let p = s.write(
+        "p.yaml",
+        "Pipeline:\n  Name: slow\n  Plugins:\n    - { Name: g, Type: DataGenerator, Config: { RowCount: 100000000, BatchSize: 1000, DelayMs: 5 } }\n    - { Name: o, Type: DelimitedSink, Config: { FilePath: out.csv } }\n",
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowengine"))
+        .args(["run", p.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the sink has opened its temp file: the run is under way.
+    let started = std::time::Instant::now();
+    while s.files().len() < 2 {
+        assert!(started.elapsed().as_secs() < 30, "the run never started writing");
+        std::thread::yield_now();
+    }
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run cancelled"));
+    assert_eq!(s.files(), vec!["p.yaml"]);
+}
