@@ -8,7 +8,8 @@
 //! - `ports-pipeline/<kind>/<rows>`: producer → transform (`with` on each
 //!   row) → consumer.
 //!
-//! Throughput is in rows. Every run's deliveries are checked (outside the
+//! Throughput is in rows. With `FLOWENGINE_QUICK=1` only the 1,000-row
+//! fan-out cases run. Every run's deliveries are checked (outside the
 //! measurement) so a broken port cannot post a fast time.
 
 use std::hint::black_box;
@@ -21,6 +22,16 @@ use flowengine_prototypes::value::Value;
 
 const FAN_OUTS: [usize; 3] = [1, 10, 100];
 const ROW_COUNTS: [usize; 2] = [1_000, 10_000];
+
+/// `FLOWENGINE_QUICK=1` drops the 10,000-row fan-out cases: at fan-out 100
+/// the slowest flavours take seconds per iteration.
+fn row_counts() -> &'static [usize] {
+    if flowengine_benches::is_quick() {
+        &ROW_COUNTS[..1]
+    } else {
+        &ROW_COUNTS
+    }
+}
 
 fn row_messages(n: usize) -> Vec<Message<ArrayRow>> {
     let w = Width::Customer5;
@@ -47,7 +58,7 @@ fn fan_out_group<P: Send + Sync + 'static>(c: &mut Criterion, bench: &PortBench,
         // The large cases run for up to a second per iteration: flat sampling
         // keeps the iteration count (and the suite's run time) bounded.
         g.sampling_mode(SamplingMode::Flat);
-        for rows in ROW_COUNTS {
+        for &rows in row_counts() {
             let messages = make(rows);
             g.throughput(Throughput::Elements(rows as u64));
             for kind in PortKind::ALL {

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Runs the research suite — criterion, gungraun (Callgrind), dhat and the end-to-end runs —
+# and leaves machine-readable results in results/ (the contract: results/README.md).
+#
+# Usage: scripts/bench.sh [--quick]
+#
+#   --quick   smoke run (a few minutes on 2 cores): short criterion warm-up and measurement,
+#             10 samples, only the 1,000-row fan-out cases, 20,000-row end-to-end inputs,
+#             one measured end-to-end run. Numbers are indicative only; machine.json says
+#             "mode": "quick".
+#
+# Without --quick (≈ 15–20 minutes on a 2-core machine): 1 s warm-up, 2 s measurement per
+# criterion bench, every fan-out case, 100,000-row end-to-end inputs, median of 3 runs.
+#
+# Needs: cargo, valgrind (for gungraun; installed with apt-get when missing and run as root),
+# gungraun-runner matching the gungraun library version in Cargo.toml (installed with
+# `cargo install gungraun-runner --version <v> --locked` when missing or mismatched;
+# GUNGRAUN_RUNNER=/abs/path overrides, as gungraun itself does).
+# Environment: FLOWENGINE_RESULTS_DIR overrides results/; CARGO_TARGET_DIR is honoured.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
+log() { printf '\n==> %s\n' "$*" >&2; }
+die() { printf 'bench.sh: error: %s\n' "$*" >&2; exit 1; }
+
+quick=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quick) quick=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) usage >&2; die "unknown argument: $1" ;;
+    esac
+done
+
+command -v cargo >/dev/null || die "cargo not found on PATH (install Rust: https://rustup.rs)"
+
+# The runner must match the library exactly; read the version from the workspace manifest.
+GUNGRAUN_VERSION=$(sed -n 's/^gungraun *= *"=\{0,1\}\([0-9.]*\)".*/\1/p' Cargo.toml | head -n1)
+[ -n "$GUNGRAUN_VERSION" ] || die "cannot find the gungraun version in Cargo.toml [workspace.dependencies]"
+
+target_dir=${CARGO_TARGET_DIR:-$(cargo metadata --format-version 1 --no-deps \
+    | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')}
+target_dir=${target_dir:-$ROOT/target}
+results=${FLOWENGINE_RESULTS_DIR:-$ROOT/results}
+export FLOWENGINE_RESULTS_DIR=$results
+
+if [ "$quick" = 1 ]; then
+    export FLOWENGINE_QUICK=1
+    mode=quick
+    criterion_args=(--warm-up-time 0.1 --measurement-time 0.2 --sample-size 10 --noplot)
+else
+    unset FLOWENGINE_QUICK
+    mode=full
+    criterion_args=(--warm-up-time 1 --measurement-time 2 --noplot)
+fi
+
+started=$(date +%s)
+phase_start=$started
+phase_done() {
+    local now
+    now=$(date +%s)
+    printf '    %s took %ds\n' "$1" $((now - phase_start)) >&2
+    phase_start=$now
+}
+
+ensure_valgrind() {
+    command -v valgrind >/dev/null && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        log "installing valgrind with apt-get"
+        apt-get install -y valgrind >/dev/null || die "apt-get install valgrind failed"
+    else
+        die "valgrind is missing: install it (e.g. sudo apt-get install valgrind) and re-run"
+    fi
+}
+
+ensure_runner() {
+    if [ -n "${GUNGRAUN_RUNNER:-}" ]; then
+        [ -x "$GUNGRAUN_RUNNER" ] || die "GUNGRAUN_RUNNER=$GUNGRAUN_RUNNER is not executable"
+        return 0
+    fi
+    local have=""
+    if command -v gungraun-runner >/dev/null; then
+        have=$(gungraun-runner --version 2>/dev/null | grep -o '[0-9][0-9.]*' | head -n1 || true)
+    fi
+    if [ "$have" != "$GUNGRAUN_VERSION" ]; then
+        log "installing gungraun-runner $GUNGRAUN_VERSION (found: ${have:-none}); takes ~2 minutes once"
+        cargo install gungraun-runner --version "$GUNGRAUN_VERSION" --locked \
+            || die "cargo install gungraun-runner --version $GUNGRAUN_VERSION failed"
+    fi
+}
+
+log "suite mode: $mode; results in $results; target dir $target_dir"
+ensure_valgrind
+ensure_runner
+phase_done "tool check"
+
+log "building the benches"
+cargo bench -p flowengine-benches --no-run
+phase_done "build"
+
+# Start from a clean slate so that no stale result (e.g. from an older full run) is copied.
+rm -rf "$results/criterion" "$results/gungraun" "$results/dhat" "$results/e2e"
+rm -rf "$target_dir/criterion" "$target_dir/gungraun/flowengine-benches"
+mkdir -p "$results"
+
+log "criterion: rows, ports, pooling (${criterion_args[*]})"
+cargo bench -p flowengine-benches --bench rows --bench ports --bench pooling -- "${criterion_args[@]}"
+phase_done "criterion"
+
+log "gungraun: instruction counts of the single-threaded cases"
+cargo bench -p flowengine-benches --bench instructions -- --save-summary=pretty-json
+phase_done "gungraun"
+
+log "dhat: allocations per operation"
+cargo bench -p flowengine-benches --bench allocations
+phase_done "dhat"
+
+log "end-to-end CSV runs"
+cargo bench -p flowengine-benches --bench e2e
+phase_done "e2e"
+
+log "copying criterion and gungraun results into $results"
+# criterion: <group>/<function>/<value>/new/*.json (skip the HTML report directories).
+(cd "$target_dir/criterion" && find . -path '*/new/*.json' -print0) | while IFS= read -r -d '' f; do
+    mkdir -p "$results/criterion/$(dirname "$f")"
+    cp "$target_dir/criterion/$f" "$results/criterion/$f"
+done
+# gungraun: <package>/<bench>/<group>/<function>.<id>/summary.json
+(cd "$target_dir/gungraun" && find . -name summary.json -print0) | while IFS= read -r -d '' f; do
+    mkdir -p "$results/gungraun/$(dirname "$f")"
+    cp "$target_dir/gungraun/$f" "$results/gungraun/$f"
+done
+
+json_escape() { sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' | tr -d '\n'; }
+cpu=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -n1 | json_escape)
+cores=$(nproc)
+memory_bytes=$(( $(sed -n 's/^MemTotal:[[:space:]]*\([0-9]*\) kB/\1/p' /proc/meminfo) * 1024 ))
+os_name=$( (. /etc/os-release 2>/dev/null && printf '%s' "${PRETTY_NAME:-}") || true)
+os=$(printf '%s (%s)' "$(uname -srm)" "${os_name:-unknown}" | json_escape)
+rustc_version=$(rustc --version | json_escape)
+cat > "$results/machine.json" <<EOF
+{
+  "date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
+  "cpu": "$cpu",
+  "cores": $cores,
+  "memory_bytes": $memory_bytes,
+  "os": "$os",
+  "rustc": "$rustc_version",
+  "mode": "$mode"
+}
+EOF
+
+count() { find "$results/$1" -name "$2" 2>/dev/null | wc -l; }
+log "done in $(( $(date +%s) - started ))s ($mode): $(count criterion estimates.json) criterion, $(count gungraun summary.json) gungraun, $(count dhat '*.json') dhat, $(count e2e '*.json') e2e results; machine.json written"
