@@ -85,6 +85,15 @@ pub enum OnError {
     Skip,
 }
 
+/// `Workers: 0` (and no `Workers`) means one per available core.
+fn workers_or_cores(n: u64) -> usize {
+    if n == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        n as usize
+    }
+}
+
 /// Config of `JavaScriptTransform`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JavaScriptConfig {
@@ -96,7 +105,7 @@ pub struct JavaScriptConfig {
     pub timeout: Duration,
     /// Heap limit per engine (`Engine.MemoryLimit`, bytes; default 64 MiB).
     pub memory_limit: usize,
-    /// Worker threads (default: available cores).
+    /// Worker threads (`Workers`; default and 0: available cores).
     pub workers: usize,
     /// Row error policy.
     pub on_error: OnError,
@@ -129,7 +138,7 @@ impl JavaScriptConfig {
             output_schema,
             timeout: Duration::from_millis(5000),
             memory_limit: 64 << 20,
-            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            workers: workers_or_cores(0),
             on_error: OnError::Fail,
             max_errors: 100,
             queues: Vec::new(),
@@ -145,14 +154,14 @@ impl JavaScriptConfig {
                 c.memory_limit = v.u64()? as usize;
             }
             if let Some(v) = e.take(&["Workers", "Parallelism", "MaxDegreeOfParallelism"])? {
-                c.workers = (v.u64()? as usize).max(1);
+                c.workers = workers_or_cores(v.u64()?);
             }
             e.take(&["EnableDebugging"])?;
             e.take(&["EnableCaching", "EnableScriptCaching"])?;
             e.finish()?;
         }
         if let Some(v) = o.take(&["Workers", "Parallelism"])? {
-            c.workers = (v.u64()? as usize).max(1);
+            c.workers = workers_or_cores(v.u64()?);
         }
         if let Some(v) = o.take(&["OnError", "ErrorPolicy"])? {
             let s = v.string()?;

@@ -46,14 +46,20 @@
     return e;
   }
 
-  function slot(name, what) {
-    const i = OIDX[name];
-    if (i === undefined) {
-      throw fieldError(String(name), `${what}: '${name}' is not a field of OutputSchema (fields: ${OUT_NAMES.join(', ')})`);
-    }
-    const a = OUT[i];
-    while (a.length < R) a.push(undefined);
-    return a;
+  // typeof of the values each output column packs without a per-row pass.
+  const NATURAL = OUT_KINDS.map((k) => (k === 'S' ? 'string' : k === 'N' ? 'number' : 'boolean'));
+  // Per output column: 1 once it holds a hole or a value of another type; `pack` then
+  // checks row by row.
+  let DIRTY = null;
+
+  function unknownField(name, what) {
+    return fieldError(String(name), `${what}: '${name}' is not a field of OutputSchema (fields: ${OUT_NAMES.join(', ')})`);
+  }
+
+  // The slow half of setField: rows before this one left the field unset.
+  function fill(i, a) {
+    DIRTY[i] = 1;
+    while (a.length < R) a[a.length] = undefined;
   }
 
   function queueIndex(q, what) {
@@ -79,10 +85,23 @@
 
   const output = {
     setField(name, value) {
-      slot(name, 'setField')[R] = value === undefined ? null : value;
+      const i = OIDX[name];
+      if (i === undefined) throw unknownField(name, 'setField');
+      const a = OUT[i];
+      if (a.length < R) fill(i, a);
+      if (typeof value !== NATURAL[i]) {
+        DIRTY[i] = 1;
+        if (value === undefined) value = null;
+      }
+      a[R] = value;
     },
     removeField(name) {
-      slot(name, 'removeField')[R] = null;
+      const i = OIDX[name];
+      if (i === undefined) throw unknownField(name, 'removeField');
+      const a = OUT[i];
+      if (a.length < R) fill(i, a);
+      DIRTY[i] = 1;
+      a[R] = null;
     },
     getField(name) {
       const i = OIDX[name];
@@ -270,8 +289,13 @@
 
   // Packs one output column for Rust. state per row: 0 value, 1 null, 2 unset, 3 other
   // (read one by one from the raw array).
-  function pack(a, n, kind) {
+  function pack(a, n, kind, dirty) {
     if (a.length === 0) return null;
+    if (dirty === 0 && a.length === n) {
+      // Every row set a value of the column's own kind: no per-row pass.
+      if (kind === 'S') return [a.join('\0'), null, a];
+      if (kind === 'N') return [new Float64Array(a), null, a];
+    }
     const m = new Uint8Array(n);
     let special = false;
     if (kind === 'S') {
@@ -321,6 +345,7 @@
   return function run(cols, masks, n) {
     OUT = new Array(F);
     for (let i = 0; i < F; i++) OUT[i] = [];
+    DIRTY = new Uint8Array(F);
     ROUTES = [];
     const status = new Uint8Array(n);
     const errors = [];
@@ -345,7 +370,7 @@
       }
     }
     const packed = new Array(F);
-    for (let i = 0; i < F; i++) packed[i] = pack(OUT[i], n, OUT_KINDS[i]);
+    for (let i = 0; i < F; i++) packed[i] = pack(OUT[i], n, OUT_KINDS[i], DIRTY[i]);
     OUT = null;
     const routes = ROUTES;
     ROUTES = null;
