@@ -1,9 +1,10 @@
 // The context API of the original FlowEngine, and the chunk loop that drives `process`.
 //
-// Evaluated once per engine, after the user's script. `runtime.rs` replaces the two
-// `__FE_*__` markers with code generated from the input schema (locals for the input
-// columns, and the statements that fill the reused row object), then calls the resulting
-// factory with the native helpers and the schema description. The factory returns `run`,
+// Evaluated once per engine, after the user's script. `runtime.rs` replaces the `__FE_*__`
+// markers with code generated from the input schema (locals for the input columns, the
+// statements that fill the reused row object) and with `row.js` (one row's call of
+// `process`), then calls the resulting factory with the native helpers and the schema
+// description. The factory returns `run`,
 // which Rust calls once per chunk.
 //
 // Speed: one JS call per chunk; one context object and one row object reused for every
@@ -350,23 +351,17 @@
     const status = new Uint8Array(n);
     const errors = [];
     __FE_COLUMNS__
-    for (let r = 0; r < n; r++) {
-      if ((r & 15) === 0) TICK();
-      __FE_FILL__
-      R = r;
-      EXCLUSIVE = false;
-      META = null;
-      const mark = ROUTES.length;
-      try {
-        const ret = userProcess(context);
-        status[r] = ret === false ? 1 : EXCLUSIVE ? 2 : 0;
-      } catch (e) {
-        // Running out of memory is the engine's failure, not the row's. When even the error
-        // object cannot be allocated, QuickJS throws null: Rust tells the two apart.
-        if (e === null || (e instanceof Error && e.name === 'InternalError' && /out of memory/.test(e.message))) throw e;
-        ROUTES.length = mark;
-        status[r] = 3;
-        errors.push(r, e instanceof Error && e.feField !== undefined ? e.feField : null, describe(e));
+    // Two copies of the loop: without null checks when no input column has a null in this
+    // chunk (the usual case), and with them.
+    if (__FE_NO_NULLS__) {
+      for (let r = 0; r < n; r++) {
+        __FE_FILL_FAST__
+        __FE_ROW__
+      }
+    } else {
+      for (let r = 0; r < n; r++) {
+        __FE_FILL__
+        __FE_ROW__
       }
     }
     const packed = new Array(F);

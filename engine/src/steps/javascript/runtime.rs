@@ -35,6 +35,7 @@ use crate::steps::{Emitter, Transform};
 use crate::value::{self, Value};
 
 const PRELUDE: &str = include_str!("prelude.js");
+const ROW: &str = include_str!("row.js");
 
 /// How an output column travels back from JS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,10 +167,13 @@ fn is_identifier(name: &str) -> bool {
 fn runner_source(input: &SchemaRef) -> String {
     let mut columns = String::new();
     let mut fill = String::new();
+    let mut fill_fast = String::new();
+    let mut no_nulls = Vec::new();
     for (k, f) in input.fields().iter().enumerate() {
         columns.push_str(&format!(
-            "const c{k} = typeof cols[{k}] === 'string' ? cols[{k}].split('\\0') : cols[{k}]; const m{k} = masks[{k}];\n    "
+            "const c{k} = typeof cols[{k}] === 'string' ? cols[{k}].split('\\0') : cols[{k}]; const m{k} = masks[{k}];\n"
         ));
+        no_nulls.push(format!("m{k} === null"));
         let target = if is_identifier(&f.name) {
             format!("row.{}", f.name)
         } else {
@@ -180,9 +184,20 @@ fn runner_source(input: &SchemaRef) -> String {
         } else {
             format!("c{k}[r]")
         };
-        fill.push_str(&format!("{target} = m{k} !== null && m{k}[r] === 1 ? null : {value};\n      "));
+        fill.push_str(&format!("{target} = m{k} !== null && m{k}[r] === 1 ? null : {value};\n"));
+        fill_fast.push_str(&format!("{target} = {value};\n"));
     }
-    PRELUDE.replace("__FE_COLUMNS__", &columns).replace("__FE_FILL__", &fill)
+    let no_nulls = if no_nulls.is_empty() {
+        "true".to_owned()
+    } else {
+        no_nulls.join(" && ")
+    };
+    PRELUDE
+        .replace("__FE_COLUMNS__", &columns)
+        .replace("__FE_NO_NULLS__", &no_nulls)
+        .replace("__FE_FILL_FAST__", &fill_fast)
+        .replace("__FE_FILL__", &fill)
+        .replace("__FE_ROW__", ROW)
 }
 
 /// Queue names a script routes to with string literals: `route.send('x')`,
@@ -533,6 +548,23 @@ fn column_to_js<'js>(ctx: &Ctx<'js>, column: &Column) -> rquickjs::Result<(JsVal
             TypedArray::<f64>::new(ctx.clone(), f)?.into_value()
         }
         ColumnData::Bool(v) => TypedArray::<u8>::new(ctx.clone(), v.iter().map(|&b| u8::from(b)).collect::<Vec<_>>())?.into_value(),
+        ColumnData::String(_) if !has_nulls => {
+            let mut joined = String::with_capacity(n * 16);
+            let mut has_nul = false;
+            for i in 0..n {
+                if i > 0 {
+                    joined.push('\0');
+                }
+                let s = column.str_at(i).unwrap_or_default();
+                has_nul |= memchr::memchr(0, s.as_bytes()).is_some();
+                joined.push_str(s);
+            }
+            if has_nul {
+                one_by_one(ctx, column)?
+            } else {
+                rquickjs::String::from_str(ctx.clone(), &joined)?.into_value()
+            }
+        }
         ColumnData::String(_) | ColumnData::Date(_) | ColumnData::DateTime(_) | ColumnData::Time(_) => {
             let mut joined: Vec<u8> = Vec::with_capacity(n * 16);
             let mut has_nul = false;
@@ -545,19 +577,25 @@ fn column_to_js<'js>(ctx: &Ctx<'js>, column: &Column) -> rquickjs::Result<(JsVal
                 has_nul |= memchr::memchr(0, &joined[start..]).is_some();
             }
             if has_nul {
-                let arr = Array::new(ctx.clone())?;
-                for i in 0..n {
-                    let mut one = Vec::new();
-                    column.write_text(i, &mut one);
-                    arr.set(i, rquickjs::String::from_str(ctx.clone(), &String::from_utf8_lossy(&one))?)?;
-                }
-                arr.into_value()
+                one_by_one(ctx, column)?
             } else {
                 rquickjs::String::from_str(ctx.clone(), &String::from_utf8_lossy(&joined))?.into_value()
             }
         }
     };
     Ok((values, mask))
+}
+
+/// A text column as a JS array of strings (when a value contains the `\0` separator).
+fn one_by_one<'js>(ctx: &Ctx<'js>, column: &Column) -> rquickjs::Result<JsValue<'js>> {
+    let arr = Array::new(ctx.clone())?;
+    let mut one = Vec::new();
+    for i in 0..column.len() {
+        one.clear();
+        column.write_text(i, &mut one);
+        arr.set(i, rquickjs::String::from_str(ctx.clone(), &String::from_utf8_lossy(&one))?)?;
+    }
+    Ok(arr.into_value())
 }
 
 /// Copies a `Uint8Array`.
@@ -708,8 +746,9 @@ fn packed_column<'js>(
     let state = |r: usize| mask.as_ref().map_or(0, |m| m[r]);
     match shared.kinds[j] {
         Kind::Text => {
-            let joined = p.get::<rquickjs::String>(0)?.to_string()?;
-            let mut parts: Vec<&str> = joined.split('\0').collect();
+            // QuickJS hands out its own UTF-8 buffer: no copy before the split.
+            let joined = p.get::<rquickjs::String>(0)?.to_cstring()?;
+            let mut parts: Vec<&str> = joined.as_str().split('\0').collect();
             let fallback: Vec<String>;
             if parts.len() != n {
                 // A value contained '\0': read them one by one.
