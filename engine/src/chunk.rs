@@ -226,6 +226,20 @@ impl Column {
         Ok(())
     }
 
+    /// Appends already-validated text: parsed for typed columns, copied for strings.
+    ///
+    /// # Errors
+    /// Why the text is not a value of this type.
+    #[inline]
+    pub fn push_text(&mut self, text: &str) -> Result<(), String> {
+        if let ColumnData::String(s) = &mut self.data {
+            s.push(text);
+            self.mark_null(false);
+            return Ok(());
+        }
+        self.push_parsed_bytes(text.as_bytes())
+    }
+
     /// Parses raw field bytes: numbers without a UTF-8 pass, text with one.
     ///
     /// # Errors

@@ -26,6 +26,8 @@ pub enum Publish {
 pub struct AtomicOutput {
     target: PathBuf,
     publish: Publish,
+    /// fsync before publishing, so the file also survives a power loss.
+    durable: bool,
     writer: Option<BufWriter<tempfile::NamedTempFile>>,
 }
 
@@ -71,8 +73,16 @@ impl AtomicOutput {
         Ok(AtomicOutput {
             target: target.to_path_buf(),
             publish,
+            durable: false,
             writer: Some(BufWriter::with_capacity(buffer.max(4096), tmp)),
         })
+    }
+
+    /// Also fsync the data before publishing (the rename is atomic either way; without
+    /// fsync a power loss right after the run may leave the file empty on some filesystems).
+    pub fn durable(mut self, durable: bool) -> Self {
+        self.durable = durable;
+        self
     }
 
     /// The final path.
@@ -100,9 +110,11 @@ impl AtomicOutput {
         let tmp = w
             .into_inner()
             .map_err(|e| Error::io(&self.target, e.into_error(), "cannot write the output"))?;
-        tmp.as_file()
-            .sync_all()
-            .map_err(|e| Error::io(&self.target, e, "cannot sync the output"))?;
+        if self.durable {
+            tmp.as_file()
+                .sync_all()
+                .map_err(|e| Error::io(&self.target, e, "cannot sync the output"))?;
+        }
         match self.publish {
             Publish::Overwrite => {
                 tmp.persist(&self.target)
@@ -125,7 +137,9 @@ impl AtomicOutput {
                     .open(&self.target)
                     .map_err(|e| Error::io(&self.target, e, "cannot open the output for appending"))?;
                 io::copy(&mut src, &mut dst).map_err(|e| Error::io(&self.target, e, "cannot append to the output"))?;
-                dst.sync_all().map_err(|e| Error::io(&self.target, e, "cannot sync the output"))?;
+                if self.durable {
+                    dst.sync_all().map_err(|e| Error::io(&self.target, e, "cannot sync the output"))?;
+                }
                 // `tmp` is deleted when dropped here.
             }
         }

@@ -241,7 +241,12 @@ pub fn write_decimal(d: &Decimal, out: &mut Vec<u8>) {
         out.push(b'-');
     }
     let mut buf = itoa::Buffer::new();
-    let digits = buf.format(m.unsigned_abs()).as_bytes();
+    let abs = m.unsigned_abs();
+    // 64-bit formatting is much cheaper than 128-bit, and almost every value fits.
+    let digits = match u64::try_from(abs) {
+        Ok(small) => buf.format(small).as_bytes(),
+        Err(_) => buf.format(abs).as_bytes(),
+    };
     if scale == 0 {
         out.extend_from_slice(digits);
     } else if digits.len() > scale {

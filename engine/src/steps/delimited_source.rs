@@ -351,7 +351,7 @@ pub struct DelimitedSource {
 }
 
 impl DelimitedSource {
-    fn reject(&mut self, err: Error, rec: &csv::ByteRecord, rejected: &mut u64) -> Result<()> {
+    fn reject(&mut self, err: Error, rec: &RawRec<'_>, rejected: &mut u64) -> Result<()> {
         if !self.cfg.skip_malformed_rows {
             return Err(err);
         }
@@ -402,85 +402,29 @@ impl Source for DelimitedSource {
     }
 
     fn run(&mut self, out: &mut Emitter, cancel: &CancelToken) -> Result<()> {
+        // Two stages on two threads: a reader splits the file into raw records (RFC 4180,
+        // `csv`), and this thread parses them into typed columns. Each stage is about half
+        // of the work, so a pass-through keeps both cores busy with the sink.
         let file_name = self.cfg.file_path.display().to_string();
-        let mut rdr = self.cfg.reader(self.cfg.open(&self.step)?);
-        let fields = self.schema.fields().to_vec();
+        let rdr = self.cfg.reader(self.cfg.open(&self.step)?);
+        let (tx, rx) = crossbeam_channel::bounded::<RawChunk>(2);
+        let (recycle_tx, recycle_rx) = crossbeam_channel::bounded::<RawChunk>(4);
         let chunk_size = self.cfg.chunk_size;
-        let new_columns = || {
-            fields
-                .iter()
-                .map(|f| Column::with_capacity(f.data_type, chunk_size))
-                .collect::<Vec<_>>()
-        };
-        let mut columns = new_columns();
-        let mut lines: Vec<u64> = Vec::with_capacity(chunk_size);
-        let mut rec = csv::ByteRecord::new();
-        let mut rejected = 0u64;
-        let mut first = true;
-        let mut last_bytes = 0u64;
-        loop {
-            let more = match rdr.read_byte_record(&mut rec) {
-                Ok(m) => m,
-                Err(e) => {
-                    // A record the CSV parser itself refuses (bad UTF-8 never gets here: we
-                    // read bytes). Such errors are not recoverable mid-stream.
-                    return Err(csv_error(&self.step, &file_name, e));
-                }
-            };
-            if !more {
-                break;
-            }
-            if first {
-                first = false;
-                if self.cfg.has_headers {
-                    continue;
-                }
-            }
-            let line = rec.position().map_or(0, |p| p.line());
-            let row = lines.len();
-            let outcome = parse_record(&rec, &fields, &self.indices, self.expected_fields, &mut columns);
-            match outcome {
-                Ok(()) => lines.push(line),
-                Err((field, message)) => {
-                    for c in &mut columns {
-                        c.truncate(row);
-                    }
-                    let err = Error::Data {
-                        step: self.step.clone(),
-                        file: file_name.clone(),
-                        line,
-                        field,
-                        message,
-                    };
-                    self.reject(err, &rec, &mut rejected)?;
-                    StepMetrics::add(&out.metrics().rows_rejected, 1);
-                    StepMetrics::add(&out.metrics().rows_in, 1);
-                    continue;
-                }
-            }
-            if lines.len() == chunk_size {
-                if cancel.is_cancelled() {
-                    return Err(Error::Cancelled);
-                }
-                let pos = rec.position().map_or(0, |p| p.byte());
-                StepMetrics::add(&out.metrics().bytes_read, pos - last_bytes);
-                last_bytes = pos;
-                StepMetrics::add(&out.metrics().rows_in, lines.len() as u64);
-                let chunk = Chunk::from_columns(
-                    Arc::clone(&self.schema),
-                    std::mem::replace(&mut columns, new_columns()),
-                    std::mem::replace(&mut lines, Vec::with_capacity(chunk_size)),
-                );
-                out.emit(chunk)?;
-            }
-        }
-        if !lines.is_empty() {
-            StepMetrics::add(&out.metrics().rows_in, lines.len() as u64);
-            out.emit(Chunk::from_columns(Arc::clone(&self.schema), columns, lines))?;
-        }
-        if let Some(m) = self.size_hint_bytes() {
-            StepMetrics::add(&out.metrics().bytes_read, m.saturating_sub(last_bytes));
-        }
+        let skip_header = self.cfg.has_headers;
+        let step = self.step.clone();
+        std::thread::scope(|scope| {
+            let reader = std::thread::Builder::new()
+                .name(format!("{step}-reader"))
+                .spawn_scoped(scope, move || {
+                    read_raw(rdr, skip_header, chunk_size, &tx, &recycle_rx, cancel, &step, &file_name)
+                })
+                .map_err(|e| Error::Internal(format!("cannot start the reader thread: {e}")))?;
+            let parsed = self.parse_all(&rx, &recycle_tx, out, cancel);
+            // Stop the reader if parsing failed, then report the first error.
+            drop(rx);
+            let read = reader.join().map_err(|_| Error::Internal("the reader thread panicked".into()))?;
+            parsed.and(read)
+        })?;
         if let Some(w) = &mut self.dead_letters {
             w.flush().map_err(|e| {
                 Error::io(
@@ -509,11 +453,194 @@ impl Source for DelimitedSource {
     }
 }
 
+/// Raw records of one chunk: all field bytes back to back, with field and record ends.
+#[derive(Default)]
+struct RawChunk {
+    data: Vec<u8>,
+    field_ends: Vec<u32>,
+    /// For record `r`, `field_ends[record_ends[r-1]..record_ends[r]]` are its fields.
+    record_ends: Vec<u32>,
+    lines: Vec<u64>,
+    /// Byte offset in the file after the last record (for progress).
+    byte_pos: u64,
+}
+
+impl RawChunk {
+    fn clear(&mut self) {
+        self.data.clear();
+        self.field_ends.clear();
+        self.record_ends.clear();
+        self.lines.clear();
+    }
+
+    fn push(&mut self, rec: &csv::ByteRecord) {
+        let base = self.data.len() as u32;
+        self.data.extend_from_slice(rec.as_slice());
+        let mut end = base;
+        for f in rec.iter() {
+            end += f.len() as u32;
+            self.field_ends.push(end);
+        }
+        self.record_ends.push(self.field_ends.len() as u32);
+        self.lines.push(rec.position().map_or(0, |p| p.line()));
+    }
+
+    fn len(&self) -> usize {
+        self.record_ends.len()
+    }
+
+    fn record<'a>(&'a self, r: usize, text: Option<&'a str>) -> RawRec<'a> {
+        let first = if r == 0 { 0 } else { self.record_ends[r - 1] as usize };
+        let ends = &self.field_ends[first..self.record_ends[r] as usize];
+        let start = if first == 0 { 0 } else { self.field_ends[first - 1] };
+        RawRec {
+            data: &self.data,
+            text,
+            ends,
+            start,
+        }
+    }
+}
+
+/// One raw record inside a [`RawChunk`].
+struct RawRec<'a> {
+    data: &'a [u8],
+    /// The whole chunk's data when it is valid UTF-8: then a field is valid UTF-8 exactly
+    /// when its ends are char boundaries, an O(1) check instead of a scan per field.
+    text: Option<&'a str>,
+    ends: &'a [u32],
+    start: u32,
+}
+
+impl<'a> RawRec<'a> {
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    #[inline]
+    fn get(&self, i: usize) -> Option<&'a [u8]> {
+        let end = *self.ends.get(i)? as usize;
+        let start = if i == 0 { self.start as usize } else { self.ends[i - 1] as usize };
+        Some(&self.data[start..end])
+    }
+
+    /// Field `i` as text.
+    #[inline]
+    fn get_str(&self, i: usize) -> Option<Result<&'a str, String>> {
+        let end = *self.ends.get(i)? as usize;
+        let start = if i == 0 { self.start as usize } else { self.ends[i - 1] as usize };
+        if let Some(t) = self.text.and_then(|t| t.get(start..end)) {
+            return Some(Ok(t));
+        }
+        Some(std::str::from_utf8(&self.data[start..end]).map_err(|e| format!("invalid UTF-8 at byte {}", e.valid_up_to())))
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+}
+
+/// The reader stage: fills raw chunks and sends them to the parser.
+#[allow(clippy::too_many_arguments)]
+fn read_raw<R: Read>(
+    mut rdr: csv::Reader<R>,
+    mut skip_header: bool,
+    chunk_size: usize,
+    tx: &crossbeam_channel::Sender<RawChunk>,
+    recycle: &crossbeam_channel::Receiver<RawChunk>,
+    cancel: &CancelToken,
+    step: &str,
+    file: &str,
+) -> Result<()> {
+    let mut rec = csv::ByteRecord::new();
+    let mut raw = RawChunk::default();
+    loop {
+        // A record the CSV parser itself refuses is not recoverable mid-stream.
+        let more = rdr.read_byte_record(&mut rec).map_err(|e| csv_error(step, file, e))?;
+        if more && skip_header {
+            skip_header = false;
+            continue;
+        }
+        if more {
+            raw.push(&rec);
+        }
+        if raw.len() == chunk_size || (!more && raw.len() > 0) {
+            if cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            raw.byte_pos = rdr.position().byte();
+            let next = recycle.try_recv().unwrap_or_default();
+            if tx.send(std::mem::replace(&mut raw, next)).is_err() {
+                // The parser stopped (it failed, and reports why).
+                return Ok(());
+            }
+        }
+        if !more {
+            return Ok(());
+        }
+    }
+}
+
+impl DelimitedSource {
+    /// The parser stage: raw chunks in, typed chunks out, malformed rows handled by policy.
+    fn parse_all(
+        &mut self,
+        rx: &crossbeam_channel::Receiver<RawChunk>,
+        recycle: &crossbeam_channel::Sender<RawChunk>,
+        out: &mut Emitter,
+        cancel: &CancelToken,
+    ) -> Result<()> {
+        let file_name = self.cfg.file_path.display().to_string();
+        let fields = self.schema.fields().to_vec();
+        let mut rejected = 0u64;
+        let mut last_bytes = 0u64;
+        for mut raw in rx {
+            if cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let n = raw.len();
+            let mut columns: Vec<Column> = fields.iter().map(|f| Column::with_capacity(f.data_type, n)).collect();
+            let mut lines: Vec<u64> = Vec::with_capacity(n);
+            let text = std::str::from_utf8(&raw.data).ok();
+            for r in 0..n {
+                let rec = raw.record(r, text);
+                let line = raw.lines[r];
+                match parse_record(&rec, &fields, &self.indices, self.expected_fields, &mut columns) {
+                    Ok(()) => lines.push(line),
+                    Err((field, message)) => {
+                        let row = lines.len();
+                        for c in &mut columns {
+                            c.truncate(row);
+                        }
+                        let err = Error::Data {
+                            step: self.step.clone(),
+                            file: file_name.clone(),
+                            line,
+                            field,
+                            message,
+                        };
+                        StepMetrics::add(&out.metrics().rows_in, 1);
+                        StepMetrics::add(&out.metrics().rows_rejected, 1);
+                        self.reject(err, &rec, &mut rejected)?;
+                    }
+                }
+            }
+            StepMetrics::add(&out.metrics().bytes_read, raw.byte_pos.saturating_sub(last_bytes));
+            last_bytes = raw.byte_pos;
+            raw.clear();
+            let _ = recycle.try_send(raw);
+            StepMetrics::add(&out.metrics().rows_in, lines.len() as u64);
+            out.emit(Chunk::from_columns(Arc::clone(&self.schema), columns, lines))?;
+        }
+        Ok(())
+    }
+}
+
 /// Parses one record into the columns. On error returns (field, reason); the caller
 /// truncates the columns back.
 #[inline]
 fn parse_record(
-    rec: &csv::ByteRecord,
+    rec: &RawRec<'_>,
     fields: &[Field],
     indices: &[usize],
     expected: Option<usize>,
@@ -525,13 +652,14 @@ fn parse_record(
         }
     }
     for ((f, &idx), col) in fields.iter().zip(indices).zip(columns.iter_mut()) {
-        let Some(raw) = rec.get(idx) else {
+        let Some(text) = rec.get_str(idx) else {
             return Err((
                 f.name.clone(),
                 format!("record has {} fields, column needs field {}", rec.len(), idx + 1),
             ));
         };
-        if raw.is_empty() {
+        let text = text.map_err(|m| (f.name.clone(), m))?;
+        if text.is_empty() {
             if f.nullable {
                 col.push_null();
                 continue;
@@ -541,7 +669,7 @@ fn parse_record(
                 "empty value in a non-nullable column (set IsNullable: true to allow it)".into(),
             ));
         }
-        col.push_parsed_bytes(raw).map_err(|m| (f.name.clone(), m))?;
+        col.push_text(text).map_err(|m| (f.name.clone(), m))?;
     }
     Ok(())
 }
