@@ -3,7 +3,12 @@
 //!
 //! Cases (`results/e2e/<name>.json`, shape in `results/README.md`):
 //! - `prototype-wide-20`: 100,000 rows × 20 columns × ~50-byte cells;
-//! - `prototype-customer-5`: 100,000 rows of the 5-column customer row.
+//! - `prototype-customer-5`: 100,000 rows of the 5-column customer row;
+//! - `engine-wide-20`, `engine-customer-5`: the same inputs through the
+//!   engine (`flowengine::Pipeline::from_file` + `run`): `DelimitedSource` →
+//!   `JavaScriptTransform` (`setField('processed', true)`, input fields
+//!   copied) → `DelimitedSink`; the pipeline file is written next to the
+//!   data.
 //!
 //! Each case runs in its own child process (`--case <name>`) so that its
 //! peak RSS (`VmHWM`) is its own. The child runs the pipeline once to warm
@@ -11,7 +16,7 @@
 //! generated once into `target/e2e-data/`. `FLOWENGINE_QUICK=1` uses 20,000
 //! rows and one measured run.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use flowengine_benches::{case_arg, filter_arg, is_quick, peak_rss_bytes, results_dir, run_child, workspace_root, write_json};
 use flowengine_prototypes::e2e;
@@ -21,16 +26,29 @@ const RUNS: usize = 3;
 struct Case {
     name: &'static str,
     columns: usize,
+    engine: bool,
 }
 
-const CASES: [Case; 2] = [
+const CASES: [Case; 4] = [
     Case {
         name: "prototype-wide-20",
         columns: 20,
+        engine: false,
     },
     Case {
         name: "prototype-customer-5",
         columns: 5,
+        engine: false,
+    },
+    Case {
+        name: "engine-wide-20",
+        columns: 20,
+        engine: true,
+    },
+    Case {
+        name: "engine-customer-5",
+        columns: 5,
+        engine: true,
     },
 ];
 
@@ -50,7 +68,73 @@ fn data_dir() -> PathBuf {
 }
 
 fn input_path(case: &Case) -> PathBuf {
-    data_dir().join(format!("{}-{}.csv", case.name, rows()))
+    let shape = if case.columns == 5 { "customer-5" } else { "wide-20" };
+    data_dir().join(format!("{shape}-{}.csv", rows()))
+}
+
+/// The engine pipeline for `case`: CSV → add `processed = true` → CSV.
+fn engine_pipeline(case: &Case, input: &Path, output: &Path) -> String {
+    let columns: Vec<String> = if case.columns == 5 {
+        [
+            ("id", "int64"),
+            ("name", "string"),
+            ("email", "string"),
+            ("age", "int32"),
+            ("balance", "decimal"),
+        ]
+        .iter()
+        .map(|(n, t)| format!("            - {{ Name: \"{n}\", Type: \"{t}\", IsNullable: false }}"))
+        .collect()
+    } else {
+        (0..case.columns)
+            .map(|c| format!("            - {{ Name: \"col{c:02}\", Type: \"string\", IsNullable: false }}"))
+            .collect()
+    };
+    let mut fields = columns.clone();
+    fields.push("            - { Name: \"processed\", Type: \"bool\", IsNullable: false }".into());
+    format!(
+        r#"Pipeline:
+  Name: "{name}"
+  Plugins:
+    - Name: "Source"
+      Type: "DelimitedSource"
+      Config:
+        FilePath: "{input}"
+        HasHeaders: true
+        OutputSchema:
+          Columns:
+{columns}
+    - Name: "Mark"
+      Type: "JavaScriptTransform"
+      Config:
+        Script: "function process(context) {{ context.output.setField('processed', true); return true; }}"
+        OutputSchema:
+          Columns:
+{fields}
+    - Name: "Sink"
+      Type: "DelimitedSink"
+      Config: {{ FilePath: "{output}", HasHeaders: true, OverwriteExisting: true }}
+  Connections:
+    - {{ From: "Source", To: "Mark" }}
+    - {{ From: "Mark", To: "Sink" }}
+"#,
+        name = case.name,
+        input = input.display(),
+        output = output.display(),
+        columns = columns.join("\n"),
+        fields = fields.join("\n"),
+    )
+}
+
+/// One engine run; returns (rows, seconds).
+fn run_engine(pipeline_file: &Path) -> std::io::Result<(u64, f64)> {
+    let start = std::time::Instant::now();
+    let summary = flowengine::Pipeline::from_file(pipeline_file, &[])
+        .and_then(|p| p.run())
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let seconds = start.elapsed().as_secs_f64();
+    let rows = summary.steps.iter().filter(|s| s.kind == "source").map(|s| s.rows_in).sum();
+    Ok((rows, seconds))
 }
 
 fn generate(case: &Case) -> std::io::Result<()> {
@@ -75,20 +159,38 @@ fn child(name: &str) -> std::io::Result<()> {
         .ok_or_else(|| std::io::Error::other(format!("unknown case {name:?}")))?;
     let input = input_path(case);
     let output = data_dir().join(format!("{name}.out.csv"));
-    e2e::run(&input, &output)?; // warm-up
     let runs = if is_quick() { 1 } else { RUNS };
-    let mut all: Vec<e2e::E2eStats> = (0..runs).map(|_| e2e::run(&input, &output)).collect::<std::io::Result<_>>()?;
-    all.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
-    let stats = all[all.len() / 2];
+    // A warm-up run first, then `runs` measured ones; (rows, seconds) each.
+    let mut all: Vec<(u64, f64)> = if case.engine {
+        let pipeline_file = data_dir().join(format!("{name}.yaml"));
+        std::fs::write(&pipeline_file, engine_pipeline(case, &input, &output))?;
+        run_engine(&pipeline_file)?;
+        (0..runs).map(|_| run_engine(&pipeline_file)).collect::<std::io::Result<_>>()?
+    } else {
+        e2e::run(&input, &output)?;
+        (0..runs)
+            .map(|_| e2e::run(&input, &output).map(|s| (s.rows, s.seconds)))
+            .collect::<std::io::Result<_>>()?
+    };
+    all.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let (rows, seconds) = all[all.len() / 2];
+    // The output must carry the new column; a run that silently dropped it is no result.
+    let header = std::io::BufRead::lines(std::io::BufReader::new(std::fs::File::open(&output)?))
+        .next()
+        .transpose()?
+        .unwrap_or_default();
+    if !header.trim_start_matches('\u{feff}').trim_end().ends_with("processed") {
+        return Err(std::io::Error::other(format!("{name}: output header lacks `processed`: {header}")));
+    }
     std::fs::remove_file(&output)?;
     let json = serde_json::json!({
         "name": name,
-        "tool": "flowengine-prototype",
-        "rows": stats.rows,
-        "columns": stats.columns,
-        "bytes": stats.bytes,
-        "seconds": stats.seconds,
-        "rows_per_sec": stats.rows as f64 / stats.seconds,
+        "tool": if case.engine { "flowengine" } else { "flowengine-prototype" },
+        "rows": rows,
+        "columns": case.columns,
+        "bytes": std::fs::metadata(&input)?.len(),
+        "seconds": seconds,
+        "rows_per_sec": rows as f64 / seconds,
         "peak_rss_bytes": peak_rss_bytes()?,
         "command": "cargo bench -p flowengine-benches --bench e2e",
     });

@@ -42,12 +42,7 @@ pub struct E2eStats {
 ///
 /// # Errors
 /// If the file cannot be written.
-pub fn generate_wide(
-    path: &Path,
-    rows: usize,
-    columns: usize,
-    cell_bytes: usize,
-) -> io::Result<u64> {
+pub fn generate_wide(path: &Path, rows: usize, columns: usize, cell_bytes: usize) -> io::Result<u64> {
     let mut w = BufWriter::new(File::create(path)?);
     let header: Vec<String> = (0..columns).map(|c| format!("col{c:02}")).collect();
     writeln!(w, "{}", header.join(","))?;
@@ -105,12 +100,7 @@ pub fn run(input: &Path, output: &Path) -> io::Result<E2eStats> {
         .has_headers(true)
         .from_path(input)
         .map_err(io::Error::from)?;
-    let header: Vec<String> = reader
-        .headers()
-        .map_err(io::Error::from)?
-        .iter()
-        .map(str::to_owned)
-        .collect();
+    let header: Vec<String> = reader.headers().map_err(io::Error::from)?.iter().map(str::to_owned).collect();
     if header.is_empty() {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "no header row"));
     }
@@ -125,10 +115,7 @@ pub fn run(input: &Path, output: &Path) -> io::Result<E2eStats> {
         let source = s.spawn(move || -> io::Result<()> {
             let mut record = csv::ByteRecord::new();
             let mut chunk = Vec::with_capacity(CHUNK);
-            while reader
-                .read_byte_record(&mut record)
-                .map_err(io::Error::from)?
-            {
+            while reader.read_byte_record(&mut record).map_err(io::Error::from)? {
                 let values = record
                     .iter()
                     .map(|f| {
@@ -190,9 +177,7 @@ pub fn run(input: &Path, output: &Path) -> io::Result<E2eStats> {
                         }
                         .map_err(io::Error::from)?;
                     }
-                    writer
-                        .write_record(std::iter::empty::<&[u8]>())
-                        .map_err(io::Error::from)?;
+                    writer.write_record(std::iter::empty::<&[u8]>()).map_err(io::Error::from)?;
                     rows += 1;
                 }
             }

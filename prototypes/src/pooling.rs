@@ -305,11 +305,7 @@ pub fn run_single<T: Workload, P: Pool<T>>(pool: &P, items: usize, template: &[V
 /// [`WINDOW`]); a consumer thread reads each one and gives it back. Objects
 /// are born on one thread and die on the other, as rows do between a source
 /// and a sink. Returns a checksum.
-pub fn run_producer_consumer<T: Workload, P: Pool<T>>(
-    pool: &P,
-    items: usize,
-    template: &[Value],
-) -> usize {
+pub fn run_producer_consumer<T: Workload, P: Pool<T>>(pool: &P, items: usize, template: &[Value]) -> usize {
     let (tx, rx) = crossbeam_channel::bounded::<T>(WINDOW);
     std::thread::scope(|s| {
         s.spawn(move || {

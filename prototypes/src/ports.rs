@@ -256,10 +256,7 @@ impl<T> BatchedPort<T> {
         if self.buffer.is_empty() {
             return;
         }
-        let batch = Arc::new(std::mem::replace(
-            &mut self.buffer,
-            Vec::with_capacity(self.batch_size),
-        ));
+        let batch = Arc::new(std::mem::replace(&mut self.buffer, Vec::with_capacity(self.batch_size)));
         for tx in &self.senders {
             tx.send(batch.clone()).expect("subscriber hung up");
         }
@@ -362,16 +359,9 @@ impl PortBench {
 
     /// Sends every message to `subscribers` subscribers through a port of
     /// `kind`; returns what each subscriber saw, in subscriber order.
-    pub fn fan_out<P: Send + Sync + 'static>(
-        &self,
-        kind: PortKind,
-        subscribers: usize,
-        messages: &[Message<P>],
-    ) -> Vec<Delivery> {
+    pub fn fan_out<P: Send + Sync + 'static>(&self, kind: PortKind, subscribers: usize, messages: &[Message<P>]) -> Vec<Delivery> {
         match kind {
-            PortKind::Crossbeam => {
-                fan_out_sync::<CrossbeamFlavor, P>(subscribers, messages, self.capacity)
-            }
+            PortKind::Crossbeam => fan_out_sync::<CrossbeamFlavor, P>(subscribers, messages, self.capacity),
             PortKind::Flume => fan_out_sync::<FlumeFlavor, P>(subscribers, messages, self.capacity),
             PortKind::Std => fan_out_sync::<StdFlavor, P>(subscribers, messages, self.capacity),
             PortKind::Tokio => self.fan_out_tokio(subscribers, messages),
@@ -380,11 +370,7 @@ impl PortBench {
         }
     }
 
-    fn fan_out_tokio<P: Send + Sync + 'static>(
-        &self,
-        subscribers: usize,
-        messages: &[Message<P>],
-    ) -> Vec<Delivery> {
+    fn fan_out_tokio<P: Send + Sync + 'static>(&self, subscribers: usize, messages: &[Message<P>]) -> Vec<Delivery> {
         let capacity = self.capacity;
         self.runtime.block_on(async move {
             let mut senders = Vec::with_capacity(subscribers);
@@ -428,9 +414,7 @@ impl PortBench {
             payload: Arc::new(transform(&m.payload)),
         };
         match kind {
-            PortKind::Crossbeam => {
-                pipeline_sync::<CrossbeamFlavor, _, _>(messages, step, self.capacity)
-            }
+            PortKind::Crossbeam => pipeline_sync::<CrossbeamFlavor, _, _>(messages, step, self.capacity),
             PortKind::Flume => pipeline_sync::<FlumeFlavor, _, _>(messages, step, self.capacity),
             PortKind::Std => pipeline_sync::<StdFlavor, _, _>(messages, step, self.capacity),
             PortKind::Callback => {
@@ -470,11 +454,7 @@ impl PortBench {
     }
 }
 
-fn fan_out_sync<F: Flavor, P: Send + Sync + 'static>(
-    subscribers: usize,
-    messages: &[Message<P>],
-    capacity: usize,
-) -> Vec<Delivery> {
+fn fan_out_sync<F: Flavor, P: Send + Sync + 'static>(subscribers: usize, messages: &[Message<P>], capacity: usize) -> Vec<Delivery> {
     thread::scope(|s| {
         let mut senders = Vec::with_capacity(subscribers);
         let mut handles = Vec::with_capacity(subscribers);
@@ -495,10 +475,7 @@ fn fan_out_sync<F: Flavor, P: Send + Sync + 'static>(
             }
         }
         drop(senders);
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("subscriber panicked"))
-            .collect()
+        handles.into_iter().map(|h| h.join().expect("subscriber panicked")).collect()
     })
 }
 
@@ -509,10 +486,7 @@ pub fn callback_fan_out<P>(subscribers: usize, messages: &[Message<P>]) -> Vec<D
     for m in messages {
         port.send(m);
     }
-    port.into_subscribers()
-        .into_iter()
-        .map(Tracker::finish)
-        .collect()
+    port.into_subscribers().into_iter().map(Tracker::finish).collect()
 }
 
 /// Batch channels carry at most this many batches, so that a batched port
@@ -521,17 +495,12 @@ fn batch_capacity(capacity: usize) -> usize {
     capacity.div_ceil(BATCH_SIZE).max(1)
 }
 
-fn fan_out_batched<P: Send + Sync + 'static>(
-    subscribers: usize,
-    messages: &[Message<P>],
-    capacity: usize,
-) -> Vec<Delivery> {
+fn fan_out_batched<P: Send + Sync + 'static>(subscribers: usize, messages: &[Message<P>], capacity: usize) -> Vec<Delivery> {
     thread::scope(|s| {
         let mut senders = Vec::with_capacity(subscribers);
         let mut handles = Vec::with_capacity(subscribers);
         for _ in 0..subscribers {
-            let (tx, rx) =
-                crossbeam_channel::bounded::<Arc<Vec<Message<P>>>>(batch_capacity(capacity));
+            let (tx, rx) = crossbeam_channel::bounded::<Arc<Vec<Message<P>>>>(batch_capacity(capacity));
             handles.push(s.spawn(move || {
                 let mut t = Tracker::new();
                 for batch in rx {
@@ -548,10 +517,7 @@ fn fan_out_batched<P: Send + Sync + 'static>(
             port.send(m.clone());
         }
         port.close();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("subscriber panicked"))
-            .collect()
+        handles.into_iter().map(|h| h.join().expect("subscriber panicked")).collect()
     })
 }
 
@@ -590,10 +556,8 @@ where
     S: Fn(&Message<P>) -> Message<P> + Send + Sync + Copy,
 {
     thread::scope(|s| {
-        let (tx1, rx1) =
-            crossbeam_channel::bounded::<Arc<Vec<Message<P>>>>(batch_capacity(capacity));
-        let (tx2, rx2) =
-            crossbeam_channel::bounded::<Arc<Vec<Message<P>>>>(batch_capacity(capacity));
+        let (tx1, rx1) = crossbeam_channel::bounded::<Arc<Vec<Message<P>>>>(batch_capacity(capacity));
+        let (tx2, rx2) = crossbeam_channel::bounded::<Arc<Vec<Message<P>>>>(batch_capacity(capacity));
         s.spawn(move || {
             let mut port = BatchedPort::new(vec![tx2], BATCH_SIZE);
             for batch in rx1 {

@@ -22,10 +22,7 @@ impl Schema {
         let names: Vec<Arc<str>> = names.iter().map(|n| Arc::from(n.as_ref())).collect();
         let mut index = HashMap::with_capacity(names.len());
         for (i, n) in names.iter().enumerate() {
-            assert!(
-                index.insert(n.clone(), i).is_none(),
-                "duplicate column {n:?}"
-            );
+            assert!(index.insert(n.clone(), i).is_none(), "duplicate column {n:?}");
         }
         Arc::new(Schema { names, index })
     }

@@ -76,10 +76,7 @@ impl MemoryProbe for ProcessMemory {
                 limit_bytes = limit_bytes.min(max);
             }
         }
-        Ok(MemoryUsage {
-            used_bytes,
-            limit_bytes,
-        })
+        Ok(MemoryUsage { used_bytes, limit_bytes })
     }
 }
 
@@ -108,11 +105,7 @@ fn kb_field(text: &str, field: &str) -> io::Result<u64> {
     text.lines()
         .find_map(|l| {
             let rest = l.strip_prefix(field)?.strip_prefix(':')?;
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<u64>()
-                .ok()
+            rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok()
         })
         .map(|kb| kb * 1024)
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no {field} field")))
@@ -156,10 +149,7 @@ impl<P: MemoryProbe> SpillManager<P> {
     /// # Panics
     /// If `threshold` is not in `0.0..=1.0`.
     pub fn new(probe: P, threshold: f64) -> Self {
-        assert!(
-            (0.0..=1.0).contains(&threshold),
-            "threshold must be a fraction"
-        );
+        assert!((0.0..=1.0).contains(&threshold), "threshold must be a fraction");
         SpillManager {
             probe,
             threshold,
@@ -377,16 +367,10 @@ fn decode_row(r: &mut impl Read) -> io::Result<Option<Vec<Value>>> {
                 r.read_exact(&mut b)?;
                 let mut s = vec![0u8; u32::from_le_bytes(b) as usize];
                 r.read_exact(&mut s)?;
-                let s = String::from_utf8(s)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                let s = String::from_utf8(s).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                 Value::Str(Arc::from(s))
             }
-            t => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("bad value tag {t}"),
-                ))
-            }
+            t => return Err(io::Error::new(io::ErrorKind::InvalidData, format!("bad value tag {t}"))),
         });
     }
     Ok(Some(row))

@@ -30,10 +30,7 @@ fn wide_and_customer_files_pass_through_with_processed_column() {
     let wide = dir.path().join("wide.csv");
     let bytes = e2e::generate_wide(&wide, 2_500, 20, 50).unwrap();
     // ~50 bytes per cell plus separators.
-    assert!(
-        bytes > 2_500 * 20 * 50 && bytes < 2_500 * 20 * 56,
-        "{bytes}"
-    );
+    assert!(bytes > 2_500 * 20 * 50 && bytes < 2_500 * 20 * 56, "{bytes}");
     check(&wide, 2_500, 20);
     let customers = dir.path().join("customers.csv");
     e2e::generate_customers(&customers, 3_000).unwrap();

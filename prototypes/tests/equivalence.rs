@@ -4,14 +4,10 @@
 
 use flowengine_prototypes::data::Width;
 use flowengine_prototypes::pooling::{
-    run_producer_consumer, run_single, LockFreePool, NoPool, ObjectPool, Pool, RowBuffer,
-    ThreadLocalPool, ValueBuffer, Workload,
+    run_producer_consumer, run_single, LockFreePool, NoPool, ObjectPool, Pool, RowBuffer, ThreadLocalPool, ValueBuffer, Workload,
 };
 use flowengine_prototypes::ports::{sequence, Delivery, PortBench, PortKind, ROWS_PER_CHUNK};
-use flowengine_prototypes::rows::{
-    ArrayRow, Chunk, ColumnarChunk, DictionaryRow, IndexedRow, PersistentRow, PooledRow, Row,
-    RowChunk,
-};
+use flowengine_prototypes::rows::{ArrayRow, Chunk, ColumnarChunk, DictionaryRow, IndexedRow, PersistentRow, PooledRow, Row, RowChunk};
 use flowengine_prototypes::value::{Value, ValueRef};
 
 fn check_row<R: Row>(width: Width) {
@@ -21,12 +17,7 @@ fn check_row<R: Row>(width: Width) {
         let row = R::build(&schema, &values);
         assert_eq!(row.to_values(&schema), values, "{} build, row {i}", R::NAME);
         for (name, v) in schema.names().iter().zip(&values) {
-            assert_eq!(
-                row.get(name),
-                Some(v.as_value_ref()),
-                "{} get {name}",
-                R::NAME
-            );
+            assert_eq!(row.get(name), Some(v.as_value_ref()), "{} get {name}", R::NAME);
         }
         assert_eq!(row.get("no-such-column"), None, "{}", R::NAME);
 
@@ -45,12 +36,7 @@ fn check_indexed<R: IndexedRow>(width: Width) {
     let values = width.row(3);
     let row = R::build(&schema, &values);
     for (i, v) in values.iter().enumerate() {
-        assert_eq!(
-            row.get_index(i),
-            Some(v.as_value_ref()),
-            "{} index {i}",
-            R::NAME
-        );
+        assert_eq!(row.get_index(i), Some(v.as_value_ref()), "{} index {i}", R::NAME);
     }
     assert_eq!(row.get_index(values.len()), None);
 }
@@ -58,13 +44,7 @@ fn check_indexed<R: IndexedRow>(width: Width) {
 fn chunk_snapshot<C: Chunk>(chunk: &C, width: Width) -> Vec<Vec<Option<Value>>> {
     let schema = width.schema();
     (0..chunk.len())
-        .map(|r| {
-            schema
-                .names()
-                .iter()
-                .map(|n| chunk.get(r, n).map(|v| v.to_value()))
-                .collect()
-        })
+        .map(|r| schema.names().iter().map(|n| chunk.get(r, n).map(|v| v.to_value())).collect())
         .collect()
 }
 
@@ -73,18 +53,10 @@ fn check_chunk<C: Chunk>(width: Width, rows: &[Vec<Value>]) -> Vec<Vec<Option<Va
     let chunk = C::from_rows(&schema, rows);
     assert_eq!(chunk.len(), rows.len());
     let before = chunk_snapshot(&chunk, width);
-    let expected: Vec<Vec<Option<Value>>> = rows
-        .iter()
-        .map(|r| r.iter().cloned().map(Some).collect())
-        .collect();
+    let expected: Vec<Vec<Option<Value>>> = rows.iter().map(|r| r.iter().cloned().map(Some).collect()).collect();
     assert_eq!(before, expected, "{} from_rows", C::NAME);
     let after = chunk.set_all(width.write_column(), &width.new_value());
-    assert_eq!(
-        chunk_snapshot(&chunk, width),
-        before,
-        "{} set_all mutated",
-        C::NAME
-    );
+    assert_eq!(chunk_snapshot(&chunk, width), before, "{} set_all mutated", C::NAME);
     chunk_snapshot(&after, width)
 }
 
@@ -132,14 +104,8 @@ fn chunk_transform_agrees_across_variants() {
                 }
             }
         }
-        assert_eq!(
-            check_chunk::<RowChunk<DictionaryRow>>(width, &rows),
-            reference
-        );
-        assert_eq!(
-            check_chunk::<RowChunk<PersistentRow>>(width, &rows),
-            reference
-        );
+        assert_eq!(check_chunk::<RowChunk<DictionaryRow>>(width, &rows), reference);
+        assert_eq!(check_chunk::<RowChunk<PersistentRow>>(width, &rows), reference);
         assert_eq!(check_chunk::<RowChunk<PooledRow>>(width, &rows), reference);
         assert_eq!(check_chunk::<ColumnarChunk>(width, &rows), reference);
     }
@@ -148,11 +114,7 @@ fn chunk_transform_agrees_across_variants() {
 #[test]
 fn columnar_falls_back_to_untyped_columns() {
     let schema = flowengine_prototypes::schema::Schema::new(&["a"]);
-    let rows = vec![
-        vec![Value::Int(1)],
-        vec![Value::Null],
-        vec![Value::str("x")],
-    ];
+    let rows = vec![vec![Value::Int(1)], vec![Value::Null], vec![Value::str("x")]];
     let chunk = ColumnarChunk::from_rows(&schema, &rows);
     assert_eq!(chunk.get(0, "a"), Some(ValueRef::Int(1)));
     assert_eq!(chunk.get(1, "a"), Some(ValueRef::Null));
@@ -166,27 +128,14 @@ fn with_unknown_column_panics() {
     let _ = DictionaryRow::build(&schema, &Width::Customer5.row(0)).with("nope", Value::Null);
 }
 
-fn check_fan_out<P: Send + Sync + 'static>(
-    bench: &PortBench,
-    messages: &[flowengine_prototypes::ports::Message<P>],
-) {
+fn check_fan_out<P: Send + Sync + 'static>(bench: &PortBench, messages: &[flowengine_prototypes::ports::Message<P>]) {
     let expected = Delivery::expected(messages.len() as u64);
     for kind in PortKind::ALL {
         for subscribers in [1, 10, 100] {
             let got = bench.fan_out(kind, subscribers, messages);
-            assert_eq!(
-                got.len(),
-                subscribers,
-                "{} fan-out-{subscribers}",
-                kind.name()
-            );
+            assert_eq!(got.len(), subscribers, "{} fan-out-{subscribers}", kind.name());
             for (s, d) in got.iter().enumerate() {
-                assert_eq!(
-                    *d,
-                    expected,
-                    "{} fan-out-{subscribers} subscriber {s}",
-                    kind.name()
-                );
+                assert_eq!(*d, expected, "{} fan-out-{subscribers} subscriber {s}", kind.name());
             }
         }
     }
@@ -206,10 +155,7 @@ fn every_port_delivers_every_chunk_message_once_in_order() {
     let bench = PortBench::new(4);
     let schema = Width::Wide20.schema();
     let all = Width::Wide20.rows(1_000);
-    let chunks = sequence(
-        all.chunks(ROWS_PER_CHUNK)
-            .map(|c| ColumnarChunk::from_rows(&schema, c)),
-    );
+    let chunks = sequence(all.chunks(ROWS_PER_CHUNK).map(|c| ColumnarChunk::from_rows(&schema, c)));
     assert_eq!(chunks.len(), 10);
     check_fan_out(&bench, &chunks);
     // An odd message count exercises the batched port's final partial flush.
@@ -222,9 +168,7 @@ fn every_port_pipeline_delivers_transformed_rows_in_order() {
     let schema = Width::Customer5.schema();
     let rows = sequence((0..2_000).map(|i| ArrayRow::build(&schema, &Width::Customer5.row(i))));
     for kind in PortKind::ALL {
-        let d = bench.pipeline(kind, &rows, |r: &ArrayRow| {
-            r.with("email", Value::str("x@y.z"))
-        });
+        let d = bench.pipeline(kind, &rows, |r: &ArrayRow| r.with("email", Value::str("x@y.z")));
         assert_eq!(d, Delivery::expected(2_000), "{} pipeline", kind.name());
     }
 }

@@ -7,15 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use flowengine_prototypes::data::Width;
-use flowengine_prototypes::spill::{
-    FnProbe, MemoryProbe, MemoryUsage, ProcessMemory, SpillManager, DEFAULT_THRESHOLD,
-};
+use flowengine_prototypes::spill::{FnProbe, MemoryProbe, MemoryUsage, ProcessMemory, SpillManager, DEFAULT_THRESHOLD};
 use flowengine_prototypes::value::Value;
 
 fn drain_all<P: MemoryProbe>(m: SpillManager<P>) -> Vec<Vec<Value>> {
-    m.drain()
-        .collect::<std::io::Result<_>>()
-        .expect("read back")
+    m.drain().collect::<std::io::Result<_>>().expect("read back")
 }
 
 #[test]
@@ -27,9 +23,7 @@ fn spills_past_the_threshold_reads_back_and_cleans_up() {
         used_bytes: probe_used.load(Ordering::SeqCst),
         limit_bytes: 1_000,
     });
-    let mut m = SpillManager::new(probe, DEFAULT_THRESHOLD)
-        .check_every(1)
-        .spill_dir(dir.path());
+    let mut m = SpillManager::new(probe, DEFAULT_THRESHOLD).check_every(1).spill_dir(dir.path());
     let rows = Width::Wide20.rows(300);
 
     // Below the threshold (10 %): nothing spills.
@@ -71,9 +65,7 @@ fn dropping_the_manager_removes_unread_spill_files() {
         used_bytes: 1,
         limit_bytes: 1,
     });
-    let mut m = SpillManager::new(probe, 0.5)
-        .check_every(10)
-        .spill_dir(dir.path());
+    let mut m = SpillManager::new(probe, 0.5).check_every(10).spill_dir(dir.path());
     for r in Width::Customer5.rows(35) {
         m.push(r).unwrap();
     }
@@ -118,9 +110,7 @@ fn real_process_probe_spills_under_a_tiny_threshold() {
     assert!(usage.used_bytes > 0 && usage.limit_bytes >= usage.used_bytes);
     let dir = tempfile::tempdir().unwrap();
     // Any resident process is above 0.0001 % of memory.
-    let mut m = SpillManager::new(ProcessMemory, 1e-6)
-        .check_every(64)
-        .spill_dir(dir.path());
+    let mut m = SpillManager::new(ProcessMemory, 1e-6).check_every(64).spill_dir(dir.path());
     let rows = Width::Customer5.rows(200);
     for r in &rows {
         m.push(r.clone()).unwrap();
@@ -146,15 +136,11 @@ fn real_process_probe_crosses_a_threshold_set_above_current_usage() {
     let n = 48 * 1024;
     for i in 0..n {
         // A fresh string per row, so that the resident set really grows.
-        m.push(vec![Value::Int(i as i64), Value::str(&"x".repeat(1_000))])
-            .unwrap();
+        m.push(vec![Value::Int(i as i64), Value::str(&"x".repeat(1_000))]).unwrap();
     }
     assert!(m.metrics().files >= 1, "no spill after ~48 MiB");
     let back: Vec<Vec<Value>> = drain_all(m);
     assert_eq!(back.len(), n);
-    assert!(back
-        .iter()
-        .enumerate()
-        .all(|(i, r)| r[0] == Value::Int(i as i64) && r[1] == big));
+    assert!(back.iter().enumerate().all(|(i, r)| r[0] == Value::Int(i as i64) && r[1] == big));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }

@@ -137,9 +137,7 @@ impl Chunk for ColumnarChunk {
         for r in rows {
             assert_eq!(r.len(), schema.len(), "value count must match schema");
         }
-        let columns = (0..schema.len())
-            .map(|c| Arc::new(Column::from_rows(rows, c)))
-            .collect();
+        let columns = (0..schema.len()).map(|c| Arc::new(Column::from_rows(rows, c))).collect();
         ColumnarChunk {
             schema: schema.clone(),
             columns,

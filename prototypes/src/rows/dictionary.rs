@@ -17,12 +17,7 @@ impl Row for DictionaryRow {
 
     fn build(schema: &Arc<Schema>, values: &[Value]) -> Self {
         assert_eq!(values.len(), schema.len(), "value count must match schema");
-        let data = schema
-            .names()
-            .iter()
-            .zip(values)
-            .map(|(n, v)| (n.to_string(), v.clone()))
-            .collect();
+        let data = schema.names().iter().zip(values).map(|(n, v)| (n.to_string(), v.clone())).collect();
         DictionaryRow { data }
     }
 

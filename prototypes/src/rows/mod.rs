@@ -124,11 +124,7 @@ impl<R: Row> Chunk for RowChunk<R> {
 
     fn set_all(&self, name: &str, value: &Value) -> Self {
         RowChunk {
-            rows: self
-                .rows
-                .iter()
-                .map(|r| r.with(name, value.clone()))
-                .collect(),
+            rows: self.rows.iter().map(|r| r.with(name, value.clone())).collect(),
         }
     }
 }

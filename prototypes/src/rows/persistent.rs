@@ -17,12 +17,7 @@ impl Row for PersistentRow {
 
     fn build(schema: &Arc<Schema>, values: &[Value]) -> Self {
         assert_eq!(values.len(), schema.len(), "value count must match schema");
-        let data = schema
-            .names()
-            .iter()
-            .cloned()
-            .zip(values.iter().cloned())
-            .collect();
+        let data = schema.names().iter().cloned().zip(values.iter().cloned()).collect();
         PersistentRow { data }
     }
 

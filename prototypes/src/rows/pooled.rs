@@ -49,9 +49,7 @@ impl Drop for PooledRow {
 
 impl std::fmt::Debug for PooledRow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PooledRow")
-            .field("values", &&self.values[..])
-            .finish()
+        f.debug_struct("PooledRow").field("values", &&self.values[..]).finish()
     }
 }
 
