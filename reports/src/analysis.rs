@@ -283,12 +283,14 @@ impl Analysis {
     }
 
     /// Geometric-mean speedup of `alt` over `base` across every configuration both measured,
-    /// with the number of configurations.
-    pub fn port_speedup(&self, base: PortFlavour, alt: PortFlavour, message: MessageKind) -> Option<(f64, usize)> {
+    /// with the number of configurations. `pipeline` selects producer→consumer pipelines
+    /// (`true`) or fan-out benches (`false`).
+    pub fn port_speedup(&self, base: PortFlavour, alt: PortFlavour, message: MessageKind, pipeline: bool) -> Option<(f64, usize)> {
         let b = self.port_map(base, message);
         let a = self.port_map(alt, message);
         let ratios: Vec<f64> = b
             .iter()
+            .filter(|((_, fan), _)| fan.is_none() == pipeline)
             .filter_map(|(k, bp)| a.get(k).map(|ap| speedup(&bp.mean, &ap.mean).point))
             .collect();
         geomean(&ratios).map(|g| (g, ratios.len()))
@@ -369,22 +371,29 @@ impl Analysis {
         Some((1.0 - pooled / base, base, pooled, n))
     }
 
-    /// Geometric-mean speedup of a pool strategy over no pooling (criterion), with the number
-    /// of scenarios.
-    pub fn pool_speedup(&self, variant: PoolVariant) -> Option<(f64, usize)> {
+    /// Geometric-mean speedup of a pool strategy over no pooling (criterion): the point
+    /// estimate, the upper end the confidence intervals allow, and the number of scenarios.
+    pub fn pool_speedup(&self, variant: PoolVariant) -> Option<(f64, f64, usize)> {
         let none: BTreeMap<&str, &PoolPoint> = self
             .pools
             .iter()
             .filter(|p| p.variant == PoolVariant::None)
             .map(|p| (p.scenario.as_str(), p))
             .collect();
-        let ratios: Vec<f64> = self
+        let ratios: Vec<(f64, f64)> = self
             .pools
             .iter()
             .filter(|p| p.variant == variant)
-            .filter_map(|p| none.get(p.scenario.as_str()).map(|b| speedup(&b.mean, &p.mean).point))
+            .filter_map(|p| {
+                none.get(p.scenario.as_str()).map(|b| {
+                    let r = speedup(&b.mean, &p.mean);
+                    (r.point, r.upper)
+                })
+            })
             .collect();
-        geomean(&ratios).map(|g| (g, ratios.len()))
+        let points: Vec<f64> = ratios.iter().map(|r| r.0).collect();
+        let uppers: Vec<f64> = ratios.iter().map(|r| r.1).collect();
+        Some((geomean(&points)?, geomean(&uppers)?, ratios.len()))
     }
 }
 
@@ -455,7 +464,7 @@ mod tests {
         assert_eq!(n, 1);
         assert!((share - 2.0).abs() < 1e-9, "{share}");
         let (s, n) = a
-            .port_speedup(PortFlavour::Std, PortFlavour::Crossbeam, MessageKind::Chunk)
+            .port_speedup(PortFlavour::Std, PortFlavour::Crossbeam, MessageKind::Chunk, false)
             .unwrap();
         assert_eq!(n, 2);
         assert!((s - 2.0).abs() < 1e-9);

@@ -75,10 +75,20 @@ fn machine(o: &mut String, results: &Results) {
             let _ = writeln!(o, "| Memory | {} |", fmt::bytes(m.memory_bytes as f64));
             let _ = writeln!(o, "| OS | {} |", cell(&m.os));
             let _ = writeln!(o, "| rustc | {} |", cell(&m.rustc));
+            if let Some(mode) = &m.mode {
+                let _ = writeln!(o, "| Mode | {} |", cell(mode));
+            }
         }
         None => {
             let _ = writeln!(o, "Date and machine: {NOT_MEASURED} (`machine.json` is missing)");
         }
+    }
+    if results.machine.as_ref().and_then(|m| m.mode.as_deref()) == Some("quick") {
+        let _ = writeln!(
+            o,
+            "\n**This is a `--quick` smoke run:** few samples and small inputs. Its numbers show that the \
+             suite works, not what to decide; commit a report from a full run."
+        );
     }
     let _ = writeln!(
         o,
@@ -328,7 +338,11 @@ fn pooling(o: &mut String, a: &Analysis, plots: &PlotLinks) {
                 fmt::sig3(b)
             )),
             saving.map_or("not measured".into(), |(s, ..)| fmt::percent(s)),
-            speed.map_or("not measured".into(), |(s, n)| format!("{} ({n} scenario(s))", fmt::ratio(s)))
+            speed.map_or("not measured".into(), |(s, up, n)| format!(
+                "{} (up to {}, {n} scenario(s))",
+                fmt::ratio(s),
+                fmt::ratio(up)
+            ))
         );
     }
     if !a.pools.is_empty() {

@@ -165,6 +165,9 @@ pub struct Machine {
     pub os: String,
     /// `rustc --version`.
     pub rustc: String,
+    /// `quick` for a `scripts/bench.sh --quick` smoke run (optional).
+    #[serde(default)]
+    pub mode: Option<String>,
 }
 
 /// Everything read from one `results/` directory.
