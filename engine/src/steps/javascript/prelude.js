@@ -22,8 +22,18 @@
   const OUT_KINDS = cfg.kinds;
   const QUEUES = cfg.queues;
   const F = OUT_NAMES.length;
+  // One array per output field, reused by every chunk (index = row of the chunk), found by
+  // name in OIDX. `natural` is the typeof its column packs without a per-row pass; `dirty`
+  // turns 1 once it holds a hole or a value of another type, and `pack` then checks row by
+  // row.
+  const OUT = OUT_NAMES.map((name, i) => {
+    const a = [];
+    a.natural = OUT_KINDS[i] === 'S' ? 'string' : OUT_KINDS[i] === 'N' ? 'number' : 'boolean';
+    a.dirty = 0;
+    return a;
+  });
   const OIDX = Object.create(null);
-  for (let i = 0; i < F; i++) OIDX[OUT_NAMES[i]] = i;
+  for (let i = 0; i < F; i++) OIDX[OUT_NAMES[i]] = OUT[i];
   const QIDX = Object.create(null);
   for (let i = 0; i < QUEUES.length; i++) QIDX[QUEUES[i]] = i;
   const SCHEMA = Object.freeze({
@@ -35,7 +45,6 @@
   const row = {};
   for (const f of cfg.inputs) row[f[0]] = null;
 
-  let OUT = null; // one array per output field; index = row of the chunk
   let ROUTES = null; // flat [row, queue, row, queue, ...]
   let R = 0; // current row
   let EXCLUSIVE = false; // route.send was called for the current row
@@ -47,20 +56,19 @@
     return e;
   }
 
-  // typeof of the values each output column packs without a per-row pass.
-  const NATURAL = OUT_KINDS.map((k) => (k === 'S' ? 'string' : k === 'N' ? 'number' : 'boolean'));
-  // Per output column: 1 once it holds a hole or a value of another type; `pack` then
-  // checks row by row.
-  let DIRTY = null;
-
   function unknownField(name, what) {
     return fieldError(String(name), `${what}: '${name}' is not a field of OutputSchema (fields: ${OUT_NAMES.join(', ')})`);
   }
 
-  // The slow half of setField: rows before this one left the field unset.
-  function fill(i, a) {
-    DIRTY[i] = 1;
-    while (a.length < R) a[a.length] = undefined;
+  // The slow half of setField: rows before this one left the field unset (holes), or this
+  // row already set it (drop that value).
+  function align(a) {
+    if (a.length > R) {
+      a.length = R;
+    } else {
+      a.dirty = 1;
+      while (a.length < R) a[a.length] = undefined;
+    }
   }
 
   function queueIndex(q, what) {
@@ -86,29 +94,25 @@
 
   const output = {
     setField(name, value) {
-      const i = OIDX[name];
-      if (i === undefined) throw unknownField(name, 'setField');
-      const a = OUT[i];
-      if (a.length < R) fill(i, a);
-      if (typeof value !== NATURAL[i]) {
-        DIRTY[i] = 1;
+      const a = OIDX[name];
+      if (a === undefined) throw unknownField(name, 'setField');
+      if (a.length !== R) align(a);
+      if (typeof value !== a.natural) {
+        a.dirty = 1;
         if (value === undefined) value = null;
       }
       a[R] = value;
     },
     removeField(name) {
-      const i = OIDX[name];
-      if (i === undefined) throw unknownField(name, 'removeField');
-      const a = OUT[i];
-      if (a.length < R) fill(i, a);
-      DIRTY[i] = 1;
+      const a = OIDX[name];
+      if (a === undefined) throw unknownField(name, 'removeField');
+      if (a.length !== R) align(a);
+      a.dirty = 1;
       a[R] = null;
     },
     getField(name) {
-      const i = OIDX[name];
-      if (i === undefined) return undefined;
-      const v = OUT[i][R];
-      return v === undefined ? undefined : v;
+      const a = OIDX[name];
+      return a === undefined ? undefined : a[R];
     },
     addMetadata(key, value) {
       if (META === null) META = Object.create(null);
@@ -344,9 +348,10 @@
   // Row status: 0 emit, 1 filtered (process returned false), 2 routed only (route.send),
   // 3 error.
   return function run(cols, masks, n) {
-    OUT = new Array(F);
-    for (let i = 0; i < F; i++) OUT[i] = [];
-    DIRTY = new Uint8Array(F);
+    for (let i = 0; i < F; i++) {
+      OUT[i].length = 0;
+      OUT[i].dirty = 0;
+    }
     ROUTES = [];
     const status = new Uint8Array(n);
     const errors = [];
@@ -365,8 +370,7 @@
       }
     }
     const packed = new Array(F);
-    for (let i = 0; i < F; i++) packed[i] = pack(OUT[i], n, OUT_KINDS[i], DIRTY[i]);
-    OUT = null;
+    for (let i = 0; i < F; i++) packed[i] = pack(OUT[i], n, OUT_KINDS[i], OUT[i].dirty);
     const routes = ROUTES;
     ROUTES = null;
     return [status, errors, routes, packed];
