@@ -5,9 +5,12 @@
 # or when a baseline bench did not run. Prints a table: bench | baseline | now | change.
 #
 # Usage:
-#   scripts/regression-gate.sh [--baseline DIR] [--max-regression-percent N]
+#   scripts/regression-gate.sh [--baseline DIR] [--max-regression-percent N] [--noise-floor I]
 #   scripts/regression-gate.sh --update-baseline [--baseline DIR]
 #
+# --noise-floor I (default 1000): a bench must also grow by more than I instructions to fail;
+# benches of a few hundred instructions over randomly seeded hash maps move that much between
+# two runs of the same binary.
 # --update-baseline rewrites the baseline files from this run, on purpose: commit them with a
 # note saying why the instruction counts moved. Instruction counts barely vary between runs
 # on one machine; across machines they vary slightly, hence the 10 % default.
@@ -21,9 +24,10 @@ cd "$(dirname "$0")/.."
 RUNNER_VERSION=0.20.0
 baseline=benches/baselines
 max=10
+noise=1000
 update=0
 
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^[^#]/{/^#/p}' "$0" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -31,6 +35,8 @@ while [ $# -gt 0 ]; do
         --baseline=*) baseline=${1#*=}; shift ;;
         --max-regression-percent) max=${2:?--max-regression-percent needs a number}; shift 2 ;;
         --max-regression-percent=*) max=${1#*=}; shift ;;
+        --noise-floor) noise=${2:?--noise-floor needs a number}; shift 2 ;;
+        --noise-floor=*) noise=${1#*=}; shift ;;
         --update-baseline|--update) update=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "regression-gate: unknown argument $1" >&2; usage >&2; exit 2 ;;
@@ -79,5 +85,5 @@ if [ "$update" = 1 ]; then
     "$gate" update --baseline "$baseline" --current "$target_dir/gungraun" --newer-than "$marker"
 else
     "$gate" compare --baseline "$baseline" --current "$target_dir/gungraun" --newer-than "$marker" \
-        --max-regression-percent "$max"
+        --max-regression-percent "$max" --noise-floor "$noise"
 fi

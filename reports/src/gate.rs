@@ -166,8 +166,10 @@ impl Comparison {
 }
 
 /// Compares current counts with the baseline. A bench regresses when its count grew by more
-/// than `max_regression_pct` percent.
-pub fn compare(baseline: &BTreeMap<String, u64>, current: &[GungraunBench], max_regression_pct: f64) -> Comparison {
+/// than `max_regression_pct` percent and by more than `noise_floor` instructions: benches of a
+/// few hundred instructions over randomly seeded hash maps (`RandomState`) move by hundreds of
+/// instructions from one process to the next, which is no regression.
+pub fn compare(baseline: &BTreeMap<String, u64>, current: &[GungraunBench], max_regression_pct: f64, noise_floor: u64) -> Comparison {
     let now: BTreeMap<&str, u64> = current.iter().map(|b| (b.id.as_str(), b.instructions)).collect();
     let mut ids: Vec<&str> = baseline.keys().map(String::as_str).collect();
     ids.extend(now.keys());
@@ -189,7 +191,11 @@ pub fn compare(baseline: &BTreeMap<String, u64>, current: &[GungraunBench], max_
                     } else {
                         (n as f64 - b as f64) / b as f64 * 100.0
                     };
-                    let s = if c > max_regression_pct { Status::Regressed } else { Status::Ok };
+                    let s = if c > max_regression_pct && n.saturating_sub(b) > noise_floor {
+                        Status::Regressed
+                    } else {
+                        Status::Ok
+                    };
                     (Some(c), s)
                 }
                 (Some(_), None) => (None, Status::Missing),
@@ -259,23 +265,32 @@ mod tests {
         ]
         .into();
         let now = [g("b::g::a", 1100), g("b::g::b", 1101), g("b::g::c", 500)];
-        let c = compare(&base, &now, 10.0);
+        let c = compare(&base, &now, 10.0, 0);
         let st: Vec<_> = c.rows.iter().map(|r| r.status.clone()).collect();
         assert_eq!(st, [Status::Ok, Status::Regressed, Status::Ok]);
         assert!(c.failed());
         assert!(c.table().contains("REGRESSED"));
         assert!(c.table().contains("+10.10%"));
-        assert!(!compare(&base, &now, 20.0).failed());
+        assert!(!compare(&base, &now, 20.0, 0).failed());
+    }
+
+    #[test]
+    fn small_absolute_changes_are_noise() {
+        let base: BTreeMap<String, u64> = [("b::tiny".to_owned(), 1616), ("b::big".to_owned(), 1_000_000)].into();
+        let now = [g("b::tiny", 2176), g("b::big", 1_200_000)];
+        let c = compare(&base, &now, 10.0, 1000);
+        assert_eq!(c.rows[0].status, Status::Regressed, "b::big grew by 200k");
+        assert_eq!(c.rows[1].status, Status::Ok, "b::tiny grew by 560 < 1000");
     }
 
     #[test]
     fn missing_fails_and_new_does_not() {
         let base: BTreeMap<String, u64> = [("b::x".to_owned(), 10)].into();
-        let c = compare(&base, &[g("b::y", 10)], 10.0);
+        let c = compare(&base, &[g("b::y", 10)], 10.0, 0);
         assert_eq!(c.rows[0].status, Status::Missing);
         assert_eq!(c.rows[1].status, Status::New);
         assert!(c.failed());
-        let only_new = compare(&BTreeMap::new(), &[g("b::y", 10)], 10.0);
+        let only_new = compare(&BTreeMap::new(), &[g("b::y", 10)], 10.0, 0);
         assert!(!only_new.failed());
     }
 

@@ -36,6 +36,10 @@ enum Command {
         /// Largest allowed increase in instructions, percent.
         #[arg(long, default_value_t = 10.0)]
         max_regression_percent: f64,
+        /// Increases of at most this many instructions never fail (run-to-run noise of tiny
+        /// benches over randomly seeded hash maps).
+        #[arg(long, default_value_t = 1000)]
+        noise_floor: u64,
     },
     /// Rewrite the baselines from the current summaries.
     Update {
@@ -88,14 +92,15 @@ fn run() -> Result<ExitCode> {
             current: dir,
             newer_than,
             max_regression_percent,
+            noise_floor,
         } => {
             let base = gate::load_baselines(&baseline)?;
             let now = current(&dir, &newer_than)?;
-            let c = gate::compare(&base, &now, max_regression_percent);
+            let c = gate::compare(&base, &now, max_regression_percent, noise_floor);
             print!("{}", c.table());
             if c.failed() {
                 println!(
-                    "regression gate FAILED: a bench is more than {max_regression_percent}% worse than {} or did not run.\n\
+                    "regression gate FAILED: a bench is more than {max_regression_percent}% (and {noise_floor} instructions) worse than {} or did not run.\n\
                      If the change is intended, run scripts/regression-gate.sh --update-baseline and commit {}.",
                     baseline.display(),
                     baseline.display()
