@@ -504,7 +504,10 @@ fn timeout_stops_an_infinite_loop() {
     let script = "function process(context) { if (context.input.current().id === 2) { for (;;) {} } return true; }";
     let c = Case::new("id\n1\n2\n3\n", &[("id", "int32")], script, &[("id", "int32", true)]).extra("Engine: { Timeout: 200 }");
     match c.run() {
-        Err(Error::Script { message, .. }) => assert!(message.contains("Engine.Timeout (200 ms)"), "{message}"),
+        Err(Error::Script { message, line, .. }) => {
+            assert!(message.contains("Engine.Timeout (200 ms)"), "{message}");
+            assert_eq!(line, Some(3), "the row that hung: id 2, line 3");
+        }
         other => panic!("expected a script error, got {other:?}"),
     }
     assert!(!c.dir.path().join("out.csv").exists(), "a failed run publishes nothing");

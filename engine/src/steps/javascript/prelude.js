@@ -4,8 +4,8 @@
 // markers with code generated from the input schema (locals for the input columns, the
 // statements that fill the reused row object) and with `row.js` (one row's call of
 // `process`), then calls the resulting factory with the native helpers and the schema
-// description. The factory returns `run`,
-// which Rust calls once per chunk.
+// description. The factory returns `run`, which Rust calls once per chunk, and a function
+// giving the row being processed.
 //
 // Speed: one JS call per chunk; one context object and one row object reused for every
 // row; setField writes straight into per-column arrays; results go back to Rust packed
@@ -347,7 +347,7 @@
 
   // Row status: 0 emit, 1 filtered (process returned false), 2 routed only (route.send),
   // 3 error.
-  return function run(cols, masks, n) {
+  function run(cols, masks, n) {
     for (let i = 0; i < F; i++) {
       OUT[i].length = 0;
       OUT[i].dirty = 0;
@@ -374,5 +374,9 @@
     const routes = ROUTES;
     ROUTES = null;
     return [status, errors, routes, packed];
-  };
+  }
+
+  // [run, the row being processed] (the second names the row when a chunk fails as a whole:
+  // a timeout or running out of memory).
+  return [run, () => R];
 })

@@ -372,6 +372,7 @@ fn finish_chunk(shared: &Shared, chunk: &Chunk, mut res: ChunkResult, out: &mut 
 /// handle and the context go before the runtime.
 struct Engine {
     run: Persistent<Function<'static>>,
+    current_row: Persistent<Function<'static>>,
     context: Context,
     runtime: Runtime,
     deadline: Rc<Cell<Instant>>,
@@ -396,7 +397,8 @@ impl Engine {
         let step = shared.step.clone();
         let min_level = shared.min_log_level;
         let capture = shared.log_capture.clone();
-        let run = context.with(|ctx| -> std::result::Result<Persistent<Function<'static>>, String> {
+        type Saved = (Persistent<Function<'static>>, Persistent<Function<'static>>);
+        let saved = context.with(|ctx| -> std::result::Result<Saved, String> {
             let fail = |e: rquickjs::Error| describe_js_error(&ctx, e, shared);
             ctx.eval::<JsValue, _>(shared.script.as_bytes()).map_err(fail)?;
             let factory: Function = ctx.eval(shared.runner_source.as_bytes()).map_err(fail)?;
@@ -416,13 +418,16 @@ impl Engine {
             .map_err(fail)?;
             native.set("log", log).map_err(fail)?;
             let cfg = ctx.json_parse(shared.runner_config.as_bytes()).map_err(fail)?;
-            let run: Function = factory.call((native, cfg)).map_err(fail)?;
-            Ok(Persistent::save(&ctx, run))
+            let pair: Array = factory.call((native, cfg)).map_err(fail)?;
+            let run: Function = pair.get(0).map_err(fail)?;
+            let current_row: Function = pair.get(1).map_err(fail)?;
+            Ok((Persistent::save(&ctx, run), Persistent::save(&ctx, current_row)))
         });
-        let run = run.map_err(|m| refine_null(m, &runtime, shared))?;
+        let (run, current_row) = saved.map_err(|m| refine_null(m, &runtime, shared))?;
         deadline.set(far_future());
         Ok(Engine {
             run,
+            current_row,
             context,
             runtime,
             deadline,
@@ -431,8 +436,6 @@ impl Engine {
 
     fn run_chunk(&self, shared: &Shared, chunk: &Chunk) -> Result<ChunkResult> {
         let n = chunk.len();
-        let fatal = |m: String| shared.script_error(chunk.line(0), None, m);
-
         let res = self.context.with(|ctx| -> std::result::Result<ChunkResult, String> {
             let fail = |e: rquickjs::Error| describe_js_error(&ctx, e, shared);
             let cols = Array::new(ctx.clone()).map_err(fail)?;
@@ -449,7 +452,15 @@ impl Engine {
             let result = called.map_err(fail)?;
             read_result(&ctx, shared, chunk, &result).map_err(fail)
         });
-        res.map_err(|m| fatal(refine_null(m, &self.runtime, shared)))
+        res.map_err(|m| {
+            let message = refine_null(m, &self.runtime, shared);
+            // The row being processed when the chunk failed, if the engine can still say.
+            let row: Option<u32> = self
+                .context
+                .with(|ctx| self.current_row.clone().restore(&ctx).and_then(|f| f.call(())).ok());
+            let line = row.and_then(|r| chunk.line(r as usize));
+            shared.script_error(line, None, message)
+        })
     }
 }
 
