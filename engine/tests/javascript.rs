@@ -167,13 +167,15 @@ function process(context) {
 
 #[test]
 fn output_api_converts_to_declared_types_and_copies_unset_fields() {
-    // balance is set from a JS number (56244.0 becomes 56244); name is never set and is
-    // copied from the input; email is removed; missing has no input and stays null.
+    // balance is set from a JS number (56244.0 becomes 56244); name is left unset (set to
+    // undefined) and is copied from the input; email is removed; missing has no input and
+    // stays null.
     let script = r#"
 function process(context) {
   const row = context.input.current();
   const out = context.output;
   out.setField('balance', row.balance);
+  out.setField('name', undefined);
   out.setField('score', row.id * 1.5);
   out.setField('big', '9007199254740993');
   out.setField('when', new Date(Date.UTC(2024, 0, 31, 13, 45, 0)));

@@ -9,7 +9,7 @@
 //! | `context.input.current()` | the row as an object: ints, doubles and decimals as numbers (a decimal becomes the nearest double, 15–17 significant digits; int64 beyond 2^53 loses precision), strings, booleans; dates, date-times and times as ISO strings (`2024-01-31`, `2024-01-31T13:45:00`, `13:45:00`); null as `null`. The same object is reused for every row |
 //! | `context.input.getValue(name)` | one field of the row (`undefined` for an unknown name) |
 //! | `context.input.schema()` | `{fields: [{name, type, required}], fieldNames}` |
-//! | `context.output.setField(name, value)` | sets an output field; `undefined` means null. An unknown name is a row error |
+//! | `context.output.setField(name, value)` | sets an output field (the last call wins); `null` sets null, `undefined` leaves it unset. An unknown name is a row error |
 //! | `context.output.removeField(name)` | the field becomes null (and is not copied from the input) |
 //! | `context.output.getField(name)` | what this row set so far |
 //! | `context.output.addMetadata(key, value)` / `getMetadata()` | per-row notes for the script itself; chunks carry no metadata, so nothing is written |

@@ -8,9 +8,7 @@
 // giving the row being processed.
 //
 // Speed: one JS call per chunk; one context object and one row object reused for every
-// row; setField writes straight into per-column arrays; results go back to Rust packed
-// (joined strings, typed arrays) so Rust crosses into JS a handful of times per column,
-// not once per value.
+// row; setField is one store into a per-column array, which Rust reads back directly.
 (function (native, cfg) {
   'use strict';
   const userProcess = globalThis.process;
@@ -19,21 +17,25 @@
   }
   const TICK = native.tick;
   const OUT_NAMES = cfg.outputs;
-  const OUT_KINDS = cfg.kinds;
   const QUEUES = cfg.queues;
   const F = OUT_NAMES.length;
-  // One array per output field, reused by every chunk (index = row of the chunk), found by
-  // name in OIDX. `natural` is the typeof its column packs without a per-row pass; `dirty`
-  // turns 1 once it holds a hole or a value of another type, and `pack` then checks row by
-  // row.
-  const OUT = OUT_NAMES.map((name, i) => {
-    const a = [];
-    a.natural = OUT_KINDS[i] === 'S' ? 'string' : OUT_KINDS[i] === 'N' ? 'number' : 'boolean';
-    a.dirty = 0;
-    return a;
+  // One array per output field and chunk (index = row of the chunk), found by name in OIDX.
+  // An unknown name falls through to OIDX's prototype, a proxy that throws: setField itself
+  // checks nothing, which halves its cost in QuickJS. Rust reads the arrays back value by
+  // value (cheaper than any per-value check in interpreted JS); a row that did not set the
+  // field reads as undefined.
+  const UNKNOWN = new Proxy(Object.create(null), {
+    get(target, name) {
+      throw fieldError(String(name), `'${String(name)}' is not a field of OutputSchema (fields: ${OUT_NAMES.join(', ')})`);
+    },
   });
-  const OIDX = Object.create(null);
-  for (let i = 0; i < F; i++) OIDX[OUT_NAMES[i]] = OUT[i];
+  const OIDX = Object.create(UNKNOWN);
+  function freshColumn(i) {
+    const a = [];
+    Object.defineProperty(OIDX, OUT_NAMES[i], { value: a, writable: true, enumerable: true, configurable: true });
+    return a;
+  }
+  const OUT = OUT_NAMES.map((name, i) => freshColumn(i));
   const QIDX = Object.create(null);
   for (let i = 0; i < QUEUES.length; i++) QIDX[QUEUES[i]] = i;
   const SCHEMA = Object.freeze({
@@ -56,20 +58,8 @@
     return e;
   }
 
-  function unknownField(name, what) {
-    return fieldError(String(name), `${what}: '${name}' is not a field of OutputSchema (fields: ${OUT_NAMES.join(', ')})`);
-  }
 
-  // The slow half of setField: rows before this one left the field unset (holes), or this
-  // row already set it (drop that value).
-  function align(a) {
-    if (a.length > R) {
-      a.length = R;
-    } else {
-      a.dirty = 1;
-      while (a.length < R) a[a.length] = undefined;
-    }
-  }
+
 
   function queueIndex(q, what) {
     const i = QIDX[q];
@@ -93,26 +83,16 @@
   };
 
   const output = {
+    // `undefined` leaves the field unset (copied from the input field of the same name, or
+    // null); `null` sets null. Setting a field twice in a row keeps the last value.
     setField(name, value) {
-      const a = OIDX[name];
-      if (a === undefined) throw unknownField(name, 'setField');
-      if (a.length !== R) align(a);
-      if (typeof value !== a.natural) {
-        a.dirty = 1;
-        if (value === undefined) value = null;
-      }
-      a[R] = value;
+      OIDX[name][R] = value;
     },
     removeField(name) {
-      const a = OIDX[name];
-      if (a === undefined) throw unknownField(name, 'removeField');
-      if (a.length !== R) align(a);
-      a.dirty = 1;
-      a[R] = null;
+      OIDX[name][R] = null;
     },
     getField(name) {
-      const a = OIDX[name];
-      return a === undefined ? undefined : a[R];
+      return Object.prototype.hasOwnProperty.call(OIDX, name) ? OIDX[name][R] : undefined;
     },
     addMetadata(key, value) {
       if (META === null) META = Object.create(null);
@@ -292,66 +272,11 @@
     return 'uncaught ' + text(e);
   }
 
-  // Packs one output column for Rust. state per row: 0 value, 1 null, 2 unset, 3 other
-  // (read one by one from the raw array).
-  function pack(a, n, kind, dirty) {
-    if (a.length === 0) return null;
-    if (dirty === 0 && a.length === n) {
-      // Every row set a value of the column's own kind: no per-row pass.
-      if (kind === 'S') return [a.join('\0'), null, a];
-      if (kind === 'N') return [new Float64Array(a), null, a];
-    }
-    const m = new Uint8Array(n);
-    let special = false;
-    if (kind === 'S') {
-      const s = [];
-      for (let r = 0; r < n; r++) {
-        const v = a[r];
-        if (typeof v === 'string') {
-          s.push(v);
-        } else if (v === undefined || v === null) {
-          m[r] = v === null ? 1 : 2;
-          special = true;
-          s.push('');
-        } else {
-          s.push(text(v));
-        }
-      }
-      return [s.join('\0'), special ? m : null, s];
-    }
-    if (kind === 'N') {
-      const f = new Float64Array(n);
-      for (let r = 0; r < n; r++) {
-        const v = a[r];
-        if (typeof v === 'number') {
-          f[r] = v;
-        } else {
-          special = true;
-          m[r] = v === undefined ? 2 : v === null ? 1 : 3;
-        }
-      }
-      return [f, special ? m : null, a];
-    }
-    const b = new Uint8Array(n);
-    for (let r = 0; r < n; r++) {
-      const v = a[r];
-      if (typeof v === 'boolean') {
-        b[r] = v ? 1 : 0;
-      } else {
-        special = true;
-        m[r] = v === undefined ? 2 : v === null ? 1 : 3;
-      }
-    }
-    return [b, special ? m : null, a];
-  }
-
   // Row status: 0 emit, 1 filtered (process returned false), 2 routed only (route.send),
   // 3 error.
   function run(cols, masks, n) {
-    for (let i = 0; i < F; i++) {
-      OUT[i].length = 0;
-      OUT[i].dirty = 0;
-    }
+    // Fresh arrays: one with holes may have left QuickJS's fast-array mode.
+    for (let i = 0; i < F; i++) OUT[i] = freshColumn(i);
     ROUTES = [];
     const status = new Uint8Array(n);
     const errors = [];
@@ -370,13 +295,14 @@
       }
     }
     const packed = new Array(F);
-    for (let i = 0; i < F; i++) packed[i] = pack(OUT[i], n, OUT_KINDS[i], OUT[i].dirty);
+    for (let i = 0; i < F; i++) packed[i] = OUT[i].length === 0 ? null : OUT[i];
     const routes = ROUTES;
     ROUTES = null;
     return [status, errors, routes, packed];
   }
 
-  // [run, the row being processed] (the second names the row when a chunk fails as a whole:
-  // a timeout or running out of memory).
-  return [run, () => R];
+  // [run, the row being processed (names the row when a chunk fails as a whole: a timeout
+  // or running out of memory), the text of a value as JS prints it (for values Rust cannot
+  // read directly: dates, objects, doubles into text fields)].
+  return [run, () => R, text];
 })

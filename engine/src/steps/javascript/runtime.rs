@@ -4,7 +4,7 @@
 //! # Why one call per chunk
 //! A call from Rust into QuickJS with a fresh 5-field object costs about 1 µs, the whole
 //! budget of a row at 1M rows/s on two cores. So Rust hands a chunk over as whole columns
-//! (a `\0`-joined string that JS splits, or a typed array), one JS call loops over the rows
+//! (an array of strings, or a typed array), one JS call loops over the rows
 //! with one reused context object and one reused row object, `setField` appends to
 //! per-column JS arrays, and the results come back packed the same way. Rust crosses into
 //! JS a few times per column per chunk instead of a few times per value.
@@ -43,35 +43,6 @@ use crate::value::{self, Value};
 const PRELUDE: &str = include_str!("prelude.js");
 const ROW: &str = include_str!("row.js");
 
-/// How an output column travels back from JS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// Text (string, date, datetime, time): one `\0`-joined string.
-    Text,
-    /// Numbers (int32, int64, double, decimal): a `Float64Array`.
-    Number,
-    /// Booleans: a `Uint8Array`.
-    Bool,
-}
-
-impl Kind {
-    fn of(ty: DataType) -> Kind {
-        match ty {
-            DataType::String | DataType::Date | DataType::DateTime | DataType::Time => Kind::Text,
-            DataType::Int32 | DataType::Int64 | DataType::Float64 | DataType::Decimal => Kind::Number,
-            DataType::Bool => Kind::Bool,
-        }
-    }
-
-    fn code(self) -> &'static str {
-        match self {
-            Kind::Text => "S",
-            Kind::Number => "N",
-            Kind::Bool => "B",
-        }
-    }
-}
-
 /// Log levels, lowest first (the prelude passes these names).
 const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "fatal"];
 
@@ -97,7 +68,6 @@ pub(crate) struct Shared {
     runner_source: String,
     runner_config: String,
     output: SchemaRef,
-    kinds: Vec<Kind>,
     /// Per output field: the input column of the same name, copied when the script leaves
     /// the field unset.
     copy_from: Vec<Option<usize>>,
@@ -114,7 +84,6 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub(crate) fn new(config: &JavaScriptConfig, step: &str, input: SchemaRef, output: SchemaRef, queues: Vec<String>) -> Shared {
-        let kinds: Vec<Kind> = output.fields().iter().map(|f| Kind::of(f.data_type)).collect();
         let copy_from = output
             .fields()
             .iter()
@@ -122,7 +91,6 @@ impl Shared {
             .collect();
         let runner_config = serde_json::json!({
             "outputs": output.fields().iter().map(|f| f.name.clone()).collect::<Vec<_>>(),
-            "kinds": kinds.iter().map(|k| k.code()).collect::<Vec<_>>(),
             "queues": queues,
             "inputs": input.fields().iter().map(|f| serde_json::json!([f.name, f.data_type.name(), !f.nullable])).collect::<Vec<_>>(),
         })
@@ -133,7 +101,6 @@ impl Shared {
             runner_source: runner_source(&input),
             runner_config,
             output,
-            kinds,
             copy_from,
             queues,
             timeout: config.timeout,
@@ -176,9 +143,7 @@ fn runner_source(input: &SchemaRef) -> String {
     let mut fill_fast = String::new();
     let mut no_nulls = Vec::new();
     for (k, f) in input.fields().iter().enumerate() {
-        columns.push_str(&format!(
-            "const c{k} = typeof cols[{k}] === 'string' ? cols[{k}].split('\\0') : cols[{k}]; const m{k} = masks[{k}];\n"
-        ));
+        columns.push_str(&format!("const c{k} = cols[{k}]; const m{k} = masks[{k}];\n"));
         no_nulls.push(format!("m{k} === null"));
         let target = if is_identifier(&f.name) {
             format!("row.{}", f.name)
@@ -379,6 +344,7 @@ fn finish_chunk(shared: &Shared, chunk: &Chunk, mut res: ChunkResult, out: &mut 
 struct Engine {
     run: Persistent<Function<'static>>,
     current_row: Persistent<Function<'static>>,
+    to_text: Persistent<Function<'static>>,
     context: Context,
     runtime: Runtime,
     deadline: Rc<Cell<Instant>>,
@@ -403,7 +369,11 @@ impl Engine {
         let step = shared.step.clone();
         let min_level = shared.min_log_level;
         let capture = shared.log_capture.clone();
-        type Saved = (Persistent<Function<'static>>, Persistent<Function<'static>>);
+        type Saved = (
+            Persistent<Function<'static>>,
+            Persistent<Function<'static>>,
+            Persistent<Function<'static>>,
+        );
         let saved = context.with(|ctx| -> std::result::Result<Saved, String> {
             let fail = |e: rquickjs::Error| describe_js_error(&ctx, e, shared);
             ctx.eval::<JsValue, _>(shared.script.as_bytes()).map_err(fail)?;
@@ -427,13 +397,19 @@ impl Engine {
             let pair: Array = factory.call((native, cfg)).map_err(fail)?;
             let run: Function = pair.get(0).map_err(fail)?;
             let current_row: Function = pair.get(1).map_err(fail)?;
-            Ok((Persistent::save(&ctx, run), Persistent::save(&ctx, current_row)))
+            let to_text: Function = pair.get(2).map_err(fail)?;
+            Ok((
+                Persistent::save(&ctx, run),
+                Persistent::save(&ctx, current_row),
+                Persistent::save(&ctx, to_text),
+            ))
         });
-        let (run, current_row) = saved.map_err(|m| refine_null(m, &runtime, shared))?;
+        let (run, current_row, to_text) = saved.map_err(|m| refine_null(m, &runtime, shared))?;
         deadline.set(far_future());
         Ok(Engine {
             run,
             current_row,
+            to_text,
             context,
             runtime,
             deadline,
@@ -456,7 +432,8 @@ impl Engine {
             let called: std::result::Result<Array, _> = run.call((cols, masks, n as u32));
             self.deadline.set(far_future());
             let result = called.map_err(fail)?;
-            read_result(&ctx, shared, chunk, &result).map_err(fail)
+            let to_text = self.to_text.clone().restore(&ctx).map_err(fail)?;
+            read_result(shared, chunk, &result, &to_text, &fail)
         });
         res.map_err(|m| {
             let message = refine_null(m, &self.runtime, shared);
@@ -542,8 +519,8 @@ fn describe_js_error(ctx: &Ctx<'_>, e: rquickjs::Error, shared: &Shared) -> Stri
     }
 }
 
-/// A column as JS: (values, null mask or null). Text goes as one `\0`-joined string unless
-/// a value contains `\0`.
+/// A column as JS: (values, null mask or null). Numbers and booleans go as typed arrays,
+/// text as an array of strings.
 fn column_to_js<'js>(ctx: &Ctx<'js>, column: &Column) -> rquickjs::Result<(JsValue<'js>, JsValue<'js>)> {
     let n = column.len();
     let has_nulls = (0..n).any(|i| column.is_null(i));
@@ -565,52 +542,32 @@ fn column_to_js<'js>(ctx: &Ctx<'js>, column: &Column) -> rquickjs::Result<(JsVal
             TypedArray::<f64>::new(ctx.clone(), f)?.into_value()
         }
         ColumnData::Bool(v) => TypedArray::<u8>::new(ctx.clone(), v.iter().map(|&b| u8::from(b)).collect::<Vec<_>>())?.into_value(),
-        ColumnData::String(_) if !has_nulls => {
-            let mut joined = String::with_capacity(n * 16);
-            let mut has_nul = false;
+        // One JS string per value, appended to an array: QuickJS's own `split` scans
+        // character by character and defines each element the slow way (3x the cost).
+        ColumnData::String(_) => {
+            let arr = Array::new(ctx.clone())?;
             for i in 0..n {
-                if i > 0 {
-                    joined.push('\0');
-                }
                 let s = column.str_at(i).unwrap_or_default();
-                has_nul |= memchr::memchr(0, s.as_bytes()).is_some();
-                joined.push_str(s);
+                arr.set(i, rquickjs::String::from_str(ctx.clone(), s)?)?;
             }
-            if has_nul {
-                one_by_one(ctx, column)?
-            } else {
-                rquickjs::String::from_str(ctx.clone(), &joined)?.into_value()
-            }
+            arr.into_value()
         }
-        ColumnData::String(_) | ColumnData::Date(_) | ColumnData::DateTime(_) | ColumnData::Time(_) => {
-            let mut joined: Vec<u8> = Vec::with_capacity(n * 16);
-            let mut has_nul = false;
-            for i in 0..n {
-                if i > 0 {
-                    joined.push(0);
-                }
-                let start = joined.len();
-                column.write_text(i, &mut joined);
-                has_nul |= memchr::memchr(0, &joined[start..]).is_some();
-            }
-            if has_nul {
-                one_by_one(ctx, column)?
-            } else {
-                rquickjs::String::from_str(ctx.clone(), &String::from_utf8_lossy(&joined))?.into_value()
-            }
-        }
+        ColumnData::Date(_) | ColumnData::DateTime(_) | ColumnData::Time(_) => text_array(ctx, column)?,
     };
     Ok((values, mask))
 }
 
-/// A text column as a JS array of strings (when a value contains the `\0` separator).
-fn one_by_one<'js>(ctx: &Ctx<'js>, column: &Column) -> rquickjs::Result<JsValue<'js>> {
+/// A date, date-time or time column as a JS array of ISO strings.
+fn text_array<'js>(ctx: &Ctx<'js>, column: &Column) -> rquickjs::Result<JsValue<'js>> {
     let arr = Array::new(ctx.clone())?;
     let mut one = Vec::new();
     for i in 0..column.len() {
         one.clear();
         column.write_text(i, &mut one);
-        arr.set(i, rquickjs::String::from_str(ctx.clone(), &String::from_utf8_lossy(&one))?)?;
+        arr.set(
+            i,
+            rquickjs::String::from_str(ctx.clone(), std::str::from_utf8(&one).unwrap_or_default())?,
+        )?;
     }
     Ok(arr.into_value())
 }
@@ -625,30 +582,30 @@ fn bytes_of(v: &JsValue<'_>) -> rquickjs::Result<Vec<u8>> {
     Ok(unsafe { ta.as_slice() }.to_vec())
 }
 
-/// Copies a `Float64Array`.
-#[allow(unsafe_code)]
-fn floats_of(v: &JsValue<'_>) -> rquickjs::Result<Vec<f64>> {
-    let ta = TypedArray::<f64>::from_value(v.clone())?;
-    // SAFETY: as in `bytes_of`: copied at once, no JS runs while the slice lives.
-    Ok(unsafe { ta.as_slice() }.to_vec())
-}
-
-fn read_result<'js>(ctx: &Ctx<'js>, shared: &Shared, chunk: &Chunk, result: &Array<'js>) -> rquickjs::Result<ChunkResult> {
+fn read_result<'js>(
+    shared: &Shared,
+    chunk: &Chunk,
+    result: &Array<'js>,
+    to_text: &Function<'js>,
+    fail: &dyn Fn(rquickjs::Error) -> String,
+) -> std::result::Result<ChunkResult, String> {
     let n = chunk.len();
-    let status = bytes_of(&result.get::<JsValue>(0)?)?;
-    let raw_errors: Array = result.get(1)?;
+    let status = result.get::<JsValue>(0).and_then(|v| bytes_of(&v)).map_err(fail)?;
+    let raw_errors: Array = result.get(1).map_err(fail)?;
     let mut errors = Vec::new();
     for e in 0..raw_errors.len() / 3 {
         errors.push(RowError {
-            row: raw_errors.get::<u32>(3 * e)? as usize,
-            field: raw_errors.get::<Option<String>>(3 * e + 1)?,
-            message: raw_errors.get::<String>(3 * e + 2)?,
+            row: raw_errors.get::<u32>(3 * e).map_err(fail)? as usize,
+            field: raw_errors.get::<Option<String>>(3 * e + 1).map_err(fail)?,
+            message: raw_errors.get::<String>(3 * e + 2).map_err(fail)?,
         });
     }
-    let raw_routes: Array = result.get(2)?;
+    let raw_routes: Array = result.get(2).map_err(fail)?;
     let mut routes = Vec::with_capacity(raw_routes.len() / 2);
     for p in 0..raw_routes.len() / 2 {
-        routes.push((raw_routes.get::<u32>(2 * p)? as usize, raw_routes.get::<u32>(2 * p + 1)? as usize));
+        let row = raw_routes.get::<u32>(2 * p).map_err(fail)? as usize;
+        let queue = raw_routes.get::<u32>(2 * p + 1).map_err(fail)? as usize;
+        routes.push((row, queue));
     }
     // Values matter only for rows that leave the step: not failed, and not filtered unless
     // routed.
@@ -658,13 +615,13 @@ fn read_result<'js>(ctx: &Ctx<'js>, shared: &Shared, chunk: &Chunk, result: &Arr
             needed[r] = true;
         }
     }
-    let packed: Array = result.get(3)?;
+    let packed: Array = result.get(3).map_err(fail)?;
     let mut columns = Vec::with_capacity(shared.output.len());
     for (j, field) in shared.output.fields().iter().enumerate() {
-        let p: Option<Array> = packed.get(j)?;
+        let p: Option<Array> = packed.get(j).map_err(fail)?;
         let column = match p {
             None => unset_column(shared, chunk, j, &needed, &mut errors),
-            Some(p) => Arc::new(packed_column(ctx, shared, chunk, j, &p, &needed, &mut errors)?),
+            Some(p) => Arc::new(read_column(shared, chunk, j, &p, to_text, &needed, &mut errors).map_err(fail)?),
         };
         if !field.nullable {
             for r in (0..n).filter(|&r| needed[r] && column.is_null(r)) {
@@ -746,106 +703,64 @@ fn push_text(col: &mut Column, text: &str) -> std::result::Result<(), String> {
     }
 }
 
-fn packed_column<'js>(
-    ctx: &Ctx<'js>,
+/// One output column from the array `setField` filled, value by value. Reading a JS value
+/// from Rust costs far less than any per-value check in interpreted JS.
+fn read_column<'js>(
     shared: &Shared,
     chunk: &Chunk,
     j: usize,
-    p: &Array<'js>,
+    values: &Array<'js>,
+    to_text: &Function<'js>,
     needed: &[bool],
     errors: &mut Vec<RowError>,
 ) -> rquickjs::Result<Column> {
     let n = chunk.len();
     let field = &shared.output.fields()[j];
     let mut col = Column::with_capacity(field.data_type, n);
-    let mask_value: JsValue = p.get(1)?;
-    let mask = if mask_value.is_null() { None } else { Some(bytes_of(&mask_value)?) };
-    let state = |r: usize| mask.as_ref().map_or(0, |m| m[r]);
-    match shared.kinds[j] {
-        Kind::Text => {
-            // QuickJS hands out its own UTF-8 buffer: no copy before the split.
-            let joined = p.get::<rquickjs::String>(0)?.to_cstring()?;
-            let mut parts: Vec<&str> = joined.as_str().split('\0').collect();
-            let fallback: Vec<String>;
-            if parts.len() != n {
-                // A value contained '\0': read them one by one.
-                let raw: Array = p.get(2)?;
-                fallback = (0..n).map(|r| raw.get::<String>(r)).collect::<rquickjs::Result<_>>()?;
-                parts = fallback.iter().map(String::as_str).collect();
-            }
-            for (r, text) in parts.iter().enumerate() {
-                if !needed[r] {
-                    col.push_null();
-                    continue;
-                }
-                match state(r) {
-                    0 => {
-                        let pushed = push_text(&mut col, text);
-                        push_checked(&mut col, pushed, r, &field.name, errors);
-                    }
-                    2 => copy_input(shared, chunk, j, r, true, &mut col, errors),
-                    _ => col.push_null(),
-                }
-            }
+    let text_type = matches!(
+        field.data_type,
+        DataType::String | DataType::Date | DataType::DateTime | DataType::Time
+    );
+    let mut int_text = itoa::Buffer::new();
+    for (r, &need) in needed.iter().enumerate() {
+        if !need {
+            col.push_null();
+            continue;
         }
-        Kind::Number | Kind::Bool => {
-            let numbers = if shared.kinds[j] == Kind::Number {
-                floats_of(&p.get::<JsValue>(0)?)?
+        // Past the end of the array, or a hole: the row did not set the field.
+        let v: JsValue = values.get(r)?;
+        let pushed = if v.is_undefined() {
+            copy_input(shared, chunk, j, r, true, &mut col, errors);
+            Ok(())
+        } else if v.is_null() {
+            col.push_null();
+            Ok(())
+        } else if let Some(s) = v.as_string() {
+            // QuickJS hands out its own UTF-8 buffer for ASCII text: no copy.
+            let s = s.clone().to_cstring()?;
+            push_text(&mut col, s.as_str())
+        } else if let Some(i) = v.as_int() {
+            if text_type {
+                push_text(&mut col, int_text.format(i))
             } else {
-                bytes_of(&p.get::<JsValue>(0)?)?.into_iter().map(f64::from).collect()
-            };
-            let raw: Array = p.get(2)?;
-            for r in 0..n {
-                if !needed[r] {
-                    col.push_null();
-                    continue;
-                }
-                match state(r) {
-                    0 => {
-                        let v = if shared.kinds[j] == Kind::Number {
-                            Value::Float64(numbers[r])
-                        } else {
-                            Value::Bool(numbers[r] != 0.0)
-                        };
-                        let pushed = col.push_value(&v);
-                        push_checked(&mut col, pushed, r, &field.name, errors);
-                    }
-                    1 => col.push_null(),
-                    2 => copy_input(shared, chunk, j, r, true, &mut col, errors),
-                    _ => {
-                        let v: JsValue = raw.get(r)?;
-                        let pushed = js_to_value(ctx, &v)
-                            .and_then(|v| col.push_value(&v))
-                            .map_err(|m| format!("{m} (field type {})", field.data_type));
-                        push_checked(&mut col, pushed, r, &field.name, errors);
-                    }
-                }
+                col.push_value(&Value::Int32(i))
             }
-        }
+        } else if let (Some(f), false) = (v.as_float(), text_type) {
+            col.push_value(&Value::Float64(f))
+        } else if let (Some(b), false) = (v.as_bool(), text_type) {
+            col.push_value(&Value::Bool(b))
+        } else if let Some(b) = v.as_big_int().filter(|_| !text_type) {
+            match b.clone().to_i64() {
+                Ok(i) => col.push_value(&Value::Int64(i)),
+                Err(e) => Err(e.to_string()),
+            }
+        } else {
+            // A Date (ISO text), an object (JSON), a double or boolean into a text field: the
+            // text JavaScript gives it.
+            let t: String = to_text.call((v,))?;
+            push_text(&mut col, &t)
+        };
+        push_checked(&mut col, pushed, r, &field.name, errors);
     }
     Ok(col)
-}
-
-/// A JS value that is not of its column's natural kind (e.g. a string set into an integer
-/// field), as a [`Value`] for the engine's conversions.
-fn js_to_value<'js>(_ctx: &Ctx<'js>, v: &JsValue<'js>) -> std::result::Result<Value, String> {
-    if v.is_null() || v.is_undefined() {
-        return Ok(Value::Null);
-    }
-    if let Some(b) = v.as_bool() {
-        return Ok(Value::Bool(b));
-    }
-    if let Some(i) = v.as_int() {
-        return Ok(Value::Int32(i));
-    }
-    if let Some(f) = v.as_float() {
-        return Ok(Value::Float64(f));
-    }
-    if let Some(s) = v.as_string() {
-        return s.to_string().map(Value::String).map_err(|e| e.to_string());
-    }
-    if let Some(b) = v.as_big_int() {
-        return b.clone().to_i64().map(Value::Int64).map_err(|e| e.to_string());
-    }
-    Err(format!("cannot convert a JS {} value", v.type_name()))
 }
