@@ -30,7 +30,10 @@ duckdb.sql(f\"\"\"COPY (SELECT * FROM read_csv('{sys.argv[1]}', header=true, col
 """
 
 
-def run_rss(cmd):
+def run_rss(cmd, output):
+    # Every tool writes a fresh file: freeing the previous run's blocks is not the tool's work.
+    if os.path.exists(output):
+        os.remove(output)
     t0 = time.perf_counter()
     pid = os.fork()
     if pid == 0:
@@ -55,24 +58,25 @@ def main():
                     "--var", f"Out={src}", "-q"], check=True)
     size = os.path.getsize(src)
     py = sys.executable
+    outputs = {k: os.path.join(tmp, f"out-{k}.csv") for k in ("flowengine", "polars", "duckdb", "csv-floor")}
     tools = {
         "flowengine": [FE, "run", os.path.join(ROOT, "examples/bench/passthrough.yaml"), "--var", f"In={src}",
-                       "--var", f"Out={os.path.join(tmp, 'out-fe.csv')}", "-q"],
-        "polars": [py, "-c", POLARS, src, os.path.join(tmp, "out-polars.csv")],
-        "duckdb": [py, "-c", DUCKDB, src, os.path.join(tmp, "out-duckdb.csv")],
-        "csv-floor": [FLOOR, src, os.path.join(tmp, "out-floor.csv")],
+                       "--var", f"Out={outputs['flowengine']}", "-q"],
+        "polars": [py, "-c", POLARS, src, outputs["polars"]],
+        "duckdb": [py, "-c", DUCKDB, src, outputs["duckdb"]],
+        "csv-floor": [FLOOR, src, outputs["csv-floor"]],
     }
     times = {k: [] for k in tools}
     rss = {k: 0 for k in tools}
     for _ in range(1):  # warm-up: page cache, Python imports
         for k, cmd in tools.items():
-            run_rss(cmd)
+            run_rss(cmd, outputs[k])
     for _ in range(args.runs):
         for k, cmd in tools.items():
-            wall, peak = run_rss(cmd)
+            wall, peak = run_rss(cmd, outputs[k])
             times[k].append(wall)
             rss[k] = max(rss[k], peak)
-    with open(os.path.join(tmp, "out-fe.csv"), "rb") as a, open(src, "rb") as b:
+    with open(outputs["flowengine"], "rb") as a, open(src, "rb") as b:
         identical = a.read() == b.read()
     out_dir = os.path.join(ROOT, "results", "peers")
     os.makedirs(out_dir, exist_ok=True)

@@ -6,3 +6,5 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 cargo test --workspace
+# Instruction-count regression gate (installs gungraun-runner when missing).
+bash scripts/regression-gate.sh
