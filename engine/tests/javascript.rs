@@ -597,3 +597,23 @@ function process(context) {
         vec!["1,\"a,b!\",false", "2,\"say \"\"hi\"\"!\",false", "3,,true", "4,żółw 🐢!,false"]
     );
 }
+
+#[test]
+fn a_failed_row_is_not_routed() {
+    // Row 2 routes and then throws: under Skip it reaches neither the queue nor the output.
+    let script = r#"
+function process(context) {
+  const row = context.input.current();
+  context.route.sendCopy('audit');
+  if (row.id === 2) throw new Error('after routing');
+  if (row.id === 3) context.route.send('audit');
+  return true;
+}"#;
+    let c = Case::new("id\n1\n2\n3\n", &[("id", "int32")], script, &[("id", "int32", true)])
+        .queues(&["audit"])
+        .extra("OnError: Skip");
+    let s = c.ok();
+    assert_eq!(c.rows("out.csv"), vec!["1"]);
+    assert_eq!(c.rows("audit.csv"), vec!["1", "3"]);
+    assert_eq!(s.step("JS").unwrap().rows_rejected, 1);
+}

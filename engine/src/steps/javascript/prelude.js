@@ -47,10 +47,13 @@
   const row = {};
   for (const f of cfg.inputs) row[f[0]] = null;
 
-  let ROUTES = null; // flat [row, queue, row, queue, ...]
+  // Flat [row, queue, row, queue, ...]; queue is ~index (negative) for route.send, which
+  // takes the row off the main output.
+  let ROUTES = null;
   let R = 0; // current row
-  let EXCLUSIVE = false; // route.send was called for the current row
-  let META = null; // addMetadata of the current row
+  // addMetadata of row META_ROW (reset lazily: the row loop does not touch it).
+  let META = null;
+  let META_ROW = -1;
 
   function fieldError(field, message) {
     const e = new Error(message);
@@ -95,11 +98,14 @@
       return Object.prototype.hasOwnProperty.call(OIDX, name) ? OIDX[name][R] : undefined;
     },
     addMetadata(key, value) {
-      if (META === null) META = Object.create(null);
+      if (META_ROW !== R) {
+        META = Object.create(null);
+        META_ROW = R;
+      }
       META[String(key)] = value;
     },
     getMetadata() {
-      return META === null ? {} : Object.assign({}, META);
+      return META_ROW === R ? Object.assign({}, META) : {};
     },
   };
 
@@ -136,8 +142,7 @@
 
   const route = {
     send(queue) {
-      ROUTES.push(R, queueIndex(queue, 'route.send'));
-      EXCLUSIVE = true;
+      ROUTES.push(R, ~queueIndex(queue, 'route.send'));
     },
     sendCopy(queue) {
       ROUTES.push(R, queueIndex(queue, 'route.sendCopy'));
@@ -272,8 +277,8 @@
     return 'uncaught ' + text(e);
   }
 
-  // Row status: 0 emit, 1 filtered (process returned false), 2 routed only (route.send),
-  // 3 error.
+  // Row status: 0 emit, 1 filtered (process returned false), 3 error (Rust turns rows with
+  // a route.send into 2, routed only).
   function run(cols, masks, n) {
     // Fresh arrays: one with holes may have left QuickJS's fast-array mode.
     for (let i = 0; i < F; i++) OUT[i] = freshColumn(i);

@@ -590,7 +590,7 @@ fn read_result<'js>(
     fail: &dyn Fn(rquickjs::Error) -> String,
 ) -> std::result::Result<ChunkResult, String> {
     let n = chunk.len();
-    let status = result.get::<JsValue>(0).and_then(|v| bytes_of(&v)).map_err(fail)?;
+    let mut status = result.get::<JsValue>(0).and_then(|v| bytes_of(&v)).map_err(fail)?;
     let raw_errors: Array = result.get(1).map_err(fail)?;
     let mut errors = Vec::new();
     for e in 0..raw_errors.len() / 3 {
@@ -604,8 +604,12 @@ fn read_result<'js>(
     let mut routes = Vec::with_capacity(raw_routes.len() / 2);
     for p in 0..raw_routes.len() / 2 {
         let row = raw_routes.get::<u32>(2 * p).map_err(fail)? as usize;
-        let queue = raw_routes.get::<u32>(2 * p + 1).map_err(fail)? as usize;
-        routes.push((row, queue));
+        let queue = raw_routes.get::<i32>(2 * p + 1).map_err(fail)?;
+        // route.send (encoded as !index) takes the row off the main output.
+        if queue < 0 && status[row] == EMIT {
+            status[row] = ROUTED_ONLY;
+        }
+        routes.push((row, if queue < 0 { !queue } else { queue } as usize));
     }
     // Values matter only for rows that leave the step: not failed, and not filtered unless
     // routed.
