@@ -4,16 +4,25 @@
 //! # Why one call per chunk
 //! A call from Rust into QuickJS with a fresh 5-field object costs about 1 µs, the whole
 //! budget of a row at 1M rows/s on two cores. So Rust hands a chunk over as whole columns
-//! (an array of strings, or a typed array), one JS call loops over the rows
-//! with one reused context object and one reused row object, `setField` appends to
-//! per-column JS arrays, and the results come back packed the same way. Rust crosses into
-//! JS a few times per column per chunk instead of a few times per value.
+//! (an array of strings, or a typed array) and one JS call loops over the rows with one
+//! reused context object and one reused row object.
 //!
-//! Measured on the 2-core machine (1M rows of `examples/customers-js-bench.yaml`, release
-//! build): about 2.3 µs of CPU per row end to end, ~84 % of it on the JS thread and ~70 % of
-//! all of it inside the QuickJS interpreter (the script's own string work ~1 µs, the five
-//! `setField` calls ~0.1 µs each, the row loop ~0.2 µs); marshalling is ~5 %. So the
-//! remaining cost is interpretation, which more workers (not fewer crossings) address.
+//! # Where the time goes, and what was done about it
+//! Counted with callgrind over 100K rows of `examples/customers-js-bench.yaml` (one worker,
+//! whole pipeline): 34.9K instructions per row before tuning, 27.6K after; about 70 % is
+//! the QuickJS interpreter, so the work was to run fewer bytecodes per row:
+//! - `setField` is a single store `OIDX[name][R] = value`. Every check in interpreted JS
+//!   cost 300–700 instructions per call (a `typeof` compare alone ~350): an unknown name
+//!   now falls through to a throwing proxy prototype, and the types are checked in Rust,
+//!   which reads the per-column arrays back value by value (~150 instructions a value).
+//!   Packing in JS (join, typed arrays, `JSON.stringify`) was slower than that.
+//! - Input strings are created one by one from Rust: QuickJS's `split` scans character by
+//!   character and defines each element the slow way (~3x the cost).
+//! - The row loop sets nothing per row that can be derived later (route.send is encoded in
+//!   the route, metadata is reset lazily) and has a null-free copy for the usual chunk.
+//!
+//! What remains is the script's own work and the context API's calls (~0.5K instructions
+//! per JS-to-JS call); more workers, not fewer crossings, address it.
 //!
 //! # Why thread-local engines
 //! `rquickjs::Runtime` is not `Send` (its `parallel` feature would add a tokio runtime and a
