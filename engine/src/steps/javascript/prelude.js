@@ -285,6 +285,11 @@
     ROUTES = [];
     const status = new Uint8Array(n);
     const errors = [];
+    // Locals: cheaper than closure variables in the per-row code.
+    const rw = row;
+    const proc = userProcess;
+    const ctx = context;
+    const tick = TICK;
     __FE_COLUMNS__
     // Two copies of the loop: without null checks when no input column has a null in this
     // chunk (the usual case), and with them.

@@ -1,8 +1,8 @@
 // One row of the chunk loop in prelude.js (inserted twice there; `r` is the row index).
-if ((r & 15) === 0) TICK();
+if ((r & 15) === 0) tick();
 R = r;
 try {
-  if (userProcess(context) === false) status[r] = 1;
+  if (proc(ctx) === false) status[r] = 1;
 } catch (e) {
   // Running out of memory is the engine's failure, not the row's. When even the error
   // object cannot be allocated, QuickJS throws null: Rust tells the two apart.

@@ -155,9 +155,9 @@ fn runner_source(input: &SchemaRef) -> String {
         columns.push_str(&format!("const c{k} = cols[{k}]; const m{k} = masks[{k}];\n"));
         no_nulls.push(format!("m{k} === null"));
         let target = if is_identifier(&f.name) {
-            format!("row.{}", f.name)
+            format!("rw.{}", f.name)
         } else {
-            format!("row[{}]", serde_json::Value::String(f.name.clone()))
+            format!("rw[{}]", serde_json::Value::String(f.name.clone()))
         };
         let value = if f.data_type == DataType::Bool {
             format!("c{k}[r] === 1")
