@@ -220,6 +220,50 @@ pool_bench!(buffers_object_pool, ValueBuffer, ObjectPool);
 pool_bench!(buffers_lock_free, ValueBuffer, LockFreePool);
 pool_bench!(buffers_thread_local, ValueBuffer, ThreadLocalPool);
 
+// The engine's own hot paths: a 5,000-row customer chunk parsed from CSV text into typed
+// columns (the DelimitedSource parser stage) and formatted back (the DelimitedSink).
+fn customer_csv() -> (flowengine::SchemaRef, Vec<u8>) {
+    let schema = flowengine::steps::data_generator::customer_schema();
+    let mut text = String::new();
+    for i in 0..CHUNK_ROWS {
+        text.push_str(&format!(
+            "{i},First{},Last{},{},first{i}@example.com,{i}.{:02}\n",
+            i % 16,
+            i % 13,
+            18 + i % 70,
+            i % 100
+        ));
+    }
+    (schema, text.into_bytes())
+}
+
+fn parsed_customers() -> flowengine::Chunk {
+    let (schema, text) = customer_csv();
+    flowengine::steps::delimited_source::parse_chunk(&schema, &text, false, b',').expect("valid CSV")
+}
+
+#[library_benchmark]
+#[bench::customer_5000(setup = customer_csv)]
+fn engine_parse_chunk(input: (flowengine::SchemaRef, Vec<u8>)) -> flowengine::Chunk {
+    let (schema, text) = input;
+    flowengine::steps::delimited_source::parse_chunk(&schema, black_box(&text), false, b',').expect("valid CSV")
+}
+
+#[library_benchmark]
+#[bench::customer_5000(setup = parsed_customers)]
+fn engine_format_chunk(chunk: flowengine::Chunk) -> (flowengine::Chunk, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut scratch = Vec::new();
+    flowengine::steps::delimited_sink::format_chunk(
+        black_box(&chunk),
+        b',',
+        flowengine::steps::delimited_sink::LineEnding::Lf,
+        &mut buf,
+        &mut scratch,
+    );
+    (chunk, buf)
+}
+
 library_benchmark_group!(
     name = rows_dictionary;
     benchmarks = dictionary_read_name, dictionary_with, dictionary_build, dictionary_chunk_transform
@@ -241,6 +285,7 @@ library_benchmark_group!(
     benchmarks = columnar_read_name, columnar_read_index, columnar_chunk_transform
 );
 library_benchmark_group!(name = ports_callback; benchmarks = callback_fan_out_rows);
+library_benchmark_group!(name = engine_csv; benchmarks = engine_parse_chunk, engine_format_chunk);
 library_benchmark_group!(
     name = pooling_single;
     benchmarks = rows_none, rows_object_pool, rows_lock_free, rows_thread_local,
@@ -254,5 +299,6 @@ main!(
     rows_pooled,
     rows_columnar,
     ports_callback,
-    pooling_single
+    pooling_single,
+    engine_csv
 );

@@ -11,7 +11,7 @@ use crate::chunk::Chunk;
 use crate::config::{Obj, ParseEnv};
 use crate::error::{Error, Result};
 use crate::output_file::{AtomicOutput, BackgroundWriter, Publish};
-use crate::schema::SchemaRef;
+use crate::schema::{DataType, SchemaRef};
 use crate::steps::delimited_source::{check_encoding, parse_delimiter};
 use crate::steps::{BuildContext, Sink, StepRuntime};
 
@@ -197,31 +197,11 @@ impl Sink for DelimitedSink {
         if self.out.is_none() {
             self.open()?;
         }
-        let cols = chunk.columns();
-        let delim = self.cfg.delimiter;
         let Some(w) = self.out.as_mut() else {
             return Err(Error::Internal("sink not open".into()));
         };
         let mut buf = w.buffer();
-        buf.reserve(chunk.byte_size() + chunk.len() * (cols.len() + 2));
-        for i in 0..chunk.len() {
-            for (j, c) in cols.iter().enumerate() {
-                if j > 0 {
-                    buf.push(delim);
-                }
-                let start = buf.len();
-                c.write_text(i, &mut buf);
-                quote_in_place(&mut buf, start, delim, &mut self.field);
-            }
-            if cols.len() == 1 && buf.last().is_none_or(|&b| b == b'\n') {
-                // A lone empty field would be an empty line, which readers skip.
-                buf.extend_from_slice(b"\"\"");
-            }
-            match self.cfg.line_ending {
-                LineEnding::Lf => buf.push(b'\n'),
-                LineEnding::CrLf => buf.extend_from_slice(b"\r\n"),
-            }
-        }
+        format_chunk(chunk, self.cfg.delimiter, self.cfg.line_ending, &mut buf, &mut self.field);
         w.write(buf)?;
         Ok(())
     }
@@ -252,6 +232,46 @@ impl Sink for DelimitedSink {
         self.out = None;
         if let Some(mut f) = self.done.take() {
             f.abort();
+        }
+    }
+}
+
+/// Appends `chunk` as CSV records (no header) to `buf`: the sink's hot path, public for
+/// library users who want CSV bytes in memory. `scratch` is reused between calls.
+pub fn format_chunk(chunk: &Chunk, delimiter: u8, line_ending: LineEnding, buf: &mut Vec<u8>, scratch: &mut Vec<u8>) {
+    let cols = chunk.columns();
+    // Numbers never hold a quote or a line break; they need the quoting scan only when the
+    // delimiter is a character a number can contain.
+    let numeric_safe = !b"0123456789.-+eEinfNa".contains(&delimiter);
+    let check: Vec<bool> = cols
+        .iter()
+        .map(|c| {
+            !(numeric_safe
+                && matches!(
+                    c.data_type(),
+                    DataType::Int32 | DataType::Int64 | DataType::Decimal | DataType::Float64
+                ))
+        })
+        .collect();
+    buf.reserve(chunk.byte_size() + chunk.len() * (cols.len() + 2));
+    for i in 0..chunk.len() {
+        for (j, c) in cols.iter().enumerate() {
+            if j > 0 {
+                buf.push(delimiter);
+            }
+            let start = buf.len();
+            c.write_text(i, buf);
+            if check[j] {
+                quote_in_place(buf, start, delimiter, scratch);
+            }
+        }
+        if cols.len() == 1 && buf.last().is_none_or(|&b| b == b'\n') {
+            // A lone empty field would be an empty line, which readers skip.
+            buf.extend_from_slice(b"\"\"");
+        }
+        match line_ending {
+            LineEnding::Lf => buf.push(b'\n'),
+            LineEnding::CrLf => buf.extend_from_slice(b"\r\n"),
         }
     }
 }

@@ -636,6 +636,41 @@ impl DelimitedSource {
     }
 }
 
+/// Parses CSV text already in memory into one typed chunk — the source's parsing path,
+/// public for library users (and the instruction-count benches).
+///
+/// # Errors
+/// The first malformed row, with its line (counted from 1 at the start of `csv`).
+pub fn parse_chunk(schema: &SchemaRef, csv: &[u8], has_headers: bool, delimiter: u8) -> Result<Chunk> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(has_headers)
+        .delimiter(delimiter)
+        .flexible(true)
+        .from_reader(csv);
+    let mut raw = RawChunk::default();
+    let mut rec = csv::ByteRecord::new();
+    while rdr
+        .read_byte_record(&mut rec)
+        .map_err(|e| csv_error("parse_chunk", "<memory>", e))?
+    {
+        raw.push(&rec);
+    }
+    let fields = schema.fields();
+    let indices: Vec<usize> = (0..fields.len()).collect();
+    let mut columns: Vec<Column> = fields.iter().map(|f| Column::with_capacity(f.data_type, raw.len())).collect();
+    let text = std::str::from_utf8(&raw.data).ok();
+    for r in 0..raw.len() {
+        parse_record(&raw.record(r, text), fields, &indices, Some(fields.len()), &mut columns).map_err(|(field, message)| Error::Data {
+            step: "parse_chunk".into(),
+            file: "<memory>".into(),
+            line: raw.lines[r],
+            field,
+            message,
+        })?;
+    }
+    Ok(Chunk::from_columns(Arc::clone(schema), columns, std::mem::take(&mut raw.lines)))
+}
+
 /// Parses one record into the columns. On error returns (field, reason); the caller
 /// truncates the columns back.
 #[inline]
