@@ -342,10 +342,12 @@ impl Analysis {
         geomean(&ts)
     }
 
-    /// Allocation saving of a pool strategy against no pooling over the scenarios both
+    /// Allocation saving of a pool strategy against no pooling over the scenarios (those whose
+    /// id contains `scope`, when given) both
     /// profiled: `1 − Σ allocs/op (pool) / Σ allocs/op (none)`, with the two sums and the
     /// number of scenarios.
-    pub fn pool_saving(&self, variant: PoolVariant) -> Option<(f64, f64, f64, usize)> {
+    pub fn pool_saving(&self, variant: PoolVariant, scope: Option<&str>) -> Option<(f64, f64, f64, usize)> {
+        let in_scope = |s: &str| scope.is_none_or(|w| s.contains(w));
         let none: BTreeMap<&str, &DhatProfile> = self
             .pool_allocs
             .iter()
@@ -356,7 +358,7 @@ impl Analysis {
         let mut pooled = 0.0;
         let mut n = 0;
         for (v, s, d) in &self.pool_allocs {
-            if *v != variant {
+            if *v != variant || !in_scope(s) {
                 continue;
             }
             if let Some(b) = none.get(s.as_str()) {
@@ -373,7 +375,8 @@ impl Analysis {
 
     /// Geometric-mean speedup of a pool strategy over no pooling (criterion): the point
     /// estimate, the upper end the confidence intervals allow, and the number of scenarios.
-    pub fn pool_speedup(&self, variant: PoolVariant) -> Option<(f64, f64, usize)> {
+    pub fn pool_speedup(&self, variant: PoolVariant, scope: Option<&str>) -> Option<(f64, f64, usize)> {
+        let in_scope = |s: &str| scope.is_none_or(|w| s.contains(w));
         let none: BTreeMap<&str, &PoolPoint> = self
             .pools
             .iter()
@@ -383,7 +386,7 @@ impl Analysis {
         let ratios: Vec<(f64, f64)> = self
             .pools
             .iter()
-            .filter(|p| p.variant == variant)
+            .filter(|p| p.variant == variant && in_scope(&p.scenario))
             .filter_map(|p| {
                 none.get(p.scenario.as_str()).map(|b| {
                     let r = speedup(&b.mean, &p.mean);

@@ -356,7 +356,11 @@ pub fn decide_ports(a: &Analysis) -> Decision {
 /// Pooling: adopt the strategy that saves more than 30 % of allocations (dhat) and is not
 /// measurably slower than no pooling (criterion, when measured: the upper end of the
 /// speed-up interval reaches 1×); the largest saving wins.
-pub fn decide_pooling(a: &Analysis) -> Decision {
+/// `columnar`: the engine's rows are columns of a chunk, not objects, so there are no rows
+/// to pool; what it can pool are its buffers, and only the buffer scenarios decide. Among
+/// strategies whose savings are within one percentage point of each other, the faster wins.
+pub fn decide_pooling(a: &Analysis, columnar: bool) -> Decision {
+    let scope = columnar.then_some("buffer");
     let mut d = Decision {
         component: "pooling".into(),
         baseline: PoolVariant::None.name().into(),
@@ -370,14 +374,14 @@ pub fn decide_pooling(a: &Analysis) -> Decision {
         rationale: String::new(),
     };
     let mut parts = Vec::new();
-    let mut best: Option<(PoolVariant, f64)> = None;
+    let mut best: Option<(PoolVariant, f64, f64)> = None;
     for v in &PoolVariant::ALL[1..] {
-        let Some((saving, base, pooled, n)) = a.pool_saving(*v) else {
+        let Some((saving, base, pooled, n)) = a.pool_saving(*v, scope) else {
             parts.push(format!("{v}: allocations {NOT_MEASURED}"));
             continue;
         };
         d.measured = true;
-        let speed = a.pool_speedup(*v);
+        let speed = a.pool_speedup(*v, scope);
         let speed_txt = match speed {
             Some((s, up, n)) => format!(
                 "{} the speed of none (interval reaches {}) over {n} scenario(s)",
@@ -396,16 +400,24 @@ pub fn decide_pooling(a: &Analysis) -> Decision {
             fmt::percent(saving),
             if qualifies { " → qualifies" } else { "" }
         ));
-        if qualifies && best.is_none_or(|(_, b)| saving > b) {
-            best = Some((*v, saving));
+        let point = speed.map_or(1.0, |(s, _, _)| s);
+        let better = |(_, b, bs): (PoolVariant, f64, f64)| saving > b + 0.01 || (saving > b - 0.01 && point > bs);
+        if qualifies && best.is_none_or(better) {
+            best = Some((*v, saving, point));
         }
     }
     if !d.measured {
         d.rationale = format!("pool allocation profiles {NOT_MEASURED}; keeping the prior `{}`", d.decision);
         return d;
     }
-    d.decision = best.map_or(PoolVariant::None, |(v, _)| v).name().into();
+    d.decision = best.map_or(PoolVariant::None, |(v, _, _)| v).name().into();
     d.rationale = parts.join("; ");
+    if columnar {
+        d.rationale = format!(
+            "rows are columnar chunks, not objects, so only buffer pooling applies (the engine recycles its raw-record and output buffers); {}",
+            d.rationale
+        );
+    }
     d
 }
 
@@ -651,7 +663,7 @@ pub fn decide_spill(a: &Analysis, results: &Results) -> Decision {
 pub fn decide(results: &Results, a: &Analysis) -> Decisions {
     let rows = decide_rows(a);
     let ports = decide_ports(a);
-    let pooling = decide_pooling(a);
+    let pooling = decide_pooling(a, rows.decision == "columnar");
     let chunk = decide_chunk_size(a, results);
     let buffer = decide_buffer(a);
     let chunk_v: u64 = chunk.decision.parse().unwrap_or(Prior::CHUNK_SIZE);
@@ -866,16 +878,16 @@ mod tests {
     #[test]
     fn pooling_threshold_is_thirty_percent_and_not_slower() {
         let allocs = vec![
-            dhat("pool-none-rows", 10.0),
-            dhat("pool-object-pool-rows", 7.5),
-            dhat("pool-lock-free-rows", 2.0),
-            dhat("pool-thread-local-rows", 1.0),
+            dhat("pool-none-buffers", 10.0),
+            dhat("pool-object-pool-buffers", 7.5),
+            dhat("pool-lock-free-buffers", 2.0),
+            dhat("pool-thread-local-buffers", 1.0),
         ];
         let d = decide_on(
             vec![
-                bench("pooling/none/rows", 100.0),
-                bench("pooling/lock-free/rows", 90.0),
-                bench("pooling/thread-local/rows", 150.0),
+                bench("pooling/none/buffers", 100.0),
+                bench("pooling/lock-free/buffers", 90.0),
+                bench("pooling/thread-local/buffers", 150.0),
             ],
             allocs,
         );
@@ -883,6 +895,22 @@ mod tests {
         // thread-local saves most but is slower; object-pool saves only 25 %.
         assert_eq!(p.decision, "lock-free", "{}", p.rationale);
         assert!(p.rationale.contains("80.0 %"), "{}", p.rationale);
+    }
+
+    #[test]
+    fn columnar_rows_are_not_pooled_only_buffers_count() {
+        // Pooling rows would save 90 %, buffers nothing: with columnar rows (the prior), the
+        // row scenarios do not count.
+        let allocs = vec![
+            dhat("pool-none-rows", 10.0),
+            dhat("pool-lock-free-rows", 1.0),
+            dhat("pool-none-buffers", 4.0),
+            dhat("pool-lock-free-buffers", 4.0),
+        ];
+        let d = decide_on(vec![], allocs);
+        let p = &d.decisions["pooling"];
+        assert_eq!(p.decision, "none", "{}", p.rationale);
+        assert!(p.rationale.contains("only buffer pooling applies"), "{}", p.rationale);
     }
 
     #[test]

@@ -327,8 +327,8 @@ fn pooling(o: &mut String, a: &Analysis, plots: &PlotLinks) {
         "| Strategy | Allocations / op (pool vs none) | Saving | Speed vs none |\n|---|---|---|---|"
     );
     for v in &PoolVariant::ALL[1..] {
-        let saving = a.pool_saving(*v);
-        let speed = a.pool_speedup(*v);
+        let saving = a.pool_saving(*v, None);
+        let speed = a.pool_speedup(*v, None);
         let _ = writeln!(
             o,
             "| {v} | {} | {} | {} |",

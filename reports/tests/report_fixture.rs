@@ -41,7 +41,7 @@ fn applies_the_seed_rules_to_the_fixture() {
     // chunk messages are 15× row messages; no channel crate is >50 % faster than std, and
     // std keeps 222 % at fan-out 100.
     assert_eq!(d.defaults.port_flavour, "chunked-channel");
-    // lock-free saves 75 % and is faster; object-pool saves 75 % but is slower.
+    // Buffers (rows are columnar): lock-free saves 75 % and is faster; object-pool saves 75 % but is slower.
     assert_eq!(d.defaults.pooling, "lock-free");
     assert_eq!(d.defaults.chunk_size, 5000);
     assert_eq!(d.defaults.buffer_size_chunks, 16);
