@@ -276,3 +276,24 @@ proptest! {
         prop_assert_eq!(src.rows_in, out.rows_written + src.rows_rejected + src.rows_dropped);
     }
 }
+
+#[test]
+fn utf8_bom_input_is_accepted_and_durable_output_is_published() {
+    let s = Scenario::new();
+    s.write_bytes("in.csv", b"\xEF\xBB\xBFid,name,balance\n1,Zo\xC3\xAB,3.10\n");
+    s.run(&csv_pipeline(CUSTOMER_COLUMNS, "Encoding: UTF-8-BOM", "Durable: true"))
+        .unwrap();
+    assert_eq!(s.read("out.csv"), "id,name,balance\n1,Zoë,3.10\n");
+    let e = s.run(&csv_pipeline(CUSTOMER_COLUMNS, "Encoding: latin1", "")).unwrap_err();
+    assert!(e.to_string().contains("encoding 'latin1' is not supported"), "{e}");
+}
+
+#[test]
+fn append_mode_adds_rows_without_a_second_header() {
+    let s = Scenario::new();
+    s.write("in.csv", "id,name,balance\n1,a,2\n");
+    let yaml = csv_pipeline(CUSTOMER_COLUMNS, "", "AppendMode: true");
+    s.run(&yaml).unwrap();
+    s.run(&yaml).unwrap();
+    assert_eq!(s.read("out.csv"), "id,name,balance\n1,a,2\n1,a,2\n");
+}
