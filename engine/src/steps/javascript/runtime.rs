@@ -543,13 +543,7 @@ fn column_to_js<'js>(ctx: &Ctx<'js>, column: &Column) -> rquickjs::Result<(JsVal
         ColumnData::Int32(v) => TypedArray::<i32>::new(ctx.clone(), v.clone())?.into_value(),
         ColumnData::Int64(v) => TypedArray::<f64>::new(ctx.clone(), v.iter().map(|&x| x as f64).collect::<Vec<_>>())?.into_value(),
         ColumnData::Float64(v) => TypedArray::<f64>::new(ctx.clone(), v.clone())?.into_value(),
-        ColumnData::Decimal(v) => {
-            let f: Vec<f64> = v
-                .iter()
-                .map(|d| rust_decimal::prelude::ToPrimitive::to_f64(d).unwrap_or(f64::NAN))
-                .collect();
-            TypedArray::<f64>::new(ctx.clone(), f)?.into_value()
-        }
+        ColumnData::Decimal(v) => TypedArray::<f64>::new(ctx.clone(), v.iter().map(decimal_to_f64).collect::<Vec<_>>())?.into_value(),
         ColumnData::Bool(v) => TypedArray::<u8>::new(ctx.clone(), v.iter().map(|&b| u8::from(b)).collect::<Vec<_>>())?.into_value(),
         // One JS string per value, appended to an array: QuickJS's own `split` scans
         // character by character and defines each element the slow way (3x the cost).
@@ -564,6 +558,22 @@ fn column_to_js<'js>(ctx: &Ctx<'js>, column: &Column) -> rquickjs::Result<(JsVal
         ColumnData::Date(_) | ColumnData::DateTime(_) | ColumnData::Time(_) => text_array(ctx, column)?,
     };
     Ok((values, mask))
+}
+
+/// The double nearest to a decimal. When the mantissa and the power of ten are both exact
+/// doubles (|m| < 2^53, scale <= 22), one division is correctly rounded; otherwise
+/// rust_decimal's slower general conversion.
+pub(crate) fn decimal_to_f64(d: &rust_decimal::Decimal) -> f64 {
+    const POW10: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    ];
+    let m = d.mantissa();
+    let scale = d.scale() as usize;
+    if m.unsigned_abs() < (1u128 << 53) && scale < POW10.len() {
+        m as f64 / POW10[scale]
+    } else {
+        rust_decimal::prelude::ToPrimitive::to_f64(d).unwrap_or(f64::NAN)
+    }
 }
 
 /// A date, date-time or time column as a JS array of ISO strings.
@@ -748,9 +758,9 @@ fn read_column<'js>(
         } else if v.is_null() {
             col.push_null();
             Ok(())
-        } else if let Some(s) = v.as_string() {
+        } else if v.is_string() {
             // QuickJS hands out its own UTF-8 buffer for ASCII text: no copy.
-            let s = s.clone().to_cstring()?;
+            let s = v.into_string().ok_or(rquickjs::Error::Unknown)?.to_cstring()?;
             push_text(&mut col, s.as_str())
         } else if let Some(i) = v.as_int() {
             if text_type {

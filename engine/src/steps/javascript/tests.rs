@@ -106,3 +106,25 @@ fn one_engine_serves_every_chunk_of_a_worker() {
     assert_eq!(got.len(), 6);
     assert_eq!(got.last().map(|(_, m)| m.as_str()), Some("6"));
 }
+
+#[test]
+fn decimals_become_the_nearest_double() {
+    use rust_decimal::prelude::ToPrimitive;
+    for text in [
+        "202099.64",
+        "56244.0",
+        "0.1",
+        "-0.30",
+        "123456789012.345678",
+        "1e-20",
+        "79228162514264337593543950335",
+        "0",
+    ] {
+        let d = crate::value::parse_decimal(text).unwrap();
+        let want = d.to_f64().unwrap();
+        let exact: f64 = d.to_string().parse().unwrap();
+        let got = super::runtime::decimal_to_f64(&d);
+        assert_eq!(got, exact, "{text}: nearest double of the exact value");
+        assert!((got - want).abs() <= want.abs() * 1e-15, "{text}");
+    }
+}
