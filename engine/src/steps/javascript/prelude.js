@@ -61,9 +61,6 @@
     return e;
   }
 
-
-
-
   function queueIndex(q, what) {
     const i = QIDX[q];
     if (i === undefined) {
