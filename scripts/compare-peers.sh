@@ -23,5 +23,5 @@ fi
 if ! .venv/bin/python -c "import polars, duckdb" 2>/dev/null; then
   .venv/bin/pip install --quiet polars duckdb
 fi
-cargo build --release -p flowengine --examples --quiet
+cargo build --release -p flowengine --bins --examples --quiet
 exec .venv/bin/python scripts/compare_peers.py --rows "$ROWS" --runs "$RUNS"
