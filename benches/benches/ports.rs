@@ -58,6 +58,11 @@ fn fan_out_group<P: Send + Sync + 'static>(c: &mut Criterion, bench: &PortBench,
         // The large cases run for up to a second per iteration: flat sampling
         // keeps the iteration count (and the suite's run time) bounded.
         g.sampling_mode(SamplingMode::Flat);
+        if subscribers >= 100 {
+            // Per-row messages to 100 subscribers take seconds per iteration with flume and
+            // std: criterion's minimum of 10 samples keeps each case under a minute.
+            g.sample_size(10);
+        }
         for &rows in row_counts() {
             let messages = make(rows);
             g.throughput(Throughput::Elements(rows as u64));

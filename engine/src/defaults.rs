@@ -20,8 +20,11 @@ pub const DEFAULT_PORT_BYTE_BUDGET: usize = 16 * 1024 * 1024;
 /// Row representation of [`crate::Chunk`].
 pub const ROW_REPRESENTATION: &str = "columnar";
 
-/// How steps talk: bounded ports carrying `Arc`-shared chunk messages.
-pub const PORT_FLAVOUR: &str = "chunked-channel";
+/// How steps talk: bounded `crossbeam-channel` ports carrying `Arc`-shared chunk messages
+/// (see [`crate::port`]).
+pub const PORT_FLAVOUR: &str = "chunked-crossbeam";
 
-/// Object pooling of rows / buffers.
-pub const POOLING: &str = "none";
+/// Pooling: rows are columnar (nothing per row to pool); the I/O buffers — raw records
+/// between the source's reader and parser, text between the sink and its writer thread — are
+/// recycled through lock-free bounded queues (`crossbeam_queue::ArrayQueue`).
+pub const POOLING: &str = "lock-free";

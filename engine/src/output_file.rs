@@ -9,6 +9,10 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
+use crossbeam_queue::ArrayQueue;
+
 use crate::error::{Error, Result};
 
 /// How the final file is produced.
@@ -182,7 +186,9 @@ impl Write for AtomicOutput {
 pub struct BackgroundWriter {
     target: PathBuf,
     tx: Option<crossbeam_channel::Sender<Vec<u8>>>,
-    free: crossbeam_channel::Receiver<Vec<u8>>,
+    /// Written buffers come back here for reuse: a lock-free bounded pool, the strategy the
+    /// decision matrix selected (`pooling = "lock-free"`).
+    free: Arc<ArrayQueue<Vec<u8>>>,
     handle: Option<std::thread::JoinHandle<io::Result<AtomicOutput>>>,
 }
 
@@ -196,14 +202,15 @@ impl BackgroundWriter {
     pub fn start(mut out: AtomicOutput) -> Result<BackgroundWriter> {
         let target = out.target().to_path_buf();
         let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(DEPTH);
-        let (free_tx, free) = crossbeam_channel::bounded::<Vec<u8>>(DEPTH + 1);
+        let free = Arc::new(ArrayQueue::new(DEPTH + 1));
+        let free_tx = Arc::clone(&free);
         let handle = std::thread::Builder::new()
             .name("output-writer".into())
             .spawn(move || {
                 for mut buf in rx {
                     out.write_all(&buf)?;
                     buf.clear();
-                    let _ = free_tx.try_send(buf);
+                    let _ = free_tx.push(buf);
                 }
                 Ok(out)
             })
@@ -218,7 +225,7 @@ impl BackgroundWriter {
 
     /// An empty buffer, recycled when one is free.
     pub fn buffer(&self) -> Vec<u8> {
-        self.free.try_recv().unwrap_or_default()
+        self.free.pop().unwrap_or_default()
     }
 
     /// Queues a filled buffer for writing.

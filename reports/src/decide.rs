@@ -286,20 +286,20 @@ pub fn decide_ports(a: &Analysis) -> Decision {
     };
     let mut transport = "channel".to_owned();
     let mut reference = base;
+    // Speed of the hand-off itself: the producer→consumer pipeline (long-lived threads, as
+    // between the engine's steps) when measured, else the fan-out benches, whose times
+    // include starting every subscriber.
+    let pipeline_msg = [MessageKind::Chunk, MessageKind::Row]
+        .into_iter()
+        .find(|m| a.port_speedup(base, base, *m, true).is_some());
+    let (speed_msg, pipeline, what) = match pipeline_msg {
+        Some(m) => (m, true, "in the producer→consumer pipeline"),
+        None => (msg, false, "over the fan-out benches"),
+    };
     if a.port_map(base, msg).is_empty() {
         parts.push(format!("std channel {NOT_MEASURED}: no baseline for the crates"));
     } else {
         let mut best = 1.0;
-        // Speed of the hand-off itself: the producer→consumer pipeline (long-lived threads, as
-        // between the engine's steps) when measured, else the fan-out benches, whose times
-        // include starting every subscriber.
-        let pipeline_msg = [MessageKind::Chunk, MessageKind::Row]
-            .into_iter()
-            .find(|m| a.port_speedup(base, base, *m, true).is_some());
-        let (speed_msg, pipeline, what) = match pipeline_msg {
-            Some(m) => (m, true, "in the producer→consumer pipeline"),
-            None => (msg, false, "over the fan-out benches"),
-        };
         // Callback and batched ports change the architecture (no thread hand-off, or delayed
         // delivery): seed 000 weighs them only "if channels scale poorly", below.
         for f in PortFlavour::ALL[1..].iter().filter(|f| f.is_channel()) {
@@ -322,7 +322,32 @@ pub fn decide_ports(a: &Analysis) -> Decision {
                 "{reference} at fan-out 100 keeps {} of fan-out 1's per-delivery throughput",
                 fmt::percent(share)
             ));
+            // Seed 000 keeps channels when they scale: first another channel that keeps the
+            // share (the fastest hand-off among them), and only when none does, a callback
+            // or batched port.
+            let mut scaling_channel: Option<(PortFlavour, f64)> = None;
             if share < FAN_OUT_KEEP_SHARE {
+                for f in PortFlavour::ALL.iter().filter(|f| f.is_channel() && **f != reference) {
+                    let Some((s, _)) = a.fan_out_share(*f, msg, 100) else { continue };
+                    let speed = if *f == base {
+                        1.0
+                    } else {
+                        a.port_speedup(base, *f, speed_msg, pipeline).map_or(1.0, |(x, _)| x)
+                    };
+                    parts.push(format!(
+                        "{f} keeps {} at fan-out 100 ({} the speed of std {what})",
+                        fmt::percent(s),
+                        fmt::ratio(speed)
+                    ));
+                    if s >= FAN_OUT_KEEP_SHARE && scaling_channel.is_none_or(|(_, b)| speed > b) {
+                        scaling_channel = Some((*f, speed));
+                    }
+                }
+            }
+            if let Some((f, _)) = scaling_channel {
+                parts.push(format!("{f} is the fastest channel that scales"));
+                transport = f.name().to_owned();
+            } else if share < FAN_OUT_KEEP_SHARE {
                 let t_ref = a.fan_out_time(reference, msg, 100);
                 let mut best_alt: Option<(PortFlavour, f64)> = None;
                 for f in [PortFlavour::Callback, PortFlavour::Batched] {
@@ -873,6 +898,28 @@ mod tests {
             vec![],
         );
         assert_eq!(d.defaults.port_flavour, "chunked-callback");
+    }
+
+    #[test]
+    fn a_channel_that_scales_is_preferred_to_leaving_channels() {
+        // std keeps 10 % at fan-out 100; crossbeam keeps 60 % and hands off faster; the
+        // callback scales best but changes the architecture: channels stay, crossbeam wins.
+        let d = decide_on(
+            vec![
+                bench("ports-chunks-fan-out-1/std/1000", 1000.0),
+                bench("ports-chunks-fan-out-100/std/1000", 1_000_000.0),
+                bench("ports-chunks-fan-out-1/crossbeam/1000", 1000.0),
+                bench("ports-chunks-fan-out-100/crossbeam/1000", 166_667.0),
+                bench("ports-chunks-fan-out-1/callback/1000", 1000.0),
+                bench("ports-chunks-fan-out-100/callback/1000", 100_000.0),
+                bench("ports-pipeline/std/10000", 5_000.0),
+                bench("ports-pipeline/crossbeam/10000", 4_000.0),
+            ],
+            vec![],
+        );
+        let p = &d.decisions["port_flavour"];
+        assert_eq!(p.decision, "chunked-crossbeam", "{}", p.rationale);
+        assert!(p.rationale.contains("crossbeam is the fastest channel that scales"), "{}", p.rationale);
     }
 
     #[test]

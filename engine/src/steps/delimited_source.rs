@@ -408,7 +408,10 @@ impl Source for DelimitedSource {
         let file_name = self.cfg.file_path.display().to_string();
         let rdr = self.cfg.reader(self.cfg.open(&self.step)?);
         let (tx, rx) = crossbeam_channel::bounded::<RawChunk>(2);
-        let (recycle_tx, recycle_rx) = crossbeam_channel::bounded::<RawChunk>(4);
+        // Parsed raw chunks go back to the reader through a lock-free pool (decisions.toml:
+        // `pooling = "lock-free"`), so the reader's buffers are allocated once.
+        let recycled = crossbeam_queue::ArrayQueue::<RawChunk>::new(4);
+        let recycled = &recycled;
         let chunk_size = self.cfg.chunk_size;
         let skip_header = self.cfg.has_headers;
         let step = self.step.clone();
@@ -416,10 +419,10 @@ impl Source for DelimitedSource {
             let reader = std::thread::Builder::new()
                 .name(format!("{step}-reader"))
                 .spawn_scoped(scope, move || {
-                    read_raw(rdr, skip_header, chunk_size, &tx, &recycle_rx, cancel, &step, &file_name)
+                    read_raw(rdr, skip_header, chunk_size, &tx, recycled, cancel, &step, &file_name)
                 })
                 .map_err(|e| Error::Internal(format!("cannot start the reader thread: {e}")))?;
-            let parsed = self.parse_all(&rx, &recycle_tx, out, cancel);
+            let parsed = self.parse_all(&rx, recycled, out, cancel);
             // Stop the reader if parsing failed, then report the first error.
             drop(rx);
             let read = reader.join().map_err(|_| Error::Internal("the reader thread panicked".into()))?;
@@ -547,7 +550,7 @@ fn read_raw<R: Read>(
     mut skip_header: bool,
     chunk_size: usize,
     tx: &crossbeam_channel::Sender<RawChunk>,
-    recycle: &crossbeam_channel::Receiver<RawChunk>,
+    recycle: &crossbeam_queue::ArrayQueue<RawChunk>,
     cancel: &CancelToken,
     step: &str,
     file: &str,
@@ -569,7 +572,7 @@ fn read_raw<R: Read>(
                 return Err(Error::Cancelled);
             }
             raw.byte_pos = rdr.position().byte();
-            let next = recycle.try_recv().unwrap_or_default();
+            let next = recycle.pop().unwrap_or_default();
             if tx.send(std::mem::replace(&mut raw, next)).is_err() {
                 // The parser stopped (it failed, and reports why).
                 return Ok(());
@@ -586,7 +589,7 @@ impl DelimitedSource {
     fn parse_all(
         &mut self,
         rx: &crossbeam_channel::Receiver<RawChunk>,
-        recycle: &crossbeam_channel::Sender<RawChunk>,
+        recycle: &crossbeam_queue::ArrayQueue<RawChunk>,
         out: &mut Emitter,
         cancel: &CancelToken,
     ) -> Result<()> {
@@ -628,7 +631,7 @@ impl DelimitedSource {
             StepMetrics::add(&out.metrics().bytes_read, raw.byte_pos.saturating_sub(last_bytes));
             last_bytes = raw.byte_pos;
             raw.clear();
-            let _ = recycle.try_send(raw);
+            let _ = recycle.push(raw);
             StepMetrics::add(&out.metrics().rows_in, lines.len() as u64);
             out.emit(Chunk::from_columns(Arc::clone(&self.schema), columns, lines))?;
         }
