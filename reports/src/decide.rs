@@ -919,7 +919,11 @@ mod tests {
         );
         let p = &d.decisions["port_flavour"];
         assert_eq!(p.decision, "chunked-crossbeam", "{}", p.rationale);
-        assert!(p.rationale.contains("crossbeam is the fastest channel that scales"), "{}", p.rationale);
+        assert!(
+            p.rationale.contains("crossbeam is the fastest channel that scales"),
+            "{}",
+            p.rationale
+        );
     }
 
     #[test]
