@@ -297,3 +297,21 @@ fn append_mode_adds_rows_without_a_second_header() {
     s.run(&yaml).unwrap();
     assert_eq!(s.read("out.csv"), "id,name,balance\n1,a,2\n1,a,2\n");
 }
+
+#[test]
+fn a_user_step_type_receives_its_whole_config() {
+    let yaml = "Variables: { Col: last_name }\nPipeline:\n  Name: p\n  Plugins:\n    - { Name: gen, Type: DataGenerator }\n    - { Name: up, Type: MyCompany.Uppercase, Config: { Column: \"{Col}\", Nested: { A: [1, 2] } } }\n    - { Name: out, Type: DelimitedSink, Config: { FilePath: o.csv } }\n";
+    let c = PipelineConfig::from_yaml_str(yaml, "p.yaml", std::path::Path::new("/x"), &[]).unwrap();
+    let flowengine::StepConfig::Plugin { type_name, config } = &c.steps[1].config else {
+        panic!("{:?}", c.steps[1].config)
+    };
+    assert_eq!(type_name, "Uppercase");
+    assert_eq!(config["Column"], "last_name");
+    assert_eq!(config["Nested"]["A"][1], 2);
+    // Unregistered, it is a build error naming the step.
+    let e = Pipeline::build(c, &flowengine::Registry::new()).err().unwrap();
+    assert!(
+        e.to_string().contains("step 'up'") && e.to_string().contains("unknown step type 'Uppercase'"),
+        "{e}"
+    );
+}

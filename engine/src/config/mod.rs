@@ -325,7 +325,7 @@ fn parse_step(item: &Node<'_>, env: &mut ParseEnv<'_>) -> Result<StepDef> {
         None => (&empty, format!("{}.Config", o.path())),
     };
     let mut config = Obj::new(o.ctx(), config_node, config_path)?;
-    let step = crate::steps::parse_step_config(&type_node, &type_name, &mut config, env)?;
+    let step = crate::steps::parse_step_config(&type_name, &mut config, env)?;
     config.finish()?;
     o.finish()?;
     Ok(StepDef {
@@ -415,11 +415,8 @@ fn read_variables(root: &YNode, ctx: Ctx<'_>, overrides: &[(String, String)]) ->
                     node: v,
                     path: k.clone(),
                 };
-                let mut o = node.obj()?;
-                let YKind::Map(vs) = &v.kind else { continue };
-                for (name, _) in vs {
-                    let n = o.require(&[leak_key(name)])?;
-                    vars.insert(name.clone(), n.string()?);
+                for (name, n) in node.obj()?.take_rest() {
+                    vars.insert(name, n.string()?);
                 }
             }
         }
@@ -443,12 +440,6 @@ fn read_variables(root: &YNode, ctx: Ctx<'_>, overrides: &[(String, String)]) ->
         }
     }
     Err(ctx.err("Variables", 0, "variables refer to each other in a cycle"))
-}
-
-// Variable names are few and live for the whole load; a 'static str lets `Obj::take` record
-// them as known keys like any other.
-fn leak_key(s: &str) -> &'static str {
-    Box::leak(s.to_owned().into_boxed_str())
 }
 
 /// Replaces `{Name}` with the variable's value; `{Name}` with no such variable is left for

@@ -258,9 +258,24 @@ impl<'a> Obj<'a> {
         Ok(self.take(names)?.map(|n| n.node))
     }
 
-    /// Keys not yet taken, in file order.
-    pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.entries.iter().filter(|e| !e.2).map(|e| e.0)
+    /// Takes every key not taken yet, in file order: for blocks whose keys are the user's
+    /// (variables, a plugin's own config).
+    pub fn take_rest(&mut self) -> Vec<(String, Node<'a>)> {
+        let mut out = Vec::new();
+        for (k, v, used) in &mut self.entries {
+            if !*used {
+                *used = true;
+                out.push((
+                    (*k).to_owned(),
+                    Node {
+                        ctx: self.ctx.clone(),
+                        node: v,
+                        path: join(&self.path, k),
+                    },
+                ));
+            }
+        }
+        out
     }
 
     /// Reports every key nobody asked for.

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::chunk::Chunk;
-use crate::config::{tree, Node, Obj, ParseEnv};
+use crate::config::{tree, Obj, ParseEnv};
 use crate::error::{Error, Result};
 use crate::metrics::StepMetrics;
 use crate::port::{CancelToken, Port};
@@ -92,7 +92,7 @@ pub fn canonical_type_name(raw: &str) -> String {
 
 /// Parses a step's `Config` block by type. User-registered types are looked up at build
 /// time; here their config is kept as JSON.
-pub(crate) fn parse_step_config(type_node: &Node<'_>, raw_type: &str, config: &mut Obj<'_>, env: &mut ParseEnv<'_>) -> Result<StepConfig> {
+pub(crate) fn parse_step_config(raw_type: &str, config: &mut Obj<'_>, env: &mut ParseEnv<'_>) -> Result<StepConfig> {
     let name = canonical_type_name(raw_type);
     Ok(match name.as_str() {
         "DelimitedSource" => StepConfig::DelimitedSource(delimited_source::DelimitedSourceConfig::parse(config, env)?),
@@ -101,29 +101,15 @@ pub(crate) fn parse_step_config(type_node: &Node<'_>, raw_type: &str, config: &m
         "DataGenerator" => StepConfig::DataGenerator(data_generator::DataGeneratorConfig::parse(config, env)?),
         "ConsoleOutput" => StepConfig::ConsoleOutput(console_output::ConsoleOutputConfig::parse(config, env)?),
         _ => {
-            let _ = type_node;
             // Everything inside belongs to the plugin; it validates its own config.
-            let mut json = serde_json::Map::new();
-            let entries: Vec<String> = config_keys(config);
-            for k in entries {
-                if let Some(n) = config.take(&[leak(&k)])? {
-                    json.insert(k, tree::to_json(n.node));
-                }
-            }
+            let json: serde_json::Map<String, serde_json::Value> =
+                config.take_rest().into_iter().map(|(k, n)| (k, tree::to_json(n.node))).collect();
             StepConfig::Plugin {
                 type_name: name,
                 config: serde_json::Value::Object(json),
             }
         }
     })
-}
-
-fn config_keys(o: &Obj<'_>) -> Vec<String> {
-    o.keys().map(str::to_owned).collect()
-}
-
-fn leak(s: &str) -> &'static str {
-    Box::leak(s.to_owned().into_boxed_str())
 }
 
 /// Where a step sends its chunks: its outputs, each fanned out to one or more ports.
