@@ -105,8 +105,8 @@ rm -rf "$results/criterion" "$results/gungraun" "$results/dhat" "$results/e2e"
 rm -rf "$target_dir/criterion" "$target_dir/gungraun/flowengine-benches"
 mkdir -p "$results"
 
-log "criterion: rows, ports, pooling, javascript, sweeps (${criterion_args[*]})"
-cargo bench -p flowengine-benches --bench rows --bench ports --bench pooling --bench javascript --bench sweeps -- "${criterion_args[@]}"
+log "criterion: rows, ports, pooling, javascript, sweeps, spill (${criterion_args[*]})"
+cargo bench -p flowengine-benches --bench rows --bench ports --bench pooling --bench javascript --bench sweeps --bench spill -- "${criterion_args[@]}"
 phase_done "criterion"
 
 log "gungraun: instruction counts of the single-threaded cases"
