@@ -31,7 +31,11 @@ fn spill(c: &mut Criterion) {
                 }
                 m.spill().expect("spill");
                 assert_eq!(m.metrics().rows, ROWS as u64);
-                let back = m.drain().map(|r| r.expect("row read back")).count();
+                let mut back = 0;
+                for row in m.drain() {
+                    row.expect("row read back");
+                    back += 1;
+                }
                 assert_eq!(back, ROWS);
             },
             BatchSize::LargeInput,
