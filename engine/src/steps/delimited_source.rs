@@ -595,39 +595,26 @@ impl DelimitedSource {
     ) -> Result<()> {
         let file_name = self.cfg.file_path.display().to_string();
         let fields = self.schema.fields().to_vec();
+        let indices = self.indices.clone();
+        let expected = self.expected_fields;
         let mut rejected = 0u64;
         let mut last_bytes = 0u64;
         for mut raw in rx {
             if cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
-            let n = raw.len();
-            let mut columns: Vec<Column> = fields.iter().map(|f| Column::with_capacity(f.data_type, n)).collect();
-            let mut lines: Vec<u64> = Vec::with_capacity(n);
-            let text = std::str::from_utf8(&raw.data).ok();
-            for r in 0..n {
-                let rec = raw.record(r, text);
-                let line = raw.lines[r];
-                match parse_record(&rec, &fields, &self.indices, self.expected_fields, &mut columns) {
-                    Ok(()) => lines.push(line),
-                    Err((field, message)) => {
-                        let row = lines.len();
-                        for c in &mut columns {
-                            c.truncate(row);
-                        }
-                        let err = Error::Data {
-                            step: self.step.clone(),
-                            file: file_name.clone(),
-                            line,
-                            field,
-                            message,
-                        };
-                        StepMetrics::add(&out.metrics().rows_in, 1);
-                        StepMetrics::add(&out.metrics().rows_rejected, 1);
-                        self.reject(err, &rec, &mut rejected)?;
-                    }
-                }
-            }
+            let (columns, lines) = parse_raw(&raw, &fields, &indices, expected, |rec, line, field, message| {
+                let err = Error::Data {
+                    step: self.step.clone(),
+                    file: file_name.clone(),
+                    line,
+                    field,
+                    message,
+                };
+                StepMetrics::add(&out.metrics().rows_in, 1);
+                StepMetrics::add(&out.metrics().rows_rejected, 1);
+                self.reject(err, rec, &mut rejected)
+            })?;
             StepMetrics::add(&out.metrics().bytes_read, raw.byte_pos.saturating_sub(last_bytes));
             last_bytes = raw.byte_pos;
             raw.clear();
@@ -660,18 +647,46 @@ pub fn parse_chunk(schema: &SchemaRef, csv: &[u8], has_headers: bool, delimiter:
     }
     let fields = schema.fields();
     let indices: Vec<usize> = (0..fields.len()).collect();
-    let mut columns: Vec<Column> = fields.iter().map(|f| Column::with_capacity(f.data_type, raw.len())).collect();
-    let text = std::str::from_utf8(&raw.data).ok();
-    for r in 0..raw.len() {
-        parse_record(&raw.record(r, text), fields, &indices, Some(fields.len()), &mut columns).map_err(|(field, message)| Error::Data {
+    let (columns, lines) = parse_raw(&raw, fields, &indices, Some(fields.len()), |_, line, field, message| {
+        Err(Error::Data {
             step: "parse_chunk".into(),
             file: "<memory>".into(),
-            line: raw.lines[r],
+            line,
             field,
             message,
-        })?;
+        })
+    })?;
+    Ok(Chunk::from_columns(Arc::clone(schema), columns, lines))
+}
+
+/// Parses a raw chunk into typed columns and the source lines of the rows kept. A malformed
+/// row is undone and handed to `on_malformed(record, line, field, reason)`, which returns the
+/// error that stops parsing or `Ok` to skip the row. Shared by the source and [`parse_chunk`].
+fn parse_raw(
+    raw: &RawChunk,
+    fields: &[Field],
+    indices: &[usize],
+    expected: Option<usize>,
+    mut on_malformed: impl FnMut(&RawRec<'_>, u64, String, String) -> Result<()>,
+) -> Result<(Vec<Column>, Vec<u64>)> {
+    let n = raw.len();
+    let mut columns: Vec<Column> = fields.iter().map(|f| Column::with_capacity(f.data_type, n)).collect();
+    let mut lines: Vec<u64> = Vec::with_capacity(n);
+    let text = std::str::from_utf8(&raw.data).ok();
+    for r in 0..n {
+        let rec = raw.record(r, text);
+        match parse_record(&rec, fields, indices, expected, &mut columns) {
+            Ok(()) => lines.push(raw.lines[r]),
+            Err((field, message)) => {
+                let row = lines.len();
+                for c in &mut columns {
+                    c.truncate(row);
+                }
+                on_malformed(&rec, raw.lines[r], field, message)?;
+            }
+        }
     }
-    Ok(Chunk::from_columns(Arc::clone(schema), columns, std::mem::take(&mut raw.lines)))
+    Ok((columns, lines))
 }
 
 /// Parses one record into the columns. On error returns (field, reason); the caller
