@@ -20,19 +20,44 @@ struct Args {
     command: Command,
 }
 
+/// Where the baselines and the current run's summaries are.
+#[derive(Debug, clap::Args)]
+struct Dirs {
+    /// Baseline directory.
+    #[arg(long, default_value = "benches/baselines")]
+    baseline: PathBuf,
+    /// Directory holding the current run's `summary.json` files.
+    #[arg(long, default_value = "target/gungraun")]
+    current: PathBuf,
+    /// Ignore summaries older than this file (a marker touched before the run).
+    #[arg(long)]
+    newer_than: Option<PathBuf>,
+}
+
+impl Dirs {
+    /// The current run's summaries.
+    fn current(&self) -> Result<Vec<flowengine_reports::results::GungraunBench>> {
+        let dir = &self.current;
+        if !dir.is_dir() {
+            bail!("{} does not exist: did the gungraun benches run?", dir.display());
+        }
+        let (benches, notes) = load_gungraun_dir(dir, marker_time(&self.newer_than)?)?;
+        for n in notes {
+            eprintln!("warning: {n}");
+        }
+        if benches.is_empty() {
+            bail!("no gungraun summary.json found under {}", dir.display());
+        }
+        Ok(benches)
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Compare current summaries with the baselines; exit 1 on a regression or a missing bench.
     Compare {
-        /// Baseline directory.
-        #[arg(long, default_value = "benches/baselines")]
-        baseline: PathBuf,
-        /// Directory holding the current run's `summary.json` files.
-        #[arg(long, default_value = "target/gungraun")]
-        current: PathBuf,
-        /// Ignore summaries older than this file (a marker touched before the run).
-        #[arg(long)]
-        newer_than: Option<PathBuf>,
+        #[command(flatten)]
+        dirs: Dirs,
         /// Largest allowed increase in instructions, percent.
         #[arg(long, default_value_t = 10.0)]
         max_regression_percent: f64,
@@ -43,15 +68,8 @@ enum Command {
     },
     /// Rewrite the baselines from the current summaries.
     Update {
-        /// Baseline directory.
-        #[arg(long, default_value = "benches/baselines")]
-        baseline: PathBuf,
-        /// Directory holding the current run's `summary.json` files.
-        #[arg(long, default_value = "target/gungraun")]
-        current: PathBuf,
-        /// Ignore summaries older than this file.
-        #[arg(long)]
-        newer_than: Option<PathBuf>,
+        #[command(flatten)]
+        dirs: Dirs,
     },
     /// Print the gungraun bench targets of a package, reading `cargo metadata` JSON on stdin.
     Targets {
@@ -71,31 +89,16 @@ fn marker_time(p: &Option<PathBuf>) -> Result<Option<SystemTime>> {
         .transpose()
 }
 
-fn current(dir: &std::path::Path, newer_than: &Option<PathBuf>) -> Result<Vec<flowengine_reports::results::GungraunBench>> {
-    if !dir.is_dir() {
-        bail!("{} does not exist: did the gungraun benches run?", dir.display());
-    }
-    let (benches, notes) = load_gungraun_dir(dir, marker_time(newer_than)?)?;
-    for n in notes {
-        eprintln!("warning: {n}");
-    }
-    if benches.is_empty() {
-        bail!("no gungraun summary.json found under {}", dir.display());
-    }
-    Ok(benches)
-}
-
 fn run() -> Result<ExitCode> {
     match Args::parse().command {
         Command::Compare {
-            baseline,
-            current: dir,
-            newer_than,
+            dirs,
             max_regression_percent,
             noise_floor,
         } => {
-            let base = gate::load_baselines(&baseline)?;
-            let now = current(&dir, &newer_than)?;
+            let baseline = &dirs.baseline;
+            let base = gate::load_baselines(baseline)?;
+            let now = dirs.current()?;
             let c = gate::compare(&base, &now, max_regression_percent, noise_floor);
             print!("{}", c.table());
             if c.failed() {
@@ -115,14 +118,10 @@ fn run() -> Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
         }
-        Command::Update {
-            baseline,
-            current: dir,
-            newer_than,
-        } => {
-            let now = current(&dir, &newer_than)?;
-            let files = gate::write_baselines(&baseline, &now)?;
-            println!("wrote {} benches to {} ({})", now.len(), baseline.display(), files.join(", "));
+        Command::Update { dirs } => {
+            let now = dirs.current()?;
+            let files = gate::write_baselines(&dirs.baseline, &now)?;
+            println!("wrote {} benches to {} ({})", now.len(), dirs.baseline.display(), files.join(", "));
             Ok(ExitCode::SUCCESS)
         }
         Command::Targets { package } => {
