@@ -28,15 +28,16 @@
 use std::sync::Arc;
 
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
-use rust_decimal::Decimal;
 
+use crate::decimal::Decimal;
 use crate::schema::{DataType, SchemaRef};
 use crate::value::{self, Value};
 
-/// Strings of one column: one UTF-8 buffer plus `len + 1` offsets.
+/// Strings of one column: one UTF-8 buffer plus `len + 1` offsets. Offsets are `usize`, so a
+/// column past 4 GiB of text cannot wrap them (chunks are also bounded in bytes upstream).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StrColumn {
-    offsets: Vec<u32>,
+    offsets: Vec<usize>,
     data: String,
 }
 
@@ -53,13 +54,13 @@ impl StrColumn {
     /// The `i`-th string.
     #[inline]
     pub fn get(&self, i: usize) -> &str {
-        &self.data[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+        &self.data[self.offsets[i]..self.offsets[i + 1]]
     }
 
     #[inline]
     fn push(&mut self, s: &str) {
         self.data.push_str(s);
-        self.offsets.push(self.data.len() as u32);
+        self.offsets.push(self.data.len());
     }
 
     fn len(&self) -> usize {
@@ -163,7 +164,8 @@ impl Column {
     /// Approximate heap bytes held (for port byte budgets).
     pub fn byte_size(&self) -> usize {
         let nulls = self.nulls.as_ref().map_or(0, |n| n.len());
-        nulls + each_vec!(&self.data, v => std::mem::size_of_val(v.as_slice()), s => s.data.len() + s.offsets.len() * 4)
+        nulls
+            + each_vec!(&self.data, v => std::mem::size_of_val(v.as_slice()), s => s.data.len() + std::mem::size_of_val(s.offsets.as_slice()))
     }
 
     fn mark_null(&mut self, is_null: bool) {
@@ -186,7 +188,7 @@ impl Column {
         match &mut self.data {
             ColumnData::String(s) => {
                 s.offsets.truncate(len + 1);
-                let end = s.offsets[len] as usize;
+                let end = s.offsets[len];
                 s.data.truncate(end);
             }
             ColumnData::Bool(v) => v.truncate(len),
@@ -426,7 +428,8 @@ pub fn convert(v: &Value, ty: DataType) -> Result<Value, String> {
                 }
                 V::Int32(*f as i32)
             } else {
-                if *f < i64::MIN as f64 || *f > i64::MAX as f64 {
+                // i64::MAX as f64 rounds up to 2^63, itself out of range: compare with >=.
+                if *f < i64::MIN as f64 || *f >= i64::MAX as f64 {
                     return Err(format!("{f} is out of range for int64"));
                 }
                 V::Int64(*f as i64)
@@ -442,15 +445,12 @@ pub fn convert(v: &Value, ty: DataType) -> Result<Value, String> {
             V::Decimal(value::parse_decimal(text).map_err(|_| format!("{f} cannot be a decimal"))?)
         }
         (V::Decimal(d), DataType::Decimal) => V::Decimal(*d),
-        (V::Decimal(d), DataType::Float64) => V::Float64(rust_decimal::prelude::ToPrimitive::to_f64(d).ok_or("decimal out of range")?),
+        (V::Decimal(d), DataType::Float64) => V::Float64(d.to_f64().ok_or("decimal out of range")?),
         (V::Decimal(d), DataType::Int32 | DataType::Int64) => {
-            if !d.fract().is_zero() {
+            if !d.is_integer() {
                 return Err(format!("{d} is not a whole number for {ty}"));
             }
-            return convert(
-                &V::Int64(rust_decimal::prelude::ToPrimitive::to_i64(d).ok_or("decimal out of range")?),
-                ty,
-            );
+            return convert(&V::Int64(d.to_i64().ok_or_else(|| format!("{d} is out of range for {ty}"))?), ty);
         }
         (V::Date(d), DataType::Date) => V::Date(*d),
         (V::Date(d), DataType::DateTime) => V::DateTime(d.and_time(NaiveTime::MIN)),
@@ -458,9 +458,6 @@ pub fn convert(v: &Value, ty: DataType) -> Result<Value, String> {
         (V::DateTime(d), DataType::Date) => V::Date(d.date()),
         (V::DateTime(d), DataType::Time) => V::Time(d.time()),
         (V::Time(t), DataType::Time) => V::Time(*t),
-        (V::Bool(b), DataType::Int32) => V::Int32(*b as i32),
-        (V::Int32(i), DataType::Bool) => V::Bool(*i != 0),
-        (V::Int64(i), DataType::Bool) => V::Bool(*i != 0),
         (other, _) => return bad(other),
     })
 }

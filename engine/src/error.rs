@@ -154,3 +154,32 @@ pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c)
 }
+
+/// Longest piece of a value quoted in a message.
+pub const CLIP_BYTES: usize = 200;
+
+/// A value as quoted in an error message or a dead-letter reason: whole when short, else its
+/// first [`CLIP_BYTES`] bytes (cut at a character boundary) and its length, so one huge
+/// field cannot make a 200 MB error line.
+pub fn clip(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= CLIP_BYTES {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut end = CLIP_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}… ({} bytes)", &text[..end], text.len()))
+}
+
+#[cfg(test)]
+mod clip_tests {
+    #[test]
+    fn clips_long_values_at_a_char_boundary() {
+        assert_eq!(super::clip("short"), "short");
+        let long = "é".repeat(1000);
+        let c = super::clip(&long);
+        assert!(c.len() < 260, "{}", c.len());
+        assert!(c.ends_with("… (2000 bytes)"), "{c}");
+    }
+}

@@ -23,6 +23,7 @@
 
 pub mod chunk;
 pub mod config;
+pub mod decimal;
 pub mod defaults;
 pub mod error;
 pub mod metrics;
@@ -37,6 +38,7 @@ pub mod value;
 
 pub use chunk::{Chunk, Column, ColumnData, RowRef};
 pub use config::{ChannelConfig, ConnectionConfig, FullMode, PipelineConfig, Settings, StepDef};
+pub use decimal::Decimal;
 pub use error::{Error, Result};
 pub use metrics::{StepMetrics, StepSummary};
 pub use pipeline::{Pipeline, Progress, RunSummary};

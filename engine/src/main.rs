@@ -100,15 +100,19 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             {
                 let cancel = cancel.clone();
                 let seen = AtomicBool::new(false);
+                // SIGINT, SIGTERM and SIGHUP (what docker stop, systemd, Kubernetes and
+                // `timeout` send) all cancel the run: nothing is published, temp files go.
                 ctrlc::set_handler(move || {
                     if seen.swap(true, Ordering::SeqCst) {
-                        // Second Ctrl-C: the user means it.
+                        // Second signal: the user means it. Destructors will not run, so
+                        // remove the temp files here.
+                        flowengine::output_file::remove_live_temp_files();
                         std::process::exit(130);
                     }
                     eprintln!("\ncancelling (Ctrl-C again to abort at once)…");
                     cancel.cancel();
                 })
-                .context("cannot install the Ctrl-C handler")?;
+                .context("cannot install the signal handler")?;
             }
             let progress = p.progress();
             let show_bar = !quiet && std::io::stderr().is_terminal();

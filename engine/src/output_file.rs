@@ -1,15 +1,29 @@
-//! Output files that appear only when the run succeeds.
+//! Output files that appear only when the run succeeds, all together or not at all.
 //!
 //! Rows go to a temp file in the target's directory (same filesystem, so the final rename is
-//! atomic). [`AtomicOutput::commit`] renames it into place; dropping an uncommitted output —
-//! on error, cancellation or panic — deletes the temp file. A failed run therefore leaves
-//! neither a half-written output nor a temp file.
+//! atomic). Publishing is two-phase across every output of a run:
+//! 1. [`AtomicOutput::prepare`] flushes (and with `Durable`, fsyncs) each temp file and checks
+//!    each target again (a `NoClobber` target that appeared, a target that became a device);
+//! 2. only when every output is prepared, [`AtomicOutput::commit`] moves each into place —
+//!    keeping a hard-linked backup of a replaced file, or the length of a file appended to —
+//!    and a failure part-way calls [`AtomicOutput::rollback`] on those already published,
+//!    which restores what they replaced (or truncates an append back).
+//!
+//! Dropping an output deletes its temp file (and, after a commit, its backup). Temp files are
+//! named `.<name>.<pid>.<random>.flowengine-tmp`: a process killed with SIGKILL leaves one
+//! behind, and the next run that writes into the same directory removes every such file whose
+//! process is gone — never one of a live run. [`remove_live_temp_files`] deletes this
+//! process's temp files at once (for a second Ctrl-C).
+//!
+//! Targets are regular files. A symlink is followed and the file it points to is replaced
+//! (the link stays); a device, FIFO, socket or directory is refused — write to standard
+//! output with `FilePath: -` instead.
 
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crossbeam_queue::ArrayQueue;
 
@@ -26,22 +40,184 @@ pub enum Publish {
     Append,
 }
 
+const TMP_SUFFIX: &str = ".flowengine-tmp";
+const BAK_SUFFIX: &str = ".flowengine-bak";
+
+/// Temp and backup files of this process that exist right now.
+static LIVE: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+
+fn live_insert(p: &Path) {
+    let mut g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    g.get_or_insert_with(HashSet::new).insert(p.to_path_buf());
+}
+
+fn live_remove(p: &Path) {
+    let mut g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(set) = g.as_mut() {
+        set.remove(p);
+    }
+}
+
+/// Deletes every temp file this process has open for an unpublished output (backups are
+/// left: they may be the only copy of a replaced file). For a hard exit, e.g. a second
+/// Ctrl-C, where destructors will not run.
+pub fn remove_live_temp_files() {
+    let g = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(set) = g.as_ref() {
+        for p in set {
+            if p.to_string_lossy().ends_with(TMP_SUFFIX) {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+/// Whether process `pid` is alive. Without `/proc` we cannot tell, and assume it is (a temp
+/// file is then left rather than another run's file removed).
+fn process_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    let proc_root = Path::new("/proc");
+    if !proc_root.join("self").exists() {
+        return true;
+    }
+    proc_root.join(pid.to_string()).exists()
+}
+
+/// Removes temp files of `name` in `dir` left by processes that no longer exist, and puts
+/// back a backup whose target went missing (a crash in the middle of publishing).
+fn remove_stale(dir: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let prefix = format!(".{name}.");
+    for e in entries.flatten() {
+        let file_name = e.file_name();
+        let Some(f) = file_name.to_str() else { continue };
+        let Some(rest) = f.strip_prefix(&prefix) else { continue };
+        let (is_tmp, is_bak) = (f.ends_with(TMP_SUFFIX), f.ends_with(BAK_SUFFIX));
+        if !is_tmp && !is_bak {
+            continue;
+        }
+        let Some(pid) = rest.split('.').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if process_alive(pid) {
+            continue;
+        }
+        let path = e.path();
+        if is_bak && !dir.join(name).exists() {
+            let _ = std::fs::rename(&path, dir.join(name));
+        } else {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+/// Resolves where an output really goes: a symlink to its final target; refuses anything
+/// that is not a regular file.
+fn resolve_target(target: &Path) -> Result<PathBuf> {
+    let meta = match std::fs::symlink_metadata(target) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(target.to_path_buf()),
+        Err(e) => return Err(Error::io(target, e, "cannot inspect the output path")),
+    };
+    let real = if meta.file_type().is_symlink() {
+        match std::fs::canonicalize(target) {
+            Ok(r) => r,
+            // A dangling link: create the file it names.
+            Err(_) => {
+                let link = std::fs::read_link(target).map_err(|e| Error::io(target, e, "cannot read the symlink"))?;
+                let base = target.parent().unwrap_or(Path::new("."));
+                return Ok(base.join(link));
+            }
+        }
+    } else {
+        target.to_path_buf()
+    };
+    let meta = std::fs::metadata(&real).map_err(|e| Error::io(&real, e, "cannot inspect the output path"))?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file (a device, FIFO or socket)"
+        };
+        return Err(Error::io(
+            target,
+            io::Error::from(io::ErrorKind::InvalidInput),
+            format!("the output path is {what}; outputs are written to a temp file and renamed into place, which would replace it — give a file path, or FilePath: - to write to standard output"),
+        ));
+    }
+    Ok(real)
+}
+
+enum Dest {
+    Temp(tempfile::NamedTempFile),
+    Stdout(io::Stdout),
+}
+
+impl Write for Dest {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Dest::Temp(t) => t.write(buf),
+            Dest::Stdout(s) => s.write(buf),
+        }
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Dest::Temp(t) => t.write_all(buf),
+            Dest::Stdout(s) => s.write_all(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Dest::Temp(t) => t.flush(),
+            Dest::Stdout(s) => s.flush(),
+        }
+    }
+}
+
+/// What a commit did, so that [`AtomicOutput::rollback`] can undo it.
+enum Published {
+    /// The target did not exist: remove it.
+    Created,
+    /// The target was replaced; its old content is hard-linked at this path.
+    Replaced(PathBuf),
+    /// Rows were appended to a file of this length: truncate back.
+    Appended(u64),
+}
+
+#[cfg(test)]
+pub(crate) mod failpoint {
+    //! Fault injection for tests: make the commit of one target fail part-way.
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+    /// Target whose commit fails (after writing part of an append).
+    pub static FAIL_COMMIT: Mutex<Option<PathBuf>> = Mutex::new(None);
+    pub(crate) fn hit(target: &std::path::Path) -> bool {
+        FAIL_COMMIT.lock().unwrap().as_deref() == Some(target)
+    }
+}
+
 /// A buffered writer over a temp file that becomes `target` on commit.
 pub struct AtomicOutput {
     target: PathBuf,
     publish: Publish,
     /// fsync before publishing, so the file also survives a power loss.
     durable: bool,
-    writer: Option<BufWriter<tempfile::NamedTempFile>>,
+    writer: Option<BufWriter<Dest>>,
+    /// The finished temp file, between prepare and commit.
+    prepared: Option<tempfile::NamedTempFile>,
+    published: Option<Published>,
 }
 
 impl AtomicOutput {
-    /// Opens the temp file next to `target`.
+    /// Opens the temp file next to `target` (next to the file a symlink points to).
     ///
     /// # Errors
-    /// The directory is missing (and `create_dirs` is false), not writable, or the target
-    /// exists under [`Publish::NoClobber`].
+    /// The directory is missing (and `create_dirs` is false), not writable, the target is
+    /// not a regular file, or it exists under [`Publish::NoClobber`].
     pub fn create(target: &Path, publish: Publish, create_dirs: bool, buffer: usize) -> Result<AtomicOutput> {
+        let target = resolve_target(target)?;
         let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         if !dir.exists() {
             if create_dirs {
@@ -56,7 +232,7 @@ impl AtomicOutput {
         }
         if publish == Publish::NoClobber && target.exists() {
             return Err(Error::io(
-                target,
+                &target,
                 io::Error::from(io::ErrorKind::AlreadyExists),
                 "the output file exists and OverwriteExisting is false; remove it, set OverwriteExisting: true, or AppendMode: true",
             ));
@@ -65,21 +241,38 @@ impl AtomicOutput {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "output".into());
+        remove_stale(dir, &name);
         let mut builder = tempfile::Builder::new();
         // tempfile creates 0600 files; an output file gets the usual 0644 (less the umask).
         #[cfg(unix)]
         builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
         let tmp = builder
-            .prefix(&format!(".{name}."))
-            .suffix(".flowengine-tmp")
+            .prefix(&format!(".{name}.{}.", std::process::id()))
+            .suffix(TMP_SUFFIX)
             .tempfile_in(dir)
             .map_err(|e| Error::io(dir, e, "cannot create a temp file in the output directory"))?;
+        live_insert(tmp.path());
         Ok(AtomicOutput {
-            target: target.to_path_buf(),
+            target,
             publish,
             durable: false,
-            writer: Some(BufWriter::with_capacity(buffer.max(4096), tmp)),
+            writer: Some(BufWriter::with_capacity(buffer.max(4096), Dest::Temp(tmp))),
+            prepared: None,
+            published: None,
         })
+    }
+
+    /// Writes straight to standard output (`FilePath: -`): nothing to publish or roll back,
+    /// so a failed run may have written part of its rows — the price of a stream.
+    pub fn stdout(buffer: usize) -> AtomicOutput {
+        AtomicOutput {
+            target: PathBuf::from("-"),
+            publish: Publish::Append,
+            durable: false,
+            writer: Some(BufWriter::with_capacity(buffer.max(4096), Dest::Stdout(io::stdout()))),
+            prepared: None,
+            published: None,
+        }
     }
 
     /// Also fsync the data before publishing (the rename is atomic either way; without
@@ -89,7 +282,7 @@ impl AtomicOutput {
         self
     }
 
-    /// The final path.
+    /// The final path (`-` for standard output).
     pub fn target(&self) -> &Path {
         &self.target
     }
@@ -105,26 +298,84 @@ impl AtomicOutput {
         Ok(())
     }
 
-    /// Publishes the file.
+    /// Phase one of publishing: everything is written (and fsync'd when durable) and the
+    /// target can still be published. Publishes nothing.
     ///
     /// # Errors
-    /// I/O; a target that appeared meanwhile under [`Publish::NoClobber`].
-    pub fn commit(&mut self) -> Result<()> {
+    /// I/O; the target became something other than a regular file; a target that appeared
+    /// meanwhile under [`Publish::NoClobber`].
+    pub fn prepare(&mut self) -> Result<()> {
         let Some(w) = self.writer.take() else { return Ok(()) };
-        let tmp = w
+        let dest = w
             .into_inner()
             .map_err(|e| Error::io(&self.target, e.into_error(), "cannot write the output"))?;
+        let tmp = match dest {
+            Dest::Temp(t) => t,
+            Dest::Stdout(mut s) => {
+                return s.flush().map_err(|e| Error::io("-", e, "cannot write to standard output"));
+            }
+        };
         if self.durable {
             tmp.as_file()
                 .sync_all()
                 .map_err(|e| Error::io(&self.target, e, "cannot sync the output"))?;
         }
+        resolve_target(&self.target)?;
+        if self.publish == Publish::NoClobber && self.target.exists() {
+            return Err(Error::io(
+                &self.target,
+                io::Error::from(io::ErrorKind::AlreadyExists),
+                "the output file appeared during the run and OverwriteExisting is false",
+            ));
+        }
+        self.prepared = Some(tmp);
+        Ok(())
+    }
+
+    /// Phase two: moves the prepared file into place (prepares first if needed). After a
+    /// successful commit, [`AtomicOutput::rollback`] can still undo it.
+    ///
+    /// # Errors
+    /// I/O; a target that appeared meanwhile under [`Publish::NoClobber`]. A failed append
+    /// is truncated back to the target's old length before the error is returned.
+    pub fn commit(&mut self) -> Result<()> {
+        if self.writer.is_some() {
+            self.prepare()?;
+        }
+        let Some(tmp) = self.prepared.take() else { return Ok(()) };
+        let tmp_path = tmp.path().to_path_buf();
+        let result = self.publish_tmp(tmp);
+        live_remove(&tmp_path);
+        result
+    }
+
+    fn publish_tmp(&mut self, tmp: tempfile::NamedTempFile) -> Result<()> {
+        #[cfg(test)]
+        let fail = failpoint::hit(&self.target);
+        #[cfg(not(test))]
+        let fail = false;
+        let injected = || io::Error::other("injected failure (test)");
         match self.publish {
             Publish::Overwrite => {
-                tmp.persist(&self.target)
-                    .map_err(|e| Error::io(&self.target, e.error, "cannot move the finished output into place"))?;
+                let backup = self.backup()?;
+                let moved = if fail {
+                    Err(injected())
+                } else {
+                    tmp.persist(&self.target).map(drop).map_err(|e| e.error)
+                };
+                if let Err(e) = moved {
+                    if let Some(bak) = backup {
+                        let _ = std::fs::remove_file(&bak);
+                        live_remove(&bak);
+                    }
+                    return Err(Error::io(&self.target, e, "cannot move the finished output into place"));
+                }
+                self.published = Some(backup.map_or(Published::Created, Published::Replaced));
             }
             Publish::NoClobber => {
+                if fail {
+                    return Err(Error::io(&self.target, injected(), "cannot move the finished output into place"));
+                }
                 tmp.persist_noclobber(&self.target).map_err(|e| {
                     Error::io(
                         &self.target,
@@ -132,6 +383,7 @@ impl AtomicOutput {
                         "the output file appeared during the run and OverwriteExisting is false",
                     )
                 })?;
+                self.published = Some(Published::Created);
             }
             Publish::Append => {
                 let mut src = File::open(tmp.path()).map_err(|e| Error::io(tmp.path(), e, "cannot reopen the temp output"))?;
@@ -140,19 +392,109 @@ impl AtomicOutput {
                     .append(true)
                     .open(&self.target)
                     .map_err(|e| Error::io(&self.target, e, "cannot open the output for appending"))?;
-                io::copy(&mut src, &mut dst).map_err(|e| Error::io(&self.target, e, "cannot append to the output"))?;
-                if self.durable {
-                    dst.sync_all().map_err(|e| Error::io(&self.target, e, "cannot sync the output"))?;
+                let old_len = dst
+                    .metadata()
+                    .map_err(|e| Error::io(&self.target, e, "cannot inspect the output"))?
+                    .len();
+                let copied = if fail {
+                    // Half a row, then "disk full".
+                    dst.write_all(b"torn,ro").and(Err(io::Error::from(io::ErrorKind::StorageFull)))
+                } else {
+                    io::copy(&mut src, &mut dst).and_then(|_| if self.durable { dst.sync_all() } else { Ok(()) })
+                };
+                if let Err(e) = copied {
+                    // Never leave a torn row: cut the target back to what it was.
+                    let _ = dst.set_len(old_len);
+                    let _ = dst.sync_all();
+                    return Err(Error::io(
+                        &self.target,
+                        e,
+                        "cannot append to the output; the file was truncated back to its previous length",
+                    ));
                 }
+                self.published = Some(Published::Appended(old_len));
                 // `tmp` is deleted when dropped here.
             }
         }
         Ok(())
     }
 
+    /// Hard-links an existing target to a backup name, for rollback. `None` when there is
+    /// no target.
+    fn backup(&self) -> Result<Option<PathBuf>> {
+        if !self.target.exists() {
+            return Ok(None);
+        }
+        let dir = self.target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let name = self
+            .target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for attempt in 0..100u32 {
+            let bak = dir.join(format!(".{name}.{}.{attempt}{BAK_SUFFIX}", std::process::id()));
+            match std::fs::hard_link(&self.target, &bak) {
+                Ok(()) => {
+                    live_insert(&bak);
+                    return Ok(Some(bak));
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                // A filesystem without hard links: copy instead.
+                Err(_) => {
+                    std::fs::copy(&self.target, &bak).map_err(|e| Error::io(&bak, e, "cannot back up the output before replacing it"))?;
+                    live_insert(&bak);
+                    return Ok(Some(bak));
+                }
+            }
+        }
+        Err(Error::io(
+            &self.target,
+            io::Error::from(io::ErrorKind::AlreadyExists),
+            "cannot name a backup of the output",
+        ))
+    }
+
+    /// Undoes a commit: puts back the file it replaced, truncates an append, or removes a
+    /// file it created. Without a commit, the same as [`AtomicOutput::abort`].
+    pub fn rollback(&mut self) {
+        match self.published.take() {
+            Some(Published::Created) => {
+                let _ = std::fs::remove_file(&self.target);
+            }
+            Some(Published::Replaced(bak)) => {
+                let _ = std::fs::rename(&bak, &self.target);
+                live_remove(&bak);
+            }
+            Some(Published::Appended(len)) => {
+                if let Ok(f) = OpenOptions::new().write(true).open(&self.target) {
+                    let _ = f.set_len(len);
+                    let _ = f.sync_all();
+                }
+            }
+            None => self.abort(),
+        }
+    }
+
     /// Discards everything written (also what `Drop` does).
     pub fn abort(&mut self) {
-        self.writer = None;
+        if let Some(w) = self.writer.take() {
+            if let Dest::Temp(t) = w.get_ref() {
+                live_remove(t.path());
+            }
+        }
+        if let Some(t) = self.prepared.take() {
+            live_remove(t.path());
+        }
+    }
+}
+
+impl Drop for AtomicOutput {
+    fn drop(&mut self) {
+        self.abort();
+        if let Some(Published::Replaced(bak)) = self.published.take() {
+            let _ = std::fs::remove_file(&bak);
+            live_remove(&bak);
+        }
     }
 }
 
@@ -266,5 +608,63 @@ impl Drop for BackgroundWriter {
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_append_is_truncated_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("log.csv");
+        std::fs::write(&target, "a,b\n1,2\n").unwrap();
+        *failpoint::FAIL_COMMIT.lock().unwrap() = Some(target.clone());
+        let mut out = AtomicOutput::create(&target, Publish::Append, false, 0).unwrap();
+        out.write_all(b"3,4\n").unwrap();
+        let e = out.commit().unwrap_err().to_string();
+        *failpoint::FAIL_COMMIT.lock().unwrap() = None;
+        assert!(e.contains("truncated back"), "{e}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "a,b\n1,2\n");
+        drop(out);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn rollback_restores_a_replaced_file_and_removes_a_created_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old.csv");
+        let new = dir.path().join("new.csv");
+        std::fs::write(&old, "before\n").unwrap();
+        let mut a = AtomicOutput::create(&old, Publish::Overwrite, false, 0).unwrap();
+        a.write_all(b"after\n").unwrap();
+        let mut b = AtomicOutput::create(&new, Publish::Overwrite, false, 0).unwrap();
+        b.write_all(b"fresh\n").unwrap();
+        a.prepare().unwrap();
+        b.prepare().unwrap();
+        a.commit().unwrap();
+        b.commit().unwrap();
+        assert_eq!(std::fs::read_to_string(&old).unwrap(), "after\n");
+        a.rollback();
+        b.rollback();
+        assert_eq!(std::fs::read_to_string(&old).unwrap(), "before\n");
+        assert!(!new.exists());
+        drop((a, b));
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left.len(), 1, "{left:?}");
+    }
+
+    #[test]
+    fn a_committed_replacement_leaves_no_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("t.csv");
+        std::fs::write(&t, "before\n").unwrap();
+        let mut a = AtomicOutput::create(&t, Publish::Overwrite, false, 0).unwrap();
+        a.write_all(b"after\n").unwrap();
+        a.commit().unwrap();
+        drop(a);
+        assert_eq!(std::fs::read_to_string(&t).unwrap(), "after\n");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

@@ -173,6 +173,15 @@ impl Pipeline {
             if from == to {
                 return Err(Error::plan(&c.to, "a connection from a step to itself is a cycle"));
             }
+            if let Some(j) = edges.iter().position(|e| e.from == from && e.to == to && e.output == output) {
+                return Err(Error::plan(
+                    format!("Connections[{ci}]"),
+                    format!(
+                        "the connection {} -> {} is listed twice (Connections[{j}] and Connections[{ci}]); every row would be delivered twice — remove one",
+                        c.from, c.to
+                    ),
+                ));
+            }
             edges.push(Edge {
                 from,
                 output,
@@ -180,6 +189,7 @@ impl Pipeline {
                 channel: c.channel.clone().unwrap_or_else(|| config.settings.default_channel.clone()),
             });
         }
+        check_paths(&config)?;
         let order = topo_order(&config, &edges)?;
         // Build in topological order so each step sees its input schema.
         let mut built: Vec<Option<Planned>> = (0..config.steps.len()).map(|_| None).collect();
@@ -499,19 +509,8 @@ impl Pipeline {
         let error = first_error.into_inner().unwrap_or_else(|p| p.into_inner());
         let mut error = error.or_else(|| cancel.is_cancelled().then_some(Error::Cancelled));
         if error.is_none() {
-            for (_, _, rt, _, _) in &mut finished {
-                let r = match rt {
-                    StepRuntime::Source(s) => s.commit(),
-                    StepRuntime::Sink(s) => s.commit(),
-                    StepRuntime::Transform(_) => Ok(()),
-                };
-                if let Err(e) = r {
-                    error = Some(e);
-                    break;
-                }
-            }
-        }
-        if error.is_some() {
+            error = publish(&mut finished).err();
+        } else {
             for (_, _, rt, _, _) in &mut finished {
                 match rt {
                     StepRuntime::Source(s) => s.abort(),
@@ -547,6 +546,105 @@ impl Pipeline {
         }
         Ok(summary)
     }
+}
+
+/// Two-phase publish: prepare every output, then commit each; a failure part-way rolls back
+/// the outputs already committed (restoring what they replaced) and aborts the rest.
+fn publish(finished: &mut [(String, String, StepRuntime, Arc<StepMetrics>, Duration)]) -> Result<()> {
+    let mut result = Ok(());
+    for (_, _, rt, _, _) in finished.iter_mut() {
+        let r = match rt {
+            StepRuntime::Source(s) => s.prepare(),
+            StepRuntime::Sink(s) => s.prepare(),
+            StepRuntime::Transform(_) => Ok(()),
+        };
+        if let Err(e) = r {
+            result = Err(e);
+            break;
+        }
+    }
+    let mut committed = 0;
+    if result.is_ok() {
+        for (_, _, rt, _, _) in finished.iter_mut() {
+            let r = match rt {
+                StepRuntime::Source(s) => s.commit(),
+                StepRuntime::Sink(s) => s.commit(),
+                StepRuntime::Transform(_) => Ok(()),
+            };
+            if let Err(e) = r {
+                result = Err(e);
+                break;
+            }
+            committed += 1;
+        }
+    }
+    if result.is_err() {
+        for (i, (_, _, rt, _, _)) in finished.iter_mut().enumerate().rev() {
+            match (rt, i < committed) {
+                (StepRuntime::Source(s), true) => s.rollback(),
+                (StepRuntime::Sink(s), true) => s.rollback(),
+                (StepRuntime::Source(s), false) => s.abort(),
+                (StepRuntime::Sink(s), false) => s.abort(),
+                (StepRuntime::Transform(_), _) => {}
+            }
+        }
+    }
+    result
+}
+
+/// Where a path really points, for comparing outputs and inputs: symlinks resolved, and for
+/// a file that does not exist yet, its canonical directory joined with its name.
+fn canonical(path: &Path) -> std::path::PathBuf {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return p;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => canonical(if dir.as_os_str().is_empty() { Path::new(".") } else { dir }).join(name),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Two outputs (sinks, dead letters, the baseline) resolving to one file, or an output
+/// resolving to an input, are plan errors: one would silently replace the other.
+fn check_paths(config: &PipelineConfig) -> Result<()> {
+    let mut outputs: Vec<(std::path::PathBuf, String, String)> = Vec::new();
+    let mut inputs: Vec<(std::path::PathBuf, String, String)> = Vec::new();
+    for def in &config.steps {
+        for (role, key, path) in def.config.file_paths() {
+            if path.as_os_str() == "-" {
+                continue;
+            }
+            let entry = (canonical(path), def.name.clone(), key.to_owned());
+            match role {
+                crate::steps::PathRole::Input => inputs.push(entry),
+                crate::steps::PathRole::Output => outputs.push(entry),
+            }
+        }
+    }
+    if let Some(b) = &config.settings.performance.baseline_file {
+        outputs.push((canonical(b), "Settings".into(), "Performance.BaselineFile".into()));
+    }
+    for (i, (p, step, key)) in outputs.iter().enumerate() {
+        if let Some((_, s2, k2)) = outputs[..i].iter().find(|o| o.0 == *p) {
+            return Err(Error::plan(
+                step,
+                format!(
+                    "{key} of '{step}' and {k2} of '{s2}' are the same file ({}); one would replace the other — give each output its own path",
+                    p.display()
+                ),
+            ));
+        }
+        if let Some((_, s2, k2)) = inputs.iter().find(|o| o.0 == *p) {
+            return Err(Error::plan(
+                step,
+                format!(
+                    "{key} of '{step}' is the input {k2} of '{s2}' ({}); writing it would replace the data being read — write somewhere else",
+                    p.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn monitor(progress: &[(String, Arc<StepMetrics>)], interval: Duration, done: &AtomicBool, start: Instant) {
@@ -729,4 +827,36 @@ fn topo_order(config: &PipelineConfig, edges: &[Edge]) -> Result<Vec<usize>> {
         ));
     }
     Ok(order)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two sinks; the second one's publish fails: the first one's target must be restored.
+    #[test]
+    fn a_publish_failure_part_way_restores_what_was_published() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.csv"), "OLD A\n").unwrap();
+        let yaml = r#"
+Pipeline:
+  Name: t
+  Plugins:
+    - { Name: gen, Type: DataGenerator, Config: { RowCount: 10 } }
+    - { Name: a, Type: DelimitedSink, Config: { FilePath: a.csv } }
+    - { Name: b, Type: DelimitedSink, Config: { FilePath: b.csv } }
+  Connections:
+    - { From: gen, To: a }
+    - { From: gen, To: b }
+"#;
+        let b = std::fs::canonicalize(dir.path()).unwrap().join("b.csv");
+        *crate::output_file::failpoint::FAIL_COMMIT.lock().unwrap() = Some(b.clone());
+        let r = Pipeline::from_yaml_str(yaml, dir.path(), &[]).unwrap().run();
+        *crate::output_file::failpoint::FAIL_COMMIT.lock().unwrap() = None;
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("b.csv"), "{e}");
+        assert_eq!(std::fs::read_to_string(dir.path().join("a.csv")).unwrap(), "OLD A\n");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left.len(), 1, "{left:?}");
+    }
 }

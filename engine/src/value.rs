@@ -9,7 +9,8 @@ use std::io::Write;
 use std::str::FromStr;
 
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
-use rust_decimal::Decimal;
+
+use crate::decimal::Decimal;
 
 use crate::schema::DataType;
 
@@ -106,33 +107,37 @@ pub fn parse_bool(text: &str) -> Result<bool, String> {
             return Ok(value);
         }
     }
-    Err(format!("'{text}' is not a boolean (true/false, 1/0, yes/no)"))
+    Err(format!("'{}' is not a boolean (true/false, 1/0, yes/no)", crate::error::clip(text)))
 }
 
 /// An integer of type `T`, surrounding spaces allowed.
 pub fn parse_int<T: FromStr>(text: &str) -> Result<T, String> {
-    text.trim()
-        .parse::<T>()
-        .map_err(|_| format!("'{text}' is not an integer in range for {}", std::any::type_name::<T>()))
+    text.trim().parse::<T>().map_err(|_| {
+        format!(
+            "'{}' is not an integer in range for {}",
+            crate::error::clip(text),
+            std::any::type_name::<T>()
+        )
+    })
 }
 
 /// A double.
 pub fn parse_f64(text: &str) -> Result<f64, String> {
-    text.trim().parse::<f64>().map_err(|_| format!("'{text}' is not a number"))
+    text.trim()
+        .parse::<f64>()
+        .map_err(|_| format!("'{}' is not a number", crate::error::clip(text)))
 }
 
-/// An exact decimal; the scale written is the scale kept (`56244.0` has scale 1).
+/// An exact decimal of up to 38 significant digits; the scale written is the scale kept
+/// (`56244.0` has scale 1). Wider values are refused, never rounded.
 pub fn parse_decimal(text: &str) -> Result<Decimal, String> {
     if let Some(d) = parse_decimal_fast(text.as_bytes()) {
         return Ok(d);
     }
-    let t = text.trim();
-    Decimal::from_str(t)
-        .or_else(|_| Decimal::from_scientific(t))
-        .map_err(|_| format!("'{text}' is not a decimal number"))
+    Decimal::parse(text)
 }
 
-/// The common case of a decimal — `-?digits[.digits]`, at most 28 digits — without going
+/// The common case of a decimal — `-?digits[.digits]`, at most 38 digits — without going
 /// through text machinery; `None` means "use the general parser".
 #[inline]
 pub fn parse_decimal_fast(b: &[u8]) -> Option<Decimal> {
@@ -140,7 +145,7 @@ pub fn parse_decimal_fast(b: &[u8]) -> Option<Decimal> {
         b'-' => (true, &b[1..]),
         _ => (false, b),
     };
-    if digits.is_empty() || digits.len() > 29 {
+    if digits.is_empty() || digits.len() > 39 {
         return None;
     }
     let mut mantissa: i128 = 0;
@@ -160,10 +165,10 @@ pub fn parse_decimal_fast(b: &[u8]) -> Option<Decimal> {
             _ => return None,
         }
     }
-    if n_digits == 0 || n_digits > 28 || (seen_dot && scale == 0) {
+    if n_digits == 0 || n_digits > 38 || (seen_dot && scale == 0) {
         return None;
     }
-    Decimal::try_from_i128_with_scale(if neg { -mantissa } else { mantissa }, scale).ok()
+    Decimal::try_from_i128_with_scale(if neg { -mantissa } else { mantissa }, scale)
 }
 
 /// An integer from ASCII digits with an optional `-`/`+`; `None` means "use the general
@@ -193,7 +198,7 @@ pub fn parse_date(text: &str) -> Result<NaiveDate, String> {
     let t = text.trim();
     NaiveDate::parse_from_str(t, "%Y-%m-%d")
         .or_else(|_| NaiveDate::parse_from_str(t, "%Y/%m/%d"))
-        .map_err(|_| format!("'{text}' is not a date (expected YYYY-MM-DD)"))
+        .map_err(|_| format!("'{}' is not a date (expected YYYY-MM-DD)", crate::error::clip(text)))
 }
 
 /// ISO 8601 / RFC 3339 date-time; an offset is converted to UTC; a bare date is midnight.
@@ -210,7 +215,10 @@ pub fn parse_datetime(text: &str) -> Result<NaiveDateTime, String> {
     if let Ok(d) = parse_date(t) {
         return Ok(d.and_time(NaiveTime::MIN));
     }
-    Err(format!("'{text}' is not a date-time (expected ISO 8601, e.g. 2024-01-31T13:45:00)"))
+    Err(format!(
+        "'{}' is not a date-time (expected ISO 8601, e.g. 2024-01-31T13:45:00)",
+        crate::error::clip(text)
+    ))
 }
 
 /// `HH:MM:SS[.fff]` or `HH:MM`.
@@ -218,7 +226,7 @@ pub fn parse_time(text: &str) -> Result<NaiveTime, String> {
     let t = text.trim();
     NaiveTime::parse_from_str(t, "%H:%M:%S%.f")
         .or_else(|_| NaiveTime::parse_from_str(t, "%H:%M"))
-        .map_err(|_| format!("'{text}' is not a time (expected HH:MM:SS)"))
+        .map_err(|_| format!("'{}' is not a time (expected HH:MM:SS)", crate::error::clip(text)))
 }
 
 /// Shortest text that reads back as the same double (no float noise: `0.1`, not
@@ -230,35 +238,7 @@ pub fn write_f64(v: f64, out: &mut Vec<u8>) {
 /// Decimal text with its scale (`56244.0` stays `56244.0`).
 #[inline]
 pub fn write_decimal(d: &Decimal, out: &mut Vec<u8>) {
-    let m = d.mantissa();
-    let scale = d.scale() as usize;
-    if m == 0 {
-        // Keeps the sign and scale of zero exactly as the general formatter does.
-        let _ = write!(out, "{d}");
-        return;
-    }
-    if m < 0 {
-        out.push(b'-');
-    }
-    let mut buf = itoa::Buffer::new();
-    let abs = m.unsigned_abs();
-    // 64-bit formatting is much cheaper than 128-bit, and almost every value fits.
-    let digits = match u64::try_from(abs) {
-        Ok(small) => buf.format(small).as_bytes(),
-        Err(_) => buf.format(abs).as_bytes(),
-    };
-    if scale == 0 {
-        out.extend_from_slice(digits);
-    } else if digits.len() > scale {
-        let (int, frac) = digits.split_at(digits.len() - scale);
-        out.extend_from_slice(int);
-        out.push(b'.');
-        out.extend_from_slice(frac);
-    } else {
-        out.extend_from_slice(b"0.");
-        out.extend(std::iter::repeat_n(b'0', scale - digits.len()));
-        out.extend_from_slice(digits);
-    }
+    d.write_to(out);
 }
 
 /// `YYYY-MM-DD`.
@@ -309,7 +289,7 @@ mod tests {
             "+1.5",
             " 1",
         ] {
-            let general = Decimal::from_str(t.trim()).or_else(|_| Decimal::from_scientific(t.trim()));
+            let general = Decimal::parse(t);
             let ours = parse_decimal(t);
             assert_eq!(ours.is_ok(), general.is_ok(), "{t}");
             if let (Ok(a), Ok(b)) = (ours, general) {

@@ -226,6 +226,10 @@ impl ParseEnv<'_> {
     /// Unset variable or UNC path, at this key's line.
     pub fn path(&self, node: &Node<'_>) -> Result<PathBuf> {
         let raw = node.string()?;
+        // `-` is standard input (sources) or standard output (sinks), not a file named "-".
+        if raw.trim() == "-" {
+            return Ok(PathBuf::from("-"));
+        }
         crate::paths::resolve(&raw, self.base_dir).map_err(|m| node.err(m))
     }
 }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rust_decimal::Decimal;
+use crate::decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::chunk::{Chunk, Column};

@@ -163,9 +163,13 @@ impl DelimitedSink {
         } else {
             Publish::NoClobber
         };
-        let mut file = AtomicOutput::create(&self.cfg.file_path, publish, self.cfg.create_directories, self.cfg.buffer_size)?
-            .durable(self.cfg.durable);
-        let appending_to_data = self.cfg.append && std::fs::metadata(&self.cfg.file_path).map(|m| m.len() > 0).unwrap_or(false);
+        let stdout = self.cfg.file_path.as_os_str() == "-";
+        let mut file = if stdout {
+            AtomicOutput::stdout(self.cfg.buffer_size)
+        } else {
+            AtomicOutput::create(&self.cfg.file_path, publish, self.cfg.create_directories, self.cfg.buffer_size)?.durable(self.cfg.durable)
+        };
+        let appending_to_data = !stdout && self.cfg.append && std::fs::metadata(file.target()).map(|m| m.len() > 0).unwrap_or(false);
         if self.cfg.bom && !appending_to_data {
             file.write_all(b"\xEF\xBB\xBF").map_err(|e| self.io(e))?;
         }
@@ -219,11 +223,26 @@ impl Sink for DelimitedSink {
         Ok(())
     }
 
-    fn commit(&mut self) -> Result<()> {
-        if let Some(mut file) = self.done.take() {
-            file.commit()?;
+    fn prepare(&mut self) -> Result<()> {
+        match &mut self.done {
+            Some(file) => file.prepare(),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        // The output stays here after commit, so that a rollback can undo it.
+        match &mut self.done {
+            Some(file) => file.commit(),
+            None => Ok(()),
+        }
+    }
+
+    fn rollback(&mut self) {
+        self.out = None;
+        if let Some(mut f) = self.done.take() {
+            f.rollback();
+        }
     }
 
     fn abort(&mut self) {

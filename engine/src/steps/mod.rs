@@ -67,6 +67,34 @@ impl StepConfig {
     }
 }
 
+/// Whether a step reads or writes a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathRole {
+    /// Read.
+    Input,
+    /// Written.
+    Output,
+}
+
+impl StepConfig {
+    /// The files the step reads and writes, with the config key naming each (for the
+    /// planner's check that no two outputs, or an output and an input, are one file).
+    pub fn file_paths(&self) -> Vec<(PathRole, &'static str, &std::path::Path)> {
+        let mut v = Vec::new();
+        match self {
+            StepConfig::DelimitedSource(c) => {
+                v.push((PathRole::Input, "FilePath", c.file_path.as_path()));
+                if let Some(d) = &c.dead_letter_file {
+                    v.push((PathRole::Output, "DeadLetterFilePath", d.as_path()));
+                }
+            }
+            StepConfig::DelimitedSink(c) => v.push((PathRole::Output, "FilePath", c.file_path.as_path())),
+            _ => {}
+        }
+        v
+    }
+}
+
 const BUILT_IN: [&str; 5] = [
     "DelimitedSource",
     "DelimitedSink",
@@ -214,12 +242,23 @@ pub trait Source: Send {
     fn size_hint_bytes(&self) -> Option<u64> {
         None
     }
+    /// Phase one of publishing (see [`Sink::prepare`]).
+    ///
+    /// # Errors
+    /// I/O.
+    fn prepare(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// The run succeeded: make side outputs visible.
     ///
     /// # Errors
     /// I/O.
     fn commit(&mut self) -> Result<()> {
         Ok(())
+    }
+    /// Undo a commit because another output failed to publish.
+    fn rollback(&mut self) {
+        self.abort();
     }
     /// The run failed or was cancelled: remove side outputs.
     fn abort(&mut self) {}
@@ -252,6 +291,10 @@ pub trait Transform: Send {
 /// # Contract
 /// - Rows written before [`Sink::commit`] are invisible to other programs (written to a temp
 ///   file); `commit` makes them visible atomically; [`Sink::abort`] leaves nothing behind.
+/// - Publishing is two-phase across the run: every output's [`Sink::prepare`] runs first
+///   (everything written, targets checked; nothing visible yet), then every `commit`; when
+///   one commit fails, the engine calls [`Sink::rollback`] on those already committed, which
+///   must restore what they replaced.
 pub trait Sink: Send {
     /// Writes one chunk.
     ///
@@ -263,11 +306,22 @@ pub trait Sink: Send {
     /// # Errors
     /// I/O.
     fn finish(&mut self) -> Result<()>;
+    /// Phase one of publishing: flush and check, publish nothing.
+    ///
+    /// # Errors
+    /// I/O; a target that can no longer be published.
+    fn prepare(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// The whole run succeeded: publish the output.
     ///
     /// # Errors
     /// I/O (e.g. the rename failed).
     fn commit(&mut self) -> Result<()>;
+    /// Undo a successful [`Sink::commit`] (another output failed to publish).
+    fn rollback(&mut self) {
+        self.abort();
+    }
     /// The run failed or was cancelled: remove everything written.
     fn abort(&mut self);
 }
