@@ -279,16 +279,14 @@ fn a_stateful_script_gives_the_same_output_with_default_workers_as_with_one() {
     assert!(s1.notes.is_empty(), "Workers: 1 is what the script needs: {:?}", s1.notes);
 
     let default = dedup_case(None);
+    let s = default.ok();
+    let got = default.rows();
+    assert_eq!(got.len(), want.len(), "rows kept with default Workers ({cores} cores)");
+    assert_eq!(got, want, "default Workers ({cores} cores) must not split the dedup state");
     assert_eq!(
         js_workers(&default.build().unwrap()),
         1,
         "the stateful script falls back to one worker"
-    );
-    let s = default.ok();
-    assert_eq!(
-        default.rows(),
-        want,
-        "default Workers ({cores} cores) must not split the dedup state"
     );
     if cores > 1 {
         let note = s
