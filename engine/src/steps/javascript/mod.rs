@@ -35,8 +35,14 @@
 //! need not copy the others), otherwise it is null. `removeField` makes it null.
 //!
 //! # Row errors
-//! A thrown exception, a value that does not convert to its field's type, an unknown field
-//! name, and a null in a required (non-nullable) field fail the row. The error names the
+//! A thrown value (any value, `null` and `undefined` included), a value that does not
+//! convert to its field's type, an unknown field name, and a null in a required
+//! (non-nullable) field fail the row. Conversions are checked, never wrapped or rounded
+//! into another value: a number into an int field must be whole and in range (NaN and
+//! ±Infinity are not), a BigInt into an int field must be in range and goes digit for
+//! digit into a decimal, a boolean is not a number (and only 0/1 are booleans), NaN and
+//! ±Infinity are not decimals. Messages quote at most the first 200 bytes of a value, with
+//! its size. The error names the
 //! row's source line, the field (when there is one) and the message. `OnError: Fail` (the
 //! default) stops the run at the first; `OnError: Skip` counts the row as rejected and goes
 //! on, until more than `MaxErrors` rows of the step failed.
@@ -50,7 +56,10 @@
 //! # Sandbox and limits
 //! QuickJS without its `std`/`os` modules: no files, network, processes or timers.
 //! `Engine.Timeout` (ms) bounds the time `process` may run without finishing rows: the
-//! clock restarts every 16 rows, so an infinite loop is stopped after at most Timeout.
+//! clock restarts every 16 rows, so an infinite loop is stopped after at most Timeout. It
+//! also bounds converting each value the script set (a `toJSON`, `toString` or getter that
+//! loops is stopped too). Cancelling the run interrupts a running script as well, once the
+//! run's token is bound to the step (`JsTransform::bind_cancel`).
 //! `Engine.MemoryLimit` (bytes) caps each engine's heap; going over it fails the run with a
 //! message naming the setting (it is not a row error).
 //!

@@ -899,8 +899,11 @@ fn read_column<'js>(
         } else if let Some(i) = v.as_int() {
             if text_type {
                 push_text(&mut col, int_text.format(i))
-            } else {
+            } else if ty == DataType::Bool {
                 push_number(&mut col, f64::from(i))
+            } else {
+                // Exact into every numeric type (int32 into int64, double, decimal).
+                col.push_value(&Value::Int32(i))
             }
         } else if let (Some(f), false) = (v.as_float(), text_type) {
             push_number(&mut col, f)
