@@ -689,6 +689,9 @@ fn run_transform(
     out_names: &[String],
 ) -> Result<()> {
     let input = input.ok_or_else(|| Error::Internal("transform without input".into()))?;
+    for t in instances.iter_mut() {
+        t.bind_cancel(cancel);
+    }
     if instances.len() == 1 {
         let t = &mut instances[0];
         while let Some(chunk) = input.recv()? {

@@ -298,3 +298,33 @@ Pipeline:
     let left: Vec<_> = std::fs::read_dir(&mnt).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left.len(), 1, "{left:?}");
 }
+
+#[test]
+fn cancelling_interrupts_a_running_script_promptly() {
+    let s = Scenario::new();
+    let yaml = r#"
+Pipeline:
+  Name: t
+  Plugins:
+    - { Name: gen, Type: DataGenerator, Config: { RowCount: 100 } }
+    - Name: js
+      Type: JavaScriptTransform
+      Config:
+        Script: "function process(context) { while (true) {} }"
+        Engine: { Timeout: 3600000 }
+        OutputSchema: { Fields: [ { Name: customer_id, Type: int32 } ] }
+    - { Name: out, Type: DelimitedSink, Config: { FilePath: out.csv } }
+"#;
+    let p = s.build(yaml).unwrap();
+    let cancel = flowengine::CancelToken::new();
+    let c2 = cancel.clone();
+    let t0 = Instant::now();
+    let h = std::thread::spawn(move || p.run_with_cancel(c2));
+    std::thread::sleep(Duration::from_millis(300));
+    cancel.cancel();
+    let r = h.join().unwrap();
+    assert!(matches!(r, Err(flowengine::Error::Cancelled)), "{r:?}");
+    // Generous bound: the point is "not an hour", not a speed figure.
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    assert_eq!(s.files(), vec!["pipeline.yaml".to_string()]);
+}

@@ -279,6 +279,9 @@ pub trait Transform: Send {
     fn extra_outputs(&self) -> Vec<String> {
         Vec::new()
     }
+    /// Called once before the first chunk with the run's cancellation token, for transforms
+    /// that can block inside one chunk (a script) and must stop when the run is cancelled.
+    fn bind_cancel(&mut self, _cancel: &CancelToken) {}
     /// Processes one chunk.
     ///
     /// # Errors

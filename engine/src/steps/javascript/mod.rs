@@ -35,8 +35,14 @@
 //! need not copy the others), otherwise it is null. `removeField` makes it null.
 //!
 //! # Row errors
-//! A thrown exception, a value that does not convert to its field's type, an unknown field
-//! name, and a null in a required (non-nullable) field fail the row. The error names the
+//! A thrown value (any value, `null` and `undefined` included), a value that does not
+//! convert to its field's type, an unknown field name, and a null in a required
+//! (non-nullable) field fail the row. Conversions are checked, never wrapped or rounded
+//! into another value: a number into an int field must be whole and in range (NaN and
+//! ±Infinity are not), a BigInt into an int field must be in range and goes digit for
+//! digit into a decimal, a boolean is not a number (and only 0/1 are booleans), NaN and
+//! ±Infinity are not decimals. Messages quote at most the first 200 bytes of a value, with
+//! its size. The error names the
 //! row's source line, the field (when there is one) and the message. `OnError: Fail` (the
 //! default) stops the run at the first; `OnError: Skip` counts the row as rejected and goes
 //! on, until more than `MaxErrors` rows of the step failed.
@@ -50,14 +56,21 @@
 //! # Sandbox and limits
 //! QuickJS without its `std`/`os` modules: no files, network, processes or timers.
 //! `Engine.Timeout` (ms) bounds the time `process` may run without finishing rows: the
-//! clock restarts every 16 rows, so an infinite loop is stopped after at most Timeout.
+//! clock restarts every 16 rows, so an infinite loop is stopped after at most Timeout. It
+//! also bounds converting each value the script set (a `toJSON`, `toString` or getter that
+//! loops is stopped too). Cancelling the run interrupts a running script as well, once the
+//! run's token is bound to the step (`JsTransform::bind_cancel`).
 //! `Engine.MemoryLimit` (bytes) caps each engine's heap; going over it fails the run with a
 //! message naming the setting (it is not a row error).
 //!
 //! # Parallelism
 //! `Workers` instances (default: available cores) each own a QuickJS engine with the script
 //! compiled once; the engine runs one chunk per call and the pipeline restores chunk order.
-//! A script's global state is per worker.
+//! A script's global state is per worker, so a script that keeps state across rows (a
+//! top-level `let`/`var`, a top-level `const` holding an object, a function assigning to
+//! globals; see `state.rs`) runs on one worker unless `Workers` is set explicitly, and the
+//! run's notes say so; with `Workers` > 1 set on such a script, the notes warn that the
+//! output may differ from a single worker's.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,6 +84,7 @@ use crate::steps::delimited_source::{parse_output_schema, ColumnDef};
 use crate::steps::{BuildContext, StepRuntime, Transform};
 
 mod runtime;
+mod state;
 #[cfg(test)]
 mod tests;
 
@@ -105,7 +119,8 @@ pub struct JavaScriptConfig {
     pub timeout: Duration,
     /// Heap limit per engine (`Engine.MemoryLimit`, bytes; default 64 MiB).
     pub memory_limit: usize,
-    /// Worker threads (`Workers`; default and 0: available cores).
+    /// Worker threads (`Workers`; default and 0: available cores, or 1 for a script that
+    /// keeps state across rows).
     pub workers: usize,
     /// Row error policy.
     pub on_error: OnError,
@@ -145,6 +160,9 @@ impl JavaScriptConfig {
             copy_input_fields: true,
             log_level: "info".to_owned(),
         };
+        // `Workers` as written: unset (and 0, "available cores") let a stateful script fall
+        // back to one worker.
+        let mut explicit_workers = None;
         if let Some(n) = o.take(&["Engine"])? {
             let mut e = n.obj()?;
             if let Some(v) = e.take(&["Timeout", "TimeoutMs"])? {
@@ -154,15 +172,20 @@ impl JavaScriptConfig {
                 c.memory_limit = v.u64()? as usize;
             }
             if let Some(v) = e.take(&["Workers", "Parallelism", "MaxDegreeOfParallelism"])? {
-                c.workers = workers_or_cores(v.u64()?);
+                let n = v.u64()?;
+                explicit_workers = Some(n);
+                c.workers = workers_or_cores(n);
             }
             e.take(&["EnableDebugging"])?;
             e.take(&["EnableCaching", "EnableScriptCaching"])?;
             e.finish()?;
         }
         if let Some(v) = o.take(&["Workers", "Parallelism"])? {
-            c.workers = workers_or_cores(v.u64()?);
+            let n = v.u64()?;
+            explicit_workers = Some(n);
+            c.workers = workers_or_cores(n);
         }
+        c.check_state(explicit_workers, env.notes);
         if let Some(v) = o.take(&["OnError", "ErrorPolicy"])? {
             let s = v.string()?;
             c.on_error = match s.to_ascii_lowercase().as_str() {
@@ -213,6 +236,35 @@ impl JavaScriptConfig {
         o.take(&["ChunkSize"])?;
         o.take(&["TimeoutSeconds"])?;
         Ok(c)
+    }
+
+    /// Runs a stateful script (see `state.rs`) on one worker unless `Workers` was set to
+    /// more than one, and says so in `notes`; with `Workers` > 1 set explicitly, warns that
+    /// the output may differ from a single worker's.
+    fn check_state(&mut self, explicit_workers: Option<u64>, notes: &mut Vec<String>) {
+        let found = state::find_state(&self.script);
+        let Some(first) = found.first() else {
+            return;
+        };
+        let more = match found.len() {
+            1 => String::new(),
+            n => format!(" and {} more", n - 1),
+        };
+        match explicit_workers {
+            None | Some(0) if self.workers > 1 => {
+                self.workers = 1;
+                notes.push(format!(
+                    "JavaScriptTransform: the script keeps state across rows ({first}{more}), so it runs on 1 worker instead of {}: \
+                     each worker has its own globals; set Workers explicitly to run it in parallel anyway",
+                    workers_or_cores(0)
+                ));
+            }
+            Some(n) if n > 1 => notes.push(format!(
+                "warning: JavaScriptTransform runs a script that keeps state across rows ({first}{more}) on Workers = {n}: \
+                 each worker has its own globals, so results may differ from a single worker (Workers: 1)"
+            )),
+            _ => {}
+        }
     }
 
     /// The declared output schema.

@@ -16,6 +16,7 @@
     throw new TypeError('the script must define function process(context)');
   }
   const TICK = native.tick;
+  const OOM = native.outOfMemory;
   const OUT_NAMES = cfg.outputs;
   const QUEUES = cfg.queues;
   const F = OUT_NAMES.length;
@@ -46,6 +47,10 @@
   // The reused row: every input field exists from the start, so its shape never changes.
   const row = {};
   for (const f of cfg.inputs) row[f[0]] = null;
+  // For the column loop of wide inputs (see UNROLL_MAX_COLUMNS in runtime.rs).
+  const IN_N = cfg.inputs.length;
+  const IN_NAMES = cfg.inputs.map((f) => f[0]);
+  const IN_BOOL = cfg.inputs.map((f) => f[1] === 'bool');
 
   // Flat [row, queue, row, queue, ...]; queue is ~index (negative) for route.send, which
   // takes the row off the main output.
@@ -287,6 +292,7 @@
     const proc = userProcess;
     const ctx = context;
     const tick = TICK;
+    const oom = OOM;
     __FE_COLUMNS__
     // Two copies of the loop: without null checks when no input column has a null in this
     // chunk (the usual case), and with them.

@@ -5,8 +5,9 @@ try {
   if (proc(ctx) === false) status[r] = 1;
 } catch (e) {
   // Running out of memory is the engine's failure, not the row's. When even the error
-  // object cannot be allocated, QuickJS throws null: Rust tells the two apart.
-  if (e === null || (e instanceof Error && e.name === 'InternalError' && /out of memory/.test(e.message))) throw e;
+  // object cannot be allocated, QuickJS throws null: Rust tells that from a script's own
+  // `throw null` (a row error like any other thrown value) by the heap's size.
+  if ((e === null && oom()) || (e instanceof Error && e.name === 'InternalError' && /out of memory/.test(e.message))) throw e;
   // Drop the routes of the failed row (they are the last entries).
   while (ROUTES.length > 0 && ROUTES[ROUTES.length - 2] === r) ROUTES.length -= 2;
   status[r] = 3;

@@ -31,20 +31,23 @@
 //! map, and every later chunk on that thread reuses it. The engine is freed with the thread
 //! (step and worker threads end with the run) or when the transform is dropped on it.
 
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use rquickjs::{Array, Context, Ctx, Function, Object, Persistent, Runtime, TypedArray, Value as JsValue};
+use rquickjs::convert::Coerced;
+use rquickjs::{Array, Context, Ctx, FromJs, Function, Object, Persistent, Runtime, TypedArray, Value as JsValue};
 
 use super::{JavaScriptConfig, OnError};
 use crate::chunk::{Chunk, Column, ColumnData};
 use crate::error::{Error, Result};
 use crate::metrics::StepMetrics;
+use crate::port::CancelToken;
 use crate::schema::{DataType, SchemaRef};
 use crate::steps::{Emitter, Transform};
 use crate::value::{self, Value};
@@ -89,6 +92,9 @@ pub(crate) struct Shared {
     min_log_level: usize,
     /// Where `utils.log` lines go besides stderr (tests read them here).
     log_capture: Option<LogCapture>,
+    /// The run's cancellation token, once bound ([`JsTransform::bind_cancel`]): every
+    /// engine's interrupt handler checks it, so cancelling stops a running script.
+    cancel: Arc<OnceLock<CancelToken>>,
 }
 
 impl Shared {
@@ -119,6 +125,7 @@ impl Shared {
             errors: AtomicU64::new(0),
             min_log_level: level_rank(&config.log_level),
             log_capture: None,
+            cancel: Arc::new(OnceLock::new()),
         }
     }
 
@@ -129,12 +136,14 @@ impl Shared {
         self
     }
 
+    /// A script error of this step; the message is capped ([`clip_message`]) so a huge value
+    /// quoted in it cannot flood logs.
     fn script_error(&self, line: Option<u64>, field: Option<String>, message: impl Into<String>) -> Error {
         Error::Script {
             step: self.step.clone(),
             line,
-            field,
-            message: message.into(),
+            field: field.map(|f| clip(&f).into_owned()),
+            message: clip_message(message.into()),
         }
     }
 }
@@ -145,8 +154,28 @@ fn is_identifier(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
 }
 
+/// Up to this many input columns, the row loop gets one local and one statement per column
+/// (fastest per row). QuickJS looks locals up by a linear scan, so compiling that code is
+/// quadratic in the column count; wider inputs get a loop over the columns instead, whose
+/// code does not grow with the schema.
+const UNROLL_MAX_COLUMNS: usize = 256;
+
 /// The prelude with the code that unpacks the input columns and fills the row object.
 fn runner_source(input: &SchemaRef) -> String {
+    if input.len() > UNROLL_MAX_COLUMNS {
+        let value = |m: &str| {
+            format!("for (let k = 0; k < IN_N; k++) {{ const c = cols[k]; {m}rw[IN_NAMES[k]] = IN_BOOL[k] ? c[r] === 1 : c[r]; }}\n")
+        };
+        return PRELUDE
+            .replace("__FE_COLUMNS__", "")
+            .replace("__FE_NO_NULLS__", "masks.every((m) => m === null)")
+            .replace("__FE_FILL_FAST__", &value(""))
+            .replace(
+                "__FE_FILL__",
+                &value("const m = masks[k]; if (m !== null && m[r] === 1) { rw[IN_NAMES[k]] = null; continue; } "),
+            )
+            .replace("__FE_ROW__", ROW);
+    }
     let mut columns = String::new();
     let mut fill = String::new();
     let mut fill_fast = String::new();
@@ -234,6 +263,18 @@ impl JsTransform {
     }
 }
 
+impl JsTransform {
+    /// Lets `cancel` interrupt this step's scripts: the QuickJS interrupt handler of every
+    /// engine of the step (all workers share it) checks the token, so a script stuck in a
+    /// loop, or in a `toString` being converted, stops within milliseconds of cancellation.
+    ///
+    /// The first token bound wins; the pipeline should bind the run's token before the first
+    /// chunk.
+    pub(crate) fn bind_cancel(&self, cancel: &CancelToken) {
+        let _ = self.shared.cancel.set(cancel.clone());
+    }
+}
+
 impl Drop for JsTransform {
     fn drop(&mut self) {
         let _ = ENGINES.try_with(|m| m.borrow_mut().remove(&self.id));
@@ -241,6 +282,10 @@ impl Drop for JsTransform {
 }
 
 impl Transform for JsTransform {
+    fn bind_cancel(&mut self, cancel: &CancelToken) {
+        JsTransform::bind_cancel(self, cancel);
+    }
+
     fn output_schema(&self) -> SchemaRef {
         Arc::clone(&self.shared.output)
     }
@@ -356,11 +401,38 @@ struct Engine {
     to_text: Persistent<Function<'static>>,
     context: Context,
     runtime: Runtime,
+    /// When the running call must stop; far in the future while no JS of the step runs.
     deadline: Rc<Cell<Instant>>,
+    /// Why the interrupt handler stopped the script, set by the handler itself (so a
+    /// timeout is never guessed from an error's text).
+    stopped: Rc<Cell<Option<Stop>>>,
+}
+
+/// Why the interrupt handler stopped a script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// `Engine.Timeout` passed without progress.
+    Timeout,
+    /// The run was cancelled.
+    Cancelled,
 }
 
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86_400 * 365)
+}
+
+/// Bytes QuickJS has allocated in the runtime of `ctx`.
+#[allow(unsafe_code)]
+fn heap_in_use(ctx: &Ctx<'_>) -> usize {
+    let mut usage = std::mem::MaybeUninit::<rquickjs::qjs::JSMemoryUsage>::zeroed();
+    // SAFETY: `ctx` keeps its context, and so its runtime, alive; JS_ComputeMemoryUsage only
+    // walks the runtime's heap and fills the (zeroed, plain-data) struct, which is then
+    // fully initialised.
+    unsafe {
+        let rt = rquickjs::qjs::JS_GetRuntime(ctx.as_raw().as_ptr());
+        rquickjs::qjs::JS_ComputeMemoryUsage(rt, usage.as_mut_ptr());
+        usize::try_from(usage.assume_init().malloc_size).unwrap_or(usize::MAX)
+    }
 }
 
 impl Engine {
@@ -371,20 +443,36 @@ impl Engine {
         runtime.set_max_stack_size(1 << 20);
         let timeout = shared.timeout;
         let deadline = Rc::new(Cell::new(Instant::now() + timeout));
+        let stopped = Rc::new(Cell::new(None));
         let watched = Rc::clone(&deadline);
-        runtime.set_interrupt_handler(Some(Box::new(move || Instant::now() > watched.get())));
+        let flag = Rc::clone(&stopped);
+        let cancel = Arc::clone(&shared.cancel);
+        runtime.set_interrupt_handler(Some(Box::new(move || {
+            let why = if cancel.get().is_some_and(CancelToken::is_cancelled) {
+                Some(Stop::Cancelled)
+            } else if Instant::now() > watched.get() {
+                Some(Stop::Timeout)
+            } else {
+                None
+            };
+            if why.is_some() {
+                flag.set(why);
+            }
+            why.is_some()
+        })));
         let context = Context::full(&runtime).map_err(|e| e.to_string())?;
         let ticking = Rc::clone(&deadline);
         let step = shared.step.clone();
         let min_level = shared.min_log_level;
         let capture = shared.log_capture.clone();
+        let memory_limit = shared.memory_limit;
         type Saved = (
             Persistent<Function<'static>>,
             Persistent<Function<'static>>,
             Persistent<Function<'static>>,
         );
         let saved = context.with(|ctx| -> std::result::Result<Saved, String> {
-            let fail = |e: rquickjs::Error| describe_js_error(&ctx, e, shared);
+            let fail = |e: rquickjs::Error| describe_js_error(&ctx, e, shared, stopped.get());
             ctx.eval::<JsValue, _>(shared.script.as_bytes()).map_err(fail)?;
             let factory: Function = ctx.eval(shared.runner_source.as_bytes()).map_err(fail)?;
             let native = Object::new(ctx.clone()).map_err(fail)?;
@@ -392,6 +480,13 @@ impl Engine {
             native.set("tick", tick).map_err(fail)?;
             let guid = Function::new(ctx.clone(), || uuid::Uuid::new_v4().to_string()).map_err(fail)?;
             native.set("guid", guid).map_err(fail)?;
+            // Whether a thrown `null` is QuickJS running out of memory (it throws null when
+            // it cannot even allocate the error) rather than the script's `throw null`.
+            let oom = Function::new(ctx.clone(), move |ctx: Ctx<'_>| {
+                heap_in_use(&ctx).saturating_add(256 << 10) >= memory_limit
+            })
+            .map_err(fail)?;
+            native.set("outOfMemory", oom).map_err(fail)?;
             let log = Function::new(ctx.clone(), move |level: String, message: String| {
                 if let Some(c) = &capture {
                     c.lock().unwrap_or_else(|p| p.into_inner()).push((level.clone(), message.clone()));
@@ -422,13 +517,15 @@ impl Engine {
             context,
             runtime,
             deadline,
+            stopped,
         })
     }
 
     fn run_chunk(&self, shared: &Shared, chunk: &Chunk) -> Result<ChunkResult> {
         let n = chunk.len();
+        self.stopped.set(None);
         let res = self.context.with(|ctx| -> std::result::Result<ChunkResult, String> {
-            let fail = |e: rquickjs::Error| describe_js_error(&ctx, e, shared);
+            let fail = |e: rquickjs::Error| describe_js_error(&ctx, e, shared, self.stopped.get());
             let cols = Array::new(ctx.clone()).map_err(fail)?;
             let masks = Array::new(ctx.clone()).map_err(fail)?;
             for (k, column) in chunk.columns().iter().enumerate() {
@@ -437,14 +534,22 @@ impl Engine {
                 masks.set(k, m).map_err(fail)?;
             }
             let run = self.run.clone().restore(&ctx).map_err(fail)?;
-            self.deadline.set(Instant::now() + shared.timeout);
-            let called: std::result::Result<Array, _> = run.call((cols, masks, n as u32));
-            self.deadline.set(far_future());
-            let result = called.map_err(fail)?;
             let to_text = self.to_text.clone().restore(&ctx).map_err(fail)?;
-            read_result(shared, chunk, &result, &to_text, &fail)
+            // Armed for the call and for reading the results back: converting a value can
+            // run the script's own code (toJSON, toString, getters).
+            self.deadline.set(Instant::now() + shared.timeout);
+            let rearm = || self.deadline.set(Instant::now() + shared.timeout);
+            let read = run
+                .call::<_, Array>((cols, masks, n as u32))
+                .map_err(fail)
+                .and_then(|result| read_result(shared, chunk, &ctx, &result, &to_text, &rearm, &fail));
+            self.deadline.set(far_future());
+            read
         });
         res.map_err(|m| {
+            if self.stopped.get() == Some(Stop::Cancelled) {
+                return Error::Cancelled;
+            }
             let message = refine_null(m, &self.runtime, shared);
             // The row being processed when the chunk failed, if the engine can still say.
             let row: Option<u32> = self
@@ -464,7 +569,7 @@ impl Drop for Engine {
 }
 
 /// What QuickJS throws when it cannot even allocate the out-of-memory error (and what a
-/// script's `throw null` looks like).
+/// script's `throw null` looks like when it escapes the row loop).
 const THREW_NULL: &str = "the script threw null";
 
 /// Resolves [`THREW_NULL`] once the context is released: a heap at its limit means memory
@@ -484,47 +589,60 @@ fn refine_null(text: String, runtime: &Runtime, shared: &Shared) -> String {
     }
 }
 
-/// A failed call into JS, as text. Timeouts and memory exhaustion name the setting to raise.
-fn describe_js_error(ctx: &Ctx<'_>, e: rquickjs::Error, shared: &Shared) -> String {
-    let text = match e {
-        rquickjs::Error::Exception => {
-            let v = ctx.catch();
-            match v.clone().into_exception() {
-                Some(ex) => {
-                    let message = ex.message().unwrap_or_default();
-                    let at = ex
-                        .stack()
-                        .and_then(|s| s.lines().map(str::trim).find(|l| !l.is_empty()).map(str::to_owned))
-                        .map(|l| format!(" ({l})"))
-                        .unwrap_or_default();
-                    let name: Option<String> = ex.get("name").ok();
-                    match name {
-                        Some(n) if n != "Error" => format!("{n}: {message}{at}"),
-                        _ => format!("{message}{at}"),
-                    }
-                }
-                None if v.is_null() => THREW_NULL.to_owned(),
-                None => match v.as_string().and_then(|s| s.to_string().ok()) {
-                    Some(s) => s,
-                    None => format!("uncaught {:?}", v.type_of()),
-                },
-            }
+/// A failed call into JS, as text. Timeouts (told by the interrupt handler's `stopped`
+/// flag) and memory exhaustion name the setting to raise.
+fn describe_js_error(ctx: &Ctx<'_>, e: rquickjs::Error, shared: &Shared, stopped: Option<Stop>) -> String {
+    match stopped {
+        Some(Stop::Timeout) => {
+            let _ = ctx.catch();
+            return format!(
+                "the script ran longer than Engine.Timeout ({} ms) and was stopped",
+                shared.timeout.as_millis()
+            );
         }
+        Some(Stop::Cancelled) => {
+            let _ = ctx.catch();
+            return "the run was cancelled while the script was running".to_owned();
+        }
+        None => {}
+    }
+    let text = match e {
+        rquickjs::Error::Exception => exception_text(ctx),
         rquickjs::Error::Allocation => "out of memory".to_owned(),
         other => other.to_string(),
     };
-    if text.contains("interrupted") {
-        format!(
-            "the script ran longer than Engine.Timeout ({} ms) and was stopped",
-            shared.timeout.as_millis()
-        )
-    } else if text.contains("out of memory") {
+    if text.contains("out of memory") {
         format!(
             "the script exceeded Engine.MemoryLimit ({} bytes) and was stopped: {text}",
             shared.memory_limit
         )
     } else {
         text
+    }
+}
+
+/// The pending exception of `ctx`, as text (taking it).
+fn exception_text(ctx: &Ctx<'_>) -> String {
+    let v = ctx.catch();
+    match v.clone().into_exception() {
+        Some(ex) => {
+            let message = ex.message().unwrap_or_default();
+            let at = ex
+                .stack()
+                .and_then(|s| s.lines().map(str::trim).find(|l| !l.is_empty()).map(str::to_owned))
+                .map(|l| format!(" ({l})"))
+                .unwrap_or_default();
+            let name: Option<String> = ex.get("name").ok();
+            match name {
+                Some(n) if n != "Error" => format!("{n}: {message}{at}"),
+                _ => format!("{message}{at}"),
+            }
+        }
+        None if v.is_null() => THREW_NULL.to_owned(),
+        None => match v.as_string().and_then(|s| s.to_string().ok()) {
+            Some(s) => s,
+            None => format!("uncaught {:?}", v.type_of()),
+        },
     }
 }
 
@@ -601,11 +719,16 @@ fn bytes_of(v: &JsValue<'_>) -> rquickjs::Result<Vec<u8>> {
     Ok(unsafe { ta.as_slice() }.to_vec())
 }
 
+/// Reads what `run` returned for a chunk: statuses, row errors, routes and the output
+/// columns. `rearm` restarts the deadline before the script's own code runs in a
+/// conversion.
 fn read_result<'js>(
     shared: &Shared,
     chunk: &Chunk,
+    ctx: &Ctx<'js>,
     result: &Array<'js>,
     to_text: &Function<'js>,
+    rearm: &dyn Fn(),
     fail: &dyn Fn(rquickjs::Error) -> String,
 ) -> std::result::Result<ChunkResult, String> {
     let n = chunk.len();
@@ -644,7 +767,7 @@ fn read_result<'js>(
         let p: Option<Array> = packed.get(j).map_err(fail)?;
         let column = match p {
             None => unset_column(shared, chunk, j, &needed, &mut errors),
-            Some(p) => Arc::new(read_column(shared, chunk, j, &p, to_text, &needed, &mut errors).map_err(fail)?),
+            Some(p) => Arc::new(read_column(shared, chunk, j, ctx, &p, to_text, rearm, &needed, &mut errors).map_err(fail)?),
         };
         if !field.nullable {
             for r in (0..n).filter(|&r| needed[r] && column.is_null(r)) {
@@ -689,13 +812,20 @@ fn copy_input(shared: &Shared, chunk: &Chunk, j: usize, r: usize, needed: bool, 
             let input = chunk.column(k);
             if input.data_type() == col.data_type() {
                 col.push_from(input, r);
-            } else if let Err(m) = col.push_value(&input.get(r)) {
-                col.push_null();
-                errors.push(RowError {
-                    row: r,
-                    field: Some(shared.output.fields()[j].name.clone()),
-                    message: format!("copying input field: {m}"),
-                });
+            } else {
+                let v = input.get(r);
+                if let Err(m) = col.push_value(&v) {
+                    let m = match &v {
+                        Value::String(s) => clip_value_in(m, s),
+                        _ => m,
+                    };
+                    col.push_null();
+                    errors.push(RowError {
+                        row: r,
+                        field: Some(shared.output.fields()[j].name.clone()),
+                        message: format!("copying input field: {m}"),
+                    });
+                }
             }
         }
         _ => col.push_null(),
@@ -728,22 +858,29 @@ fn push_text(col: &mut Column, text: &str) -> std::result::Result<(), String> {
 
 /// One output column from the array `setField` filled, value by value. Reading a JS value
 /// from Rust costs far less than any per-value check in interpreted JS.
+///
+/// Every conversion is checked: range (an int64 from a BigInt or a double), integrality,
+/// NaN and infinities (into int and decimal), and type (a boolean is not a number). The
+/// script's own code can run here (`toJSON`, `toString`, getters of a value converted to
+/// text): `rearm` restarts the deadline before each such call, and the interrupt handler
+/// stays armed throughout.
+#[allow(clippy::too_many_arguments)]
 fn read_column<'js>(
     shared: &Shared,
     chunk: &Chunk,
     j: usize,
+    ctx: &Ctx<'js>,
     values: &Array<'js>,
     to_text: &Function<'js>,
+    rearm: &dyn Fn(),
     needed: &[bool],
     errors: &mut Vec<RowError>,
 ) -> rquickjs::Result<Column> {
     let n = chunk.len();
     let field = &shared.output.fields()[j];
-    let mut col = Column::with_capacity(field.data_type, n);
-    let text_type = matches!(
-        field.data_type,
-        DataType::String | DataType::Date | DataType::DateTime | DataType::Time
-    );
+    let ty = field.data_type;
+    let mut col = Column::with_capacity(ty, n);
+    let text_type = matches!(ty, DataType::String | DataType::Date | DataType::DateTime | DataType::Time);
     let mut int_text = itoa::Buffer::new();
     for (r, &need) in needed.iter().enumerate() {
         if !need {
@@ -761,29 +898,175 @@ fn read_column<'js>(
         } else if v.is_string() {
             // QuickJS hands out its own UTF-8 buffer for ASCII text: no copy.
             let s = v.into_string().ok_or(rquickjs::Error::Unknown)?.to_cstring()?;
-            push_text(&mut col, s.as_str())
+            push_text(&mut col, s.as_str()).map_err(|m| clip_value_in(m, s.as_str()))
         } else if let Some(i) = v.as_int() {
             if text_type {
                 push_text(&mut col, int_text.format(i))
+            } else if ty == DataType::Bool {
+                push_number(&mut col, f64::from(i))
             } else {
+                // Exact into every numeric type (int32 into int64, double, decimal).
                 col.push_value(&Value::Int32(i))
             }
         } else if let (Some(f), false) = (v.as_float(), text_type) {
-            col.push_value(&Value::Float64(f))
+            push_number(&mut col, f)
         } else if let (Some(b), false) = (v.as_bool(), text_type) {
-            col.push_value(&Value::Bool(b))
-        } else if let Some(b) = v.as_big_int().filter(|_| !text_type) {
-            match b.clone().to_i64() {
-                Ok(i) => col.push_value(&Value::Int64(i)),
-                Err(e) => Err(e.to_string()),
+            if ty == DataType::Bool {
+                col.push_value(&Value::Bool(b))
+            } else {
+                Err(format!(
+                    "type mismatch: the boolean {b} cannot be {ty} (set a number, e.g. `flag ? 1 : 0`)"
+                ))
             }
+        } else if v.is_big_int() && !text_type {
+            // A BigInt's decimal digits, exact (ToString of a primitive runs no script code).
+            let digits = Coerced::<String>::from_js(ctx, v)?.0;
+            push_big_int(&mut col, &digits)
         } else {
             // A Date (ISO text), an object (JSON), a double or boolean into a text field: the
-            // text JavaScript gives it.
-            let t: String = to_text.call((v,))?;
-            push_text(&mut col, &t)
+            // text JavaScript gives it, which may run the script's own code.
+            rearm();
+            match to_text.call::<_, String>((v,)) {
+                Ok(t) => push_text(&mut col, &t).map_err(|m| clip_value_in(m, &t)),
+                // The script's toString/toJSON threw: a row error, unless the engine itself
+                // stopped (timeout, cancellation, memory), which fails the chunk.
+                Err(rquickjs::Error::Exception) if !stopping(ctx) => {
+                    Err(format!("converting the value to {ty} failed: {}", exception_text(ctx)))
+                }
+                Err(e) => return Err(e),
+            }
         };
         push_checked(&mut col, pushed, r, &field.name, errors);
     }
     Ok(col)
+}
+
+/// True while the pending exception is the engine's own: an interrupt (timeout or
+/// cancellation) or running out of memory. Leaves the exception pending.
+fn stopping(ctx: &Ctx<'_>) -> bool {
+    let v = ctx.catch();
+    let ours = v.is_null()
+        || v.clone().into_exception().is_some_and(|ex| {
+            let name: Option<String> = ex.get("name").ok();
+            let message = ex.message().unwrap_or_default();
+            name.as_deref() == Some("InternalError") && (message.contains("interrupted") || message.contains("out of memory"))
+        });
+    ctx.throw(v);
+    ours
+}
+
+/// How JavaScript writes a number (`NaN`, `Infinity`, `1.5`, `1e+21`), for messages.
+fn js_number(f: f64) -> String {
+    if f.is_nan() {
+        "NaN".to_owned()
+    } else if f.is_infinite() {
+        if f > 0.0 { "Infinity" } else { "-Infinity" }.to_owned()
+    } else {
+        f.to_string()
+    }
+}
+
+/// A JS number into a non-text column: whole and in range for ints, finite for ints and
+/// decimals, 0 or 1 for booleans.
+fn push_number(col: &mut Column, f: f64) -> std::result::Result<(), String> {
+    let ty = col.data_type();
+    match ty {
+        DataType::Int32 | DataType::Int64 => {
+            if !f.is_finite() || f.fract() != 0.0 {
+                return Err(format!("{} is not a whole number for {ty}", js_number(f)));
+            }
+            // The bounds are exact doubles: -2^31 <= f < 2^31, -2^63 <= f < 2^63.
+            let bits = if ty == DataType::Int32 { 31 } else { 63 };
+            let limit = (2.0f64).powi(bits);
+            if f < -limit || f >= limit {
+                return Err(format!("{} is out of range for {ty}", js_number(f)));
+            }
+            if ty == DataType::Int32 {
+                col.push_value(&Value::Int32(f as i32))
+            } else {
+                col.push_value(&Value::Int64(f as i64))
+            }
+        }
+        DataType::Decimal if !f.is_finite() => Err(format!("{} cannot be a decimal", js_number(f))),
+        DataType::Bool => match f {
+            0.0 => col.push_value(&Value::Bool(false)),
+            1.0 => col.push_value(&Value::Bool(true)),
+            _ => Err(format!(
+                "type mismatch: the number {} cannot be {ty} (only 0 and 1 are taken as false and true)",
+                js_number(f)
+            )),
+        },
+        _ => col.push_value(&Value::Float64(f)),
+    }
+}
+
+/// A BigInt (its decimal digits) into a non-text column, exactly: range-checked for ints,
+/// digit for digit for decimals.
+fn push_big_int(col: &mut Column, digits: &str) -> std::result::Result<(), String> {
+    let ty = col.data_type();
+    let shown = clip(digits);
+    match ty {
+        DataType::Int32 => match digits.parse::<i32>() {
+            Ok(i) => col.push_value(&Value::Int32(i)),
+            Err(_) => Err(format!("{shown}n is out of range for {ty}")),
+        },
+        DataType::Int64 => match digits.parse::<i64>() {
+            Ok(i) => col.push_value(&Value::Int64(i)),
+            Err(_) => Err(format!("{shown}n is out of range for {ty}")),
+        },
+        DataType::Decimal => match value::parse_decimal(digits) {
+            Ok(d) => col.push_value(&Value::Decimal(d)),
+            Err(_) => Err(format!("{shown}n is out of range for {ty}")),
+        },
+        DataType::Float64 => col.push_value(&Value::Float64(digits.parse::<f64>().map_err(|e| format!("{shown}n: {e}"))?)),
+        DataType::Bool => match digits {
+            "0" => col.push_value(&Value::Bool(false)),
+            "1" => col.push_value(&Value::Bool(true)),
+            _ => Err(format!(
+                "type mismatch: the BigInt {shown}n cannot be {ty} (only 0n and 1n are taken as false and true)"
+            )),
+        },
+        _ => push_text(col, digits).map_err(|m| clip_value_in(m, digits)),
+    }
+}
+
+/// At most this many bytes of a value are quoted in a message.
+const QUOTE_LIMIT: usize = 200;
+
+/// At most this many bytes of a whole message are kept.
+const MESSAGE_LIMIT: usize = 600;
+
+/// The first `limit` bytes of `text` (cut at a character boundary), with "… (N bytes)" when
+/// cut.
+fn clip_to(text: &str, limit: usize) -> Cow<'_, str> {
+    if text.len() <= limit {
+        return Cow::Borrowed(text);
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}… ({} bytes)", &text[..end], text.len()))
+}
+
+/// A value as it may be quoted in a message: its first [`QUOTE_LIMIT`] bytes, and its size
+/// when longer.
+pub(crate) fn clip(text: &str) -> Cow<'_, str> {
+    clip_to(text, QUOTE_LIMIT)
+}
+
+/// A message at most [`MESSAGE_LIMIT`] bytes long (plus the size note).
+pub(crate) fn clip_message(message: String) -> String {
+    match clip_to(&message, MESSAGE_LIMIT) {
+        Cow::Borrowed(_) => message,
+        Cow::Owned(cut) => cut,
+    }
+}
+
+/// A message with every quote of `value` clipped ([`clip`]).
+fn clip_value_in(message: String, value: &str) -> String {
+    if value.len() <= QUOTE_LIMIT {
+        return message;
+    }
+    message.replace(value, &clip(value))
 }

@@ -128,3 +128,53 @@ fn decimals_become_the_nearest_double() {
         assert!((got - want).abs() <= want.abs() * 1e-15, "{text}");
     }
 }
+
+#[test]
+fn cancelling_interrupts_a_running_script_and_a_looping_conversion() {
+    use crate::error::Error;
+    use crate::port::CancelToken;
+    use std::time::Instant;
+    for script in [
+        "function process(context) { for (;;) {} }",
+        "function process(context) { context.output.setField('id', { toJSON() { for (;;) {} } }); return true; }",
+    ] {
+        let mut cfg = config(script);
+        // Far beyond the test: only cancellation can stop the script.
+        cfg.timeout = Duration::from_secs(3600);
+        let input = Schema::new(vec![Field::new("id", DataType::Int32, false)]).interned();
+        let output = cfg.schema("JS").unwrap();
+        let shared = Arc::new(Shared::new(&cfg, "JS", input.clone(), output, Vec::new()));
+        let mut t = JsTransform::new(shared);
+        let cancel = CancelToken::new();
+        t.bind_cancel(&cancel);
+        let mut ids = Column::with_capacity(DataType::Int32, 1);
+        ids.push_value(&crate::value::Value::Int32(1)).unwrap();
+        let chunk = Arc::new(Chunk::from_columns(input, vec![ids], vec![2]));
+        let mut out = Emitter::buffering(vec![String::new()], Arc::new(StepMetrics::default()));
+        let canceller = {
+            let cancel = cancel.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                cancel.cancel();
+            })
+        };
+        let start = Instant::now();
+        let r = t.process(chunk, &mut out);
+        let took = start.elapsed();
+        canceller.join().unwrap();
+        assert!(matches!(r, Err(Error::Cancelled)), "{script}: {r:?}");
+        assert!(took < Duration::from_secs(20), "{script}: took {took:?}");
+    }
+}
+
+#[test]
+fn quoted_values_are_clipped() {
+    use super::runtime::{clip, clip_message};
+    assert_eq!(clip("short"), "short");
+    let long = "é".repeat(1000);
+    let c = clip(&long);
+    assert!(c.len() < 260, "{c}");
+    assert!(c.ends_with("… (2000 bytes)"), "{c}");
+    let m = clip_message("x".repeat(10 << 20));
+    assert!(m.len() < 1024 && m.ends_with("(10485760 bytes)"), "{}", m.len());
+}
