@@ -28,3 +28,24 @@ pub const PORT_FLAVOUR: &str = "chunked-crossbeam";
 /// between the source's reader and parser, text between the sink and its writer thread — are
 /// recycled through lock-free bounded queues (`crossbeam_queue::ArrayQueue`).
 pub const POOLING: &str = "lock-free";
+
+/// Limits every numeric setting is checked against when a pipeline file is read, so that no
+/// value can overflow a conversion, make a port preallocate without bound or wrap an offset.
+pub mod limits {
+    /// Rows per chunk (`ChunkSize`, `BatchSize`).
+    pub const MAX_CHUNK_ROWS: u64 = 1_000_000;
+    /// Chunks per port (`BufferSize`); crossbeam preallocates every slot.
+    pub const MAX_BUFFER_CHUNKS: u64 = 65_536;
+    /// Bytes per port (`MaxBytes`): 1 TiB, i.e. "no byte limit" in practice.
+    pub const MAX_PORT_BYTES: u64 = 1 << 40;
+    /// Any timeout or interval, in seconds: one year.
+    pub const MAX_SECONDS: f64 = 31_536_000.0;
+    /// Worker threads of one step.
+    pub const MAX_WORKERS: u64 = 256;
+    /// A write buffer (`BufferSize` of a sink): 1 GiB.
+    pub const MAX_WRITE_BUFFER: u64 = 1 << 30;
+    /// A JavaScript heap (`Engine.MemoryLimit`): 64 GiB.
+    pub const MAX_SCRIPT_HEAP: u64 = 64 << 30;
+    /// Rows sampled to infer a schema.
+    pub const MAX_SAMPLE_ROWS: u64 = 10_000_000;
+}

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::config::{ChannelConfig, PipelineConfig};
 use crate::error::{Error, Result};
 use crate::metrics::{StepMetrics, StepSummary};
-use crate::port::{CancelToken, Port};
+use crate::port::{CancelToken, Inputs, Port};
 use crate::schema::SchemaRef;
 use crate::steps::{build_step, Emitter, Registry, Sink, StepRuntime, Transform};
 
@@ -376,42 +376,32 @@ impl Pipeline {
     pub fn run_with_cancel(self, cancel: CancelToken) -> Result<RunSummary> {
         let start = Instant::now();
         let Pipeline { config, steps, edges, .. } = self;
-        // One port per (upstream step, downstream step, output): a downstream step with many
-        // inputs reads one port per input only when outputs differ; same-output fan-in
-        // shares one port.
-        let mut inputs: Vec<Option<Arc<Port>>> = (0..steps.len()).map(|_| None).collect();
+        // One port per connection, with that connection's settings and drop accounting;
+        // a step with several inputs reads them together (fan-in).
+        let mut input_ports: Vec<Vec<Arc<Port>>> = (0..steps.len()).map(|_| Vec::new()).collect();
         let mut outputs: Vec<Vec<Vec<Arc<Port>>>> = steps.iter().map(|s| vec![Vec::new(); s.outputs.len()]).collect();
-        for i in 0..steps.len() {
-            let ins: Vec<&Edge> = edges.iter().filter(|e| e.to == i).collect();
-            if ins.is_empty() {
-                continue;
-            }
-            let from_desc = ins
-                .iter()
-                .map(|e| {
-                    if e.output.is_empty() {
-                        steps[e.from].name.clone()
-                    } else {
-                        format!("{}.{}", steps[e.from].name, e.output)
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("+");
-            // Fan-in: the first connection's channel settings govern the shared port.
+        for e in &edges {
+            let from_desc = if e.output.is_empty() {
+                steps[e.from].name.clone()
+            } else {
+                format!("{}.{}", steps[e.from].name, e.output)
+            };
             let port = Arc::new(Port::new(
                 from_desc,
-                steps[i].name.clone(),
-                ins[0].channel.clone(),
-                ins.len(),
+                steps[e.to].name.clone(),
+                e.channel.clone(),
+                1,
                 cancel.clone(),
-                Arc::clone(&steps[ins[0].from].metrics),
+                Arc::clone(&steps[e.from].metrics),
             ));
-            for e in &ins {
-                let oi = steps[e.from].outputs.iter().position(|o| *o == e.output).unwrap_or(0);
-                outputs[e.from][oi].push(Arc::clone(&port));
-            }
-            inputs[i] = Some(port);
+            let oi = steps[e.from].outputs.iter().position(|o| *o == e.output).unwrap_or(0);
+            outputs[e.from][oi].push(Arc::clone(&port));
+            input_ports[e.to].push(port);
         }
+        let mut inputs: Vec<Option<Inputs>> = input_ports
+            .into_iter()
+            .map(|ports| (!ports.is_empty()).then(|| Inputs::new(ports)))
+            .collect();
         let first_error: Mutex<Option<Error>> = Mutex::new(None);
         let fail = |e: Error| {
             let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
@@ -438,7 +428,7 @@ impl Pipeline {
             }
             let mut handles = Vec::new();
             for (i, step) in steps.into_iter().enumerate() {
-                let input = inputs[i].clone();
+                let mut input = inputs[i].take();
                 let outs = std::mem::take(&mut outputs[i]);
                 let cancel = cancel.clone();
                 let fail = &fail;
@@ -462,9 +452,9 @@ impl Pipeline {
                         let result = match &mut runtime {
                             StepRuntime::Source(src) => src.run(&mut emitter, &cancel),
                             StepRuntime::Transform(ts) => {
-                                run_transform(&name, ts, input.as_deref(), &mut emitter, &metrics, &cancel, &out_names)
+                                run_transform(&name, ts, input.as_mut(), &mut emitter, &metrics, &cancel, &out_names)
                             }
-                            StepRuntime::Sink(sink) => run_sink(sink.as_mut(), input.as_deref(), &metrics),
+                            StepRuntime::Sink(sink) => run_sink(sink.as_mut(), input.as_mut(), &metrics),
                         };
                         StepMetrics::add(&metrics.busy_nanos, t0.elapsed().as_nanos() as u64);
                         for p in &all_outs {
@@ -668,7 +658,7 @@ fn monitor(progress: &[(String, Arc<StepMetrics>)], interval: Duration, done: &A
     }
 }
 
-fn run_sink(sink: &mut dyn Sink, input: Option<&Port>, metrics: &StepMetrics) -> Result<()> {
+fn run_sink(sink: &mut dyn Sink, input: Option<&mut Inputs>, metrics: &StepMetrics) -> Result<()> {
     let input = input.ok_or_else(|| Error::Internal("sink without input".into()))?;
     while let Some(chunk) = input.recv()? {
         let n = chunk.len() as u64;
@@ -682,7 +672,7 @@ fn run_sink(sink: &mut dyn Sink, input: Option<&Port>, metrics: &StepMetrics) ->
 fn run_transform(
     name: &str,
     instances: &mut [Box<dyn Transform>],
-    input: Option<&Port>,
+    input: Option<&mut Inputs>,
     out: &mut Emitter,
     metrics: &Arc<StepMetrics>,
     cancel: &CancelToken,

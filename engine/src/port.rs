@@ -1,8 +1,9 @@
 //! Bounded ports: the connections between steps.
 //!
-//! A port carries `Arc<Chunk>` messages from one or more upstream outputs (fan-in) to one
-//! downstream step; fan-out is one port per downstream step, each handed a clone of the same
-//! `Arc`. A port is bounded twice: by `BufferSize` chunks and by a byte budget, so that neither
+//! A port is one connection: it carries `Arc<Chunk>` messages from one upstream output to one
+//! downstream step, with that connection's own settings. Fan-out is one port per downstream
+//! step, each handed a clone of the same `Arc`; fan-in is one port per incoming connection,
+//! read together through [`Inputs`], so each connection's `FullMode` and drops are its own. A port is bounded twice: by `BufferSize` chunks and by a byte budget, so that neither
 //! a large `BufferSize` nor wide rows can blow memory. What happens when it is full is the
 //! connection's [`FullMode`].
 //!
@@ -240,6 +241,92 @@ impl Port {
     /// Chunks currently buffered.
     pub fn buffered(&self) -> usize {
         self.chunks()
+    }
+
+    /// Takes a chunk if one is ready: `Some(Some(chunk))`, `Some(None)` when the port is
+    /// finished (every sender done, nothing buffered), `None` when it is merely empty.
+    fn try_take(&self) -> Option<Option<Arc<Chunk>>> {
+        match self.rx.try_recv() {
+            Ok(Msg::Chunk(chunk, b)) => {
+                self.bytes.fetch_sub(b, Ordering::AcqRel);
+                self.made_room();
+                Some(Some(chunk))
+            }
+            Ok(Msg::Closed) | Err(crossbeam_channel::TryRecvError::Empty) => {
+                (self.senders.load(Ordering::Acquire) == 0 && self.rx.is_empty()).then_some(None)
+            }
+            Err(crossbeam_channel::TryRecvError::Disconnected) => Some(None),
+        }
+    }
+}
+
+/// A step's inputs: one port per incoming connection, each with its own settings, read as
+/// one stream (fan-in). Chunks from different connections interleave in arrival order.
+pub struct Inputs {
+    ports: Vec<Arc<Port>>,
+    open: Vec<bool>,
+    next: usize,
+}
+
+impl Inputs {
+    /// Reads from these ports.
+    pub fn new(ports: Vec<Arc<Port>>) -> Inputs {
+        let open = vec![true; ports.len()];
+        Inputs { ports, open, next: 0 }
+    }
+
+    /// The ports (one per connection).
+    pub fn ports(&self) -> &[Arc<Port>] {
+        &self.ports
+    }
+
+    /// Receives the next chunk from any connection; `Ok(None)` once all are finished.
+    ///
+    /// # Errors
+    /// [`Error::Cancelled`].
+    pub fn recv(&mut self) -> Result<Option<Arc<Chunk>>> {
+        if self.ports.len() == 1 {
+            return self.ports[0].recv();
+        }
+        loop {
+            // Round-robin over ready ports, so one busy connection cannot starve another.
+            let n = self.ports.len();
+            for k in 0..n {
+                let i = (self.next + k) % n;
+                if !self.open[i] {
+                    continue;
+                }
+                match self.ports[i].try_take() {
+                    Some(Some(chunk)) => {
+                        self.next = (i + 1) % n;
+                        return Ok(Some(chunk));
+                    }
+                    Some(None) => self.open[i] = false,
+                    None => {}
+                }
+            }
+            if !self.open.iter().any(|&o| o) {
+                return Ok(None);
+            }
+            if self.ports.iter().any(|p| p.cancel.is_cancelled()) {
+                return Err(Error::Cancelled);
+            }
+            let mut sel = crossbeam_channel::Select::new();
+            for (i, p) in self.ports.iter().enumerate() {
+                if self.open[i] {
+                    sel.recv(&p.rx);
+                }
+            }
+            // Wait for any port to have something (or POLL, to see cancellation).
+            let _ = sel.ready_timeout(POLL);
+        }
+    }
+
+    /// The step has stopped reading: every port releases its chunks.
+    pub fn receiver_done(&self) {
+        for p in &self.ports {
+            p.receiver_done();
+        }
     }
 }
 

@@ -328,3 +328,49 @@ Pipeline:
     assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
     assert_eq!(s.files(), vec!["pipeline.yaml".to_string()]);
 }
+
+#[test]
+fn fan_in_connections_keep_their_own_channel_settings_and_drop_accounting() {
+    let s = Scenario::new();
+    let mut a = String::from("id\n");
+    let mut b = String::from("id\n");
+    for i in 0..5_000 {
+        a.push_str(&format!("{i}\n"));
+        b.push_str(&format!("{}\n", 1_000_000 + i));
+    }
+    s.write("a.csv", &a);
+    s.write("b.csv", &b);
+    let yaml = r#"
+Pipeline:
+  Name: t
+  Plugins:
+    - { Name: a, Type: DelimitedSource, Config: { FilePath: a.csv, ChunkSize: 50, OutputSchema: { Columns: [ { Name: id, Type: int32 } ] } } }
+    - { Name: b, Type: DelimitedSource, Config: { FilePath: b.csv, ChunkSize: 50, OutputSchema: { Columns: [ { Name: id, Type: int32 } ] } } }
+    - Name: slow
+      Type: JavaScriptTransform
+      Config:
+        Workers: 1
+        Script: "function process(c) { let x = 0; for (let i = 0; i < 2000; i++) { x += i; } return x >= 0; }"
+        OutputSchema: { Fields: [ { Name: id, Type: int32 } ] }
+    - { Name: out, Type: DelimitedSink, Config: { FilePath: out.csv } }
+  Connections:
+    - { From: a, To: slow, Channel: { BufferSize: 1, FullMode: DropNewest } }
+    - { From: b, To: slow, Channel: { BufferSize: 64, FullMode: Wait } }
+    - { From: slow, To: out }
+"#;
+    let summary = s.run(yaml).unwrap();
+    let out = s.read("out.csv");
+    let from_b = out.lines().skip(1).filter(|l| l.parse::<i64>().unwrap() >= 1_000_000).count();
+    let from_a = out.lines().skip(1).count() - from_b;
+    assert_eq!(from_b, 5_000, "a Wait connection lost rows");
+    assert_eq!(summary.step("b").unwrap().rows_dropped, 0);
+    let dropped_a = summary.step("a").unwrap().rows_dropped as usize;
+    assert_eq!(from_a + dropped_a, 5_000, "a's rows: written {from_a} + dropped {dropped_a}");
+    // validate shows each connection's own settings.
+    let p = s.build(yaml).unwrap();
+    let d = p.describe();
+    assert!(
+        d.contains("a -> slow (BufferSize 1, DropNewest)") && d.contains("b -> slow (BufferSize 64, Wait)"),
+        "{d}"
+    );
+}

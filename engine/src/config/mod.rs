@@ -88,10 +88,8 @@ impl ChannelConfig {
         let mut o = node.obj()?;
         let mut c = base.clone();
         if let Some(n) = o.take(&["BufferSize", "Capacity"])? {
-            c.buffer_size = n.u64()? as usize;
-            if c.buffer_size == 0 {
-                return Err(n.err("BufferSize must be at least 1 (it counts chunks)"));
-            }
+            // It counts chunks; crossbeam preallocates every slot, so it is bounded.
+            c.buffer_size = n.u64_in(1, crate::defaults::limits::MAX_BUFFER_CHUNKS)? as usize;
         }
         if let Some(n) = o.take(&["BackpressureThreshold"])? {
             let v = n.f64()?;
@@ -109,10 +107,10 @@ impl ChannelConfig {
             })?;
         }
         if let Some(n) = o.take(&["TimeoutSeconds", "Timeout"])? {
-            c.timeout = Duration::from_secs_f64(n.f64()?.max(0.0));
+            c.timeout = n.seconds_in(crate::defaults::limits::MAX_SECONDS)?;
         }
         if let Some(n) = o.take(&["MaxBytes", "MaxBufferBytes", "ByteBudget"])? {
-            c.max_bytes = n.u64()? as usize;
+            c.max_bytes = n.u64_in(1, crate::defaults::limits::MAX_PORT_BYTES)? as usize;
         }
         o.finish()?;
         Ok(c)
@@ -370,7 +368,7 @@ fn parse_settings(node: &Node<'_>, base_dir: &Path) -> Result<Settings> {
             s.monitoring.enable_metrics = v.bool()?;
         }
         if let Some(v) = m.take(&["MetricsIntervalSeconds"])? {
-            s.monitoring.metrics_interval = Duration::from_secs_f64(v.f64()?.max(0.0));
+            s.monitoring.metrics_interval = v.seconds_in(crate::defaults::limits::MAX_SECONDS)?;
         }
         if let Some(v) = m.take(&["EnableTracing"])? {
             s.monitoring.enable_tracing = v.bool()?;
@@ -402,7 +400,11 @@ fn parse_performance(node: &Node<'_>, base_dir: &Path) -> Result<PerformanceConf
         p.fail_on_regression = n.bool()?;
     }
     if let Some(n) = o.take(&["MaxRegressionPercent"])? {
-        p.max_regression_percent = n.f64()?;
+        let v = n.f64()?;
+        if !v.is_finite() || !(0.0..=1000.0).contains(&v) {
+            return Err(n.err(format!("MaxRegressionPercent {v} is out of range; allowed: 0 to 1000")));
+        }
+        p.max_regression_percent = v;
     }
     o.finish()?;
     Ok(p)

@@ -114,12 +114,67 @@ impl<'de> Visitor<'de> for KindVisitor {
     }
 }
 
+/// Deepest nesting accepted (`[`/`{` and indentation). The YAML parser's own limits apply to block nesting;
+/// flow brackets are checked here first, because each level costs stack in the recursive
+/// deserializer and a library user's thread may have a small stack.
+const MAX_FLOW_DEPTH: usize = 24;
+
+/// The line where flow brackets first nest deeper than [`MAX_FLOW_DEPTH`] (quoted text and
+/// comments skipped), if they do.
+fn too_deep(text: &str) -> Option<usize> {
+    let (mut depth, mut line) = (0usize, 1usize);
+    let mut quote: Option<char> = None;
+    let mut comment = false;
+    let mut prev = ' ';
+    for c in text.chars() {
+        if c == '\n' {
+            line += 1;
+            comment = false;
+        } else if comment {
+        } else if let Some(q) = quote {
+            if c == q {
+                quote = None;
+            }
+        } else {
+            match c {
+                '"' | '\'' if matches!(prev, ' ' | '[' | '{' | ',' | ':' | '\n') => quote = Some(c),
+                '#' if prev.is_whitespace() => comment = true,
+                '[' | '{' => {
+                    depth += 1;
+                    if depth > MAX_FLOW_DEPTH {
+                        return Some(line);
+                    }
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        prev = c;
+    }
+    None
+}
+
 /// Parses YAML text into a tree.
 ///
 /// # Errors
 /// [`Error::Config`] with the YAML parser's message (which carries the line).
 pub fn parse_yaml(text: &str, file: &str) -> Result<YNode> {
-    let node: Spanned<YNode> = serde_saphyr::from_str(text).map_err(|e| Error::Config {
+    if let Some(line) = too_deep(text) {
+        return Err(Error::Config {
+            file: file.to_owned(),
+            line: Some(line),
+            path: String::new(),
+            message: format!("brackets nest deeper than {MAX_FLOW_DEPTH} levels; a pipeline file needs a handful"),
+        });
+    }
+    // Pipeline files nest a few levels; each level costs stack in the recursive
+    // deserializer, so keep well below what a small thread stack survives.
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_depth = MAX_FLOW_DEPTH;
+    budget.max_events = 200_000;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    let node: Spanned<YNode> = serde_saphyr::from_str_with_options(text, options).map_err(|e| Error::Config {
         file: file.to_owned(),
         line: None,
         path: String::new(),
@@ -379,6 +434,47 @@ impl<'a> Node<'a> {
             YKind::Float(f) if *f >= 0.0 && f.fract() == 0.0 => Ok(*f as u64),
             other => Err(self.err(format!("expected a whole number ≥ 0, found {}", describe(other)))),
         }
+    }
+
+    /// A whole number within `lo..=hi`: every numeric setting goes through a range check,
+    /// so no value in a pipeline file can overflow a conversion or allocate without bound.
+    ///
+    /// # Errors
+    /// Not a whole number, or out of range (the message gives the allowed range).
+    pub fn u64_in(&self, lo: u64, hi: u64) -> Result<u64> {
+        let range = |shown: String| self.err(format!("{shown} is out of range; allowed: {lo} to {hi}"));
+        let v: i128 = match &self.node.kind {
+            YKind::Int(i) => i128::from(*i),
+            YKind::Float(f) if f.is_finite() && f.fract() == 0.0 => {
+                if f.abs() > 1e30 {
+                    return Err(range(f.to_string()));
+                }
+                *f as i128
+            }
+            YKind::Str(t) => t.trim().parse::<i128>().map_err(|_| {
+                self.err(format!(
+                    "expected a whole number from {lo} to {hi}, found '{}'",
+                    crate::error::clip(t)
+                ))
+            })?,
+            other => return Err(self.err(format!("expected a whole number from {lo} to {hi}, found {}", describe(other)))),
+        };
+        if v < i128::from(lo) || v > i128::from(hi) {
+            return Err(range(v.to_string()));
+        }
+        Ok(v as u64)
+    }
+
+    /// A duration in seconds (fractions allowed) from 0 to `max_secs`.
+    ///
+    /// # Errors
+    /// Not a number, negative, not finite, or above `max_secs`.
+    pub fn seconds_in(&self, max_secs: f64) -> Result<std::time::Duration> {
+        let v = self.f64()?;
+        if !v.is_finite() || !(0.0..=max_secs).contains(&v) {
+            return Err(self.err(format!("{v} seconds is out of range; allowed: 0 to {max_secs}")));
+        }
+        std::time::Duration::try_from_secs_f64(v).map_err(|e| self.err(format!("{v} seconds: {e}")))
     }
 
     /// A number (also as text).

@@ -63,7 +63,7 @@ impl ConsoleOutputConfig {
             c.delimiter = n.string()?;
         }
         if let Some(n) = o.take(&["MaxColumnWidth"])? {
-            c.max_column_width = (n.u64()? as usize).max(1);
+            c.max_column_width = n.u64_in(1, 100_000)? as usize;
         }
         if let Some(n) = o.take(&["ShowSummary"])? {
             c.show_summary = n.bool()?;

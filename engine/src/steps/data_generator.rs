@@ -49,13 +49,10 @@ impl DataGeneratorConfig {
             c.row_count = n.u64()?;
         }
         if let Some(n) = o.take(&["BatchSize", "ChunkSize"])? {
-            c.batch_size = n.u64()? as usize;
-            if c.batch_size == 0 {
-                return Err(n.err("BatchSize must be at least 1"));
-            }
+            c.batch_size = n.u64_in(1, crate::defaults::limits::MAX_CHUNK_ROWS)? as usize;
         }
         if let Some(n) = o.take(&["DelayMs", "Delay"])? {
-            c.delay_ms = n.u64()?;
+            c.delay_ms = n.u64_in(0, (crate::defaults::limits::MAX_SECONDS as u64) * 1000)?;
         }
         if let Some(n) = o.take(&["Seed"])? {
             c.seed = n.u64()?;

@@ -93,10 +93,10 @@ impl DelimitedSinkConfig {
             c.bom = k.contains("bom") && !k.contains("no");
         }
         if let Some(n) = o.take(&["BufferSize"])? {
-            c.buffer_size = n.u64()? as usize;
+            c.buffer_size = n.u64_in(0, crate::defaults::limits::MAX_WRITE_BUFFER)? as usize;
         }
         if let Some(n) = o.take(&["FlushInterval", "FlushIntervalMs"])? {
-            c.flush_interval = Duration::from_millis(n.u64()?);
+            c.flush_interval = Duration::from_millis(n.u64_in(0, (crate::defaults::limits::MAX_SECONDS as u64) * 1000)?);
         }
         if let Some(n) = o.take(&["CreateDirectory", "CreateDirectories"])? {
             c.create_directories = n.bool()?;

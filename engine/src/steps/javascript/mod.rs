@@ -166,13 +166,13 @@ impl JavaScriptConfig {
         if let Some(n) = o.take(&["Engine"])? {
             let mut e = n.obj()?;
             if let Some(v) = e.take(&["Timeout", "TimeoutMs"])? {
-                c.timeout = Duration::from_millis(v.u64()?);
+                c.timeout = Duration::from_millis(v.u64_in(1, (crate::defaults::limits::MAX_SECONDS as u64) * 1000)?);
             }
             if let Some(v) = e.take(&["MemoryLimit", "MemoryLimitBytes"])? {
-                c.memory_limit = v.u64()? as usize;
+                c.memory_limit = v.u64_in(1 << 20, crate::defaults::limits::MAX_SCRIPT_HEAP)? as usize;
             }
             if let Some(v) = e.take(&["Workers", "Parallelism", "MaxDegreeOfParallelism"])? {
-                let n = v.u64()?;
+                let n = v.u64_in(0, crate::defaults::limits::MAX_WORKERS)?;
                 explicit_workers = Some(n);
                 c.workers = workers_or_cores(n);
             }
@@ -181,7 +181,7 @@ impl JavaScriptConfig {
             e.finish()?;
         }
         if let Some(v) = o.take(&["Workers", "Parallelism"])? {
-            let n = v.u64()?;
+            let n = v.u64_in(0, crate::defaults::limits::MAX_WORKERS)?;
             explicit_workers = Some(n);
             c.workers = workers_or_cores(n);
         }
