@@ -389,8 +389,7 @@ impl DelimitedSourceConfig {
                     match sp.next_record(&mut scratch)? {
                         Next::Record => {}
                         // Seen again (and handled by policy) when the run reads it.
-                        Next::Rejected(_) => {}
-                        Next::Eof => break,
+                        Next::Rejected(_) | Next::Eof => break,
                     }
                 }
                 let sample: Vec<RawRec<'_>> = (0..scratch.len()).map(|r| scratch.record(r, None)).collect();
@@ -583,6 +582,7 @@ impl Source for DelimitedSource {
             .take()
             .ok_or_else(|| Error::Internal(format!("step '{}': the input was already read", self.step)))?;
         sp.cancel = Some(cancel.clone());
+        sp.resync_long_lines = self.cfg.skip_malformed_rows;
         let (tx, rx) = crossbeam_channel::bounded::<RawChunk>(2);
         // Parsed raw chunks go back to the reader through a lock-free pool (decisions.toml:
         // `pooling = "lock-free"`), so the reader's buffers are allocated once.
@@ -757,9 +757,16 @@ enum Next {
 /// Where a record scan stopped.
 enum Scan {
     /// A whole record: the splitter continues at `pos` (its terminator, or the end).
-    Done { pos: usize, line: u64 },
+    /// `spanned` is (buffer index, line, field number) of its first quoted field that runs
+    /// over a line break.
+    Done {
+        pos: usize,
+        line: u64,
+        spanned: Option<(usize, u64, usize)>,
+    },
     /// The buffer ended inside the record; `quote` is (buffer index, line, field number)
-    /// of the quoted field it ended in.
+    /// of its first quoted field that runs over a line break, or else of the quoted field
+    /// it ended in.
     NeedMore { quote: Option<(usize, u64, usize)>, line: u64 },
     /// The input ended inside the quoted field opened at buffer index `open`.
     Unterminated { open: usize, line: u64, field: usize },
@@ -795,6 +802,10 @@ struct Splitter<R> {
     /// Bytes that end an unquoted field: the delimiter, `\r` and `\n`.
     special: [bool; 256],
     cancel: Option<CancelToken>,
+    /// Drop the rest of an over-long line to carry on after it (`SkipMalformedRows`);
+    /// otherwise the splitter stops there, since the run fails anyway (and an endless line
+    /// would never end).
+    resync_long_lines: bool,
 }
 
 impl<R: Read> Splitter<R> {
@@ -820,6 +831,7 @@ impl<R: Read> Splitter<R> {
             max_record,
             special,
             cancel: None,
+            resync_long_lines: false,
         }
     }
 
@@ -929,15 +941,21 @@ impl<R: Read> Splitter<R> {
         loop {
             let scan = self.scan(out, self.rec, rec_line);
             match scan {
-                Scan::Done { pos, line } => {
+                Scan::Done { pos, line, spanned } => {
                     let len = pos - self.rec;
-                    self.pos = pos;
-                    self.line = line;
                     if len > self.max_record {
                         out.truncate(data0, fields0);
+                        if let Some((open, qline, field)) = spanned {
+                            let message = self.quote_too_long(qline, field);
+                            return Ok(Next::Rejected(self.resync_after_quote(open, qline, field, message)?));
+                        }
+                        self.pos = pos;
+                        self.line = line;
                         let (shown, _) = self.shown();
                         return Ok(Next::Rejected(self.too_long(rec_line, shown, len as u64)));
                     }
+                    self.pos = pos;
+                    self.line = line;
                     out.end_record(rec_line);
                     return Ok(Next::Record);
                 }
@@ -954,11 +972,7 @@ impl<R: Read> Splitter<R> {
                     if self.end - self.rec > self.max_record {
                         return Ok(Next::Rejected(match quote {
                             Some((open, qline, field)) => {
-                                let message = format!(
-                                    "a quote opened at line {qline} (field {field}) is not closed within MaxRecordBytes = {} bytes; \
-                                     fix the quoting, set Quote, or raise MaxRecordBytes",
-                                    self.max_record
-                                );
+                                let message = self.quote_too_long(qline, field);
                                 self.resync_after_quote(open, qline, field, message)?
                             }
                             None => {
@@ -984,6 +998,14 @@ impl<R: Read> Splitter<R> {
     fn shown(&self) -> (Vec<u8>, u64) {
         let held = &self.buf[self.rec..self.end];
         (held[..SHOWN_BYTES.min(held.len())].to_vec(), held.len() as u64)
+    }
+
+    fn quote_too_long(&self, line: u64, field: usize) -> String {
+        format!(
+            "a quote opened at line {line} (field {field}) is not closed within MaxRecordBytes = {} bytes; \
+             fix the quoting, set Quote, or raise MaxRecordBytes",
+            self.max_record
+        )
     }
 
     /// A record longer than `MaxRecordBytes`, `len` bytes long.
@@ -1031,9 +1053,15 @@ impl<R: Read> Splitter<R> {
     }
 
     /// Drops input from `pos` (at the end of the buffer) up to the next line break, keeping
-    /// nothing; returns the bytes dropped after the current buffer.
+    /// nothing; returns the bytes dropped after the current buffer. Without
+    /// `resync_long_lines`, ends the input here instead.
     fn skip_line(&mut self) -> Result<u64> {
         let mut dropped = 0u64;
+        if !self.resync_long_lines {
+            self.eof = true;
+            self.rec = self.pos;
+            return Ok(0);
+        }
         loop {
             if let Some(k) = memchr::memchr2(b'\n', b'\r', &self.buf[self.pos..self.end]) {
                 self.pos += k;
@@ -1057,15 +1085,18 @@ impl<R: Read> Splitter<R> {
         let n = buf.len();
         let (eof, quote, delim) = (self.eof, self.quote, self.delim);
         let mut field = 0usize;
+        // The first quoted field that runs over a line break: where resynchronising starts
+        // when the record turns out too long.
+        let mut spanned = None;
         loop {
             field += 1;
             if i == n {
                 if eof {
                     // A delimiter just before the end: a last, empty field.
                     out.end_field();
-                    return Scan::Done { pos: i, line };
+                    return Scan::Done { pos: i, line, spanned };
                 }
-                return Scan::NeedMore { quote: None, line };
+                return Scan::NeedMore { quote: spanned, line };
             }
             if buf[i] == quote {
                 let (open, open_line) = (i, line);
@@ -1081,12 +1112,13 @@ impl<R: Read> Splitter<R> {
                             };
                         }
                         return Scan::NeedMore {
-                            quote: Some((open, open_line, field)),
+                            quote: spanned.or(Some((open, open_line, field))),
                             line,
                         };
                     };
                     let k = j + k;
                     if buf[k] != quote {
+                        spanned = spanned.or(Some((open, open_line, field)));
                         line += 1;
                         j = k + 1;
                         continue;
@@ -1095,10 +1127,10 @@ impl<R: Read> Splitter<R> {
                         if eof {
                             out.data.extend_from_slice(&buf[seg..k]);
                             out.end_field();
-                            return Scan::Done { pos: n, line };
+                            return Scan::Done { pos: n, line, spanned };
                         }
                         return Scan::NeedMore {
-                            quote: Some((open, open_line, field)),
+                            quote: spanned.or(Some((open, open_line, field))),
                             line,
                         };
                     }
@@ -1121,7 +1153,7 @@ impl<R: Read> Splitter<R> {
                 }
                 if c == b'\n' || c == b'\r' {
                     out.end_field();
-                    return Scan::Done { pos: i, line };
+                    return Scan::Done { pos: i, line, spanned };
                 }
                 // Bytes after the closing quote belong to the field, as in the `csv` crate.
             }
@@ -1133,16 +1165,16 @@ impl<R: Read> Splitter<R> {
             if i == n {
                 if eof {
                     out.end_field();
-                    return Scan::Done { pos: i, line };
+                    return Scan::Done { pos: i, line, spanned };
                 }
-                return Scan::NeedMore { quote: None, line };
+                return Scan::NeedMore { quote: spanned, line };
             }
             out.end_field();
             if buf[i] == delim {
                 i += 1;
                 continue;
             }
-            return Scan::Done { pos: i, line };
+            return Scan::Done { pos: i, line, spanned };
         }
     }
 }
@@ -1391,4 +1423,148 @@ pub(crate) fn parse_output_schema(n: &Node<'_>) -> Result<Vec<ColumnDef>> {
         return Err(cols.err("the schema has no columns; list at least one"));
     }
     Ok(defs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Splits `input` with the source's splitter: (line, fields) per record.
+    fn split(input: &[u8], max_record: usize) -> Vec<(u64, Vec<Vec<u8>>)> {
+        let mut sp = Splitter::new(input, "t".into(), b',', b'"', max_record);
+        let mut raw = RawChunk::default();
+        while let Next::Record = sp.next_record(&mut raw).unwrap() {}
+        (0..raw.len())
+            .map(|r| (raw.lines[r], raw.record(r, None).iter().map(<[u8]>::to_vec).collect()))
+            .collect()
+    }
+
+    /// The same with the `csv` crate, whose dialect the splitter keeps.
+    fn split_csv(input: &[u8]) -> Vec<(u64, Vec<Vec<u8>>)> {
+        let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(input);
+        let mut out = Vec::new();
+        let mut rec = csv::ByteRecord::new();
+        while rdr.read_byte_record(&mut rec).unwrap() {
+            out.push((rec.position().unwrap().line(), rec.iter().map(<[u8]>::to_vec).collect()));
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+        /// On input without an unterminated quote, the splitter and the `csv` crate agree on
+        /// every record and field, and on lines (for `\n` line ends and no blank lines).
+        #[test]
+        fn splits_like_the_csv_crate(input in proptest::collection::vec(prop_oneof![
+            Just(b'a'), Just(b','), Just(b'"'), Just(b'\n'), Just(b'\r'), Just(0xEFu8), Just(b' ')
+        ], 0..64)) {
+            let quotes_balanced = {
+                // Only compare inputs the csv crate reads without running to the end in a quote.
+                let mut sp = Splitter::new(&input[..], "t".into(), b',', b'"', 1 << 20);
+                let mut raw = RawChunk::default();
+                let mut ok = true;
+                loop {
+                    match sp.next_record(&mut raw).unwrap() {
+                        Next::Record => {}
+                        Next::Rejected(_) => { ok = false; break; }
+                        Next::Eof => break,
+                    }
+                }
+                ok
+            };
+            prop_assume!(quotes_balanced);
+            let ours = split(&input, 1 << 20);
+            let theirs = split_csv(&input);
+            let fields = |v: &Vec<(u64, Vec<Vec<u8>>)>| v.iter().map(|(_, f)| f.clone()).collect::<Vec<_>>();
+            prop_assert_eq!(fields(&ours), fields(&theirs));
+            // The `csv` crate numbers a record after blank lines from the first blank line;
+            // the splitter gives the line the record is on, so compare without blank lines.
+            let blank = input.starts_with(b"\n") || input.windows(2).any(|w| w == b"\n\n");
+            if !input.contains(&b'\r') && !blank {
+                let lines = |v: &Vec<(u64, Vec<Vec<u8>>)>| v.iter().map(|(l, _)| *l).collect::<Vec<_>>();
+                prop_assert_eq!(lines(&ours), lines(&theirs));
+            }
+        }
+
+        /// Reading through a reader that returns a few bytes at a time changes nothing.
+        #[test]
+        fn short_reads_split_the_same(input in "[a,\"\n\r]{0,80}", step in 1usize..5) {
+            struct Dribble<'a>(&'a [u8], usize);
+            impl Read for Dribble<'_> {
+                fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+                    let n = self.1.min(self.0.len()).min(b.len());
+                    b[..n].copy_from_slice(&self.0[..n]);
+                    self.0 = &self.0[n..];
+                    Ok(n)
+                }
+            }
+            let collect = |mut sp: Splitter<&mut dyn Read>| {
+                let mut raw = RawChunk::default();
+                let mut out = Vec::new();
+                loop {
+                    match sp.next_record(&mut raw).unwrap() {
+                        Next::Record => {}
+                        Next::Rejected(r) => out.push((r.line, vec![r.raw])),
+                        Next::Eof => break,
+                    }
+                }
+                out.extend((0..raw.len()).map(|r| (raw.lines[r], raw.record(r, None).iter().map(<[u8]>::to_vec).collect())));
+                out
+            };
+            let mut whole = input.as_bytes();
+            let mut dribble = Dribble(input.as_bytes(), step);
+            let a = collect(Splitter::new(&mut whole as &mut dyn Read, "t".into(), b',', b'"', 1 << 20));
+            let b = collect(Splitter::new(&mut dribble as &mut dyn Read, "t".into(), b',', b'"', 1 << 20));
+            prop_assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn an_unterminated_quote_resynchronises_at_the_next_line() {
+        let input = b"a,b\nc,\"d,e\nf,g\r\nh,i";
+        let mut sp = Splitter::new(&input[..], "t".into(), b',', b'"', 1 << 20);
+        let mut raw = RawChunk::default();
+        assert!(matches!(sp.next_record(&mut raw).unwrap(), Next::Record));
+        match sp.next_record(&mut raw).unwrap() {
+            Next::Rejected(r) => {
+                assert_eq!((r.line, r.field.as_str(), r.raw.as_slice()), (2, "#2", &b"c,\"d,e"[..]));
+            }
+            _ => panic!("expected a rejection"),
+        }
+        while let Next::Record = sp.next_record(&mut raw).unwrap() {}
+        assert_eq!(raw.lines, [1, 3, 4]);
+        assert_eq!(raw.record(1, None).iter().collect::<Vec<_>>(), [&b"f"[..], b"g"]);
+    }
+
+    #[test]
+    fn raw_chunks_are_bounded_in_bytes() {
+        // 20 records of 1 MB with ChunkSize 5000: several raw chunks, none much over the bound.
+        let mut input = Vec::new();
+        for i in 0..20 {
+            input.extend_from_slice(format!("{i},").as_bytes());
+            input.extend(std::iter::repeat_n(b'x', 1_000_000));
+            input.push(b'\n');
+        }
+        let mut sp = Splitter::new(&input[..], "t".into(), b',', b'"', DEFAULT_MAX_RECORD_BYTES);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let pool = crossbeam_queue::ArrayQueue::new(4);
+        read_raw(&mut sp, 5000, RAW_CHUNK_BYTES, false, &tx, &pool, &CancelToken::new()).unwrap();
+        drop(tx);
+        let chunks: Vec<RawChunk> = rx.iter().collect();
+        assert!(chunks.len() >= 3, "{} chunks", chunks.len());
+        assert_eq!(chunks.iter().map(RawChunk::len).sum::<usize>(), 20);
+        for c in &chunks {
+            assert!(c.data.len() < RAW_CHUNK_BYTES + 1_000_010, "{}", c.data.len());
+        }
+    }
+
+    #[test]
+    fn a_bom_is_dropped_only_at_the_start() {
+        assert_eq!(
+            split(b"\xEF\xBB\xBFa,\xEF\xBB\xBFb\n", 1 << 20),
+            [(1, vec![b"a".to_vec(), b"\xEF\xBB\xBFb".to_vec()])]
+        );
+    }
 }
