@@ -6,10 +6,46 @@
 //! is null, whatever the type). With `SkipMalformedRows: true` such rows are skipped and
 //! counted up to `MaxErrors`; otherwise the first one fails the run. Either way the error
 //! names the file, line, field and reason, and `DeadLetterFilePath` (if set) receives every
-//! rejected row with its line number and reason.
+//! rejected row with its line number and reason. The dead letter's `record` column is the
+//! rejected record written back as CSV in the source's dialect (fields re-quoted where
+//! needed), so it parses back to the same fields and can be reprocessed.
+//!
+//! # Nothing lost, nothing corrupted
+//! - **Each input is read exactly once.** The file (or stdin, `FilePath: -`, or a FIFO) is
+//!   opened once, when the pipeline is built. The header and the inference sample are read
+//!   then through the same record splitter the run uses, which keeps every byte since the
+//!   first data record in its buffer (at most the header, plus the sample: `InferSampleRows`
+//!   rows or [`SAMPLE_BYTES`], whichever comes first). [`Source::run`] rewinds that buffer and
+//!   carries on from the same stream, so a non-seekable input loses nothing.
+//! - **Records are bounded.** `MaxRecordBytes` (default [`DEFAULT_MAX_RECORD_BYTES`]) caps
+//!   one record. The splitter only ever holds the current record (plus one read block), so
+//!   `/dev/zero` or a runaway line costs at most that much memory: a longer record is
+//!   malformed (line = where it starts). Under `SkipMalformedRows` the splitter drops bytes,
+//!   without keeping them, up to the next line break and carries on there.
+//! - **An unterminated quote cannot eat the file.** A quoted field that runs to the end of
+//!   the input, or past `MaxRecordBytes`, can only be an unterminated quote (a reader cannot
+//!   tell a quote closed by a *later* stray quote from a legitimately multi-line field, so
+//!   that case is left to the field-count check). Without `SkipMalformedRows` the run fails
+//!   naming the line where the quote opened. With it, the record is rejected as that line
+//!   (its dead letter holds the raw text up to the end of the quote's line) and reading
+//!   resumes at the start of the next line: the bytes after the quote are still in the
+//!   splitter's buffer, which holds the whole current record, so this works on a FIFO too.
+//! - **Chunks are bounded in bytes as well as rows**: the reader stage hands a raw chunk to
+//!   the parser when it holds `ChunkSize` records or [`RAW_CHUNK_BYTES`] of field data,
+//!   whichever comes first; with `MaxRecordBytes` ≤ 1 GiB its `u32` offsets cannot wrap.
+//! - **Every record is accounted for**: rows read = rows written + rows rejected.
+//! - An empty input with `HasHeaders: true` is an error (no header line), when the pipeline
+//!   is built — which `flowengine validate` does too.
+//!
+//! # Dialect
+//! The splitter follows the `csv` crate's reading of RFC 4180 (as the engine always did): a
+//! quote opens a quoted field only at the start of a field; `""` inside one is a quote;
+//! bytes after a closing quote up to the next delimiter are kept; `\n`, `\r` and `\r\n` end
+//! records; blank lines are skipped; a leading UTF-8 BOM is dropped; a record's line is the
+//! 1-based line it starts on (counting `\n`).
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -23,6 +59,34 @@ use crate::output_file::{AtomicOutput, Publish};
 use crate::port::CancelToken;
 use crate::schema::{DataType, Field, Schema, SchemaRef};
 use crate::steps::{BuildContext, Emitter, Source, StepRuntime};
+
+/// Default `MaxRecordBytes`: the longest record (in bytes, as written in the file) the
+/// source accepts.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 64 << 20;
+
+/// Smallest accepted `MaxRecordBytes`.
+pub const MIN_MAX_RECORD_BYTES: usize = 16;
+
+/// Largest accepted `MaxRecordBytes` (1 GiB): with [`RAW_CHUNK_BYTES`] it keeps a raw
+/// chunk's `u32` offsets in range.
+pub const MAX_MAX_RECORD_BYTES: usize = 1 << 30;
+
+/// Field bytes after which the reader stage hands a raw chunk to the parser even when it
+/// holds fewer than `ChunkSize` records, so wide rows make smaller chunks rather than
+/// gigabyte ones.
+pub const RAW_CHUNK_BYTES: usize = 8 << 20;
+
+/// Most bytes of input kept (besides the header) for schema inference.
+pub const SAMPLE_BYTES: usize = 16 << 20;
+
+/// Bytes of a long value kept in error messages and dead-letter reasons.
+const SHOWN_BYTES: usize = 200;
+
+/// Bytes asked of the input per read.
+const READ_BLOCK: usize = 1 << 16;
+
+/// The `FilePath` that means standard input.
+const STDIN_PATH: &str = "-";
 
 /// One column of `OutputSchema.Columns`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,7 +104,7 @@ pub struct ColumnDef {
 /// Config of `DelimitedSource`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DelimitedSourceConfig {
-    /// Input file.
+    /// Input file; `-` is standard input.
     pub file_path: PathBuf,
     /// First record is a header (default true).
     pub has_headers: bool,
@@ -60,6 +124,14 @@ pub struct DelimitedSourceConfig {
     pub max_errors: u64,
     /// Where rejected rows go: a CSV of `line,reason,record`.
     pub dead_letter_file: Option<PathBuf>,
+    /// Longest record accepted, in bytes (`MaxRecordBytes`, default
+    /// [`DEFAULT_MAX_RECORD_BYTES`]).
+    #[serde(default = "default_max_record_bytes")]
+    pub max_record_bytes: usize,
+}
+
+fn default_max_record_bytes() -> usize {
+    DEFAULT_MAX_RECORD_BYTES
 }
 
 impl Default for DelimitedSourceConfig {
@@ -75,6 +147,7 @@ impl Default for DelimitedSourceConfig {
             skip_malformed_rows: false,
             max_errors: 100,
             dead_letter_file: None,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
         }
     }
 }
@@ -108,10 +181,28 @@ pub(crate) fn check_encoding(s: &str) -> std::result::Result<(), String> {
     }
 }
 
+/// `s` cut to its first [`SHOWN_BYTES`] bytes plus `… (N bytes)` when longer.
+fn shorten(s: &str) -> String {
+    if s.len() <= SHOWN_BYTES + 16 {
+        return s.to_owned();
+    }
+    let mut cut = SHOWN_BYTES;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}… ({} bytes)", &s[..cut], s.len())
+}
+
 impl DelimitedSourceConfig {
     pub(crate) fn parse(o: &mut Obj<'_>, env: &mut ParseEnv<'_>) -> Result<Self> {
+        let path_node = o.require(&["FilePath", "Path"])?;
+        let file_path = if path_node.string()?.trim() == STDIN_PATH {
+            PathBuf::from(STDIN_PATH)
+        } else {
+            env.path(&path_node)?
+        };
         let mut c = DelimitedSourceConfig {
-            file_path: env.path(&o.require(&["FilePath", "Path"])?)?,
+            file_path,
             ..Default::default()
         };
         if let Some(n) = o.take(&["HasHeaders", "HasHeader", "IncludeHeaders", "Headers"])? {
@@ -155,60 +246,105 @@ impl DelimitedSourceConfig {
         if let Some(n) = o.take(&["MaxErrors"])? {
             c.max_errors = n.u64()?;
         }
+        if let Some(n) = o.take(&["MaxRecordBytes"])? {
+            let v = n.u64()?;
+            if v < MIN_MAX_RECORD_BYTES as u64 || v > MAX_MAX_RECORD_BYTES as u64 {
+                return Err(n.err(format!(
+                    "MaxRecordBytes must be between {MIN_MAX_RECORD_BYTES} and {MAX_MAX_RECORD_BYTES} (1 GiB) bytes, found {v}"
+                )));
+            }
+            c.max_record_bytes = v as usize;
+        }
         if let Some(n) = o.take(&["DeadLetterFilePath", "DeadLetterFile", "RejectFilePath"])? {
             c.dead_letter_file = Some(env.path(&n)?);
         }
         Ok(c)
     }
 
-    fn reader<R: Read>(&self, r: R) -> csv::Reader<R> {
-        csv::ReaderBuilder::new()
-            .has_headers(false)
-            .delimiter(self.delimiter)
-            .quote(self.quote)
-            .flexible(true)
-            .buffer_capacity(1 << 16)
-            .from_reader(r)
+    fn is_stdin(&self) -> bool {
+        self.file_path.as_os_str() == STDIN_PATH
     }
 
-    fn open(&self, step: &str) -> Result<File> {
-        File::open(&self.file_path).map_err(|e| {
-            let _ = step;
+    /// The input's name in messages.
+    fn display_name(&self) -> String {
+        if self.is_stdin() {
+            "<stdin>".into()
+        } else {
+            self.file_path.display().to_string()
+        }
+    }
+
+    /// Opens the input once; returns it with its size when it is a regular file.
+    fn open(&self) -> Result<(Box<dyn Read + Send>, Option<u64>)> {
+        if self.is_stdin() {
+            return Ok((Box::new(std::io::stdin()), None));
+        }
+        let f = File::open(&self.file_path).map_err(|e| {
             Error::io(
                 &self.file_path,
                 e,
                 "cannot open the input file; check FilePath (relative paths start at the pipeline file's directory)",
             )
-        })
+        })?;
+        let size = f.metadata().ok().filter(std::fs::Metadata::is_file).map(|m| m.len());
+        Ok((Box::new(f), size))
     }
 
-    /// Reads the header (and a sample when inferring) and returns the schema with, for each
-    /// column, the record field it reads and the expected field count.
-    fn plan(&self, step: &str) -> Result<(SchemaRef, Vec<usize>, Option<usize>)> {
-        let mut rdr = self.reader(BufReader::new(self.open(step)?));
-        let file = self.file_path.display().to_string();
+    fn splitter<R: Read>(&self, input: R) -> Splitter<R> {
+        Splitter::new(
+            input,
+            self.display_name(),
+            self.delimiter,
+            self.quote,
+            self.max_record_bytes.clamp(MIN_MAX_RECORD_BYTES, MAX_MAX_RECORD_BYTES),
+        )
+    }
+
+    /// Reads the header (and a sample when inferring) through `sp`, leaving it rewound to
+    /// the first data record, and returns the schema with, for each column, the record
+    /// field it reads and the expected field count.
+    fn plan<R: Read>(&self, step: &str, sp: &mut Splitter<R>) -> Result<(SchemaRef, Vec<usize>, Option<usize>)> {
+        let file = self.display_name();
         let mut header: Option<Vec<String>> = None;
-        let mut rec = csv::ByteRecord::new();
+        let mut scratch = RawChunk::default();
+        let read_err = |r: ReadReject| Error::Data {
+            step: step.into(),
+            file: file.clone(),
+            line: r.line,
+            field: r.field.clone(),
+            message: r.message,
+        };
         if self.has_headers {
-            let ok = rdr.read_byte_record(&mut rec).map_err(|e| csv_error(step, &file, e))?;
-            if ok {
-                let names = rec
-                    .iter()
-                    .enumerate()
-                    .map(|(i, f)| {
-                        std::str::from_utf8(f).map(str::to_owned).map_err(|_| Error::Data {
-                            step: step.into(),
-                            file: file.clone(),
-                            line: 1,
-                            field: format!("#{}", i + 1),
-                            message: "header is not valid UTF-8".into(),
+            match sp.next_record(&mut scratch)? {
+                Next::Eof => {
+                    return Err(Error::plan(
+                        step,
+                        format!("{file} is empty: no header line; add one, or set HasHeaders: false (and give an OutputSchema)"),
+                    ))
+                }
+                Next::Rejected(r) => return Err(read_err(r)),
+                Next::Record => {
+                    let rec = scratch.record(0, None);
+                    let names = (0..rec.len())
+                        .map(|i| {
+                            std::str::from_utf8(rec.get(i).unwrap_or_default())
+                                .map(str::to_owned)
+                                .map_err(|_| Error::Data {
+                                    step: step.into(),
+                                    file: file.clone(),
+                                    line: scratch.lines[0],
+                                    field: format!("#{}", i + 1),
+                                    message: "header is not valid UTF-8".into(),
+                                })
                         })
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                header = Some(names);
+                        .collect::<Result<Vec<_>>>()?;
+                    header = Some(names);
+                    scratch.clear();
+                }
             }
         }
-        match &self.columns {
+        sp.mark()?;
+        let planned = match &self.columns {
             Some(defs) => {
                 let fields: Vec<Field> = defs.iter().map(|d| Field::new(d.name.clone(), d.data_type, d.nullable)).collect();
                 let schema = Schema::try_new(fields).map_err(|d| Error::plan(step, format!("OutputSchema lists column '{d}' twice")))?;
@@ -240,17 +376,26 @@ impl DelimitedSourceConfig {
                         }
                     }
                 }
-                let expected = header.as_ref().map(Vec::len);
-                Ok((schema.interned(), defs.iter().map(|d| d.index).collect(), expected))
+                // Without a header a record must have exactly the fields the schema reads:
+                // extra fields are a malformed row, not something to drop silently.
+                let expected = match &header {
+                    Some(h) => h.len(),
+                    None => defs.iter().map(|d| d.index + 1).max().unwrap_or(0),
+                };
+                (schema.interned(), defs.iter().map(|d| d.index).collect(), Some(expected))
             }
             None => {
-                let mut sample: Vec<Vec<Vec<u8>>> = Vec::new();
-                while sample.len() < self.infer_sample_rows && rdr.read_byte_record(&mut rec).map_err(|e| csv_error(step, &file, e))? {
-                    sample.push(rec.iter().map(<[u8]>::to_vec).collect());
+                while scratch.len() < self.infer_sample_rows && scratch.data.len() < SAMPLE_BYTES {
+                    match sp.next_record(&mut scratch)? {
+                        Next::Record => {}
+                        // Seen again (and handled by policy) when the run reads it.
+                        Next::Rejected(_) | Next::Eof => break,
+                    }
                 }
+                let sample: Vec<RawRec<'_>> = (0..scratch.len()).map(|r| scratch.record(r, None)).collect();
                 let width = header
                     .as_ref()
-                    .map_or_else(|| sample.iter().map(Vec::len).max().unwrap_or(0), Vec::len);
+                    .map_or_else(|| sample.iter().map(RawRec::len).max().unwrap_or(0), Vec::len);
                 if width == 0 {
                     return Err(Error::plan(
                         step,
@@ -268,13 +413,17 @@ impl DelimitedSourceConfig {
                     .collect();
                 let schema = Schema::try_new(fields)
                     .map_err(|d| Error::plan(step, format!("the header of {file} has column '{d}' twice; give an OutputSchema")))?;
-                Ok((schema.interned(), (0..width).collect(), Some(width)))
+                (schema.interned(), (0..width).collect(), Some(width))
             }
-        }
+        };
+        sp.rewind();
+        Ok(planned)
     }
 
     pub(crate) fn build(&self, ctx: &BuildContext<'_>) -> Result<StepRuntime> {
-        let (schema, indices, expected) = self.plan(ctx.name)?;
+        let (input, size) = self.open()?;
+        let mut sp = self.splitter(input);
+        let (schema, indices, expected) = self.plan(ctx.name, &mut sp)?;
         Ok(StepRuntime::Source(Box::new(DelimitedSource {
             step: ctx.name.to_owned(),
             cfg: self.clone(),
@@ -282,11 +431,13 @@ impl DelimitedSourceConfig {
             indices,
             expected_fields: expected,
             dead_letters: None,
+            input: Some(sp),
+            size,
         })))
     }
 }
 
-fn infer_field<'a>(name: &str, values: impl Iterator<Item = &'a Vec<u8>>) -> Field {
+fn infer_field<'a>(name: &str, values: impl Iterator<Item = &'a [u8]>) -> Field {
     let candidates = [
         DataType::Int32,
         DataType::Int64,
@@ -326,20 +477,6 @@ fn infer_field<'a>(name: &str, values: impl Iterator<Item = &'a Vec<u8>>) -> Fie
     Field::new(name, ty, true)
 }
 
-fn csv_error(step: &str, file: &str, e: csv::Error) -> Error {
-    let line = e.position().map_or(0, |p| p.line());
-    match e.into_kind() {
-        csv::ErrorKind::Io(io) => Error::io(file, io, "cannot read the input file"),
-        other => Error::Data {
-            step: step.into(),
-            file: file.into(),
-            line,
-            field: "-".into(),
-            message: format!("{other:?}"),
-        },
-    }
-}
-
 /// The running `DelimitedSource`.
 pub struct DelimitedSource {
     step: String,
@@ -348,10 +485,22 @@ pub struct DelimitedSource {
     indices: Vec<usize>,
     expected_fields: Option<usize>,
     dead_letters: Option<csv::Writer<AtomicOutput>>,
+    /// The input, opened at build time and positioned at the first data record.
+    input: Option<Splitter<Box<dyn Read + Send>>>,
+    /// Input size when it is a regular file.
+    size: Option<u64>,
+}
+
+/// A rejected record as the dead-letter file gets it.
+enum Bad<'a> {
+    /// Split into fields: written back as CSV.
+    Fields(&'a RawRec<'a>),
+    /// Refused by the splitter (unterminated quote, too long): its raw text.
+    Raw(&'a ReadReject),
 }
 
 impl DelimitedSource {
-    fn reject(&mut self, err: Error, rec: &RawRec<'_>, rejected: &mut u64) -> Result<()> {
+    fn reject(&mut self, err: Error, bad: Bad<'_>, rejected: &mut u64) -> Result<()> {
         if !self.cfg.skip_malformed_rows {
             return Err(err);
         }
@@ -365,18 +514,41 @@ impl DelimitedSource {
                 self.dead_letters = Some(w);
             }
             if let Some(w) = &mut self.dead_letters {
-                let mut raw = Vec::new();
-                for (i, f) in rec.iter().enumerate() {
-                    if i > 0 {
-                        raw.push(self.cfg.delimiter);
+                let record = match bad {
+                    Bad::Fields(rec) => {
+                        let mut rw = csv::WriterBuilder::new()
+                            .delimiter(self.cfg.delimiter)
+                            .quote(self.cfg.quote)
+                            .terminator(csv::Terminator::Any(b'\n'))
+                            .from_writer(Vec::new());
+                        rw.write_record(rec.iter())
+                            .map_err(|e| Error::Internal(format!("cannot re-encode a rejected record: {e}")))?;
+                        let mut v = rw
+                            .into_inner()
+                            .map_err(|e| Error::Internal(format!("cannot re-encode a rejected record: {e}")))?;
+                        v.pop();
+                        v
                     }
-                    raw.extend_from_slice(f);
-                }
-                let (line, field, reason) = match &err {
-                    Error::Data { line, field, message, .. } => (line.to_string(), field.clone(), message.clone()),
-                    other => (other.line().unwrap_or(0).to_string(), String::new(), other.to_string()),
+                    Bad::Raw(r) => {
+                        let mut v = r.raw.clone();
+                        if r.raw_len > v.len() as u64 {
+                            v.extend_from_slice(format!("… ({} bytes)", r.raw_len).as_bytes());
+                        }
+                        v
+                    }
                 };
-                w.write_record([line.as_bytes(), field.as_bytes(), reason.as_bytes(), &raw])
+                let record = if record.len() > self.cfg.max_record_bytes {
+                    let mut v = record[..SHOWN_BYTES].to_vec();
+                    v.extend_from_slice(format!("… ({} bytes)", record.len()).as_bytes());
+                    v
+                } else {
+                    record
+                };
+                let (line, field, reason) = match &err {
+                    Error::Data { line, field, message, .. } => (line.to_string(), field.clone(), shorten(message)),
+                    other => (other.line().unwrap_or(0).to_string(), String::new(), shorten(&other.to_string())),
+                };
+                w.write_record([line.as_bytes(), field.as_bytes(), reason.as_bytes(), &record])
                     .map_err(|e| Error::io(path, e.into(), "cannot write dead letters"))?;
             }
         }
@@ -398,28 +570,32 @@ impl Source for DelimitedSource {
     }
 
     fn size_hint_bytes(&self) -> Option<u64> {
-        std::fs::metadata(&self.cfg.file_path).ok().map(|m| m.len())
+        self.size
     }
 
     fn run(&mut self, out: &mut Emitter, cancel: &CancelToken) -> Result<()> {
-        // Two stages on two threads: a reader splits the file into raw records (RFC 4180,
-        // `csv`), and this thread parses them into typed columns. Each stage is about half
-        // of the work, so a pass-through keeps both cores busy with the sink.
-        let file_name = self.cfg.file_path.display().to_string();
-        let rdr = self.cfg.reader(self.cfg.open(&self.step)?);
+        // Two stages on two threads: a reader splits the input into raw records, and this
+        // thread parses them into typed columns. Each stage is about half of the work, so a
+        // pass-through keeps both cores busy with the sink.
+        let mut sp = self
+            .input
+            .take()
+            .ok_or_else(|| Error::Internal(format!("step '{}': the input was already read", self.step)))?;
+        sp.cancel = Some(cancel.clone());
+        sp.resync_long_lines = self.cfg.skip_malformed_rows;
         let (tx, rx) = crossbeam_channel::bounded::<RawChunk>(2);
         // Parsed raw chunks go back to the reader through a lock-free pool (decisions.toml:
         // `pooling = "lock-free"`), so the reader's buffers are allocated once.
         let recycled = crossbeam_queue::ArrayQueue::<RawChunk>::new(4);
         let recycled = &recycled;
         let chunk_size = self.cfg.chunk_size;
-        let skip_header = self.cfg.has_headers;
+        let stop_at_reject = !self.cfg.skip_malformed_rows;
         let step = self.step.clone();
         std::thread::scope(|scope| {
             let reader = std::thread::Builder::new()
                 .name(format!("{step}-reader"))
                 .spawn_scoped(scope, move || {
-                    read_raw(rdr, skip_header, chunk_size, &tx, recycled, cancel, &step, &file_name)
+                    read_raw(&mut sp, chunk_size, RAW_CHUNK_BYTES, stop_at_reject, &tx, recycled, cancel)
                 })
                 .map_err(|e| Error::Internal(format!("cannot start the reader thread: {e}")))?;
             let parsed = self.parse_all(&rx, recycled, out, cancel);
@@ -456,6 +632,20 @@ impl Source for DelimitedSource {
     }
 }
 
+/// A record the splitter refused: an unterminated quote, or longer than `MaxRecordBytes`.
+#[derive(Debug, Clone)]
+struct ReadReject {
+    /// The line it is reported at (where the record starts, or where its quote opened).
+    line: u64,
+    /// `#n` (the field whose quote is unterminated) or `-`.
+    field: String,
+    message: String,
+    /// Its raw text, or the first [`SHOWN_BYTES`] of it when it is too long.
+    raw: Vec<u8>,
+    /// Length of the whole raw text (at least `raw.len()`).
+    raw_len: u64,
+}
+
 /// Raw records of one chunk: all field bytes back to back, with field and record ends.
 #[derive(Default)]
 struct RawChunk {
@@ -464,6 +654,8 @@ struct RawChunk {
     /// For record `r`, `field_ends[record_ends[r-1]..record_ends[r]]` are its fields.
     record_ends: Vec<u32>,
     lines: Vec<u64>,
+    /// Records refused by the splitter, each after the first `.0` records of this chunk.
+    rejects: Vec<(usize, ReadReject)>,
     /// Byte offset in the file after the last record (for progress).
     byte_pos: u64,
 }
@@ -474,18 +666,27 @@ impl RawChunk {
         self.field_ends.clear();
         self.record_ends.clear();
         self.lines.clear();
+        self.rejects.clear();
     }
 
-    fn push(&mut self, rec: &csv::ByteRecord) {
-        let base = self.data.len() as u32;
-        self.data.extend_from_slice(rec.as_slice());
-        let mut end = base;
-        for f in rec.iter() {
-            end += f.len() as u32;
-            self.field_ends.push(end);
-        }
+    /// Ends the field whose bytes were just appended to `data`. `data` stays below 4 GiB:
+    /// the reader stage flushes at [`RAW_CHUNK_BYTES`] and a record is at most
+    /// [`MAX_MAX_RECORD_BYTES`]; [`parse_chunk`] checks its input's length.
+    #[inline]
+    fn end_field(&mut self) {
+        debug_assert!(self.data.len() <= u32::MAX as usize);
+        self.field_ends.push(self.data.len() as u32);
+    }
+
+    fn end_record(&mut self, line: u64) {
         self.record_ends.push(self.field_ends.len() as u32);
-        self.lines.push(rec.position().map_or(0, |p| p.line()));
+        self.lines.push(line);
+    }
+
+    /// Undoes a partly split record.
+    fn truncate(&mut self, data: usize, fields: usize) {
+        self.data.truncate(data);
+        self.field_ends.truncate(fields);
     }
 
     fn len(&self) -> usize {
@@ -543,42 +744,477 @@ impl<'a> RawRec<'a> {
     }
 }
 
-/// The reader stage: fills raw chunks and sends them to the parser.
-#[allow(clippy::too_many_arguments)]
+/// What [`Splitter::next_record`] found.
+enum Next {
+    /// A record, appended to the raw chunk.
+    Record,
+    /// A record refused (the splitter resynchronised after it).
+    Rejected(ReadReject),
+    /// End of input.
+    Eof,
+}
+
+/// Where a record scan stopped.
+enum Scan {
+    /// A whole record: the splitter continues at `pos` (its terminator, or the end).
+    /// `spanned` is (buffer index, line, field number) of its first quoted field that runs
+    /// over a line break.
+    Done {
+        pos: usize,
+        line: u64,
+        spanned: Option<(usize, u64, usize)>,
+    },
+    /// The buffer ended inside the record; `quote` is (buffer index, line, field number)
+    /// of its first quoted field that runs over a line break, or else of the quoted field
+    /// it ended in.
+    NeedMore { quote: Option<(usize, u64, usize)>, line: u64 },
+    /// The input ended inside the quoted field opened at buffer index `open`.
+    Unterminated { open: usize, line: u64, field: usize },
+}
+
+/// Splits a byte stream into records (see the module docs for the dialect).
+///
+/// The buffer holds every byte from the start of the current record (or from the mark, while
+/// planning) to what has been read; it grows geometrically for long records, so a record
+/// crossing a buffer boundary is rescanned O(1) times on average, and never beyond
+/// `MaxRecordBytes` plus one read.
+struct Splitter<R> {
+    input: R,
+    name: String,
+    buf: Vec<u8>,
+    /// Valid bytes are `buf[..end]`.
+    end: usize,
+    /// Scan position.
+    pos: usize,
+    /// Start of the record being split: bytes before it (and before `mark`) may be dropped.
+    rec: usize,
+    /// Line at `pos`.
+    line: u64,
+    /// Input offset of `buf[0]`.
+    base: u64,
+    eof: bool,
+    bom_done: bool,
+    /// (buffer index, line) to rewind to, while planning.
+    mark: Option<(usize, u64)>,
+    delim: u8,
+    quote: u8,
+    max_record: usize,
+    /// Bytes that end an unquoted field: the delimiter, `\r` and `\n`.
+    special: [bool; 256],
+    cancel: Option<CancelToken>,
+    /// Drop the rest of an over-long line to carry on after it (`SkipMalformedRows`);
+    /// otherwise the splitter stops there, since the run fails anyway (and an endless line
+    /// would never end).
+    resync_long_lines: bool,
+}
+
+impl<R: Read> Splitter<R> {
+    fn new(input: R, name: String, delim: u8, quote: u8, max_record: usize) -> Self {
+        let mut special = [false; 256];
+        special[delim as usize] = true;
+        special[b'\r' as usize] = true;
+        special[b'\n' as usize] = true;
+        Splitter {
+            input,
+            name,
+            buf: Vec::new(),
+            end: 0,
+            pos: 0,
+            rec: 0,
+            line: 1,
+            base: 0,
+            eof: false,
+            bom_done: false,
+            mark: None,
+            delim,
+            quote,
+            max_record,
+            special,
+            cancel: None,
+            resync_long_lines: false,
+        }
+    }
+
+    /// Input offset of the scan position.
+    fn offset(&self) -> u64 {
+        self.base + self.pos as u64
+    }
+
+    /// Keeps every byte from here on until [`Splitter::rewind`].
+    fn mark(&mut self) -> Result<()> {
+        self.skip_bom()?;
+        self.mark = Some((self.pos, self.line));
+        Ok(())
+    }
+
+    /// Goes back to the mark.
+    fn rewind(&mut self) {
+        if let Some((pos, line)) = self.mark.take() {
+            self.pos = pos;
+            self.rec = pos;
+            self.line = line;
+        }
+    }
+
+    fn skip_bom(&mut self) -> Result<()> {
+        if self.bom_done {
+            return Ok(());
+        }
+        self.bom_done = true;
+        while self.end - self.pos < 3 && !self.eof {
+            self.fill()?;
+        }
+        if self.buf[self.pos..self.end].starts_with(b"\xEF\xBB\xBF") {
+            self.pos += 3;
+        }
+        Ok(())
+    }
+
+    /// Reads more input after dropping bytes before the record (and the mark). Reads at least
+    /// as many bytes as the partial record holds (capped by `MaxRecordBytes`), so long
+    /// records are rescanned a logarithmic number of times. Returns false at end of input.
+    fn fill(&mut self) -> Result<bool> {
+        if let Some(c) = &self.cancel {
+            if c.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+        }
+        let keep = self.mark.map_or(self.rec, |(m, _)| m.min(self.rec));
+        if keep > 0 {
+            self.buf.copy_within(keep..self.end, 0);
+            self.end -= keep;
+            self.pos -= keep;
+            self.rec -= keep;
+            if let Some((m, _)) = &mut self.mark {
+                *m -= keep;
+            }
+            self.base += keep as u64;
+        }
+        let partial = self.end - self.rec;
+        let want = READ_BLOCK.max(partial.min(self.max_record.saturating_sub(partial) + 1));
+        if self.buf.len() < self.end + want {
+            self.buf.resize(self.end + want, 0);
+        }
+        let start = self.end;
+        loop {
+            match self.input.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(n) => {
+                    self.end += n;
+                    if self.end - start >= partial || self.end == self.buf.len() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(&self.name, e, "cannot read the input file")),
+            }
+        }
+        Ok(self.end > start)
+    }
+
+    /// Splits the next record into `out`.
+    fn next_record(&mut self, out: &mut RawChunk) -> Result<Next> {
+        self.skip_bom()?;
+        // Blank lines and the rest of the previous record's terminator.
+        loop {
+            while self.pos < self.end {
+                match self.buf[self.pos] {
+                    b'\n' => self.line += 1,
+                    b'\r' => {}
+                    _ => break,
+                }
+                self.pos += 1;
+            }
+            self.rec = self.pos;
+            if self.pos < self.end {
+                break;
+            }
+            if self.eof || !self.fill()? {
+                return Ok(Next::Eof);
+            }
+        }
+        let (data0, fields0) = (out.data.len(), out.field_ends.len());
+        let rec_line = self.line;
+        loop {
+            let scan = self.scan(out, self.rec, rec_line);
+            match scan {
+                Scan::Done { pos, line, spanned } => {
+                    let len = pos - self.rec;
+                    if len > self.max_record {
+                        out.truncate(data0, fields0);
+                        if let Some((open, qline, field)) = spanned {
+                            let message = self.quote_too_long(qline, field);
+                            return Ok(Next::Rejected(self.resync_after_quote(open, qline, field, message)?));
+                        }
+                        self.pos = pos;
+                        self.line = line;
+                        let (shown, _) = self.shown();
+                        return Ok(Next::Rejected(self.too_long(rec_line, shown, len as u64)));
+                    }
+                    self.pos = pos;
+                    self.line = line;
+                    out.end_record(rec_line);
+                    return Ok(Next::Record);
+                }
+                Scan::Unterminated { open, line, field } => {
+                    out.truncate(data0, fields0);
+                    let message = format!(
+                        "an unterminated quote opened at line {line} (field {field}) runs to the end of the input; \
+                         fix the quoting or set Quote"
+                    );
+                    return Ok(Next::Rejected(self.resync_after_quote(open, line, field, message)?));
+                }
+                Scan::NeedMore { quote, line } => {
+                    out.truncate(data0, fields0);
+                    if self.end - self.rec > self.max_record {
+                        return Ok(Next::Rejected(match quote {
+                            Some((open, qline, field)) => {
+                                let message = self.quote_too_long(qline, field);
+                                self.resync_after_quote(open, qline, field, message)?
+                            }
+                            None => {
+                                let (shown, held) = self.shown();
+                                self.pos = self.end;
+                                self.line = line;
+                                let skipped = self.skip_line()?;
+                                self.too_long(rec_line, shown, held + skipped)
+                            }
+                        }));
+                    }
+                    if self.eof {
+                        // Cannot happen: a scan at the end of the input completes.
+                        return Err(Error::Internal(format!("{}: the splitter stalled", self.name)));
+                    }
+                    self.fill()?;
+                }
+            }
+        }
+    }
+
+    /// The first bytes of the current record (for messages), and how many it has in the buffer.
+    fn shown(&self) -> (Vec<u8>, u64) {
+        let held = &self.buf[self.rec..self.end];
+        (held[..SHOWN_BYTES.min(held.len())].to_vec(), held.len() as u64)
+    }
+
+    fn quote_too_long(&self, line: u64, field: usize) -> String {
+        format!(
+            "a quote opened at line {line} (field {field}) is not closed within MaxRecordBytes = {} bytes; \
+             fix the quoting, set Quote, or raise MaxRecordBytes",
+            self.max_record
+        )
+    }
+
+    /// A record longer than `MaxRecordBytes`, `len` bytes long.
+    fn too_long(&self, line: u64, shown: Vec<u8>, len: u64) -> ReadReject {
+        ReadReject {
+            line,
+            field: "-".into(),
+            message: format!(
+                "the record is longer than MaxRecordBytes = {} bytes ({len} bytes or more); fix the line or raise MaxRecordBytes",
+                self.max_record
+            ),
+            raw: shown,
+            raw_len: len,
+        }
+    }
+
+    /// Rejects the record whose quoted field opened at buffer index `open` on `line`, and
+    /// continues at the line after it.
+    fn resync_after_quote(&mut self, open: usize, line: u64, field: usize, message: String) -> Result<ReadReject> {
+        let rec = self.rec;
+        let reject = |raw: Vec<u8>, raw_len: u64| ReadReject {
+            line,
+            field: format!("#{field}"),
+            message: message.clone(),
+            raw,
+            raw_len,
+        };
+        match memchr::memchr2(b'\n', b'\r', &self.buf[open..self.end]) {
+            Some(k) => {
+                let t = open + k;
+                let r = reject(self.buf[rec..t].to_vec(), (t - rec) as u64);
+                self.pos = t;
+                self.line = line;
+                Ok(r)
+            }
+            None => {
+                // One huge line: nothing after the quote to resynchronise on in the buffer.
+                let (shown, held) = self.shown();
+                self.pos = self.end;
+                self.line = line;
+                let skipped = self.skip_line()?;
+                Ok(reject(shown, held + skipped))
+            }
+        }
+    }
+
+    /// Drops input from `pos` (at the end of the buffer) up to the next line break, keeping
+    /// nothing; returns the bytes dropped after the current buffer. Without
+    /// `resync_long_lines`, ends the input here instead.
+    fn skip_line(&mut self) -> Result<u64> {
+        let mut dropped = 0u64;
+        if !self.resync_long_lines {
+            self.eof = true;
+            self.rec = self.pos;
+            return Ok(0);
+        }
+        loop {
+            if let Some(k) = memchr::memchr2(b'\n', b'\r', &self.buf[self.pos..self.end]) {
+                self.pos += k;
+                dropped += k as u64;
+                self.rec = self.pos;
+                return Ok(dropped);
+            }
+            dropped += (self.end - self.pos) as u64;
+            self.pos = self.end;
+            self.rec = self.pos;
+            if self.eof || !self.fill()? {
+                return Ok(dropped);
+            }
+        }
+    }
+
+    /// Scans one record from buffer index `i` (not a terminator) into `out`.
+    #[inline]
+    fn scan(&self, out: &mut RawChunk, mut i: usize, mut line: u64) -> Scan {
+        let buf = &self.buf[..self.end];
+        let n = buf.len();
+        let (eof, quote, delim) = (self.eof, self.quote, self.delim);
+        let mut field = 0usize;
+        // The first quoted field that runs over a line break: where resynchronising starts
+        // when the record turns out too long.
+        let mut spanned = None;
+        loop {
+            field += 1;
+            if i == n {
+                if eof {
+                    // A delimiter just before the end: a last, empty field.
+                    out.end_field();
+                    return Scan::Done { pos: i, line, spanned };
+                }
+                return Scan::NeedMore { quote: spanned, line };
+            }
+            if buf[i] == quote {
+                let (open, open_line) = (i, line);
+                let mut seg = i + 1;
+                let mut j = i + 1;
+                loop {
+                    let Some(k) = memchr::memchr2(quote, b'\n', &buf[j..]) else {
+                        if eof {
+                            return Scan::Unterminated {
+                                open,
+                                line: open_line,
+                                field,
+                            };
+                        }
+                        return Scan::NeedMore {
+                            quote: spanned.or(Some((open, open_line, field))),
+                            line,
+                        };
+                    };
+                    let k = j + k;
+                    if buf[k] != quote {
+                        spanned = spanned.or(Some((open, open_line, field)));
+                        line += 1;
+                        j = k + 1;
+                        continue;
+                    }
+                    if k + 1 == n {
+                        if eof {
+                            out.data.extend_from_slice(&buf[seg..k]);
+                            out.end_field();
+                            return Scan::Done { pos: n, line, spanned };
+                        }
+                        return Scan::NeedMore {
+                            quote: spanned.or(Some((open, open_line, field))),
+                            line,
+                        };
+                    }
+                    if buf[k + 1] == quote {
+                        // `""`: one quote.
+                        out.data.extend_from_slice(&buf[seg..=k]);
+                        seg = k + 2;
+                        j = k + 2;
+                        continue;
+                    }
+                    out.data.extend_from_slice(&buf[seg..k]);
+                    i = k + 1;
+                    break;
+                }
+                let c = buf[i];
+                if c == delim {
+                    out.end_field();
+                    i += 1;
+                    continue;
+                }
+                if c == b'\n' || c == b'\r' {
+                    out.end_field();
+                    return Scan::Done { pos: i, line, spanned };
+                }
+                // Bytes after the closing quote belong to the field, as in the `csv` crate.
+            }
+            let s = i;
+            while i < n && !self.special[buf[i] as usize] {
+                i += 1;
+            }
+            out.data.extend_from_slice(&buf[s..i]);
+            if i == n {
+                if eof {
+                    out.end_field();
+                    return Scan::Done { pos: i, line, spanned };
+                }
+                return Scan::NeedMore { quote: spanned, line };
+            }
+            out.end_field();
+            if buf[i] == delim {
+                i += 1;
+                continue;
+            }
+            return Scan::Done { pos: i, line, spanned };
+        }
+    }
+}
+
+/// The reader stage: fills raw chunks and sends them to the parser. A raw chunk goes when it
+/// holds `chunk_size` records (rejected ones included) or `max_bytes` of field data, or at
+/// the end; with `stop_at_reject` (no `SkipMalformedRows`) the first refused record ends
+/// reading, since the parser will fail the run on it.
 fn read_raw<R: Read>(
-    mut rdr: csv::Reader<R>,
-    mut skip_header: bool,
+    sp: &mut Splitter<R>,
     chunk_size: usize,
+    max_bytes: usize,
+    stop_at_reject: bool,
     tx: &crossbeam_channel::Sender<RawChunk>,
     recycle: &crossbeam_queue::ArrayQueue<RawChunk>,
     cancel: &CancelToken,
-    step: &str,
-    file: &str,
 ) -> Result<()> {
-    let mut rec = csv::ByteRecord::new();
-    let mut raw = RawChunk::default();
+    let mut raw = recycle.pop().unwrap_or_default();
     loop {
-        // A record the CSV parser itself refuses is not recoverable mid-stream.
-        let more = rdr.read_byte_record(&mut rec).map_err(|e| csv_error(step, file, e))?;
-        if more && skip_header {
-            skip_header = false;
-            continue;
-        }
-        if more {
-            raw.push(&rec);
-        }
-        if raw.len() == chunk_size || (!more && raw.len() > 0) {
+        let done = match sp.next_record(&mut raw)? {
+            Next::Record => false,
+            Next::Rejected(r) => {
+                raw.rejects.push((raw.len(), r));
+                stop_at_reject
+            }
+            Next::Eof => true,
+        };
+        let full = raw.len() + raw.rejects.len() >= chunk_size || raw.data.len() >= max_bytes;
+        if full || (done && (raw.len() > 0 || !raw.rejects.is_empty())) {
             if cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
-            raw.byte_pos = rdr.position().byte();
+            raw.byte_pos = sp.offset();
             let next = recycle.pop().unwrap_or_default();
             if tx.send(std::mem::replace(&mut raw, next)).is_err() {
                 // The parser stopped (it failed, and reports why).
                 return Ok(());
             }
         }
-        if !more {
+        if done {
             return Ok(());
         }
     }
@@ -593,7 +1229,7 @@ impl DelimitedSource {
         out: &mut Emitter,
         cancel: &CancelToken,
     ) -> Result<()> {
-        let file_name = self.cfg.file_path.display().to_string();
+        let file_name = self.cfg.display_name();
         let fields = self.schema.fields().to_vec();
         let indices = self.indices.clone();
         let expected = self.expected_fields;
@@ -603,7 +1239,7 @@ impl DelimitedSource {
             if cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
-            let (columns, lines) = parse_raw(&raw, &fields, &indices, expected, |rec, line, field, message| {
+            let (columns, lines) = parse_raw(&raw, &fields, &indices, expected, |bad, line, field, message| {
                 let err = Error::Data {
                     step: self.step.clone(),
                     file: file_name.clone(),
@@ -613,14 +1249,16 @@ impl DelimitedSource {
                 };
                 StepMetrics::add(&out.metrics().rows_in, 1);
                 StepMetrics::add(&out.metrics().rows_rejected, 1);
-                self.reject(err, rec, &mut rejected)
+                self.reject(err, bad, &mut rejected)
             })?;
             StepMetrics::add(&out.metrics().bytes_read, raw.byte_pos.saturating_sub(last_bytes));
             last_bytes = raw.byte_pos;
             raw.clear();
             let _ = recycle.push(raw);
             StepMetrics::add(&out.metrics().rows_in, lines.len() as u64);
-            out.emit(Chunk::from_columns(Arc::clone(&self.schema), columns, lines))?;
+            if !lines.is_empty() {
+                out.emit(Chunk::from_columns(Arc::clone(&self.schema), columns, lines))?;
+            }
         }
         Ok(())
     }
@@ -632,48 +1270,58 @@ impl DelimitedSource {
 /// # Errors
 /// The first malformed row, with its line (counted from 1 at the start of `csv`).
 pub fn parse_chunk(schema: &SchemaRef, csv: &[u8], has_headers: bool, delimiter: u8) -> Result<Chunk> {
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(has_headers)
-        .delimiter(delimiter)
-        .flexible(true)
-        .from_reader(csv);
+    let mem_err = |line: u64, field: String, message: String| Error::Data {
+        step: "parse_chunk".into(),
+        file: "<memory>".into(),
+        line,
+        field,
+        message,
+    };
+    if csv.len() > u32::MAX as usize {
+        return Err(mem_err(0, "-".into(), "parse_chunk takes at most 4 GiB of text".into()));
+    }
+    let mut sp = Splitter::new(csv, "<memory>".into(), delimiter, b'"', u32::MAX as usize);
     let mut raw = RawChunk::default();
-    let mut rec = csv::ByteRecord::new();
-    while rdr
-        .read_byte_record(&mut rec)
-        .map_err(|e| csv_error("parse_chunk", "<memory>", e))?
-    {
-        raw.push(&rec);
+    let mut skip_header = has_headers;
+    loop {
+        match sp.next_record(&mut raw)? {
+            Next::Record if skip_header => {
+                skip_header = false;
+                raw.clear();
+            }
+            Next::Record => {}
+            Next::Rejected(r) => return Err(mem_err(r.line, r.field, r.message)),
+            Next::Eof => break,
+        }
     }
     let fields = schema.fields();
     let indices: Vec<usize> = (0..fields.len()).collect();
     let (columns, lines) = parse_raw(&raw, fields, &indices, Some(fields.len()), |_, line, field, message| {
-        Err(Error::Data {
-            step: "parse_chunk".into(),
-            file: "<memory>".into(),
-            line,
-            field,
-            message,
-        })
+        Err(mem_err(line, field, message))
     })?;
     Ok(Chunk::from_columns(Arc::clone(schema), columns, lines))
 }
 
 /// Parses a raw chunk into typed columns and the source lines of the rows kept. A malformed
-/// row is undone and handed to `on_malformed(record, line, field, reason)`, which returns the
-/// error that stops parsing or `Ok` to skip the row. Shared by the source and [`parse_chunk`].
+/// row (or one the splitter refused) is undone and handed to `on_malformed(record, line,
+/// field, reason)`, in line order, which returns the error that stops parsing or `Ok` to skip
+/// the row. Shared by the source and [`parse_chunk`].
 fn parse_raw(
     raw: &RawChunk,
     fields: &[Field],
     indices: &[usize],
     expected: Option<usize>,
-    mut on_malformed: impl FnMut(&RawRec<'_>, u64, String, String) -> Result<()>,
+    mut on_malformed: impl FnMut(Bad<'_>, u64, String, String) -> Result<()>,
 ) -> Result<(Vec<Column>, Vec<u64>)> {
     let n = raw.len();
     let mut columns: Vec<Column> = fields.iter().map(|f| Column::with_capacity(f.data_type, n)).collect();
     let mut lines: Vec<u64> = Vec::with_capacity(n);
     let text = std::str::from_utf8(&raw.data).ok();
+    let mut refused = raw.rejects.iter().peekable();
     for r in 0..n {
+        while let Some((_, rej)) = refused.next_if(|(before, _)| *before <= r) {
+            on_malformed(Bad::Raw(rej), rej.line, rej.field.clone(), rej.message.clone())?;
+        }
         let rec = raw.record(r, text);
         match parse_record(&rec, fields, indices, expected, &mut columns) {
             Ok(()) => lines.push(raw.lines[r]),
@@ -682,9 +1330,12 @@ fn parse_raw(
                 for c in &mut columns {
                     c.truncate(row);
                 }
-                on_malformed(&rec, raw.lines[r], field, message)?;
+                on_malformed(Bad::Fields(&rec), raw.lines[r], field, shorten(&message))?;
             }
         }
+    }
+    for (_, rej) in refused {
+        on_malformed(Bad::Raw(rej), rej.line, rej.field.clone(), rej.message.clone())?;
     }
     Ok((columns, lines))
 }
@@ -772,4 +1423,148 @@ pub(crate) fn parse_output_schema(n: &Node<'_>) -> Result<Vec<ColumnDef>> {
         return Err(cols.err("the schema has no columns; list at least one"));
     }
     Ok(defs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Splits `input` with the source's splitter: (line, fields) per record.
+    fn split(input: &[u8], max_record: usize) -> Vec<(u64, Vec<Vec<u8>>)> {
+        let mut sp = Splitter::new(input, "t".into(), b',', b'"', max_record);
+        let mut raw = RawChunk::default();
+        while let Next::Record = sp.next_record(&mut raw).unwrap() {}
+        (0..raw.len())
+            .map(|r| (raw.lines[r], raw.record(r, None).iter().map(<[u8]>::to_vec).collect()))
+            .collect()
+    }
+
+    /// The same with the `csv` crate, whose dialect the splitter keeps.
+    fn split_csv(input: &[u8]) -> Vec<(u64, Vec<Vec<u8>>)> {
+        let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(input);
+        let mut out = Vec::new();
+        let mut rec = csv::ByteRecord::new();
+        while rdr.read_byte_record(&mut rec).unwrap() {
+            out.push((rec.position().unwrap().line(), rec.iter().map(<[u8]>::to_vec).collect()));
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+        /// On input without an unterminated quote, the splitter and the `csv` crate agree on
+        /// every record and field, and on lines (for `\n` line ends and no blank lines).
+        #[test]
+        fn splits_like_the_csv_crate(input in proptest::collection::vec(prop_oneof![
+            Just(b'a'), Just(b','), Just(b'"'), Just(b'\n'), Just(b'\r'), Just(0xEFu8), Just(b' ')
+        ], 0..64)) {
+            let quotes_balanced = {
+                // Only compare inputs the csv crate reads without running to the end in a quote.
+                let mut sp = Splitter::new(&input[..], "t".into(), b',', b'"', 1 << 20);
+                let mut raw = RawChunk::default();
+                let mut ok = true;
+                loop {
+                    match sp.next_record(&mut raw).unwrap() {
+                        Next::Record => {}
+                        Next::Rejected(_) => { ok = false; break; }
+                        Next::Eof => break,
+                    }
+                }
+                ok
+            };
+            prop_assume!(quotes_balanced);
+            let ours = split(&input, 1 << 20);
+            let theirs = split_csv(&input);
+            let fields = |v: &Vec<(u64, Vec<Vec<u8>>)>| v.iter().map(|(_, f)| f.clone()).collect::<Vec<_>>();
+            prop_assert_eq!(fields(&ours), fields(&theirs));
+            // The `csv` crate numbers a record after blank lines from the first blank line;
+            // the splitter gives the line the record is on, so compare without blank lines.
+            let blank = input.starts_with(b"\n") || input.windows(2).any(|w| w == b"\n\n");
+            if !input.contains(&b'\r') && !blank {
+                let lines = |v: &Vec<(u64, Vec<Vec<u8>>)>| v.iter().map(|(l, _)| *l).collect::<Vec<_>>();
+                prop_assert_eq!(lines(&ours), lines(&theirs));
+            }
+        }
+
+        /// Reading through a reader that returns a few bytes at a time changes nothing.
+        #[test]
+        fn short_reads_split_the_same(input in "[a,\"\n\r]{0,80}", step in 1usize..5) {
+            struct Dribble<'a>(&'a [u8], usize);
+            impl Read for Dribble<'_> {
+                fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+                    let n = self.1.min(self.0.len()).min(b.len());
+                    b[..n].copy_from_slice(&self.0[..n]);
+                    self.0 = &self.0[n..];
+                    Ok(n)
+                }
+            }
+            let collect = |mut sp: Splitter<&mut dyn Read>| {
+                let mut raw = RawChunk::default();
+                let mut out = Vec::new();
+                loop {
+                    match sp.next_record(&mut raw).unwrap() {
+                        Next::Record => {}
+                        Next::Rejected(r) => out.push((r.line, vec![r.raw])),
+                        Next::Eof => break,
+                    }
+                }
+                out.extend((0..raw.len()).map(|r| (raw.lines[r], raw.record(r, None).iter().map(<[u8]>::to_vec).collect())));
+                out
+            };
+            let mut whole = input.as_bytes();
+            let mut dribble = Dribble(input.as_bytes(), step);
+            let a = collect(Splitter::new(&mut whole as &mut dyn Read, "t".into(), b',', b'"', 1 << 20));
+            let b = collect(Splitter::new(&mut dribble as &mut dyn Read, "t".into(), b',', b'"', 1 << 20));
+            prop_assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn an_unterminated_quote_resynchronises_at_the_next_line() {
+        let input = b"a,b\nc,\"d,e\nf,g\r\nh,i";
+        let mut sp = Splitter::new(&input[..], "t".into(), b',', b'"', 1 << 20);
+        let mut raw = RawChunk::default();
+        assert!(matches!(sp.next_record(&mut raw).unwrap(), Next::Record));
+        match sp.next_record(&mut raw).unwrap() {
+            Next::Rejected(r) => {
+                assert_eq!((r.line, r.field.as_str(), r.raw.as_slice()), (2, "#2", &b"c,\"d,e"[..]));
+            }
+            _ => panic!("expected a rejection"),
+        }
+        while let Next::Record = sp.next_record(&mut raw).unwrap() {}
+        assert_eq!(raw.lines, [1, 3, 4]);
+        assert_eq!(raw.record(1, None).iter().collect::<Vec<_>>(), [&b"f"[..], b"g"]);
+    }
+
+    #[test]
+    fn raw_chunks_are_bounded_in_bytes() {
+        // 20 records of 1 MB with ChunkSize 5000: several raw chunks, none much over the bound.
+        let mut input = Vec::new();
+        for i in 0..20 {
+            input.extend_from_slice(format!("{i},").as_bytes());
+            input.extend(std::iter::repeat_n(b'x', 1_000_000));
+            input.push(b'\n');
+        }
+        let mut sp = Splitter::new(&input[..], "t".into(), b',', b'"', DEFAULT_MAX_RECORD_BYTES);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let pool = crossbeam_queue::ArrayQueue::new(4);
+        read_raw(&mut sp, 5000, RAW_CHUNK_BYTES, false, &tx, &pool, &CancelToken::new()).unwrap();
+        drop(tx);
+        let chunks: Vec<RawChunk> = rx.iter().collect();
+        assert!(chunks.len() >= 3, "{} chunks", chunks.len());
+        assert_eq!(chunks.iter().map(RawChunk::len).sum::<usize>(), 20);
+        for c in &chunks {
+            assert!(c.data.len() < RAW_CHUNK_BYTES + 1_000_010, "{}", c.data.len());
+        }
+    }
+
+    #[test]
+    fn a_bom_is_dropped_only_at_the_start() {
+        assert_eq!(
+            split(b"\xEF\xBB\xBFa,\xEF\xBB\xBFb\n", 1 << 20),
+            [(1, vec![b"a".to_vec(), b"\xEF\xBB\xBFb".to_vec()])]
+        );
+    }
 }
