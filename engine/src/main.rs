@@ -96,6 +96,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                     eprintln!("note: {n}");
                 }
             }
+            let performance = p.config().settings.performance.clone();
             let cancel = CancelToken::new();
             {
                 let cancel = cancel.clone();
@@ -126,7 +127,13 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             if let Some(t) = bar_thread {
                 let _ = t.join();
             }
-            let summary = result?;
+            let mut summary = result?;
+            // The single-run performance gate, when the pipeline asks for one.
+            if let Some(flowengine::regression::Verdict::Regressed(change)) = flowengine::regression::check(&performance, &summary)? {
+                summary
+                    .notes
+                    .push(format!("throughput {change:+.1} % vs the baseline (FailOnRegression is false)"));
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else if !quiet {

@@ -191,10 +191,17 @@ pub(crate) mod failpoint {
     //! Fault injection for tests: make the commit of one target fail part-way.
     use std::path::PathBuf;
     use std::sync::Mutex;
-    /// Target whose commit fails (after writing part of an append).
-    pub static FAIL_COMMIT: Mutex<Option<PathBuf>> = Mutex::new(None);
+    /// Targets whose commit fails (after writing part of an append). Tests run in
+    /// parallel, so each adds and removes its own.
+    static FAIL_COMMIT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
     pub(crate) fn hit(target: &std::path::Path) -> bool {
-        FAIL_COMMIT.lock().unwrap().as_deref() == Some(target)
+        FAIL_COMMIT.lock().unwrap_or_else(|e| e.into_inner()).iter().any(|p| p == target)
+    }
+    pub(crate) fn arm(target: PathBuf) {
+        FAIL_COMMIT.lock().unwrap_or_else(|e| e.into_inner()).push(target);
+    }
+    pub(crate) fn disarm(target: &std::path::Path) {
+        FAIL_COMMIT.lock().unwrap_or_else(|e| e.into_inner()).retain(|p| p != target);
     }
 }
 
@@ -620,11 +627,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("log.csv");
         std::fs::write(&target, "a,b\n1,2\n").unwrap();
-        *failpoint::FAIL_COMMIT.lock().unwrap() = Some(target.clone());
+        failpoint::arm(target.clone());
         let mut out = AtomicOutput::create(&target, Publish::Append, false, 0).unwrap();
         out.write_all(b"3,4\n").unwrap();
         let e = out.commit().unwrap_err().to_string();
-        *failpoint::FAIL_COMMIT.lock().unwrap() = None;
+        failpoint::disarm(&target);
         assert!(e.contains("truncated back"), "{e}");
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "a,b\n1,2\n");
         drop(out);

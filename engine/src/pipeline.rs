@@ -360,11 +360,12 @@ impl Pipeline {
         }
     }
 
-    /// Runs to completion.
+    /// Runs to completion. Writes nothing but the pipeline's own outputs: the performance
+    /// baseline check (`Settings.Performance`) is [`crate::regression::check`], which the CLI
+    /// calls after a run.
     ///
     /// # Errors
-    /// The first error of any step (others are cancelled), [`Error::Cancelled`], or
-    /// [`Error::Regression`] when a configured baseline check fails.
+    /// The first error of any step (others are cancelled), or [`Error::Cancelled`].
     pub fn run(self) -> Result<RunSummary> {
         self.run_with_cancel(CancelToken::new())
     }
@@ -527,13 +528,6 @@ impl Pipeline {
             peak_rss_bytes: crate::metrics::peak_rss_bytes(),
             notes: config.notes.clone(),
         };
-        if let Some(crate::regression::Verdict::Regressed(change)) = crate::regression::check(&config.settings.performance, &summary)? {
-            let mut summary = summary;
-            summary
-                .notes
-                .push(format!("throughput {change:+.1} % vs the baseline (FailOnRegression is false)"));
-            return Ok(summary);
-        }
         Ok(summary)
     }
 }
@@ -843,13 +837,36 @@ Pipeline:
     - { From: gen, To: b }
 "#;
         let b = std::fs::canonicalize(dir.path()).unwrap().join("b.csv");
-        *crate::output_file::failpoint::FAIL_COMMIT.lock().unwrap() = Some(b.clone());
+        crate::output_file::failpoint::arm(b.clone());
         let r = Pipeline::from_yaml_str(yaml, dir.path(), &[]).unwrap().run();
-        *crate::output_file::failpoint::FAIL_COMMIT.lock().unwrap() = None;
+        crate::output_file::failpoint::disarm(&b);
         let e = r.unwrap_err().to_string();
         assert!(e.contains("b.csv"), "{e}");
         assert_eq!(std::fs::read_to_string(dir.path().join("a.csv")).unwrap(), "OLD A\n");
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(left.len(), 1, "{left:?}");
+    }
+
+    /// Dead letters are an output too: a sink failing to publish takes them back.
+    #[test]
+    fn dead_letters_are_rolled_back_with_the_sinks() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("in.csv"), "id\n1\nx\n3\n").unwrap();
+        let yaml = r#"
+Pipeline:
+  Name: t
+  Plugins:
+    - Name: src
+      Type: DelimitedSource
+      Config: { FilePath: in.csv, SkipMalformedRows: true, DeadLetterFilePath: dead.csv, OutputSchema: { Columns: [ { Name: id, Type: int32 } ] } }
+    - { Name: out, Type: DelimitedSink, Config: { FilePath: out.csv } }
+"#;
+        let out = std::fs::canonicalize(dir.path()).unwrap().join("out.csv");
+        crate::output_file::failpoint::arm(out.clone());
+        let r = Pipeline::from_yaml_str(yaml, dir.path(), &[]).unwrap().run();
+        crate::output_file::failpoint::disarm(&out);
+        assert!(r.is_err());
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("in.csv")], "{left:?}");
     }
 }

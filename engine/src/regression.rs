@@ -51,9 +51,17 @@ pub fn check(cfg: &PerformanceConfig, run: &RunSummary) -> Result<Option<Verdict
         seconds: run.elapsed.as_secs_f64(),
     };
     if !path.exists() {
+        // Written whole and never over another run's baseline: a temp file beside it,
+        // renamed into place only if the baseline is still missing.
         let text = serde_json::to_string_pretty(&now).map_err(|e| Error::Internal(e.to_string()))?;
-        std::fs::write(path, text).map_err(|e| Error::io(path, e, "cannot write the performance baseline"))?;
-        return Ok(Some(Verdict::Written));
+        let mut out = crate::output_file::AtomicOutput::create(path, crate::output_file::Publish::NoClobber, true, 4096)?;
+        std::io::Write::write_all(&mut out, text.as_bytes()).map_err(|e| Error::io(path, e, "cannot write the performance baseline"))?;
+        match out.commit() {
+            Ok(()) => return Ok(Some(Verdict::Written)),
+            // A concurrent run wrote it first: compare with that one.
+            Err(_) if path.exists() => {}
+            Err(e) => return Err(e),
+        }
     }
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e, "cannot read the performance baseline"))?;
     let base: Baseline = serde_json::from_str(&text).map_err(|e| {

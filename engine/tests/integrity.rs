@@ -374,3 +374,37 @@ Pipeline:
         "{d}"
     );
 }
+
+#[test]
+fn stdin_to_stdout_with_dash_paths() {
+    use std::io::Write;
+    let s = Scenario::new();
+    let p = s.write(
+        "p.yaml",
+        r#"
+Pipeline:
+  Name: pipe
+  Plugins:
+    - { Name: src, Type: DelimitedSource, Config: { FilePath: "-", InferSchema: true } }
+    - { Name: out, Type: DelimitedSink, Config: { FilePath: "-" } }
+"#,
+    );
+    let mut input = String::from("id,name\n");
+    for i in 0..10_000 {
+        input.push_str(&format!("{i},\"n, {i}\"\n"));
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowengine"))
+        .args(["run", p.to_str().unwrap(), "--quiet"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()).map(|_| input));
+    let out = child.wait_with_output().unwrap();
+    let input = writer.join().unwrap().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), input);
+    assert_eq!(s.files(), vec!["p.yaml".to_string()]);
+}

@@ -222,12 +222,21 @@ fn full_modes_account_for_every_row() {
 fn regression_baseline_is_written_then_enforced() {
     let s = Scenario::new();
     let yaml = "Pipeline:\n  Name: perf\n  Performance: { BaselineFile: base.json, FailOnRegression: true, MaxRegressionPercent: 10 }\n  Plugins:\n    - { Name: g, Type: DataGenerator, Config: { RowCount: 1000 } }\n    - { Name: o, Type: DelimitedSink, Config: { FilePath: out.csv } }\n";
+    // The check is explicit (the CLI makes it): a run alone writes only its outputs.
+    let check = |s: &Scenario| -> Result<Option<flowengine::regression::Verdict>, Error> {
+        let p = s.build(yaml)?;
+        let perf = p.config().settings.performance.clone();
+        let summary = p.run()?;
+        flowengine::regression::check(&perf, &summary)
+    };
     s.run(yaml).unwrap();
+    assert!(!s.path("base.json").exists(), "run() wrote a baseline as a side effect");
+    assert_eq!(check(&s).unwrap(), Some(flowengine::regression::Verdict::Written));
     let base: serde_json::Value = serde_json::from_str(&s.read("base.json")).unwrap();
     assert_eq!(base["rows"], 1000);
     // A baseline no run can meet.
     s.write("base.json", r#"{"pipeline":"perf","rows_per_sec":1e15,"rows":1000,"seconds":0.0}"#);
-    let e = s.run(yaml).unwrap_err();
+    let e = check(&s).unwrap_err();
     assert!(
         matches!(e, Error::Regression { .. }) && e.to_string().contains("delete it to re-baseline"),
         "{e}"

@@ -219,10 +219,7 @@ impl DelimitedSourceConfig {
             };
         }
         if let Some(n) = o.take(&["ChunkSize", "BatchSize"])? {
-            c.chunk_size = n.u64()? as usize;
-            if c.chunk_size == 0 {
-                return Err(n.err("ChunkSize must be at least 1"));
-            }
+            c.chunk_size = n.u64_in(1, crate::defaults::limits::MAX_CHUNK_ROWS)? as usize;
         }
         if let Some(n) = o.take(&["Encoding"])? {
             check_encoding(&n.string()?).map_err(|m| n.err(m))?;
@@ -232,7 +229,7 @@ impl DelimitedSourceConfig {
             infer = Some(n.bool()?);
         }
         if let Some(n) = o.take(&["InferSampleRows", "SampleRows"])? {
-            c.infer_sample_rows = n.u64()?.max(1) as usize;
+            c.infer_sample_rows = n.u64_in(1, crate::defaults::limits::MAX_SAMPLE_ROWS)? as usize;
         }
         if let Some(n) = o.take(&["OutputSchema", "Schema"])? {
             if infer == Some(true) {
@@ -431,6 +428,7 @@ impl DelimitedSourceConfig {
             indices,
             expected_fields: expected,
             dead_letters: None,
+            dead_letters_done: None,
             input: Some(sp),
             size,
         })))
@@ -485,6 +483,8 @@ pub struct DelimitedSource {
     indices: Vec<usize>,
     expected_fields: Option<usize>,
     dead_letters: Option<csv::Writer<AtomicOutput>>,
+    /// The dead-letter file between prepare and commit (kept after commit for rollback).
+    dead_letters_done: Option<AtomicOutput>,
     /// The input, opened at build time and positioned at the first data record.
     input: Option<Splitter<Box<dyn Read + Send>>>,
     /// Input size when it is a regular file.
@@ -616,19 +616,38 @@ impl Source for DelimitedSource {
         Ok(())
     }
 
-    fn commit(&mut self) -> Result<()> {
+    fn prepare(&mut self) -> Result<()> {
         if let Some(w) = self.dead_letters.take() {
             let path = self.cfg.dead_letter_file.clone().unwrap_or_default();
             let mut out = w
                 .into_inner()
                 .map_err(|e| Error::io(&path, e.into_error(), "cannot write dead letters"))?;
-            out.commit()?;
+            out.prepare()?;
+            self.dead_letters_done = Some(out);
         }
         Ok(())
     }
 
+    fn commit(&mut self) -> Result<()> {
+        if self.dead_letters.is_some() {
+            self.prepare()?;
+        }
+        match &mut self.dead_letters_done {
+            Some(out) => out.commit(),
+            None => Ok(()),
+        }
+    }
+
+    fn rollback(&mut self) {
+        self.dead_letters = None;
+        if let Some(mut out) = self.dead_letters_done.take() {
+            out.rollback();
+        }
+    }
+
     fn abort(&mut self) {
         self.dead_letters = None;
+        self.dead_letters_done = None;
     }
 }
 
