@@ -46,6 +46,9 @@ pub mod limits {
     pub const MAX_WRITE_BUFFER: u64 = 1 << 30;
     /// A JavaScript heap (`Engine.MemoryLimit`): 64 GiB.
     pub const MAX_SCRIPT_HEAP: u64 = 64 << 30;
+    /// Bytes of one chunk a transform may build (a script's output); past it the step fails
+    /// clearly instead of growing without bound.
+    pub const MAX_CHUNK_BYTES: usize = 256 << 20;
     /// Rows sampled to infer a schema.
     pub const MAX_SAMPLE_ROWS: u64 = 10_000_000;
 }

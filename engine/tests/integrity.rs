@@ -408,3 +408,24 @@ Pipeline:
     assert_eq!(String::from_utf8(out.stdout).unwrap(), input);
     assert_eq!(s.files(), vec!["p.yaml".to_string()]);
 }
+
+#[test]
+fn a_script_amplifying_a_value_fails_clearly_instead_of_growing_without_bound() {
+    let s = Scenario::new();
+    let yaml = r#"
+Pipeline:
+  Name: t
+  Plugins:
+    - { Name: gen, Type: DataGenerator, Config: { RowCount: 2000, BatchSize: 1000 } }
+    - Name: js
+      Type: JavaScriptTransform
+      Config:
+        Workers: 1
+        Script: "const big = 'x'.repeat(1 << 20); function process(c) { c.output.setField('blob', big); return true; }"
+        OutputSchema: { Fields: [ { Name: blob, Type: string } ] }
+    - { Name: out, Type: DelimitedSink, Config: { FilePath: out.csv } }
+"#;
+    let e = s.run(yaml).unwrap_err().to_string();
+    assert!(e.contains("256 MiB") && e.contains("ChunkSize") && e.contains("blob"), "{e}");
+    assert_eq!(s.files(), vec!["pipeline.yaml".to_string()]);
+}

@@ -763,12 +763,20 @@ fn read_result<'js>(
     }
     let packed: Array = result.get(3).map_err(fail)?;
     let mut columns = Vec::with_capacity(shared.output.len());
+    // The output chunk is checked against its byte limit as it is built: one string set on
+    // every row costs the heap once but the chunk once per row.
+    let mut used = 0usize;
     for (j, field) in shared.output.fields().iter().enumerate() {
         let p: Option<Array> = packed.get(j).map_err(fail)?;
+        let limit = crate::defaults::limits::MAX_CHUNK_BYTES.saturating_sub(used);
         let column = match p {
             None => unset_column(shared, chunk, j, &needed, &mut errors),
-            Some(p) => Arc::new(read_column(shared, chunk, j, ctx, &p, to_text, rearm, &needed, &mut errors).map_err(fail)?),
+            Some(p) => match read_column(shared, chunk, j, ctx, &p, to_text, rearm, &needed, &mut errors, limit).map_err(fail)? {
+                Ok(c) => Arc::new(c),
+                Err(over) => return Err(over),
+            },
         };
+        used += column.byte_size();
         if !field.nullable {
             for r in (0..n).filter(|&r| needed[r] && column.is_null(r)) {
                 errors.push(RowError {
@@ -875,7 +883,8 @@ fn read_column<'js>(
     rearm: &dyn Fn(),
     needed: &[bool],
     errors: &mut Vec<RowError>,
-) -> rquickjs::Result<Column> {
+    limit: usize,
+) -> rquickjs::Result<std::result::Result<Column, String>> {
     let n = chunk.len();
     let field = &shared.output.fields()[j];
     let ty = field.data_type;
@@ -937,8 +946,16 @@ fn read_column<'js>(
             }
         };
         push_checked(&mut col, pushed, r, &field.name, errors);
+        if text_type && col.byte_size() > limit {
+            return Ok(Err(format!(
+                "the script's output for one chunk passed {} MiB at field '{}' (row {} of {n}); a value set on many rows is copied into each — lower the source's ChunkSize or set smaller values",
+                crate::defaults::limits::MAX_CHUNK_BYTES >> 20,
+                crate::error::clip(&field.name),
+                r + 1
+            )));
+        }
     }
-    Ok(col)
+    Ok(Ok(col))
 }
 
 /// True while the pending exception is the engine's own: an interrupt (timeout or
