@@ -6,5 +6,7 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 cargo test --workspace
+# The library stands alone: no CLI crates without the default `cli` feature.
+cargo check -p flowengine --no-default-features --lib
 # Instruction-count regression gate (installs gungraun-runner when missing).
 bash scripts/regression-gate.sh
