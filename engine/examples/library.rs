@@ -23,6 +23,11 @@ impl Transform for Uppercase {
         Arc::clone(&self.schema)
     }
 
+    // Row by row with no state: may run as several instances.
+    fn parallel_safe(&self) -> bool {
+        true
+    }
+
     fn process(&mut self, chunk: Arc<Chunk>, out: &mut Emitter) -> flowengine::Result<()> {
         let src = chunk.column(self.column);
         let mut upper = Column::with_capacity(src.data_type(), chunk.len());
@@ -50,14 +55,13 @@ impl StepPlugin for UppercasePlugin {
 
     fn build(&self, config: &serde_json::Value, ctx: &BuildContext<'_>) -> flowengine::Result<StepRuntime> {
         let schema = ctx.require_input()?;
-        let name = config.get("Column").and_then(|v| v.as_str()).ok_or_else(|| Error::Plan {
-            step: ctx.name.into(),
-            message: "Uppercase needs Config.Column".into(),
-        })?;
-        let column = schema.index_of(name).ok_or_else(|| Error::Plan {
-            step: ctx.name.into(),
-            message: format!("no column '{name}' in the input {schema}"),
-        })?;
+        let name = config
+            .get("Column")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| Error::plan(ctx.name, "Uppercase needs Config.Column"))?;
+        let column = schema
+            .index_of(name)
+            .ok_or_else(|| Error::plan(ctx.name, format!("no column '{name}' in the input {schema}")))?;
         Ok(StepRuntime::Transform(vec![Box::new(Uppercase { schema, column })]))
     }
 }

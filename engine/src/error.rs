@@ -28,12 +28,14 @@ pub enum Error {
         message: String,
     },
     /// The DAG cannot be built: unknown step type, duplicate name, cycle, schema mismatch, ...
-    #[error("pipeline error at step '{step}': {message}")]
+    #[error("{at}pipeline error at step '{step}': {message}", at = .at.as_ref().map(|p| format!("{p}: ")).unwrap_or_default())]
     Plan {
         /// The step (or connection) at fault.
         step: String,
         /// What is wrong and what to do.
         message: String,
+        /// Where the step or connection is written in the pipeline file.
+        at: Option<Position>,
     },
     /// A row is malformed: wrong field count, unparsable value, invalid UTF-8, null in a
     /// non-nullable column.
@@ -108,6 +110,34 @@ pub enum Error {
     Internal(String),
 }
 
+/// Where something is written in a pipeline file. Built in code, a step has line 0 and
+/// its position is not printed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Position {
+    /// The pipeline file (or `<inline>`).
+    pub file: std::sync::Arc<str>,
+    /// 1-based line; 0 when unknown.
+    pub line: usize,
+}
+
+impl Position {
+    /// A position.
+    pub fn new(file: &str, line: usize) -> Position {
+        Position { file: file.into(), line }
+    }
+
+    /// `Some(self)` when the line is known.
+    pub fn known(&self) -> Option<Position> {
+        (self.line > 0).then(|| self.clone())
+    }
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
 fn fmt_line(line: Option<usize>) -> String {
     line.map(|l| format!(":{l}")).unwrap_or_default()
 }
@@ -121,10 +151,34 @@ impl Error {
         }
     }
 
-    pub(crate) fn plan(step: impl Into<String>, message: impl Into<String>) -> Self {
+    /// A plan error naming the step (the engine adds the step's `file:line`).
+    pub fn plan(step: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Plan {
             step: step.into(),
             message: message.into(),
+            at: None,
+        }
+    }
+
+    /// A plan error at a position in the pipeline file.
+    pub(crate) fn plan_at(at: &Position, step: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Plan {
+            step: step.into(),
+            message: message.into(),
+            at: at.known(),
+        }
+    }
+
+    /// Gives a plan error (e.g. from a step's builder) the position of its step, when it has
+    /// none yet.
+    pub(crate) fn located(self, pos: &Position) -> Self {
+        match self {
+            Error::Plan { step, message, at: None } => Error::Plan {
+                step,
+                message,
+                at: pos.known(),
+            },
+            other => other,
         }
     }
 
@@ -135,6 +189,7 @@ impl Error {
             Error::Data { line, .. } => Some(*line),
             Error::Script { line, .. } => *line,
             Error::TooManyErrors { last, .. } => last.line(),
+            Error::Plan { at, .. } => at.as_ref().map(|p| p.line as u64),
             _ => None,
         }
     }

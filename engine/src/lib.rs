@@ -34,15 +34,16 @@ pub mod port;
 pub mod regression;
 pub mod schema;
 pub mod steps;
+pub mod summary;
 pub mod value;
 
 pub use chunk::{Chunk, Column, ColumnData, RowRef};
 pub use config::{ChannelConfig, ConnectionConfig, FullMode, PipelineConfig, Settings, StepDef};
 pub use decimal::Decimal;
-pub use error::{Error, Result};
+pub use error::{Error, Position, Result};
 pub use metrics::{StepMetrics, StepSummary};
 pub use pipeline::{Pipeline, Progress, RunSummary};
 pub use port::CancelToken;
 pub use schema::{DataType, Field, Schema, SchemaRef};
-pub use steps::{Registry, StepConfig};
+pub use steps::{OutputId, Registry, StepConfig, StepKind};
 pub use value::Value;

@@ -35,10 +35,10 @@ impl StepMetrics {
     }
 
     /// A consistent-enough copy for reporting.
-    pub fn snapshot(&self, name: &str, kind: &str, elapsed: Duration) -> StepSummary {
+    pub fn snapshot(&self, name: &str, kind: crate::steps::StepKind, elapsed: Duration) -> StepSummary {
         StepSummary {
             name: name.to_owned(),
-            kind: kind.to_owned(),
+            kind,
             rows_in: self.rows_in.load(Relaxed),
             rows_out: self.rows_out.load(Relaxed),
             rows_rejected: self.rows_rejected.load(Relaxed),
@@ -57,8 +57,8 @@ impl StepMetrics {
 pub struct StepSummary {
     /// Step name.
     pub name: String,
-    /// Step type.
-    pub kind: String,
+    /// Source, transform or sink (`"source"`… in JSON).
+    pub kind: crate::steps::StepKind,
     /// Rows in.
     pub rows_in: u64,
     /// Rows out (all outputs).

@@ -105,7 +105,54 @@ Pipeline:
     - { From: b, To: a }
 "#;
     let e = err(&s, yaml);
-    assert!(e.contains("cycle through a, b"), "{e}");
+    assert!(e.contains("cycle: b -> a -> b"), "{e}");
+    assert!(e.contains("pipeline.yaml:7:"), "{e}");
+    // A step downstream of the cycle is not part of it and is not named.
+    let yaml = yaml
+        .replace("- { From: gen, To: out }", "- { From: gen, To: out }\n    - { From: b, To: c }")
+        .replace(
+            "  Connections:",
+            "    - { Name: c, Type: DelimitedSink, Config: { FilePath: c.csv } }\n  Connections:",
+        );
+    let e = err(&s, &yaml);
+    assert!(e.contains("cycle: ") && !e.contains("'c'") && !e.contains("-> c"), "{e}");
+}
+
+#[test]
+fn plan_errors_carry_file_and_line() {
+    let s = Scenario::new();
+    let yaml = r#"
+Pipeline:
+  Name: t
+  Plugins:
+    - { Name: gen, Type: DataGenerator }
+    - { Name: out, Type: DelimitedSink, Config: { FilePath: out.csv } }
+    - { Name: x, Type: NoSuchStep }
+  Connections:
+    - { From: gen, To: out }
+    - { From: gen, To: nowhere }
+"#;
+    let e = err(
+        &s,
+        &yaml.replace("    - { From: gen, To: nowhere }\n", "    - { From: gen, To: x }\n"),
+    );
+    assert!(e.contains("pipeline.yaml:7:") && e.contains("NoSuchStep"), "{e}");
+    let e = err(&s, &yaml.replace("    - { Name: x, Type: NoSuchStep }\n", ""));
+    assert!(
+        e.contains("pipeline.yaml:9:") && e.contains("Connections[1]") && e.contains("nowhere"),
+        "{e}"
+    );
+    let e = err(
+        &s,
+        &yaml
+            .replace("    - { Name: x, Type: NoSuchStep }\n", "")
+            .replace("    - { From: gen, To: nowhere }\n", "")
+            .replace(
+                "    - { From: gen, To: out }\n",
+                "    - { From: gen, To: out }\n    - { From: out, To: gen }\n",
+            ),
+    );
+    assert!(e.contains("pipeline.yaml:"), "{e}");
 }
 
 #[test]

@@ -469,7 +469,7 @@ fn scripts_that_do_not_load_fail_when_the_pipeline_is_built() {
     ] {
         let c = Case::new(PEOPLE, PEOPLE_COLS, script, &[("id", "int32", true)]);
         match c.build() {
-            Err(Error::Plan { step, message }) => {
+            Err(Error::Plan { step, message, .. }) => {
                 assert_eq!(step, "JS");
                 assert!(message.contains(text), "{message}");
             }

@@ -128,6 +128,9 @@ pub struct ConnectionConfig {
     pub to: String,
     /// The port; `None` uses `Settings.DefaultChannel`.
     pub channel: Option<ChannelConfig>,
+    /// Line in the pipeline file (0 when built in code).
+    #[serde(default)]
+    pub line: usize,
 }
 
 /// `Settings.Monitoring`.
@@ -353,6 +356,7 @@ fn parse_connection(item: &Node<'_>, default_channel: &ChannelConfig) -> Result<
         from_port: None,
         to,
         channel,
+        line: item.node.line,
     })
 }
 

@@ -140,16 +140,85 @@ pub(crate) fn parse_step_config(raw_type: &str, config: &mut Obj<'_>, env: &mut 
     })
 }
 
+/// What a step is, by what it does with rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StepKind {
+    /// Produces rows; takes no input.
+    Source,
+    /// Rows in, rows out.
+    Transform,
+    /// Takes rows; has no output.
+    Sink,
+}
+
+impl StepKind {
+    /// `source`, `transform` or `sink`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Source => "source",
+            StepKind::Transform => "transform",
+            StepKind::Sink => "sink",
+        }
+    }
+}
+
+impl std::fmt::Display for StepKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for StepKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for StepKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// One output of a step: its main output, or a named extra output (`Step.name` in a
+/// connection's `From`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum OutputId {
+    /// The main output.
+    Main,
+    /// A named output, e.g. a routing queue.
+    Named(String),
+}
+
+impl OutputId {
+    /// The output a connection names: `""` is the main output.
+    pub fn from_name(name: &str) -> OutputId {
+        if name.is_empty() {
+            OutputId::Main
+        } else {
+            OutputId::Named(name.to_owned())
+        }
+    }
+
+    /// How a connection names it after the step: `""` or `.name`.
+    pub fn suffix(&self) -> String {
+        match self {
+            OutputId::Main => String::new(),
+            OutputId::Named(n) => format!(".{n}"),
+        }
+    }
+}
+
 /// Where a step sends its chunks: its outputs, each fanned out to one or more ports.
 pub struct Emitter {
     outputs: Vec<Vec<Arc<Port>>>,
-    names: Vec<String>,
+    names: Vec<OutputId>,
     metrics: Arc<StepMetrics>,
     buffer: Option<Vec<(usize, Arc<Chunk>)>>,
 }
 
 impl Emitter {
-    pub(crate) fn new(names: Vec<String>, outputs: Vec<Vec<Arc<Port>>>, metrics: Arc<StepMetrics>) -> Emitter {
+    pub(crate) fn new(names: Vec<OutputId>, outputs: Vec<Vec<Arc<Port>>>, metrics: Arc<StepMetrics>) -> Emitter {
         Emitter {
             outputs,
             names,
@@ -159,7 +228,7 @@ impl Emitter {
     }
 
     /// An emitter that only collects (for parallel workers; the engine forwards in order).
-    pub(crate) fn buffering(names: Vec<String>, metrics: Arc<StepMetrics>) -> Emitter {
+    pub(crate) fn buffering(names: Vec<OutputId>, metrics: Arc<StepMetrics>) -> Emitter {
         Emitter {
             outputs: Vec::new(),
             names,
@@ -179,7 +248,8 @@ impl Emitter {
 
     /// Index of a named output (0 is the main output, named "").
     pub fn output_index(&self, name: &str) -> Option<usize> {
-        self.names.iter().position(|n| n == name)
+        let id = OutputId::from_name(name);
+        self.names.iter().position(|n| *n == id)
     }
 
     /// Sends a chunk on the main output.
@@ -270,14 +340,31 @@ pub trait Source: Send {
 /// - Its output schema is fixed when the DAG is built ([`Transform::output_schema`]); named
 ///   extra outputs ([`Transform::extra_outputs`]) carry the same schema.
 /// - `process` may emit zero or more chunks per input chunk, on any output.
-/// - When a step is built with several instances, each runs on its own thread and the engine
-///   restores input order at the output.
+/// - [`Transform::finish`] is called once after the last chunk (not after an error or a
+///   cancellation): a stateful transform (sort, aggregate) emits what it holds there.
+/// - When a step is built with several instances, each runs on its own thread, sees part of
+///   the chunks, and the engine restores input order at the output. Only a transform whose
+///   output for a chunk depends on that chunk alone may do that: it says so with
+///   [`Transform::parallel_safe`], and the planner refuses several instances of any other.
 pub trait Transform: Send {
     /// Schema of every chunk emitted, on every output.
     fn output_schema(&self) -> SchemaRef;
     /// Names of extra outputs (e.g. routing queues), reachable as `Step.name` in connections.
     fn extra_outputs(&self) -> Vec<String> {
         Vec::new()
+    }
+    /// True when several instances may each process part of the chunks (the transform keeps
+    /// no state across chunks). Default: false.
+    fn parallel_safe(&self) -> bool {
+        false
+    }
+    /// All input has been processed: emit what is held (end-of-input hook). Called once per
+    /// instance, after its last chunk.
+    ///
+    /// # Errors
+    /// As [`Transform::process`].
+    fn finish(&mut self, _out: &mut Emitter) -> Result<()> {
+        Ok(())
     }
     /// Called once before the first chunk with the run's cancellation token, for transforms
     /// that can block inside one chunk (a script) and must stop when the run is cancelled.

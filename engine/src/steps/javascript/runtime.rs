@@ -282,6 +282,12 @@ impl Drop for JsTransform {
 }
 
 impl Transform for JsTransform {
+    // Each worker has its own script globals; a script that keeps state across rows is
+    // detected when the config is read and runs on one worker unless forced (with a warning).
+    fn parallel_safe(&self) -> bool {
+        true
+    }
+
     fn bind_cancel(&mut self, cancel: &CancelToken) {
         JsTransform::bind_cancel(self, cancel);
     }

@@ -57,7 +57,7 @@ fn logs_of(script: &str, rows: usize, chunks: usize) -> Vec<(String, String)> {
     }
     let chunk = Chunk::from_columns(input, vec![ids], (2..rows as u64 + 2).collect());
     let chunk = Arc::new(chunk);
-    let mut out = Emitter::buffering(vec![String::new()], Arc::new(StepMetrics::default()));
+    let mut out = Emitter::buffering(vec![crate::steps::OutputId::Main], Arc::new(StepMetrics::default()));
     for _ in 0..chunks {
         t.process(Arc::clone(&chunk), &mut out).unwrap();
     }
@@ -150,7 +150,7 @@ fn cancelling_interrupts_a_running_script_and_a_looping_conversion() {
         let mut ids = Column::with_capacity(DataType::Int32, 1);
         ids.push_value(&crate::value::Value::Int32(1)).unwrap();
         let chunk = Arc::new(Chunk::from_columns(input, vec![ids], vec![2]));
-        let mut out = Emitter::buffering(vec![String::new()], Arc::new(StepMetrics::default()));
+        let mut out = Emitter::buffering(vec![crate::steps::OutputId::Main], Arc::new(StepMetrics::default()));
         let canceller = {
             let cancel = cancel.clone();
             std::thread::spawn(move || {

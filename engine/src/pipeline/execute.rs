@@ -1,0 +1,305 @@
+//! Execution: ports between the planned steps, one thread per step, the first error cancels
+//! every step, and outputs are published (two-phase) only when every step succeeded.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::plan::{Edge, Plan, Planned};
+use crate::config::PipelineConfig;
+use crate::error::{Error, Result};
+use crate::metrics::{StepMetrics, StepSummary};
+use crate::port::{CancelToken, Inputs, Port};
+use crate::steps::{Emitter, OutputId, Sink, StepKind, StepRuntime, Transform};
+use crate::summary::RunSummary;
+
+/// A step after its thread ended: what publishing and the summary need.
+struct Finished {
+    name: String,
+    kind: StepKind,
+    runtime: StepRuntime,
+    metrics: Arc<StepMetrics>,
+    elapsed: Duration,
+}
+
+/// The first error of the run wins (a real error wins over a cancellation); any error
+/// cancels every step.
+struct FirstError<'a> {
+    slot: Mutex<Option<Error>>,
+    cancel: &'a CancelToken,
+}
+
+impl FirstError<'_> {
+    fn fail(&self, e: Error) {
+        let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        let replace = match (&*slot, &e) {
+            (None, _) => true,
+            (Some(Error::Cancelled), err) => !matches!(err, Error::Cancelled),
+            _ => false,
+        };
+        if replace {
+            *slot = Some(e);
+        }
+        self.cancel.cancel();
+    }
+}
+
+/// Runs the plan to completion or until `cancel` is set.
+pub(crate) fn execute(config: &PipelineConfig, plan: Plan, cancel: CancelToken) -> Result<RunSummary> {
+    let start = Instant::now();
+    let Plan { steps, edges, .. } = plan;
+    let (mut inputs, mut outputs) = wire(&steps, &edges, &cancel);
+    let first = FirstError {
+        slot: Mutex::new(None),
+        cancel: &cancel,
+    };
+    let tracing = config.settings.monitoring.enable_tracing;
+    let interval = config.settings.monitoring.metrics_interval;
+    let done = AtomicBool::new(false);
+    let progress: Vec<(String, Arc<StepMetrics>)> = steps.iter().map(|s| (s.name.clone(), Arc::clone(&s.metrics))).collect();
+    let mut finished: Vec<Finished> = Vec::new();
+    std::thread::scope(|scope| {
+        if !interval.is_zero() {
+            let (progress, done) = (&progress, &done);
+            scope.spawn(move || monitor(progress, interval, done, start));
+        }
+        let mut handles = Vec::new();
+        for (i, step) in steps.into_iter().enumerate() {
+            let input = inputs[i].take();
+            let outs = std::mem::take(&mut outputs[i]);
+            let (cancel, first) = (cancel.clone(), &first);
+            let spawned = std::thread::Builder::new()
+                .name(format!("step-{}", step.name))
+                .spawn_scoped(scope, move || run_step(step, input, outs, &cancel, first, tracing, start));
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => first.fail(Error::Internal(format!("cannot start a thread: {e}"))),
+            }
+        }
+        for h in handles {
+            match h.join() {
+                Ok(f) => finished.push(f),
+                Err(panic) => {
+                    let msg = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_default();
+                    first.fail(Error::Internal(format!("a step panicked: {msg}")));
+                }
+            }
+        }
+        done.store(true, Ordering::Relaxed);
+    });
+    let error = first.slot.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut error = error.or_else(|| cancel.is_cancelled().then_some(Error::Cancelled));
+    if error.is_none() {
+        error = publish(&mut finished).err();
+    } else {
+        for f in &mut finished {
+            match &mut f.runtime {
+                StepRuntime::Source(s) => s.abort(),
+                StepRuntime::Sink(s) => s.abort(),
+                StepRuntime::Transform(_) => {}
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    if let Some(e) = error {
+        return Err(e);
+    }
+    // Report in file order.
+    let steps: Vec<StepSummary> = config
+        .steps
+        .iter()
+        .filter_map(|def| finished.iter().find(|f| f.name == def.name))
+        .map(|f| f.metrics.snapshot(&f.name, f.kind, f.elapsed))
+        .collect();
+    Ok(RunSummary {
+        pipeline: config.name.clone(),
+        steps,
+        elapsed,
+        peak_rss_bytes: crate::metrics::peak_rss_bytes(),
+        notes: config.notes.clone(),
+    })
+}
+
+type Wiring = (Vec<Option<Inputs>>, Vec<Vec<Vec<Arc<Port>>>>);
+
+/// One port per connection, with that connection's settings and drop accounting; a step
+/// with several inputs reads them together (fan-in), an output with several connections
+/// sends to each (fan-out).
+fn wire(steps: &[Planned], edges: &[Edge], cancel: &CancelToken) -> Wiring {
+    let mut input_ports: Vec<Vec<Arc<Port>>> = (0..steps.len()).map(|_| Vec::new()).collect();
+    let mut outputs: Vec<Vec<Vec<Arc<Port>>>> = steps.iter().map(|s| vec![Vec::new(); s.outputs.len()]).collect();
+    for e in edges {
+        let port = Arc::new(Port::new(
+            format!("{}{}", steps[e.from].name, e.output.suffix()),
+            steps[e.to].name.clone(),
+            e.channel.clone(),
+            1,
+            cancel.clone(),
+            Arc::clone(&steps[e.from].metrics),
+        ));
+        let oi = steps[e.from].outputs.iter().position(|o| *o == e.output).unwrap_or(0);
+        outputs[e.from][oi].push(Arc::clone(&port));
+        input_ports[e.to].push(port);
+    }
+    let inputs = input_ports
+        .into_iter()
+        .map(|ports| (!ports.is_empty()).then(|| Inputs::new(ports)))
+        .collect();
+    (inputs, outputs)
+}
+
+/// The body of one step's thread.
+fn run_step(
+    step: Planned,
+    mut input: Option<Inputs>,
+    outs: Vec<Vec<Arc<Port>>>,
+    cancel: &CancelToken,
+    first: &FirstError<'_>,
+    tracing: bool,
+    start: Instant,
+) -> Finished {
+    let Planned {
+        name,
+        kind,
+        mut runtime,
+        outputs: out_names,
+        metrics,
+        ..
+    } = step;
+    if tracing {
+        eprintln!("[{:>8.3}s] {name}: start", start.elapsed().as_secs_f64());
+    }
+    let all_outs: Vec<Arc<Port>> = outs.iter().flatten().cloned().collect();
+    let mut emitter = Emitter::new(out_names.clone(), outs, Arc::clone(&metrics));
+    let t0 = Instant::now();
+    let result = match &mut runtime {
+        StepRuntime::Source(src) => src.run(&mut emitter, cancel),
+        StepRuntime::Transform(ts) => run_transform(&name, ts, input.as_mut(), &mut emitter, &metrics, cancel, &out_names),
+        StepRuntime::Sink(sink) => run_sink(sink.as_mut(), input.as_mut(), &metrics),
+    };
+    StepMetrics::add(&metrics.busy_nanos, t0.elapsed().as_nanos() as u64);
+    for p in &all_outs {
+        p.sender_done();
+    }
+    if let Some(p) = &input {
+        p.receiver_done();
+    }
+    if tracing {
+        let state = if result.is_ok() { "done" } else { "failed" };
+        eprintln!("[{:>8.3}s] {name}: {state}", start.elapsed().as_secs_f64());
+    }
+    if let Err(e) = result {
+        first.fail(e);
+    }
+    Finished {
+        name,
+        kind,
+        runtime,
+        metrics,
+        elapsed: start.elapsed(),
+    }
+}
+
+/// Two-phase publish: prepare every output, then commit each; a failure part-way rolls back
+/// the outputs already committed (restoring what they replaced) and aborts the rest.
+fn publish(finished: &mut [Finished]) -> Result<()> {
+    let mut result = Ok(());
+    for f in finished.iter_mut() {
+        let r = match &mut f.runtime {
+            StepRuntime::Source(s) => s.prepare(),
+            StepRuntime::Sink(s) => s.prepare(),
+            StepRuntime::Transform(_) => Ok(()),
+        };
+        if let Err(e) = r {
+            result = Err(e);
+            break;
+        }
+    }
+    let mut committed = 0;
+    if result.is_ok() {
+        for f in finished.iter_mut() {
+            let r = match &mut f.runtime {
+                StepRuntime::Source(s) => s.commit(),
+                StepRuntime::Sink(s) => s.commit(),
+                StepRuntime::Transform(_) => Ok(()),
+            };
+            if let Err(e) = r {
+                result = Err(e);
+                break;
+            }
+            committed += 1;
+        }
+    }
+    if result.is_err() {
+        for (i, f) in finished.iter_mut().enumerate().rev() {
+            match (&mut f.runtime, i < committed) {
+                (StepRuntime::Source(s), true) => s.rollback(),
+                (StepRuntime::Sink(s), true) => s.rollback(),
+                (StepRuntime::Source(s), false) => s.abort(),
+                (StepRuntime::Sink(s), false) => s.abort(),
+                (StepRuntime::Transform(_), _) => {}
+            }
+        }
+    }
+    result
+}
+
+/// The periodic metrics line (`Settings.Monitoring.MetricsIntervalSeconds`).
+fn monitor(progress: &[(String, Arc<StepMetrics>)], interval: Duration, done: &AtomicBool, start: Instant) {
+    let mut next = Instant::now() + interval;
+    while !done.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50).min(interval));
+        if Instant::now() >= next {
+            next += interval;
+            let parts: Vec<String> = progress
+                .iter()
+                .map(|(n, m)| {
+                    format!(
+                        "{n}: in {} out {}",
+                        m.rows_in.load(Ordering::Relaxed),
+                        m.rows_out.load(Ordering::Relaxed)
+                    )
+                })
+                .collect();
+            eprintln!("[{:>8.3}s] metrics: {}", start.elapsed().as_secs_f64(), parts.join(" | "));
+        }
+    }
+}
+
+fn run_sink(sink: &mut dyn Sink, input: Option<&mut Inputs>, metrics: &StepMetrics) -> Result<()> {
+    let input = input.ok_or_else(|| Error::Internal("sink without input".into()))?;
+    while let Some(chunk) = input.recv()? {
+        let n = chunk.len() as u64;
+        StepMetrics::add(&metrics.rows_in, n);
+        sink.write(&chunk)?;
+        StepMetrics::add(&metrics.rows_written, n);
+    }
+    sink.finish()
+}
+
+fn run_transform(
+    name: &str,
+    instances: &mut [Box<dyn Transform>],
+    input: Option<&mut Inputs>,
+    out: &mut Emitter,
+    metrics: &Arc<StepMetrics>,
+    cancel: &CancelToken,
+    out_names: &[OutputId],
+) -> Result<()> {
+    let input = input.ok_or_else(|| Error::Internal("transform without input".into()))?;
+    for t in instances.iter_mut() {
+        t.bind_cancel(cancel);
+    }
+    if let [t] = instances {
+        while let Some(chunk) = input.recv()? {
+            StepMetrics::add(&metrics.rows_in, chunk.len() as u64);
+            t.process(chunk, out)?;
+        }
+        return t.finish(out);
+    }
+    super::workers::run_ordered(name, instances, input, out, metrics, cancel, out_names)
+}

@@ -1,0 +1,192 @@
+//! A pipeline: planned once ([`plan`]: every check that needs no data, each error with the
+//! `file:line` of the step or connection at fault), then executed ([`execute`]: a thread per
+//! step, bounded ports, the ordered worker pool of [`workers`], two-phase publish).
+//!
+//! The first error cancels every step; outputs are published (temp files renamed into
+//! place) only when every step succeeded.
+
+mod execute;
+mod plan;
+mod workers;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::PipelineConfig;
+use crate::error::Result;
+use crate::port::CancelToken;
+use crate::steps::{Registry, StepKind, StepRuntime};
+pub use crate::summary::{Progress, RunSummary};
+
+/// A validated, ready-to-run pipeline.
+pub struct Pipeline {
+    config: PipelineConfig,
+    plan: plan::Plan,
+}
+
+impl Pipeline {
+    /// Loads and builds a pipeline file. `vars` override its `Variables`.
+    ///
+    /// # Errors
+    /// Any load or build error (see [`Pipeline::build`]).
+    pub fn from_file(path: impl AsRef<Path>, vars: &[(String, String)]) -> Result<Pipeline> {
+        Pipeline::build(PipelineConfig::from_file(path.as_ref(), vars)?, &Registry::new())
+    }
+
+    /// Loads a pipeline from YAML text; relative paths resolve against `base_dir`.
+    ///
+    /// # Errors
+    /// Any load or build error.
+    pub fn from_yaml_str(yaml: &str, base_dir: impl AsRef<Path>, vars: &[(String, String)]) -> Result<Pipeline> {
+        Pipeline::build(
+            PipelineConfig::from_yaml_str(yaml, "<inline>", base_dir.as_ref(), vars)?,
+            &Registry::new(),
+        )
+    }
+
+    /// Builds the DAG from a config (parsed or built in code), with user step types.
+    ///
+    /// # Errors
+    /// [`crate::Error::Plan`] naming the step and its `file:line` for: a duplicate name, an
+    /// unknown step type, a connection to an unknown step or output, a connection listed
+    /// twice, a cycle (listing its steps), a step without input (or a source with one), an
+    /// unconnected output, a fan-in schema mismatch, two outputs on one file or an output on
+    /// an input, several instances of a stateful transform; plus whatever a step's builder
+    /// reports (e.g. a source file's header not matching its schema).
+    pub fn build(config: PipelineConfig, registry: &Registry) -> Result<Pipeline> {
+        let plan = plan::plan(&config, registry)?;
+        Ok(Pipeline { config, plan })
+    }
+
+    /// The loaded configuration.
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
+    }
+
+    /// Step names in execution (topological) order.
+    pub fn execution_order(&self) -> Vec<&str> {
+        self.plan.order.iter().map(|&i| self.plan.steps[i].name.as_str()).collect()
+    }
+
+    /// A short description of the DAG: each step, its kind and output schema, and the edges
+    /// with each connection's own channel settings.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        let steps = &self.plan.steps;
+        for &i in &self.plan.order {
+            let s = &steps[i];
+            out.push_str(&format!("{} [{}]", s.name, s.kind));
+            if let Some(schema) = &s.output_schema {
+                out.push_str(&format!(" -> {schema}"));
+            }
+            out.push('\n');
+            for e in self.plan.edges.iter().filter(|e| e.from == i) {
+                out.push_str(&format!(
+                    "    {}{} -> {} (BufferSize {}, {:?})\n",
+                    s.name,
+                    e.output.suffix(),
+                    steps[e.to].name,
+                    e.channel.buffer_size,
+                    e.channel.full_mode
+                ));
+            }
+        }
+        out
+    }
+
+    /// A handle for watching the run from another thread.
+    pub fn progress(&self) -> Progress {
+        let steps = &self.plan.steps;
+        let sources: Vec<usize> = steps
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.kind == StepKind::Source)
+            .map(|(i, _)| i)
+            .collect();
+        let total: Option<u64> = sources
+            .iter()
+            .map(|&i| match &steps[i].runtime {
+                StepRuntime::Source(s) => s.size_hint_bytes(),
+                _ => None,
+            })
+            .sum();
+        Progress {
+            steps: steps.iter().map(|s| (s.name.clone(), Arc::clone(&s.metrics))).collect(),
+            total_bytes: total,
+            sources,
+        }
+    }
+
+    /// Runs to completion. Writes nothing but the pipeline's own outputs: the performance
+    /// baseline check (`Settings.Performance`) is [`crate::regression::check`], which the CLI
+    /// calls after a run.
+    ///
+    /// # Errors
+    /// The first error of any step (others are cancelled), or [`crate::Error::Cancelled`].
+    pub fn run(self) -> Result<RunSummary> {
+        self.run_with_cancel(CancelToken::new())
+    }
+
+    /// Runs to completion or until `cancel` is set.
+    ///
+    /// # Errors
+    /// As [`Pipeline::run`].
+    pub fn run_with_cancel(self, cancel: CancelToken) -> Result<RunSummary> {
+        execute::execute(&self.config, self.plan, cancel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two sinks; the second one's publish fails: the first one's target must be restored.
+    #[test]
+    fn a_publish_failure_part_way_restores_what_was_published() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.csv"), "OLD A\n").unwrap();
+        let yaml = r#"
+Pipeline:
+  Name: t
+  Plugins:
+    - { Name: gen, Type: DataGenerator, Config: { RowCount: 10 } }
+    - { Name: a, Type: DelimitedSink, Config: { FilePath: a.csv } }
+    - { Name: b, Type: DelimitedSink, Config: { FilePath: b.csv } }
+  Connections:
+    - { From: gen, To: a }
+    - { From: gen, To: b }
+"#;
+        let b = std::fs::canonicalize(dir.path()).unwrap().join("b.csv");
+        crate::output_file::failpoint::arm(b.clone());
+        let r = Pipeline::from_yaml_str(yaml, dir.path(), &[]).unwrap().run();
+        crate::output_file::failpoint::disarm(&b);
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("b.csv"), "{e}");
+        assert_eq!(std::fs::read_to_string(dir.path().join("a.csv")).unwrap(), "OLD A\n");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left.len(), 1, "{left:?}");
+    }
+
+    /// Dead letters are an output too: a sink failing to publish takes them back.
+    #[test]
+    fn dead_letters_are_rolled_back_with_the_sinks() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("in.csv"), "id\n1\nx\n3\n").unwrap();
+        let yaml = r#"
+Pipeline:
+  Name: t
+  Plugins:
+    - Name: src
+      Type: DelimitedSource
+      Config: { FilePath: in.csv, SkipMalformedRows: true, DeadLetterFilePath: dead.csv, OutputSchema: { Columns: [ { Name: id, Type: int32 } ] } }
+    - { Name: out, Type: DelimitedSink, Config: { FilePath: out.csv } }
+"#;
+        let out = std::fs::canonicalize(dir.path()).unwrap().join("out.csv");
+        crate::output_file::failpoint::arm(out.clone());
+        let r = Pipeline::from_yaml_str(yaml, dir.path(), &[]).unwrap().run();
+        crate::output_file::failpoint::disarm(&out);
+        assert!(r.is_err());
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("in.csv")], "{left:?}");
+    }
+}

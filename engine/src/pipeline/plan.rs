@@ -1,0 +1,436 @@
+//! Planning: every check that needs no data. Connections become edges, steps are ordered
+//! topologically, schemas propagate from sources to sinks, and every mistake in the DAG is a
+//! plan error carrying the `file:line` of the step or connection at fault.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::{ChannelConfig, PipelineConfig};
+use crate::error::{Error, Position, Result};
+use crate::metrics::StepMetrics;
+use crate::schema::SchemaRef;
+use crate::steps::{build_step, OutputId, PathRole, Registry, StepKind, StepRuntime};
+
+/// One connection: an output of one step into another step.
+pub(crate) struct Edge {
+    pub from: usize,
+    pub output: OutputId,
+    pub to: usize,
+    pub channel: ChannelConfig,
+    /// Index in `Connections` (`None` when the steps are chained implicitly).
+    pub index: Option<usize>,
+    pub at: Position,
+}
+
+impl Edge {
+    /// `Connections[i]`, or the implicit chain.
+    pub fn label(&self) -> String {
+        self.index
+            .map_or_else(|| "the implicit chain".to_owned(), |i| format!("Connections[{i}]"))
+    }
+}
+
+/// A step built and checked, ready to run.
+pub(crate) struct Planned {
+    pub name: String,
+    pub kind: StepKind,
+    pub runtime: StepRuntime,
+    pub output_schema: Option<SchemaRef>,
+    pub outputs: Vec<OutputId>,
+    pub metrics: Arc<StepMetrics>,
+}
+
+/// The plan: built steps, edges between them, and an execution order.
+pub(crate) struct Plan {
+    pub steps: Vec<Planned>,
+    pub edges: Vec<Edge>,
+    pub order: Vec<usize>,
+}
+
+/// Builds the plan (see [`crate::Pipeline::build`] for the errors).
+pub(crate) fn plan(config: &PipelineConfig, registry: &Registry) -> Result<Plan> {
+    let positions: Vec<Position> = config.steps.iter().map(|s| Position::new(&config.file, s.line)).collect();
+    let index = step_index(config, &positions)?;
+    let edges = edges(config, &index)?;
+    check_paths(config, &positions)?;
+    let order = topo_order(config, &edges, &positions)?;
+    let steps = build_in_order(config, registry, &edges, &order, &positions)?;
+    check_outputs(&steps, &edges, &positions)?;
+    Ok(Plan { steps, edges, order })
+}
+
+fn step_index<'a>(config: &'a PipelineConfig, positions: &[Position]) -> Result<HashMap<&'a str, usize>> {
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for (i, s) in config.steps.iter().enumerate() {
+        if s.name.trim().is_empty() {
+            return Err(Error::plan_at(&positions[i], format!("#{}", i + 1), "a plugin has an empty Name"));
+        }
+        if let Some(first) = index.insert(s.name.as_str(), i) {
+            return Err(Error::plan_at(
+                &positions[i],
+                &s.name,
+                format!(
+                    "two plugins are named '{}' (the other at line {}); names must be unique",
+                    s.name, positions[first].line
+                ),
+            ));
+        }
+    }
+    Ok(index)
+}
+
+/// Connections as edges; none at all means "chain in the order listed", as the original does.
+fn edges(config: &PipelineConfig, index: &HashMap<&str, usize>) -> Result<Vec<Edge>> {
+    let mut edges: Vec<Edge> = Vec::new();
+    if config.connections.is_empty() {
+        for i in 1..config.steps.len() {
+            edges.push(Edge {
+                from: i - 1,
+                output: OutputId::Main,
+                to: i,
+                channel: config.settings.default_channel.clone(),
+                index: None,
+                at: Position::new(&config.file, config.steps[i].line),
+            });
+        }
+        return Ok(edges);
+    }
+    let names: Vec<&str> = config.steps.iter().map(|s| s.name.as_str()).collect();
+    for (ci, c) in config.connections.iter().enumerate() {
+        let at = Position::new(&config.file, c.line);
+        let label = format!("Connections[{ci}]");
+        let find = |name: &str, what: &str| -> Result<usize> {
+            index.get(name).copied().ok_or_else(|| {
+                let best = crate::error::suggest(name, names.iter().copied());
+                Error::plan_at(
+                    &at,
+                    &label,
+                    format!(
+                        "{what} '{name}' is not a plugin of this pipeline{}",
+                        best.map(|n| format!(" (did you mean '{n}'?)")).unwrap_or_default()
+                    ),
+                )
+            })
+        };
+        let (from, output) = match (&c.from_port, index.get(c.from.as_str())) {
+            (Some(p), _) => (find(&c.from, "From")?, OutputId::from_name(p)),
+            (None, Some(&i)) => (i, OutputId::Main),
+            (None, None) => match c.from.rsplit_once('.') {
+                Some((step, port)) if index.contains_key(step) => (index[step], OutputId::from_name(port)),
+                _ => (find(&c.from, "From")?, OutputId::Main),
+            },
+        };
+        let to = find(&c.to, "To")?;
+        if from == to {
+            return Err(Error::plan_at(&at, &c.to, "a connection from a step to itself is a cycle"));
+        }
+        if let Some(e) = edges.iter().find(|e| e.from == from && e.to == to && e.output == output) {
+            return Err(Error::plan_at(
+                &at,
+                &label,
+                format!(
+                    "the connection {} -> {} is listed twice ({} at line {}, and {label}); every row would be delivered twice — remove one",
+                    c.from,
+                    c.to,
+                    e.label(),
+                    e.at.line
+                ),
+            ));
+        }
+        edges.push(Edge {
+            from,
+            output,
+            to,
+            channel: c.channel.clone().unwrap_or_else(|| config.settings.default_channel.clone()),
+            index: Some(ci),
+            at,
+        });
+    }
+    Ok(edges)
+}
+
+/// Kahn's order; on a cycle, the error lists the steps that form one.
+fn topo_order(config: &PipelineConfig, edges: &[Edge], positions: &[Position]) -> Result<Vec<usize>> {
+    let n = config.steps.len();
+    let mut indeg = vec![0usize; n];
+    for e in edges {
+        indeg[e.to] += 1;
+    }
+    let mut ready: VecDeque<usize> = (0..n).filter(|&i| indeg[i] == 0).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(i) = ready.pop_front() {
+        order.push(i);
+        for e in edges.iter().filter(|e| e.from == i) {
+            indeg[e.to] -= 1;
+            if indeg[e.to] == 0 {
+                ready.push_back(e.to);
+            }
+        }
+    }
+    if order.len() == n {
+        return Ok(order);
+    }
+    let cycle = find_cycle(n, edges, &indeg);
+    let names: Vec<&str> = cycle.iter().map(|&i| config.steps[i].name.as_str()).collect();
+    let first = cycle.first().copied().unwrap_or(0);
+    Err(Error::plan_at(
+        &positions[first],
+        names.first().copied().unwrap_or_default(),
+        format!(
+            "the connections form a cycle: {} -> {}; a pipeline must be a DAG — remove one of these connections",
+            names.join(" -> "),
+            names.first().copied().unwrap_or_default()
+        ),
+    ))
+}
+
+/// One cycle among the steps Kahn's algorithm could not order (all have `indeg > 0`): walk
+/// backwards along edges between such steps until a step repeats.
+fn find_cycle(n: usize, edges: &[Edge], indeg: &[usize]) -> Vec<usize> {
+    let Some(start) = (0..n).find(|&i| indeg[i] > 0) else {
+        return Vec::new();
+    };
+    let mut seen = vec![usize::MAX; n];
+    let mut path = Vec::new();
+    let mut cur = start;
+    while seen[cur] == usize::MAX {
+        seen[cur] = path.len();
+        path.push(cur);
+        // Every unordered step has an unordered predecessor.
+        match edges.iter().find(|e| e.to == cur && indeg[e.from] > 0) {
+            Some(e) => cur = e.from,
+            None => return path,
+        }
+    }
+    let mut cycle = path[seen[cur]..].to_vec();
+    cycle.reverse();
+    cycle
+}
+
+/// Builds each step in topological order, so that it sees its input schema.
+fn build_in_order(
+    config: &PipelineConfig,
+    registry: &Registry,
+    edges: &[Edge],
+    order: &[usize],
+    positions: &[Position],
+) -> Result<Vec<Planned>> {
+    let mut built: Vec<Option<Planned>> = (0..config.steps.len()).map(|_| None).collect();
+    for &i in order {
+        let def = &config.steps[i];
+        let at = &positions[i];
+        let inputs: Vec<&Edge> = edges.iter().filter(|e| e.to == i).collect();
+        let input = input_schema(&def.name, &inputs, &built, at)?;
+        let runtime = build_step(&def.name, &def.config, input, registry).map_err(|e| e.located(at))?;
+        let planned = planned(&def.name, runtime, at)?;
+        match (planned.kind, inputs.is_empty()) {
+            (StepKind::Source, false) => {
+                return Err(Error::plan_at(
+                    at,
+                    &def.name,
+                    format!(
+                        "'{}' is a source ({}) and cannot take an input; remove the connection to it",
+                        def.name,
+                        def.config.type_name()
+                    ),
+                ))
+            }
+            (StepKind::Transform | StepKind::Sink, true) => {
+                return Err(Error::plan_at(
+                    at,
+                    &def.name,
+                    format!("'{}' has no input; add a connection To: {}", def.name, def.name),
+                ))
+            }
+            _ => {}
+        }
+        built[i] = Some(planned);
+    }
+    built
+        .into_iter()
+        .map(|p| p.ok_or_else(|| Error::Internal("unbuilt step".into())))
+        .collect()
+}
+
+/// The schema a step receives: its inputs' schema, which must agree on fan-in.
+fn input_schema(name: &str, inputs: &[&Edge], built: &[Option<Planned>], at: &Position) -> Result<Option<SchemaRef>> {
+    let mut input: Option<SchemaRef> = None;
+    for e in inputs {
+        let up = built[e.from].as_ref().ok_or_else(|| Error::Internal("topological order".into()))?;
+        let Some(schema) = up.output_schema.clone() else {
+            return Err(Error::plan_at(
+                &e.at,
+                name,
+                format!("'{}' is a sink and has no output to connect to '{name}'", up.name),
+            ));
+        };
+        match &input {
+            None => input = Some(schema),
+            Some(first) => {
+                if let Some(diff) = first.diff(&schema) {
+                    return Err(Error::plan_at(
+                        at,
+                        name,
+                        format!(
+                            "schema mismatch on fan-in: '{}' ({}) sends {} but another input sends {}; {diff}",
+                            up.name,
+                            e.label(),
+                            schema,
+                            first
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(input)
+}
+
+/// Kind, output schema and outputs of a built step; refuses several instances of a
+/// transform that keeps state across chunks.
+fn planned(name: &str, runtime: StepRuntime, at: &Position) -> Result<Planned> {
+    let (kind, output_schema, outputs) = match &runtime {
+        StepRuntime::Source(s) => (StepKind::Source, Some(s.schema()), vec![OutputId::Main]),
+        StepRuntime::Transform(ts) => {
+            let t = ts
+                .first()
+                .ok_or_else(|| Error::plan_at(at, name, "a transform was built with no instances"))?;
+            if ts.len() > 1 && !t.parallel_safe() {
+                return Err(Error::plan_at(
+                    at,
+                    name,
+                    format!(
+                        "'{name}' keeps state across chunks, so it cannot run as {} instances (each would see part of the rows); set Workers: 1",
+                        ts.len()
+                    ),
+                ));
+            }
+            let mut outs = vec![OutputId::Main];
+            outs.extend(t.extra_outputs().into_iter().map(OutputId::Named));
+            (StepKind::Transform, Some(t.output_schema()), outs)
+        }
+        StepRuntime::Sink(_) => (StepKind::Sink, None, Vec::new()),
+    };
+    Ok(Planned {
+        name: name.to_owned(),
+        kind,
+        runtime,
+        output_schema,
+        outputs,
+        metrics: Arc::new(StepMetrics::default()),
+    })
+}
+
+/// Every output named in a connection must exist; every main output must go somewhere.
+fn check_outputs(steps: &[Planned], edges: &[Edge], positions: &[Position]) -> Result<()> {
+    for e in edges {
+        let s = &steps[e.from];
+        if !s.outputs.contains(&e.output) {
+            let known: Vec<String> = s
+                .outputs
+                .iter()
+                .filter_map(|o| match o {
+                    OutputId::Named(n) => Some(n.clone()),
+                    OutputId::Main => None,
+                })
+                .collect();
+            let out = e.output.suffix();
+            return Err(Error::plan_at(
+                &e.at,
+                &s.name,
+                format!(
+                    "connection from '{}{out}': '{}' has no output '{}' (its named outputs: {})",
+                    s.name,
+                    s.name,
+                    out.trim_start_matches('.'),
+                    if known.is_empty() { "none".into() } else { known.join(", ") }
+                ),
+            ));
+        }
+    }
+    for (i, s) in steps.iter().enumerate() {
+        if s.kind != StepKind::Sink && !edges.iter().any(|e| e.from == i && e.output == OutputId::Main) {
+            return Err(Error::plan_at(
+                &positions[i],
+                &s.name,
+                format!(
+                    "the output of '{}' is not connected to anything, so its rows would be lost; connect it to a sink",
+                    s.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Where a path really points, for comparing outputs and inputs: symlinks resolved, and for
+/// a file that does not exist yet, its canonical directory joined with its name.
+fn canonical(path: &Path) -> PathBuf {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return p;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => canonical(if dir.as_os_str().is_empty() { Path::new(".") } else { dir }).join(name),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Two outputs (sinks, dead letters, the baseline) resolving to one file, or an output
+/// resolving to an input, are plan errors: one would silently replace the other.
+fn check_paths(config: &PipelineConfig, positions: &[Position]) -> Result<()> {
+    let mut outputs: Vec<(PathBuf, usize, String)> = Vec::new();
+    let mut inputs: Vec<(PathBuf, usize, String)> = Vec::new();
+    for (i, def) in config.steps.iter().enumerate() {
+        for (role, key, path) in def.config.file_paths() {
+            if path.as_os_str() == "-" {
+                continue;
+            }
+            let entry = (canonical(path), i, key.to_owned());
+            match role {
+                PathRole::Input => inputs.push(entry),
+                PathRole::Output => outputs.push(entry),
+            }
+        }
+    }
+    let baseline = config.settings.performance.baseline_file.as_ref().map(|b| canonical(b));
+    let name = |i: usize| config.steps[i].name.as_str();
+    for (k, (p, i, key)) in outputs.iter().enumerate() {
+        if let Some((_, j, k2)) = outputs[..k].iter().find(|o| o.0 == *p) {
+            return Err(Error::plan_at(
+                &positions[*i],
+                name(*i),
+                format!(
+                    "{key} of '{}' and {k2} of '{}' are the same file ({}); one would replace the other — give each output its own path",
+                    name(*i),
+                    name(*j),
+                    p.display()
+                ),
+            ));
+        }
+        if let Some((_, j, k2)) = inputs.iter().find(|o| o.0 == *p) {
+            return Err(Error::plan_at(
+                &positions[*i],
+                name(*i),
+                format!(
+                    "{key} of '{}' is the input {k2} of '{}' ({}); writing it would replace the data being read — write somewhere else",
+                    name(*i),
+                    name(*j),
+                    p.display()
+                ),
+            ));
+        }
+        if baseline.as_ref() == Some(p) {
+            return Err(Error::plan_at(
+                &positions[*i],
+                name(*i),
+                format!(
+                    "{key} of '{}' is Settings.Performance.BaselineFile ({}); give each its own path",
+                    name(*i),
+                    p.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

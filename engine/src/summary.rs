@@ -1,0 +1,61 @@
+//! What a run reports: the live [`Progress`] view and the final [`RunSummary`].
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::metrics::{StepMetrics, StepSummary};
+use crate::steps::StepKind;
+
+/// Live view of a running pipeline, for progress displays.
+#[derive(Clone)]
+pub struct Progress {
+    /// (step name, metrics) in file order.
+    pub steps: Vec<(String, Arc<StepMetrics>)>,
+    /// Total input bytes of all sources, when known.
+    pub total_bytes: Option<u64>,
+    /// Indices of source steps.
+    pub sources: Vec<usize>,
+}
+
+impl Progress {
+    /// Rows read by all sources so far.
+    pub fn rows_read(&self) -> u64 {
+        self.sources.iter().map(|&i| self.steps[i].1.rows_in.load(Ordering::Relaxed)).sum()
+    }
+    /// Bytes read by all sources so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.sources
+            .iter()
+            .map(|&i| self.steps[i].1.bytes_read.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunSummary {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// One entry per step, in file order.
+    pub steps: Vec<StepSummary>,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+    /// Peak resident memory of the process, when known.
+    pub peak_rss_bytes: Option<u64>,
+    /// Notes from loading (e.g. ignored keys).
+    pub notes: Vec<String>,
+}
+
+impl RunSummary {
+    /// A step's summary by name.
+    pub fn step(&self, name: &str) -> Option<&StepSummary> {
+        self.steps.iter().find(|s| s.name == name)
+    }
+
+    /// Rows read by sources per second of wall time.
+    pub fn rows_per_sec(&self) -> f64 {
+        let rows: u64 = self.steps.iter().filter(|s| s.kind == StepKind::Source).map(|s| s.rows_in).sum();
+        rows as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
