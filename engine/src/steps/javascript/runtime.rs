@@ -93,7 +93,7 @@ const ROW: &str = include_str!("row.js");
 ///
 /// | index | what |
 /// |---|---|
-/// | [`RESULT_STATUS`](contract::RESULT_STATUS) | `Uint8Array(n)`, one status per row: [`EMIT`](contract::EMIT), [`FILTERED`](contract::FILTERED) (`process` returned `false`) or [`FAILED`](contract::FAILED) (it threw). Rust adds [`ROUTED_ONLY`](contract::ROUTED_ONLY) for an emitted row with a `route.send` |
+/// | [`RESULT_STATUS`](contract::RESULT_STATUS) | `Uint8Array(n)`, one status per row: [`EMIT`], [`FILTERED`] (`process` returned `false`) or [`FAILED`] (it threw). Rust adds [`ROUTED_ONLY`] for an emitted row with a `route.send` |
 /// | [`RESULT_ERRORS`](contract::RESULT_ERRORS) | flat array, [`ERROR_STRIDE`](contract::ERROR_STRIDE) entries per failed row: row index, field name (or `null`), message |
 /// | [`RESULT_ROUTES`](contract::RESULT_ROUTES) | flat array, [`ROUTE_STRIDE`](contract::ROUTE_STRIDE) entries per route, in row order: row index, route code ([`contract::decode_route`]: the queue index for `sendCopy`, its bitwise NOT `~index`, negative, for `send`). A failed row's routes are removed |
 /// | [`RESULT_COLUMNS`](contract::RESULT_COLUMNS) | one entry per output field: the array `setField` filled (index = row; a hole or `undefined` is "not set"), or `null` when no row set the field |
