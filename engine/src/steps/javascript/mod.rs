@@ -213,20 +213,7 @@ impl JavaScriptConfig {
         }
         if let Some(v) = o.take(&["LogLevel"])? {
             let s = v.string()?.to_ascii_lowercase();
-            if ![
-                "trace",
-                "debug",
-                "info",
-                "information",
-                "warn",
-                "warning",
-                "error",
-                "fatal",
-                "critical",
-                "none",
-            ]
-            .contains(&s.as_str())
-            {
+            if runtime::contract::canonical_level(&s).is_none() && s != runtime::contract::LOG_LEVEL_NONE {
                 return Err(v.err(format!("unknown LogLevel '{s}'; use trace, debug, info, warn, error or none")));
             }
             c.log_level = s;

@@ -1,24 +1,33 @@
 // The context API of the original FlowEngine, and the chunk loop that drives `process`.
 //
 // Evaluated once per engine, after the user's script. `runtime.rs` replaces the `__FE_*__`
-// markers with code generated from the input schema (locals for the input columns, the
-// statements that fill the reused row object) and with `row.js` (one row's call of
-// `process`), then calls the resulting factory with the native helpers and the schema
-// description. The factory returns `run`, which Rust calls once per chunk, and a function
-// giving the row being processed.
+// markers with the contract's constants (from `runtime::contract`), code generated from
+// the input schema (locals for the input columns, the statements that fill the reused row
+// object) and `row.js` (one row's call of `process`), then calls the resulting factory with
+// the native helpers and the schema description. The factory returns `run`, which Rust
+// calls once per chunk, and a function giving the row being processed.
+//
+// Every value Rust and this file must agree on (row statuses, the layout of `run`'s result,
+// the names of the native helpers and of `cfg`'s keys, log levels) is a constant of
+// `runtime::contract`, declared at the top of the factory under the same name: write the
+// name, never its value, here and in `row.js`.
 //
 // Speed: one JS call per chunk; one context object and one row object reused for every
 // row; setField is one store into a per-column array, which Rust reads back directly.
 (function (native, cfg) {
   'use strict';
+  __FE_CONTRACT__
   const userProcess = globalThis.process;
   if (typeof userProcess !== 'function') {
     throw new TypeError('the script must define function process(context)');
   }
-  const TICK = native.tick;
-  const OOM = native.outOfMemory;
-  const OUT_NAMES = cfg.outputs;
-  const QUEUES = cfg.queues;
+  const TICK = native[NATIVE_TICK];
+  const OOM = native[NATIVE_OUT_OF_MEMORY];
+  const GUID = native[NATIVE_GUID];
+  const LOG = native[NATIVE_LOG];
+  const OUT_NAMES = cfg[CFG_OUTPUTS];
+  const QUEUES = cfg[CFG_QUEUES];
+  const INPUTS = cfg[CFG_INPUTS];
   const F = OUT_NAMES.length;
   // One array per output field and chunk (index = row of the chunk), found by name in OIDX.
   // An unknown name falls through to OIDX's prototype, a proxy that throws: setField itself
@@ -40,20 +49,21 @@
   const QIDX = Object.create(null);
   for (let i = 0; i < QUEUES.length; i++) QIDX[QUEUES[i]] = i;
   const SCHEMA = Object.freeze({
-    fields: Object.freeze(cfg.inputs.map((f) => Object.freeze({ name: f[0], type: f[1], required: f[2] }))),
-    fieldNames: Object.freeze(cfg.inputs.map((f) => f[0])),
+    fields: Object.freeze(INPUTS.map((f) => Object.freeze({ name: f[INPUT_NAME], type: f[INPUT_TYPE], required: f[INPUT_REQUIRED] }))),
+    fieldNames: Object.freeze(INPUTS.map((f) => f[INPUT_NAME])),
   });
 
   // The reused row: every input field exists from the start, so its shape never changes.
   const row = {};
-  for (const f of cfg.inputs) row[f[0]] = null;
+  for (const f of INPUTS) row[f[INPUT_NAME]] = null;
   // For the column loop of wide inputs (see UNROLL_MAX_COLUMNS in runtime.rs).
-  const IN_N = cfg.inputs.length;
-  const IN_NAMES = cfg.inputs.map((f) => f[0]);
-  const IN_BOOL = cfg.inputs.map((f) => f[1] === 'bool');
+  const IN_N = INPUTS.length;
+  const IN_NAMES = INPUTS.map((f) => f[INPUT_NAME]);
+  const IN_BOOL = INPUTS.map((f) => f[INPUT_TYPE] === BOOL_TYPE);
 
-  // Flat [row, queue, row, queue, ...]; queue is ~index (negative) for route.send, which
-  // takes the row off the main output.
+  // Flat [row, route, row, route, ...] (ROUTE_STRIDE entries a route); the route is the
+  // queue's index for route.sendCopy and its bitwise NOT (~index, negative) for route.send,
+  // which takes the row off the main output (contract::decode_route in runtime.rs).
   let ROUTES = null;
   let R = 0; // current row
   // addMetadata of row META_ROW (reset lazily: the row loop does not touch it).
@@ -151,19 +161,9 @@
     },
   };
 
-  const LEVELS = Object.assign(Object.create(null), {
-    trace: 'trace',
-    debug: 'debug',
-    info: 'info',
-    information: 'info',
-    warn: 'warn',
-    warning: 'warn',
-    error: 'error',
-    fatal: 'fatal',
-    critical: 'fatal',
-  });
+  // LOG_LEVEL_OF: every level name and alias (lower-case) to its canonical name.
   function levelOf(x) {
-    return typeof x === 'string' ? LEVELS[x.toLowerCase()] : undefined;
+    return typeof x === 'string' ? LOG_LEVEL_OF[x.toLowerCase()] : undefined;
   }
   function text(v) {
     if (typeof v === 'string') return v;
@@ -250,7 +250,7 @@
       return new Date();
     },
     newGuid() {
-      return native.guid();
+      return GUID();
     },
     formatDate,
     // Both argument orders: log(level, message) and log(message, level); otherwise every
@@ -265,10 +265,10 @@
         level = levelOf(b);
         message = text(a);
       } else {
-        level = 'info';
+        level = DEFAULT_LOG_LEVEL;
         message = Array.prototype.map.call(arguments, text).join(' ');
       }
-      native.log(level, message);
+      LOG(level, message);
     },
   };
 
@@ -279,12 +279,13 @@
     return 'uncaught ' + text(e);
   }
 
-  // Row status: 0 emit, 1 filtered (process returned false), 3 error (Rust turns rows with
-  // a route.send into 2, routed only).
+  // Row status: EMIT, FILTERED (process returned false) or FAILED (Rust turns emitted rows
+  // with a route.send into ROUTED_ONLY).
   function run(cols, masks, n) {
     // Fresh arrays: one with holes may have left QuickJS's fast-array mode.
     for (let i = 0; i < F; i++) OUT[i] = freshColumn(i);
     ROUTES = [];
+    // Zero-filled: every row starts as EMIT (runtime.rs asserts that EMIT is 0).
     const status = new Uint8Array(n);
     const errors = [];
     // Locals: cheaper than closure variables in the per-row code.
@@ -292,7 +293,10 @@
     const proc = userProcess;
     const ctx = context;
     const tick = TICK;
+    const tickMask = TICK_MASK;
     const oom = OOM;
+    const filtered = FILTERED;
+    const failed = FAILED;
     __FE_COLUMNS__
     // Two copies of the loop: without null checks when no input column has a null in this
     // chunk (the usual case), and with them.
@@ -309,13 +313,22 @@
     }
     const packed = new Array(F);
     for (let i = 0; i < F; i++) packed[i] = OUT[i].length === 0 ? null : OUT[i];
-    const routes = ROUTES;
+    const result = new Array(RESULT_LEN);
+    result[RESULT_STATUS] = status;
+    result[RESULT_ERRORS] = errors;
+    result[RESULT_ROUTES] = ROUTES;
+    result[RESULT_COLUMNS] = packed;
     ROUTES = null;
-    return [status, errors, routes, packed];
+    return result;
   }
 
-  // [run, the row being processed (names the row when a chunk fails as a whole: a timeout
-  // or running out of memory), the text of a value as JS prints it (for values Rust cannot
-  // read directly: dates, objects, doubles into text fields)].
-  return [run, () => R, text];
+  const runner = new Array(RUNNER_LEN);
+  runner[RUNNER_RUN] = run;
+  // The row being processed: names the row when a chunk fails as a whole (a timeout or
+  // running out of memory).
+  runner[RUNNER_CURRENT_ROW] = () => R;
+  // The text of a value as JS prints it, for values Rust cannot read directly (dates,
+  // objects, doubles into text fields).
+  runner[RUNNER_TO_TEXT] = text;
+  return runner;
 })

@@ -43,6 +43,7 @@ use std::time::{Duration, Instant};
 use rquickjs::convert::Coerced;
 use rquickjs::{Array, Context, Ctx, FromJs, Function, Object, Persistent, Runtime, TypedArray, Value as JsValue};
 
+use self::contract::{EMIT, FAILED, FILTERED, ROUTED_ONLY};
 use super::{JavaScriptConfig, OnError};
 use crate::chunk::{Chunk, Column, ColumnData};
 use crate::error::{Error, Result};
@@ -55,18 +56,228 @@ use crate::value::{self, Value};
 const PRELUDE: &str = include_str!("prelude.js");
 const ROW: &str = include_str!("row.js");
 
-/// Log levels, lowest first (the prelude passes these names).
-const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "fatal"];
+/// The written contract between Rust and the JavaScript side (`prelude.js`, `row.js` and the
+/// code [`runner_source`] generates): every value both sides must agree on is defined here,
+/// once. [`contract::js`] writes them as `const` declarations at the top of the prelude's
+/// factory (the `__FE_CONTRACT__` marker), under the same names, so the `.js` files hold no
+/// copy: changing a constant here changes the JavaScript. The snapshot test
+/// (`snapshots/runner_*.js`) pins the generated code.
+///
+/// # Setting up: `factory(native, cfg)`
+/// The prelude evaluates to a factory, called once per engine with
+/// - `native`: an object of Rust functions, under the names [`NATIVE_TICK`](contract::NATIVE_TICK)
+///   (restart the timeout clock), [`NATIVE_GUID`](contract::NATIVE_GUID),
+///   [`NATIVE_OUT_OF_MEMORY`](contract::NATIVE_OUT_OF_MEMORY) (is a thrown `null` QuickJS
+///   running out of memory) and [`NATIVE_LOG`](contract::NATIVE_LOG) (`(level, message)`,
+///   a canonical name of [`LOG_LEVELS`](contract::LOG_LEVELS));
+/// - `cfg`: JSON with the output field names under [`CFG_OUTPUTS`](contract::CFG_OUTPUTS),
+///   the queue names under [`CFG_QUEUES`](contract::CFG_QUEUES) (a queue's position is its
+///   index in routes) and the input fields under [`CFG_INPUTS`](contract::CFG_INPUTS), each
+///   an array of [`INPUT_LEN`](contract::INPUT_LEN): name, type name ([`DataType::name`]),
+///   required.
+///
+/// It returns an array of [`RUNNER_LEN`](contract::RUNNER_LEN) functions: `run` at
+/// [`RUNNER_RUN`](contract::RUNNER_RUN), the row being processed at
+/// [`RUNNER_CURRENT_ROW`](contract::RUNNER_CURRENT_ROW), and the text of a value as JS prints
+/// it at [`RUNNER_TO_TEXT`](contract::RUNNER_TO_TEXT).
+///
+/// # One chunk: `run(cols, masks, n)`
+/// `cols[k]` is input column `k` (a typed array for numbers and booleans, an array of strings
+/// for text; a boolean is [`BOOL_TRUE`](contract::BOOL_TRUE) or
+/// [`BOOL_FALSE`](contract::BOOL_FALSE)), `masks[k]` its null mask (`null` when the column
+/// has no null in the chunk, else a `Uint8Array` of [`MASK_NULL`](contract::MASK_NULL) /
+/// [`MASK_VALUE`](contract::MASK_VALUE)). The row loop calls `native.tick` when
+/// `(r & TICK_MASK) === 0` ([`TICK_MASK`](contract::TICK_MASK)).
+///
+/// `run` returns an array of [`RESULT_LEN`](contract::RESULT_LEN):
+///
+/// | index | what |
+/// |---|---|
+/// | [`RESULT_STATUS`](contract::RESULT_STATUS) | `Uint8Array(n)`, one status per row: [`EMIT`], [`FILTERED`] (`process` returned `false`) or [`FAILED`] (it threw). Rust adds [`ROUTED_ONLY`] for an emitted row with a `route.send` |
+/// | [`RESULT_ERRORS`](contract::RESULT_ERRORS) | flat array, [`ERROR_STRIDE`](contract::ERROR_STRIDE) entries per failed row: row index, field name (or `null`), message |
+/// | [`RESULT_ROUTES`](contract::RESULT_ROUTES) | flat array, [`ROUTE_STRIDE`](contract::ROUTE_STRIDE) entries per route, in row order: row index, route code ([`contract::decode_route`]: the queue index for `sendCopy`, its bitwise NOT `~index`, negative, for `send`). A failed row's routes are removed |
+/// | [`RESULT_COLUMNS`](contract::RESULT_COLUMNS) | one entry per output field: the array `setField` filled (index = row; a hole or `undefined` is "not set"), or `null` when no row set the field |
+///
+/// # Stopping
+/// A timeout or cancellation is told by the interrupt handler's own flag (`Engine::stopped`),
+/// never by an error's text; QuickJS's interrupt exception cannot be caught by the script or
+/// the prelude. Running out of memory has no such flag in QuickJS: it is told by the
+/// `InternalError` "out of memory" QuickJS throws, or by a thrown `null` with the heap within
+/// [`OOM_SLACK`](contract::OOM_SLACK) of `Engine.MemoryLimit`.
+pub(crate) mod contract {
+    use crate::schema::DataType;
 
-/// Rank of a level name as written in `LogLevel` or passed by the prelude.
-fn level_rank(level: &str) -> usize {
-    match level {
-        "information" => 2,
-        "warning" => 3,
-        "critical" => 5,
-        "none" => usize::MAX,
-        other => LEVELS.iter().position(|l| *l == other).unwrap_or(2),
+    /// Row status: the row goes to the main output. Must be 0: the status array is a fresh
+    /// (zero-filled) `Uint8Array` (the prelude fills it otherwise, at a cost per chunk).
+    pub(crate) const EMIT: u8 = 0;
+    /// Row status: `process` returned `false` (counted as filtered; routes still apply).
+    pub(crate) const FILTERED: u8 = 1;
+    /// Row status, set by Rust only: the row was sent (`route.send`) and leaves the main
+    /// output.
+    pub(crate) const ROUTED_ONLY: u8 = 2;
+    /// Row status: the row failed (it has an entry in the errors).
+    pub(crate) const FAILED: u8 = 3;
+
+    /// Index of the status array in `run`'s result.
+    pub(crate) const RESULT_STATUS: usize = 0;
+    /// Index of the errors array in `run`'s result.
+    pub(crate) const RESULT_ERRORS: usize = 1;
+    /// Index of the routes array in `run`'s result.
+    pub(crate) const RESULT_ROUTES: usize = 2;
+    /// Index of the output columns in `run`'s result.
+    pub(crate) const RESULT_COLUMNS: usize = 3;
+    /// Length of `run`'s result.
+    pub(crate) const RESULT_LEN: usize = 4;
+    /// Entries per row error: row, field or null, message.
+    pub(crate) const ERROR_STRIDE: usize = 3;
+    /// Entries per route: row, route code.
+    pub(crate) const ROUTE_STRIDE: usize = 2;
+
+    /// Index of `run` in the factory's result.
+    pub(crate) const RUNNER_RUN: usize = 0;
+    /// Index of the function giving the row being processed.
+    pub(crate) const RUNNER_CURRENT_ROW: usize = 1;
+    /// Index of the function giving a value's text as JS prints it.
+    pub(crate) const RUNNER_TO_TEXT: usize = 2;
+    /// Length of the factory's result.
+    pub(crate) const RUNNER_LEN: usize = 3;
+
+    /// Key of the output field names in `cfg`.
+    pub(crate) const CFG_OUTPUTS: &str = "outputs";
+    /// Key of the queue names in `cfg`.
+    pub(crate) const CFG_QUEUES: &str = "queues";
+    /// Key of the input fields in `cfg`.
+    pub(crate) const CFG_INPUTS: &str = "inputs";
+    /// Index of an input field's name in its `cfg` entry.
+    pub(crate) const INPUT_NAME: usize = 0;
+    /// Index of an input field's type name.
+    pub(crate) const INPUT_TYPE: usize = 1;
+    /// Index of an input field's "required" flag.
+    pub(crate) const INPUT_REQUIRED: usize = 2;
+    /// Length of an input field's `cfg` entry.
+    pub(crate) const INPUT_LEN: usize = 3;
+
+    /// A `true` in a boolean input column.
+    pub(crate) const BOOL_TRUE: u8 = 1;
+    /// A `false` in a boolean input column.
+    pub(crate) const BOOL_FALSE: u8 = 0;
+    /// A null in a null mask.
+    pub(crate) const MASK_NULL: u8 = 1;
+    /// A value in a null mask.
+    pub(crate) const MASK_VALUE: u8 = 0;
+
+    /// The row loop restarts the timeout clock (`native.tick`) on rows with
+    /// `r & TICK_MASK == 0`, every 16 rows.
+    pub(crate) const TICK_MASK: u32 = 15;
+
+    /// Native function: restart the timeout clock.
+    pub(crate) const NATIVE_TICK: &str = "tick";
+    /// Native function: a random UUID string.
+    pub(crate) const NATIVE_GUID: &str = "guid";
+    /// Native function: whether the heap is at its limit (a thrown `null` is then QuickJS
+    /// running out of memory).
+    pub(crate) const NATIVE_OUT_OF_MEMORY: &str = "outOfMemory";
+    /// Native function: `(level, message)`, one `utils.log` line.
+    pub(crate) const NATIVE_LOG: &str = "log";
+
+    /// A heap within this many bytes of `Engine.MemoryLimit` counts as exhausted.
+    pub(crate) const OOM_SLACK: usize = 256 << 10;
+
+    /// Log levels, lowest first: the canonical names `native.log` receives.
+    pub(crate) const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "fatal"];
+    /// Other names of levels (in `LogLevel` and `utils.log`), with their canonical name.
+    pub(crate) const LOG_LEVEL_ALIASES: [(&str, &str); 3] = [("information", "info"), ("warning", "warn"), ("critical", "fatal")];
+    /// The level of a `utils.log` call that names none, and of an unknown name.
+    pub(crate) const DEFAULT_LOG_LEVEL: &str = "info";
+    /// `LogLevel: none` prints no line (not a level a script can log at).
+    pub(crate) const LOG_LEVEL_NONE: &str = "none";
+
+    const _: () = assert!(EMIT == 0, "the status array starts zero-filled");
+    const _: () = assert!((TICK_MASK + 1).is_power_of_two());
+
+    /// The canonical name of a level name or alias (lower-case), if it is one.
+    pub(crate) fn canonical_level(name: &str) -> Option<&'static str> {
+        LOG_LEVELS
+            .iter()
+            .find(|l| **l == name)
+            .copied()
+            .or_else(|| LOG_LEVEL_ALIASES.iter().find(|(a, _)| *a == name).map(|(_, l)| *l))
     }
+
+    /// A route code: (queue index, whether it was `route.send`).
+    pub(crate) fn decode_route(code: i32) -> (usize, bool) {
+        if code < 0 {
+            ((!code) as usize, true)
+        } else {
+            (code as usize, false)
+        }
+    }
+
+    /// The contract as JavaScript `const` declarations, under the Rust names.
+    pub(crate) fn js() -> String {
+        let mut out = String::from("// Generated from runtime::contract (Rust); do not edit.\n");
+        macro_rules! consts {
+            ($($name:ident),* $(,)?) => {
+                $(out.push_str(&format!("const {} = {};\n", stringify!($name), serde_json::json!($name)));)*
+            };
+        }
+        consts!(
+            EMIT,
+            FILTERED,
+            ROUTED_ONLY,
+            FAILED,
+            RESULT_STATUS,
+            RESULT_ERRORS,
+            RESULT_ROUTES,
+            RESULT_COLUMNS,
+            RESULT_LEN,
+            ERROR_STRIDE,
+            ROUTE_STRIDE,
+            RUNNER_RUN,
+            RUNNER_CURRENT_ROW,
+            RUNNER_TO_TEXT,
+            RUNNER_LEN,
+            CFG_OUTPUTS,
+            CFG_QUEUES,
+            CFG_INPUTS,
+            INPUT_NAME,
+            INPUT_TYPE,
+            INPUT_REQUIRED,
+            BOOL_TRUE,
+            MASK_NULL,
+            TICK_MASK,
+            NATIVE_TICK,
+            NATIVE_GUID,
+            NATIVE_OUT_OF_MEMORY,
+            NATIVE_LOG,
+            DEFAULT_LOG_LEVEL,
+        );
+        // The type name of boolean input columns (their values arrive as bytes).
+        out.push_str(&format!("const BOOL_TYPE = {};\n", serde_json::json!(DataType::Bool.name())));
+        // Every accepted name (lower-case) to its canonical level.
+        let mut levels = serde_json::Map::new();
+        for l in LOG_LEVELS {
+            levels.insert(l.to_owned(), l.into());
+        }
+        for (a, l) in LOG_LEVEL_ALIASES {
+            levels.insert(a.to_owned(), l.into());
+        }
+        out.push_str(&format!(
+            "const LOG_LEVEL_OF = Object.freeze(Object.assign(Object.create(null), {}));\n",
+            serde_json::Value::Object(levels)
+        ));
+        out
+    }
+}
+
+/// Rank of a level name as written in `LogLevel` or passed by the prelude; `none` ranks
+/// above every level, an unknown name as the default level.
+fn level_rank(level: &str) -> usize {
+    if level == contract::LOG_LEVEL_NONE {
+        return usize::MAX;
+    }
+    let canonical = contract::canonical_level(level).unwrap_or(contract::DEFAULT_LOG_LEVEL);
+    contract::LOG_LEVELS.iter().position(|l| *l == canonical).unwrap_or(0)
 }
 
 /// (level, message) lines kept by tests.
@@ -104,12 +315,7 @@ impl Shared {
             .iter()
             .map(|f| if config.copy_input_fields { input.index_of(&f.name) } else { None })
             .collect();
-        let runner_config = serde_json::json!({
-            "outputs": output.fields().iter().map(|f| f.name.clone()).collect::<Vec<_>>(),
-            "queues": queues,
-            "inputs": input.fields().iter().map(|f| serde_json::json!([f.name, f.data_type.name(), !f.nullable])).collect::<Vec<_>>(),
-        })
-        .to_string();
+        let runner_config = runner_config(&input, &output, &queues);
         Shared {
             step: step.to_owned(),
             script: config.script.clone(),
@@ -148,6 +354,30 @@ impl Shared {
     }
 }
 
+/// The `cfg` argument of the prelude's factory, as JSON ([`contract`]).
+pub(crate) fn runner_config(input: &SchemaRef, output: &SchemaRef, queues: &[String]) -> String {
+    use serde_json::Value as J;
+    let inputs = input
+        .fields()
+        .iter()
+        .map(|f| {
+            let mut entry = vec![J::Null; contract::INPUT_LEN];
+            entry[contract::INPUT_NAME] = J::from(f.name.clone());
+            entry[contract::INPUT_TYPE] = J::from(f.data_type.name());
+            entry[contract::INPUT_REQUIRED] = J::from(!f.nullable);
+            J::Array(entry)
+        })
+        .collect::<Vec<_>>();
+    let mut cfg = serde_json::Map::new();
+    cfg.insert(
+        contract::CFG_OUTPUTS.to_owned(),
+        J::from(output.fields().iter().map(|f| f.name.clone()).collect::<Vec<_>>()),
+    );
+    cfg.insert(contract::CFG_QUEUES.to_owned(), J::from(queues.to_vec()));
+    cfg.insert(contract::CFG_INPUTS.to_owned(), J::Array(inputs));
+    J::Object(cfg).to_string()
+}
+
 fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == '$')
@@ -160,21 +390,36 @@ fn is_identifier(name: &str) -> bool {
 /// code does not grow with the schema.
 const UNROLL_MAX_COLUMNS: usize = 256;
 
-/// The prelude with the code that unpacks the input columns and fills the row object.
-fn runner_source(input: &SchemaRef) -> String {
+/// The schema-dependent code of the runner, one piece per marker of the prelude.
+#[derive(Debug)]
+pub(crate) struct RunnerParts {
+    /// `__FE_COLUMNS__`: locals for the input columns and their null masks.
+    pub(crate) columns: String,
+    /// `__FE_NO_NULLS__`: true when no input column has a null in the chunk.
+    pub(crate) no_nulls: String,
+    /// `__FE_FILL_FAST__`: fills the row object when there is no null.
+    pub(crate) fill_fast: String,
+    /// `__FE_FILL__`: fills the row object, nulls included.
+    pub(crate) fill: String,
+}
+
+/// The code that unpacks the input columns and fills the row object.
+pub(crate) fn runner_parts(input: &SchemaRef) -> RunnerParts {
+    use contract::{BOOL_TRUE, MASK_NULL};
     if input.len() > UNROLL_MAX_COLUMNS {
         let value = |m: &str| {
-            format!("for (let k = 0; k < IN_N; k++) {{ const c = cols[k]; {m}rw[IN_NAMES[k]] = IN_BOOL[k] ? c[r] === 1 : c[r]; }}\n")
-        };
-        return PRELUDE
-            .replace("__FE_COLUMNS__", "")
-            .replace("__FE_NO_NULLS__", "masks.every((m) => m === null)")
-            .replace("__FE_FILL_FAST__", &value(""))
-            .replace(
-                "__FE_FILL__",
-                &value("const m = masks[k]; if (m !== null && m[r] === 1) { rw[IN_NAMES[k]] = null; continue; } "),
+            format!(
+                "for (let k = 0; k < IN_N; k++) {{ const c = cols[k]; {m}rw[IN_NAMES[k]] = IN_BOOL[k] ? c[r] === {BOOL_TRUE} : c[r]; }}\n"
             )
-            .replace("__FE_ROW__", ROW);
+        };
+        return RunnerParts {
+            columns: String::new(),
+            no_nulls: "masks.every((m) => m === null)".to_owned(),
+            fill_fast: value(""),
+            fill: value(&format!(
+                "const m = masks[k]; if (m !== null && m[r] === {MASK_NULL}) {{ rw[IN_NAMES[k]] = null; continue; }} "
+            )),
+        };
     }
     let mut columns = String::new();
     let mut fill = String::new();
@@ -189,11 +434,11 @@ fn runner_source(input: &SchemaRef) -> String {
             format!("rw[{}]", serde_json::Value::String(f.name.clone()))
         };
         let value = if f.data_type == DataType::Bool {
-            format!("c{k}[r] === 1")
+            format!("c{k}[r] === {BOOL_TRUE}")
         } else {
             format!("c{k}[r]")
         };
-        fill.push_str(&format!("{target} = m{k} !== null && m{k}[r] === 1 ? null : {value};\n"));
+        fill.push_str(&format!("{target} = m{k} !== null && m{k}[r] === {MASK_NULL} ? null : {value};\n"));
         fill_fast.push_str(&format!("{target} = {value};\n"));
     }
     let no_nulls = if no_nulls.is_empty() {
@@ -201,11 +446,24 @@ fn runner_source(input: &SchemaRef) -> String {
     } else {
         no_nulls.join(" && ")
     };
+    RunnerParts {
+        columns,
+        no_nulls,
+        fill_fast,
+        fill,
+    }
+}
+
+/// The prelude with the contract's declarations ([`contract::js`]), the code that unpacks
+/// the input columns and fills the row object ([`runner_parts`]) and `row.js`.
+pub(crate) fn runner_source(input: &SchemaRef) -> String {
+    let parts = runner_parts(input);
     PRELUDE
-        .replace("__FE_COLUMNS__", &columns)
-        .replace("__FE_NO_NULLS__", &no_nulls)
-        .replace("__FE_FILL_FAST__", &fill_fast)
-        .replace("__FE_FILL__", &fill)
+        .replace("__FE_CONTRACT__", &contract::js())
+        .replace("__FE_COLUMNS__", &parts.columns)
+        .replace("__FE_NO_NULLS__", &parts.no_nulls)
+        .replace("__FE_FILL_FAST__", &parts.fill_fast)
+        .replace("__FE_FILL__", &parts.fill)
         .replace("__FE_ROW__", ROW)
 }
 
@@ -338,11 +596,6 @@ struct RowError {
     field: Option<String>,
     message: String,
 }
-
-const EMIT: u8 = 0;
-const FILTERED: u8 = 1;
-const ROUTED_ONLY: u8 = 2;
-const FAILED: u8 = 3;
 
 fn finish_chunk(shared: &Shared, chunk: &Chunk, mut res: ChunkResult, out: &mut Emitter) -> Result<()> {
     let n = chunk.len();
@@ -483,16 +736,16 @@ impl Engine {
             let factory: Function = ctx.eval(shared.runner_source.as_bytes()).map_err(fail)?;
             let native = Object::new(ctx.clone()).map_err(fail)?;
             let tick = Function::new(ctx.clone(), move || ticking.set(Instant::now() + timeout)).map_err(fail)?;
-            native.set("tick", tick).map_err(fail)?;
+            native.set(contract::NATIVE_TICK, tick).map_err(fail)?;
             let guid = Function::new(ctx.clone(), || uuid::Uuid::new_v4().to_string()).map_err(fail)?;
-            native.set("guid", guid).map_err(fail)?;
+            native.set(contract::NATIVE_GUID, guid).map_err(fail)?;
             // Whether a thrown `null` is QuickJS running out of memory (it throws null when
             // it cannot even allocate the error) rather than the script's `throw null`.
             let oom = Function::new(ctx.clone(), move |ctx: Ctx<'_>| {
-                heap_in_use(&ctx).saturating_add(256 << 10) >= memory_limit
+                heap_in_use(&ctx).saturating_add(contract::OOM_SLACK) >= memory_limit
             })
             .map_err(fail)?;
-            native.set("outOfMemory", oom).map_err(fail)?;
+            native.set(contract::NATIVE_OUT_OF_MEMORY, oom).map_err(fail)?;
             let log = Function::new(ctx.clone(), move |level: String, message: String| {
                 if let Some(c) = &capture {
                     c.lock().unwrap_or_else(|p| p.into_inner()).push((level.clone(), message.clone()));
@@ -502,12 +755,12 @@ impl Engine {
                 }
             })
             .map_err(fail)?;
-            native.set("log", log).map_err(fail)?;
+            native.set(contract::NATIVE_LOG, log).map_err(fail)?;
             let cfg = ctx.json_parse(shared.runner_config.as_bytes()).map_err(fail)?;
-            let pair: Array = factory.call((native, cfg)).map_err(fail)?;
-            let run: Function = pair.get(0).map_err(fail)?;
-            let current_row: Function = pair.get(1).map_err(fail)?;
-            let to_text: Function = pair.get(2).map_err(fail)?;
+            let runner: Array = factory.call((native, cfg)).map_err(fail)?;
+            let run: Function = runner.get(contract::RUNNER_RUN).map_err(fail)?;
+            let current_row: Function = runner.get(contract::RUNNER_CURRENT_ROW).map_err(fail)?;
+            let to_text: Function = runner.get(contract::RUNNER_TO_TEXT).map_err(fail)?;
             Ok((
                 Persistent::save(&ctx, run),
                 Persistent::save(&ctx, current_row),
@@ -545,10 +798,15 @@ impl Engine {
             // run the script's own code (toJSON, toString, getters).
             self.deadline.set(Instant::now() + shared.timeout);
             let rearm = || self.deadline.set(Instant::now() + shared.timeout);
+            let text = ToText {
+                to_text: &to_text,
+                rearm: &rearm,
+                stopped: &self.stopped,
+            };
             let read = run
                 .call::<_, Array>((cols, masks, n as u32))
                 .map_err(fail)
-                .and_then(|result| read_result(shared, chunk, &ctx, &result, &to_text, &rearm, &fail));
+                .and_then(|result| read_result(shared, chunk, &ctx, &result, &text, &fail));
             self.deadline.set(far_future());
             read
         });
@@ -585,7 +843,7 @@ fn refine_null(text: String, runtime: &Runtime, shared: &Shared) -> String {
         return text;
     }
     let used = usize::try_from(runtime.memory_usage().malloc_size).unwrap_or(0);
-    if used.saturating_add(256 << 10) >= shared.memory_limit {
+    if used.saturating_add(contract::OOM_SLACK) >= shared.memory_limit {
         format!(
             "the script exceeded Engine.MemoryLimit ({} bytes) and was stopped: out of memory",
             shared.memory_limit
@@ -658,7 +916,15 @@ fn column_to_js<'js>(ctx: &Ctx<'js>, column: &Column) -> rquickjs::Result<(JsVal
     let n = column.len();
     let has_nulls = (0..n).any(|i| column.is_null(i));
     let mask = if has_nulls {
-        let m: Vec<u8> = (0..n).map(|i| u8::from(column.is_null(i))).collect();
+        let m: Vec<u8> = (0..n)
+            .map(|i| {
+                if column.is_null(i) {
+                    contract::MASK_NULL
+                } else {
+                    contract::MASK_VALUE
+                }
+            })
+            .collect();
         TypedArray::<u8>::new(ctx.clone(), m)?.into_value()
     } else {
         JsValue::new_null(ctx.clone())
@@ -668,7 +934,13 @@ fn column_to_js<'js>(ctx: &Ctx<'js>, column: &Column) -> rquickjs::Result<(JsVal
         ColumnData::Int64(v) => TypedArray::<f64>::new(ctx.clone(), v.iter().map(|&x| x as f64).collect::<Vec<_>>())?.into_value(),
         ColumnData::Float64(v) => TypedArray::<f64>::new(ctx.clone(), v.clone())?.into_value(),
         ColumnData::Decimal(v) => TypedArray::<f64>::new(ctx.clone(), v.iter().map(decimal_to_f64).collect::<Vec<_>>())?.into_value(),
-        ColumnData::Bool(v) => TypedArray::<u8>::new(ctx.clone(), v.iter().map(|&b| u8::from(b)).collect::<Vec<_>>())?.into_value(),
+        ColumnData::Bool(v) => TypedArray::<u8>::new(
+            ctx.clone(),
+            v.iter()
+                .map(|&b| if b { contract::BOOL_TRUE } else { contract::BOOL_FALSE })
+                .collect::<Vec<_>>(),
+        )?
+        .into_value(),
         // One JS string per value, appended to an array: QuickJS's own `split` scans
         // character by character and defines each element the slow way (3x the cost).
         ColumnData::String(_) => {
@@ -725,39 +997,51 @@ fn bytes_of(v: &JsValue<'_>) -> rquickjs::Result<Vec<u8>> {
     Ok(unsafe { ta.as_slice() }.to_vec())
 }
 
-/// Reads what `run` returned for a chunk: statuses, row errors, routes and the output
-/// columns. `rearm` restarts the deadline before the script's own code runs in a
-/// conversion.
+/// Converting a value to text as JavaScript does, which may run the script's own code.
+struct ToText<'a, 'js> {
+    /// The prelude's `text` ([`contract::RUNNER_TO_TEXT`]).
+    to_text: &'a Function<'js>,
+    /// Restarts the deadline before each call.
+    rearm: &'a dyn Fn(),
+    /// Set by the interrupt handler when it stopped the script (timeout, cancellation).
+    stopped: &'a Cell<Option<Stop>>,
+}
+
+/// Reads what `run` returned for a chunk ([`contract`]): statuses, row errors, routes and
+/// the output columns.
 fn read_result<'js>(
     shared: &Shared,
     chunk: &Chunk,
     ctx: &Ctx<'js>,
     result: &Array<'js>,
-    to_text: &Function<'js>,
-    rearm: &dyn Fn(),
+    text: &ToText<'_, 'js>,
     fail: &dyn Fn(rquickjs::Error) -> String,
 ) -> std::result::Result<ChunkResult, String> {
     let n = chunk.len();
-    let mut status = result.get::<JsValue>(0).and_then(|v| bytes_of(&v)).map_err(fail)?;
-    let raw_errors: Array = result.get(1).map_err(fail)?;
+    use contract::{ERROR_STRIDE, ROUTE_STRIDE};
+    let mut status = result
+        .get::<JsValue>(contract::RESULT_STATUS)
+        .and_then(|v| bytes_of(&v))
+        .map_err(fail)?;
+    let raw_errors: Array = result.get(contract::RESULT_ERRORS).map_err(fail)?;
     let mut errors = Vec::new();
-    for e in 0..raw_errors.len() / 3 {
+    for at in (0..raw_errors.len() / ERROR_STRIDE).map(|e| e * ERROR_STRIDE) {
         errors.push(RowError {
-            row: raw_errors.get::<u32>(3 * e).map_err(fail)? as usize,
-            field: raw_errors.get::<Option<String>>(3 * e + 1).map_err(fail)?,
-            message: raw_errors.get::<String>(3 * e + 2).map_err(fail)?,
+            row: raw_errors.get::<u32>(at).map_err(fail)? as usize,
+            field: raw_errors.get::<Option<String>>(at + 1).map_err(fail)?,
+            message: raw_errors.get::<String>(at + 2).map_err(fail)?,
         });
     }
-    let raw_routes: Array = result.get(2).map_err(fail)?;
-    let mut routes = Vec::with_capacity(raw_routes.len() / 2);
-    for p in 0..raw_routes.len() / 2 {
-        let row = raw_routes.get::<u32>(2 * p).map_err(fail)? as usize;
-        let queue = raw_routes.get::<i32>(2 * p + 1).map_err(fail)?;
-        // route.send (encoded as !index) takes the row off the main output.
-        if queue < 0 && status[row] == EMIT {
+    let raw_routes: Array = result.get(contract::RESULT_ROUTES).map_err(fail)?;
+    let mut routes = Vec::with_capacity(raw_routes.len() / ROUTE_STRIDE);
+    for at in (0..raw_routes.len() / ROUTE_STRIDE).map(|p| p * ROUTE_STRIDE) {
+        let row = raw_routes.get::<u32>(at).map_err(fail)? as usize;
+        let (queue, send) = contract::decode_route(raw_routes.get::<i32>(at + 1).map_err(fail)?);
+        // route.send takes the row off the main output.
+        if send && status[row] == EMIT {
             status[row] = ROUTED_ONLY;
         }
-        routes.push((row, if queue < 0 { !queue } else { queue } as usize));
+        routes.push((row, queue));
     }
     // Values matter only for rows that leave the step: not failed, and not filtered unless
     // routed.
@@ -767,7 +1051,7 @@ fn read_result<'js>(
             needed[r] = true;
         }
     }
-    let packed: Array = result.get(3).map_err(fail)?;
+    let packed: Array = result.get(contract::RESULT_COLUMNS).map_err(fail)?;
     let mut columns = Vec::with_capacity(shared.output.len());
     // The output chunk is checked against its byte limit as it is built: one string set on
     // every row costs the heap once but the chunk once per row.
@@ -777,7 +1061,7 @@ fn read_result<'js>(
         let limit = crate::defaults::limits::MAX_CHUNK_BYTES.saturating_sub(used);
         let column = match p {
             None => unset_column(shared, chunk, j, &needed, &mut errors),
-            Some(p) => match read_column(shared, chunk, j, ctx, &p, to_text, rearm, &needed, &mut errors, limit).map_err(fail)? {
+            Some(p) => match read_column(shared, chunk, j, ctx, &p, text, &needed, &mut errors, limit).map_err(fail)? {
                 Ok(c) => Arc::new(c),
                 Err(over) => return Err(over),
             },
@@ -876,7 +1160,7 @@ fn push_text(col: &mut Column, text: &str) -> std::result::Result<(), String> {
 /// Every conversion is checked: range (an int64 from a BigInt or a double), integrality,
 /// NaN and infinities (into int and decimal), and type (a boolean is not a number). The
 /// script's own code can run here (`toJSON`, `toString`, getters of a value converted to
-/// text): `rearm` restarts the deadline before each such call, and the interrupt handler
+/// text): [`ToText`] restarts the deadline before each such call, and the interrupt handler
 /// stays armed throughout.
 #[allow(clippy::too_many_arguments)]
 fn read_column<'js>(
@@ -885,8 +1169,7 @@ fn read_column<'js>(
     j: usize,
     ctx: &Ctx<'js>,
     values: &Array<'js>,
-    to_text: &Function<'js>,
-    rearm: &dyn Fn(),
+    text: &ToText<'_, 'js>,
     needed: &[bool],
     errors: &mut Vec<RowError>,
     limit: usize,
@@ -940,12 +1223,12 @@ fn read_column<'js>(
         } else {
             // A Date (ISO text), an object (JSON), a double or boolean into a text field: the
             // text JavaScript gives it, which may run the script's own code.
-            rearm();
-            match to_text.call::<_, String>((v,)) {
+            (text.rearm)();
+            match text.to_text.call::<_, String>((v,)) {
                 Ok(t) => push_text(&mut col, &t).map_err(|m| clip_value_in(m, &t)),
                 // The script's toString/toJSON threw: a row error, unless the engine itself
                 // stopped (timeout, cancellation, memory), which fails the chunk.
-                Err(rquickjs::Error::Exception) if !stopping(ctx) => {
+                Err(rquickjs::Error::Exception) if !stopping(ctx, text.stopped.get()) => {
                     Err(format!("converting the value to {ty} failed: {}", exception_text(ctx)))
                 }
                 Err(e) => return Err(e),
@@ -964,18 +1247,23 @@ fn read_column<'js>(
     Ok(Ok(col))
 }
 
-/// True while the pending exception is the engine's own: an interrupt (timeout or
-/// cancellation) or running out of memory. Leaves the exception pending.
-fn stopping(ctx: &Ctx<'_>) -> bool {
+/// True when the engine itself stopped the script: the interrupt handler's flag says so
+/// (timeout or cancellation: its exception cannot be told from a script's own
+/// `InternalError('interrupted')` by its text), or the pending exception is QuickJS running
+/// out of memory. QuickJS offers no flag for that: it throws an `InternalError` "out of
+/// memory", or `null` when it cannot even allocate that. Leaves the exception pending.
+fn stopping(ctx: &Ctx<'_>, stopped: Option<Stop>) -> bool {
+    if stopped.is_some() {
+        return true;
+    }
     let v = ctx.catch();
-    let ours = v.is_null()
+    let out_of_memory = v.is_null()
         || v.clone().into_exception().is_some_and(|ex| {
             let name: Option<String> = ex.get("name").ok();
-            let message = ex.message().unwrap_or_default();
-            name.as_deref() == Some("InternalError") && (message.contains("interrupted") || message.contains("out of memory"))
+            name.as_deref() == Some("InternalError") && ex.message().unwrap_or_default().contains("out of memory")
         });
     ctx.throw(v);
-    ours
+    out_of_memory
 }
 
 /// How JavaScript writes a number (`NaN`, `Infinity`, `1.5`, `1e+21`), for messages.

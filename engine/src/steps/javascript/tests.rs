@@ -178,3 +178,154 @@ fn quoted_values_are_clipped() {
     let m = clip_message("x".repeat(10 << 20));
     assert!(m.len() < 1024 && m.ends_with("(10485760 bytes)"), "{}", m.len());
 }
+
+/// Compares `actual` with the committed file `snapshots/<name>`; with `UPDATE_SNAPSHOTS=1`
+/// in the environment, (re)writes the file instead.
+fn assert_snapshot(name: &str, actual: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/steps/javascript/snapshots")
+        .join(name);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let hint = format!(
+        "rerun with UPDATE_SNAPSHOTS=1 to accept the new text, then review `git diff {}`",
+        path.display()
+    );
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("snapshot {} unreadable ({e}); {hint}", path.display()));
+    if expected == actual {
+        return;
+    }
+    let (e, a): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), actual.lines().collect());
+    let at = e.iter().zip(&a).position(|(x, y)| x != y).unwrap_or(e.len().min(a.len()));
+    panic!(
+        "snapshot {name} differs, first at line {}:\n  snapshot: {:?}\n  actual:   {:?}\n({} lines in the snapshot, {} now); {hint}",
+        at + 1,
+        e.get(at).copied().unwrap_or("<end>"),
+        a.get(at).copied().unwrap_or("<end>"),
+        e.len(),
+        a.len()
+    );
+}
+
+/// FNV-1a, 64 bits: a hash that does not change between Rust releases.
+fn fnv1a(text: &str) -> u64 {
+    text.bytes()
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[test]
+fn generated_runner_matches_its_snapshot() {
+    use super::runtime::{runner_config, runner_source};
+    let input = Schema::new(vec![
+        Field::new("id", DataType::Int32, false),
+        Field::new("active", DataType::Bool, true),
+        Field::new("first name", DataType::String, true),
+        Field::new("amount", DataType::Decimal, true),
+        Field::new("born", DataType::Date, true),
+    ])
+    .interned();
+    let output = Schema::new(vec![
+        Field::new("id", DataType::Int32, false),
+        Field::new("label", DataType::String, true),
+    ])
+    .interned();
+    let queues = vec!["errors".to_owned(), "vip".to_owned()];
+    assert_snapshot("runner_small.js", &runner_source(&input));
+    assert_snapshot("runner_small.cfg.json", &format!("{}\n", runner_config(&input, &output, &queues)));
+}
+
+#[test]
+fn generated_runner_for_a_wide_input_matches_its_snapshot() {
+    use super::runtime::{runner_parts, runner_source};
+    // Past the unrolling limit: a loop over the columns, whose code does not grow with the
+    // schema; pinned by length and hash, with the schema-dependent parts in full.
+    let fields = (0..300)
+        .map(|k| Field::new(format!("c{k}"), if k % 2 == 0 { DataType::Int64 } else { DataType::Bool }, true))
+        .collect();
+    let input = Schema::new(fields).interned();
+    let source = runner_source(&input);
+    let parts = runner_parts(&input);
+    let summary = format!(
+        "length: {}\nlines: {}\nfnv1a64: {:016x}\n--- columns\n{}--- no_nulls\n{}\n--- fill_fast\n{}--- fill\n{}",
+        source.len(),
+        source.lines().count(),
+        fnv1a(&source),
+        parts.columns,
+        parts.no_nulls,
+        parts.fill_fast,
+        parts.fill
+    );
+    assert_snapshot("runner_wide.txt", &summary);
+}
+
+#[test]
+fn the_contract_is_declared_once_in_the_generated_code() {
+    use super::runtime::{contract, runner_source};
+    let input = Schema::new(vec![Field::new("id", DataType::Int32, false)]).interned();
+    let source = runner_source(&input);
+    let declared = contract::js();
+    assert!(source.contains(&declared));
+    for marker in [
+        "__FE_CONTRACT__",
+        "__FE_COLUMNS__",
+        "__FE_NO_NULLS__",
+        "__FE_FILL_FAST__",
+        "__FE_FILL__",
+        "__FE_ROW__",
+    ] {
+        assert!(include_str!("prelude.js").contains(marker), "{marker}");
+        assert!(!source.contains(marker), "{marker} was left in the runner");
+    }
+    for (name, value) in [
+        ("EMIT", contract::EMIT),
+        ("FILTERED", contract::FILTERED),
+        ("ROUTED_ONLY", contract::ROUTED_ONLY),
+        ("FAILED", contract::FAILED),
+    ] {
+        assert!(declared.contains(&format!("const {name} = {value};\n")), "{name}");
+    }
+    // The .js files name the constants, never their values.
+    for file in [include_str!("prelude.js"), include_str!("row.js")] {
+        for literal in ["status[r] = 1", "status[r] = 3", "& 15", "'bool'", "native.", "cfg.", "'info'"] {
+            assert!(!file.contains(literal), "{literal}");
+        }
+    }
+    for level in contract::LOG_LEVELS {
+        assert_eq!(contract::canonical_level(level), Some(level));
+    }
+    assert_eq!(contract::canonical_level("warning"), Some("warn"));
+    assert_eq!(contract::decode_route(!3), (3, true));
+    assert_eq!(contract::decode_route(3), (3, false));
+}
+
+#[test]
+fn a_script_error_reading_interrupted_is_a_row_error_not_a_timeout() {
+    // Timeouts and cancellation are told by the interrupt handler's flag, not by the text of
+    // QuickJS's "interrupted" error: a script may throw one itself.
+    use crate::error::Error;
+    for script in [
+        "function process(context) { throw new InternalError('interrupted'); }",
+        // JSON.stringify fails on a BigInt, so the text falls back to the throwing toString.
+        "function process(context) { context.output.setField('id', { b: 1n, toString() { throw new InternalError('interrupted'); } }); return true; }",
+    ] {
+        let mut cfg = config(script);
+        cfg.on_error = OnError::Skip;
+        cfg.max_errors = 10;
+        let input = Schema::new(vec![Field::new("id", DataType::Int32, false)]).interned();
+        let output = cfg.schema("JS").unwrap();
+        let mut t = JsTransform::new(Arc::new(Shared::new(&cfg, "JS", input.clone(), output, Vec::new())));
+        let mut ids = Column::with_capacity(DataType::Int32, 2);
+        ids.push_value(&crate::value::Value::Int32(1)).unwrap();
+        ids.push_value(&crate::value::Value::Int32(2)).unwrap();
+        let chunk = Arc::new(Chunk::from_columns(input, vec![ids], vec![2, 3]));
+        let metrics = Arc::new(StepMetrics::default());
+        let mut out = Emitter::buffering(vec![String::new()], Arc::clone(&metrics));
+        let r = t.process(chunk, &mut out);
+        assert!(r.is_ok(), "{script}: {r:?}");
+        assert!(!matches!(r, Err(Error::Cancelled)));
+        assert_eq!(metrics.rows_rejected.load(std::sync::atomic::Ordering::Relaxed), 2, "{script}");
+    }
+}
