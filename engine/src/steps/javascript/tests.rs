@@ -322,7 +322,7 @@ fn a_script_error_reading_interrupted_is_a_row_error_not_a_timeout() {
         ids.push_value(&crate::value::Value::Int32(2)).unwrap();
         let chunk = Arc::new(Chunk::from_columns(input, vec![ids], vec![2, 3]));
         let metrics = Arc::new(StepMetrics::default());
-        let mut out = Emitter::buffering(vec![String::new()], Arc::clone(&metrics));
+        let mut out = Emitter::buffering(vec![crate::steps::OutputId::Main], Arc::clone(&metrics));
         let r = t.process(chunk, &mut out);
         assert!(r.is_ok(), "{script}: {r:?}");
         assert!(!matches!(r, Err(Error::Cancelled)));
