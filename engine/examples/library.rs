@@ -82,24 +82,27 @@ pub fn run(out_dir: &Path) -> flowengine::Result<RunSummary> {
         steps: vec![
             step(
                 "gen",
-                StepConfig::DataGenerator(flowengine::steps::data_generator::DataGeneratorConfig {
-                    row_count: 12_345,
-                    ..Default::default()
-                }),
+                StepConfig::new(
+                    "DataGenerator",
+                    flowengine::steps::data_generator::DataGeneratorConfig {
+                        row_count: 12_345,
+                        ..Default::default()
+                    },
+                ),
             ),
             step(
                 "upper",
-                StepConfig::Plugin {
-                    type_name: "Uppercase".into(),
-                    config: serde_json::json!({ "Column": "last_name" }),
-                },
+                registry.plugin_config("Uppercase", serde_json::json!({ "Column": "last_name" }))?,
             ),
             step(
                 "out",
-                StepConfig::DelimitedSink(DelimitedSinkConfig {
-                    file_path: out_dir.join("upper.csv"),
-                    ..Default::default()
-                }),
+                StepConfig::new(
+                    "DelimitedSink",
+                    DelimitedSinkConfig {
+                        file_path: out_dir.join("upper.csv"),
+                        ..Default::default()
+                    },
+                ),
             ),
         ],
         // No connections: steps are chained in order, as in the original.
@@ -108,7 +111,7 @@ pub fn run(out_dir: &Path) -> flowengine::Result<RunSummary> {
         file: "<code>".into(),
         notes: vec![],
     };
-    Pipeline::build(config, &registry)?.run()
+    Pipeline::build(config)?.run()
 }
 
 #[allow(dead_code)]

@@ -78,7 +78,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             for n in &config.notes {
                 eprintln!("note: {n}");
             }
-            let p = Pipeline::build(config, &flowengine::Registry::new())?;
+            let p = Pipeline::build(config)?;
             println!("{}: OK", pipeline.display());
             print!("{}", p.describe());
             Ok(())

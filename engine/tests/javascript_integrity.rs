@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use flowengine::{Error, Pipeline, RunSummary, StepConfig};
+use flowengine::{Error, Pipeline, RunSummary};
 
 /// One test pipeline: `Src` (CSV) -> `JS` -> `Out` (CSV).
 struct Case {
@@ -263,9 +263,9 @@ fn dedup_case(workers: Option<u32>) -> Case {
 
 fn js_workers(p: &Pipeline) -> usize {
     let step = p.config().steps.iter().find(|s| s.name == "JS").unwrap();
-    match &step.config {
-        StepConfig::JavaScriptTransform(c) => c.workers,
-        other => panic!("JS is {other:?}"),
+    match step.config.settings::<flowengine::steps::javascript::JavaScriptConfig>() {
+        Some(c) => c.workers,
+        None => panic!("JS is {:?}", step.config),
     }
 }
 

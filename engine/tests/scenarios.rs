@@ -100,9 +100,10 @@ pipeline:
     assert_eq!(c.steps.len(), 2);
     assert_eq!(c.steps[0].config.type_name(), "DelimitedSource");
     assert!(c.notes[0].contains("Assembly") && c.notes[0].contains("ignored"), "{:?}", c.notes);
-    let flowengine::StepConfig::DelimitedSource(src) = &c.steps[0].config else {
-        panic!()
-    };
+    let src = c.steps[0]
+        .config
+        .settings::<flowengine::steps::delimited_source::DelimitedSourceConfig>()
+        .expect("a DelimitedSource");
     assert_eq!(
         src.file_path,
         std::path::PathBuf::from("/mnt/c/source/FlowEngine/examples/data/customers.csv")
@@ -310,17 +311,39 @@ fn append_mode_adds_rows_without_a_second_header() {
 #[test]
 fn a_user_step_type_receives_its_whole_config() {
     let yaml = "Variables: { Col: last_name }\nPipeline:\n  Name: p\n  Plugins:\n    - { Name: gen, Type: DataGenerator }\n    - { Name: up, Type: MyCompany.Uppercase, Config: { Column: \"{Col}\", Nested: { A: [1, 2] } } }\n    - { Name: out, Type: DelimitedSink, Config: { FilePath: o.csv } }\n";
-    let c = PipelineConfig::from_yaml_str(yaml, "p.yaml", std::path::Path::new("/x"), &[]).unwrap();
-    let flowengine::StepConfig::Plugin { type_name, config } = &c.steps[1].config else {
-        panic!("{:?}", c.steps[1].config)
-    };
-    assert_eq!(type_name, "Uppercase");
+    // Unregistered, the type is an error naming the file, line and the known types.
+    let e = PipelineConfig::from_yaml_str(yaml, "p.yaml", std::path::Path::new("/x"), &[])
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("p.yaml:6") && e.contains("unknown step type 'MyCompany.Uppercase'") && e.contains("DelimitedSource"),
+        "{e}"
+    );
+    // Registered, it receives its whole config block as JSON.
+    struct Upper;
+    impl flowengine::steps::StepPlugin for Upper {
+        fn type_name(&self) -> &str {
+            "Uppercase"
+        }
+        fn build(
+            &self,
+            _: &serde_json::Value,
+            ctx: &flowengine::steps::BuildContext<'_>,
+        ) -> flowengine::Result<flowengine::steps::StepRuntime> {
+            Err(flowengine::Error::plan(ctx.name, "not built in this test"))
+        }
+    }
+    let mut registry = flowengine::Registry::new();
+    registry.register(std::sync::Arc::new(Upper));
+    let c = PipelineConfig::from_yaml_str_with_registry(yaml, "p.yaml", std::path::Path::new("/x"), &[], &registry).unwrap();
+    assert_eq!(c.steps[1].config.type_name(), "Uppercase");
+    let config = &c.steps[1].config.settings::<flowengine::steps::PluginSettings>().unwrap().config;
     assert_eq!(config["Column"], "last_name");
     assert_eq!(config["Nested"]["A"][1], 2);
-    // Unregistered, it is a build error naming the step.
-    let e = Pipeline::build(c, &flowengine::Registry::new()).err().unwrap();
+    let e = Pipeline::build(c).err().unwrap().to_string();
     assert!(
-        e.to_string().contains("step 'up'") && e.to_string().contains("unknown step type 'Uppercase'"),
+        e.contains("p.yaml:6") && e.contains("step 'up'") && e.contains("not built in this test"),
         "{e}"
     );
 }

@@ -65,8 +65,8 @@ Pipeline:
 fn pipeline(dir: &std::path::Path, instances: usize) -> flowengine::Result<Pipeline> {
     let mut registry = Registry::new();
     registry.register(Arc::new(CountPlugin { instances }));
-    let config = PipelineConfig::from_yaml_str(YAML, "count.yaml", dir, &[])?;
-    Pipeline::build(config, &registry)
+    let config = PipelineConfig::from_yaml_str_with_registry(YAML, "count.yaml", dir, &[], &registry)?;
+    Pipeline::build(config)
 }
 
 #[test]

@@ -19,14 +19,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::{Error, Result};
-use crate::steps::StepConfig;
+use crate::steps::{Registry, StepConfig};
 pub use tree::{Ctx, Node, Obj, YKind, YNode};
 
 /// What a port does when it is full. Each policy says what it loses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FullMode {
     /// Block the producer until there is room (backpressure). Loses nothing; a stalled
     /// consumer stalls the producer, and after `TimeoutSeconds` the run fails.
@@ -53,7 +51,7 @@ impl FullMode {
 }
 
 /// A connection's bounded buffer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ChannelConfig {
     /// Capacity in chunks (the original's `BufferSize`).
     pub buffer_size: usize,
@@ -118,7 +116,7 @@ impl ChannelConfig {
 }
 
 /// One connection: `From: step` or `From: step.queue` (a named extra output) to `To: step`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConnectionConfig {
     /// Upstream step.
     pub from: String,
@@ -129,12 +127,11 @@ pub struct ConnectionConfig {
     /// The port; `None` uses `Settings.DefaultChannel`.
     pub channel: Option<ChannelConfig>,
     /// Line in the pipeline file (0 when built in code).
-    #[serde(default)]
     pub line: usize,
 }
 
 /// `Settings.Monitoring`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MonitoringConfig {
     /// Collect per-step metrics (always on in this engine; kept for compatibility).
     pub enable_metrics: bool,
@@ -155,7 +152,7 @@ impl Default for MonitoringConfig {
 }
 
 /// Seed 003's regression detection.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct PerformanceConfig {
     /// JSON file holding the baseline throughput; written when missing.
     pub baseline_file: Option<PathBuf>,
@@ -166,7 +163,7 @@ pub struct PerformanceConfig {
 }
 
 /// `Pipeline.Settings`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Settings {
     /// Channel used by connections that give none.
     pub default_channel: ChannelConfig,
@@ -179,19 +176,18 @@ pub struct Settings {
 }
 
 /// One step (plugin) of a pipeline.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct StepDef {
     /// Unique step name.
     pub name: String,
     /// What the step is and its settings.
     pub config: StepConfig,
     /// Line in the pipeline file (0 when built in code).
-    #[serde(default)]
     pub line: usize,
 }
 
 /// A whole pipeline file, parsed and with paths resolved.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct PipelineConfig {
     /// Pipeline name.
     pub name: String,
@@ -208,7 +204,6 @@ pub struct PipelineConfig {
     /// The file it came from (for messages).
     pub file: String,
     /// Notes produced while loading (e.g. an ignored `Assembly` key).
-    #[serde(default)]
     pub notes: Vec<String>,
 }
 
@@ -216,6 +211,8 @@ pub struct PipelineConfig {
 pub struct ParseEnv<'a> {
     /// Directory of the pipeline file.
     pub base_dir: &'a Path,
+    /// The step types the file may use.
+    pub registry: &'a Registry,
     /// Notes for the user.
     pub notes: &'a mut Vec<String>,
 }
@@ -236,22 +233,47 @@ impl ParseEnv<'_> {
 }
 
 impl PipelineConfig {
-    /// Reads a pipeline file. `vars` override the file's `Variables`.
+    /// Reads a pipeline file with the built-in step types. `vars` override the file's
+    /// `Variables`.
     ///
     /// # Errors
-    /// A missing file, bad YAML, an unknown key, a bad value — each with file, line and path.
+    /// A missing file, bad YAML, an unknown key or step type, a bad value — each with file,
+    /// line and path.
     pub fn from_file(path: &Path, vars: &[(String, String)]) -> Result<PipelineConfig> {
+        Self::from_file_with_registry(path, vars, &Registry::new())
+    }
+
+    /// Reads a pipeline file that may use the step types of `registry`.
+    ///
+    /// # Errors
+    /// As [`PipelineConfig::from_file`].
+    pub fn from_file_with_registry(path: &Path, vars: &[(String, String)], registry: &Registry) -> Result<PipelineConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e, "cannot read the pipeline file; check the path"))?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
-        Self::from_yaml_str(&text, &path.display().to_string(), &base, vars)
+        Self::from_yaml_str_with_registry(&text, &path.display().to_string(), &base, vars, registry)
     }
 
-    /// Reads pipeline YAML text. Relative paths resolve against `base_dir`.
+    /// Reads pipeline YAML text with the built-in step types. Relative paths resolve
+    /// against `base_dir`.
     ///
     /// # Errors
     /// As [`PipelineConfig::from_file`].
     pub fn from_yaml_str(text: &str, file: &str, base_dir: &Path, vars: &[(String, String)]) -> Result<PipelineConfig> {
+        Self::from_yaml_str_with_registry(text, file, base_dir, vars, &Registry::new())
+    }
+
+    /// Reads pipeline YAML text that may use the step types of `registry`.
+    ///
+    /// # Errors
+    /// As [`PipelineConfig::from_file`].
+    pub fn from_yaml_str_with_registry(
+        text: &str,
+        file: &str,
+        base_dir: &Path,
+        vars: &[(String, String)],
+        registry: &Registry,
+    ) -> Result<PipelineConfig> {
         let mut root = tree::parse_yaml(text, file)?;
         let ctx = Ctx { file };
         // Variables first: they are substituted into every string of the tree.
@@ -282,6 +304,7 @@ impl PipelineConfig {
         for item in plugins.list()? {
             let mut env = ParseEnv {
                 base_dir,
+                registry,
                 notes: &mut notes,
             };
             steps.push(parse_step(&item, &mut env)?);
@@ -313,7 +336,6 @@ fn parse_step(item: &Node<'_>, env: &mut ParseEnv<'_>) -> Result<StepDef> {
     let mut o = item.obj()?;
     let name = o.require(&["Name"])?.string()?;
     let type_node = o.require(&["Type"])?;
-    let type_name = type_node.string()?;
     if let Some(a) = o.take(&["Assembly", "AssemblyPath"])? {
         env.notes.push(format!(
             "step '{name}': Assembly '{}' ignored — steps are built into this engine",
@@ -330,7 +352,8 @@ fn parse_step(item: &Node<'_>, env: &mut ParseEnv<'_>) -> Result<StepDef> {
         None => (&empty, format!("{}.Config", o.path())),
     };
     let mut config = Obj::new(o.ctx(), config_node, config_path)?;
-    let step = crate::steps::parse_step_config(&type_name, &mut config, env)?;
+    let registry = env.registry;
+    let step = registry.parse(&name, &type_node, &mut config, env)?;
     config.finish()?;
     o.finish()?;
     Ok(StepDef {

@@ -1,6 +1,6 @@
-//! A pipeline: planned once ([`plan`]: every check that needs no data, each error with the
-//! `file:line` of the step or connection at fault), then executed ([`execute`]: a thread per
-//! step, bounded ports, the ordered worker pool of [`workers`], two-phase publish).
+//! A pipeline: planned once (`plan.rs`: every check that needs no data, each error with the
+//! `file:line` of the step or connection at fault), then executed (`execute.rs`: a thread per
+//! step, bounded ports, the ordered worker pool of `workers.rs`, two-phase publish).
 //!
 //! The first error cancels every step; outputs are published (temp files renamed into
 //! place) only when every step succeeded.
@@ -30,7 +30,15 @@ impl Pipeline {
     /// # Errors
     /// Any load or build error (see [`Pipeline::build`]).
     pub fn from_file(path: impl AsRef<Path>, vars: &[(String, String)]) -> Result<Pipeline> {
-        Pipeline::build(PipelineConfig::from_file(path.as_ref(), vars)?, &Registry::new())
+        Self::from_file_with_registry(path, vars, &Registry::new())
+    }
+
+    /// Loads and builds a pipeline file that may use the step types of `registry`.
+    ///
+    /// # Errors
+    /// Any load or build error.
+    pub fn from_file_with_registry(path: impl AsRef<Path>, vars: &[(String, String)], registry: &Registry) -> Result<Pipeline> {
+        Pipeline::build(PipelineConfig::from_file_with_registry(path.as_ref(), vars, registry)?)
     }
 
     /// Loads a pipeline from YAML text; relative paths resolve against `base_dir`.
@@ -38,23 +46,21 @@ impl Pipeline {
     /// # Errors
     /// Any load or build error.
     pub fn from_yaml_str(yaml: &str, base_dir: impl AsRef<Path>, vars: &[(String, String)]) -> Result<Pipeline> {
-        Pipeline::build(
-            PipelineConfig::from_yaml_str(yaml, "<inline>", base_dir.as_ref(), vars)?,
-            &Registry::new(),
-        )
+        Pipeline::build(PipelineConfig::from_yaml_str(yaml, "<inline>", base_dir.as_ref(), vars)?)
     }
 
-    /// Builds the DAG from a config (parsed or built in code), with user step types.
+    /// Builds the DAG from a config (parsed, or built in code with [`crate::StepConfig::new`]
+    /// and [`Registry::plugin_config`]).
     ///
     /// # Errors
-    /// [`crate::Error::Plan`] naming the step and its `file:line` for: a duplicate name, an
-    /// unknown step type, a connection to an unknown step or output, a connection listed
-    /// twice, a cycle (listing its steps), a step without input (or a source with one), an
-    /// unconnected output, a fan-in schema mismatch, two outputs on one file or an output on
-    /// an input, several instances of a stateful transform; plus whatever a step's builder
-    /// reports (e.g. a source file's header not matching its schema).
-    pub fn build(config: PipelineConfig, registry: &Registry) -> Result<Pipeline> {
-        let plan = plan::plan(&config, registry)?;
+    /// [`crate::Error::Plan`] naming the step and its `file:line` for: a duplicate name, a
+    /// connection to an unknown step or output, a connection listed twice, a cycle (listing
+    /// its steps), a step without input (or a source with one), an unconnected output, a
+    /// fan-in schema mismatch, two outputs on one file or an output on an input, several
+    /// instances of a stateful transform; plus whatever a step's builder reports (e.g. a
+    /// source file's header not matching its schema).
+    pub fn build(config: PipelineConfig) -> Result<Pipeline> {
+        let plan = plan::plan(&config)?;
         Ok(Pipeline { config, plan })
     }
 

@@ -10,7 +10,7 @@ use crate::config::{ChannelConfig, PipelineConfig};
 use crate::error::{Error, Position, Result};
 use crate::metrics::StepMetrics;
 use crate::schema::SchemaRef;
-use crate::steps::{build_step, OutputId, PathRole, Registry, StepKind, StepRuntime};
+use crate::steps::{BuildContext, OutputId, PathRole, StepKind, StepRuntime};
 
 /// One connection: an output of one step into another step.
 pub(crate) struct Edge {
@@ -49,13 +49,13 @@ pub(crate) struct Plan {
 }
 
 /// Builds the plan (see [`crate::Pipeline::build`] for the errors).
-pub(crate) fn plan(config: &PipelineConfig, registry: &Registry) -> Result<Plan> {
+pub(crate) fn plan(config: &PipelineConfig) -> Result<Plan> {
     let positions: Vec<Position> = config.steps.iter().map(|s| Position::new(&config.file, s.line)).collect();
     let index = step_index(config, &positions)?;
     let edges = edges(config, &index)?;
     check_paths(config, &positions)?;
     let order = topo_order(config, &edges, &positions)?;
-    let steps = build_in_order(config, registry, &edges, &order, &positions)?;
+    let steps = build_in_order(config, &edges, &order, &positions)?;
     check_outputs(&steps, &edges, &positions)?;
     Ok(Plan { steps, edges, order })
 }
@@ -209,20 +209,15 @@ fn find_cycle(n: usize, edges: &[Edge], indeg: &[usize]) -> Vec<usize> {
 }
 
 /// Builds each step in topological order, so that it sees its input schema.
-fn build_in_order(
-    config: &PipelineConfig,
-    registry: &Registry,
-    edges: &[Edge],
-    order: &[usize],
-    positions: &[Position],
-) -> Result<Vec<Planned>> {
+fn build_in_order(config: &PipelineConfig, edges: &[Edge], order: &[usize], positions: &[Position]) -> Result<Vec<Planned>> {
     let mut built: Vec<Option<Planned>> = (0..config.steps.len()).map(|_| None).collect();
     for &i in order {
         let def = &config.steps[i];
         let at = &positions[i];
         let inputs: Vec<&Edge> = edges.iter().filter(|e| e.to == i).collect();
         let input = input_schema(&def.name, &inputs, &built, at)?;
-        let runtime = build_step(&def.name, &def.config, input, registry).map_err(|e| e.located(at))?;
+        let ctx = BuildContext { name: &def.name, input };
+        let runtime = def.config.build(&ctx).map_err(|e| e.located(at))?;
         let planned = planned(&def.name, runtime, at)?;
         match (planned.kind, inputs.is_empty()) {
             (StepKind::Source, false) => {

@@ -1,9 +1,11 @@
-//! Steps: the step traits, the closed registry of built-in steps, and the public trait for
-//! library users' own steps.
+//! Steps: the step traits, the one registry of step types (built-ins and library users'
+//! own), and the built-in steps.
 //!
-//! One file per step holds its config (serde, validated when parsed) and its runtime.
+//! One folder per step holds its config (validated when parsed), its runtime and its unit
+//! tests, and declares the step's [`StepType`]; adding a step is a new folder plus one line
+//! in `BUILT_IN` (steps/mod.rs). Helpers several steps share live in [`common`], which depends on no step.
 //!
-//! | type | kind | file |
+//! | type | kind | folder |
 //! |---|---|---|
 //! | `DelimitedSource` | source | [`delimited_source`] |
 //! | `DelimitedSink` | sink | [`delimited_sink`] |
@@ -11,134 +13,34 @@
 //! | `DataGenerator` | source | [`data_generator`] |
 //! | `ConsoleOutput` | sink | [`console_output`] |
 
+pub mod common;
 pub mod console_output;
 pub mod data_generator;
 pub mod delimited_sink;
 pub mod delimited_source;
 pub mod javascript;
+mod registry;
 
-use std::collections::HashMap;
+pub use registry::{ParseFn, PathRole, PluginSettings, Registry, StepConfig, StepPlugin, StepSettings, StepType};
+
+/// The built-in step types: one line per step (its folder declares the rest).
+pub(crate) const BUILT_IN: &[&StepType] = &[
+    &delimited_source::STEP_TYPE,
+    &delimited_sink::STEP_TYPE,
+    &javascript::STEP_TYPE,
+    &data_generator::STEP_TYPE,
+    &console_output::STEP_TYPE,
+];
+
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::chunk::Chunk;
-use crate::config::{tree, Obj, ParseEnv};
 use crate::error::{Error, Result};
 use crate::metrics::StepMetrics;
 use crate::port::{CancelToken, Port};
 use crate::schema::SchemaRef;
-
-/// The closed set of built-in steps, tagged by `Type` as in pipeline files.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "Type", content = "Config")]
-pub enum StepConfig {
-    /// CSV / delimited file reader.
-    DelimitedSource(delimited_source::DelimitedSourceConfig),
-    /// CSV / delimited file writer.
-    DelimitedSink(delimited_sink::DelimitedSinkConfig),
-    /// Row-by-row JavaScript against the original context API.
-    JavaScriptTransform(javascript::JavaScriptConfig),
-    /// Deterministic customer-like rows (the original's example source).
-    DataGenerator(data_generator::DataGeneratorConfig),
-    /// Aligned table on stdout (the original's example sink).
-    ConsoleOutput(console_output::ConsoleOutputConfig),
-    /// A step registered by the library user (see [`StepPlugin`]).
-    #[serde(skip)]
-    Plugin {
-        /// The registered type name.
-        type_name: String,
-        /// Its config, as written.
-        config: serde_json::Value,
-    },
-}
-
-impl StepConfig {
-    /// The step's type name.
-    pub fn type_name(&self) -> &str {
-        match self {
-            StepConfig::DelimitedSource(_) => "DelimitedSource",
-            StepConfig::DelimitedSink(_) => "DelimitedSink",
-            StepConfig::JavaScriptTransform(_) => "JavaScriptTransform",
-            StepConfig::DataGenerator(_) => "DataGenerator",
-            StepConfig::ConsoleOutput(_) => "ConsoleOutput",
-            StepConfig::Plugin { type_name, .. } => type_name,
-        }
-    }
-}
-
-/// Whether a step reads or writes a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PathRole {
-    /// Read.
-    Input,
-    /// Written.
-    Output,
-}
-
-impl StepConfig {
-    /// The files the step reads and writes, with the config key naming each (for the
-    /// planner's check that no two outputs, or an output and an input, are one file).
-    pub fn file_paths(&self) -> Vec<(PathRole, &'static str, &std::path::Path)> {
-        let mut v = Vec::new();
-        match self {
-            StepConfig::DelimitedSource(c) => {
-                v.push((PathRole::Input, "FilePath", c.file_path.as_path()));
-                if let Some(d) = &c.dead_letter_file {
-                    v.push((PathRole::Output, "DeadLetterFilePath", d.as_path()));
-                }
-            }
-            StepConfig::DelimitedSink(c) => v.push((PathRole::Output, "FilePath", c.file_path.as_path())),
-            _ => {}
-        }
-        v
-    }
-}
-
-const BUILT_IN: [&str; 5] = [
-    "DelimitedSource",
-    "DelimitedSink",
-    "JavaScriptTransform",
-    "DataGenerator",
-    "ConsoleOutput",
-];
-
-/// `DelimitedSource.DelimitedSourcePlugin`, `FlowEngine.Core.Plugins.Examples.DataGeneratorPlugin`
-/// and `delimitedsource` all name `DelimitedSource`.
-pub fn canonical_type_name(raw: &str) -> String {
-    let last = raw.trim().rsplit('.').next().unwrap_or(raw).trim();
-    let stripped = last
-        .strip_suffix("Plugin")
-        .or_else(|| last.strip_suffix("plugin"))
-        .filter(|s| !s.is_empty())
-        .unwrap_or(last);
-    BUILT_IN
-        .iter()
-        .find(|b| b.eq_ignore_ascii_case(stripped))
-        .map_or_else(|| stripped.to_owned(), |b| (*b).to_owned())
-}
-
-/// Parses a step's `Config` block by type. User-registered types are looked up at build
-/// time; here their config is kept as JSON.
-pub(crate) fn parse_step_config(raw_type: &str, config: &mut Obj<'_>, env: &mut ParseEnv<'_>) -> Result<StepConfig> {
-    let name = canonical_type_name(raw_type);
-    Ok(match name.as_str() {
-        "DelimitedSource" => StepConfig::DelimitedSource(delimited_source::DelimitedSourceConfig::parse(config, env)?),
-        "DelimitedSink" => StepConfig::DelimitedSink(delimited_sink::DelimitedSinkConfig::parse(config, env)?),
-        "JavaScriptTransform" => StepConfig::JavaScriptTransform(javascript::JavaScriptConfig::parse(config, env)?),
-        "DataGenerator" => StepConfig::DataGenerator(data_generator::DataGeneratorConfig::parse(config, env)?),
-        "ConsoleOutput" => StepConfig::ConsoleOutput(console_output::ConsoleOutputConfig::parse(config, env)?),
-        _ => {
-            // Everything inside belongs to the plugin; it validates its own config.
-            let json: serde_json::Map<String, serde_json::Value> =
-                config.take_rest().into_iter().map(|(k, n)| (k, tree::to_json(n.node))).collect();
-            StepConfig::Plugin {
-                type_name: name,
-                config: serde_json::Value::Object(json),
-            }
-        }
-    })
-}
 
 /// What a step is, by what it does with rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -446,94 +348,5 @@ impl BuildContext<'_> {
                 format!("'{}' has no input; add a connection To: {}", self.name, self.name),
             )
         })
-    }
-}
-
-/// A library user's own step type. Register it with [`Registry::register`]; pipeline files
-/// then use it by its [`StepPlugin::type_name`], and its whole `Config` block is handed over
-/// as JSON.
-pub trait StepPlugin: Send + Sync {
-    /// The `Type` pipeline files use.
-    fn type_name(&self) -> &str;
-    /// Validates `config` and builds the runtime.
-    ///
-    /// # Errors
-    /// Return [`Error::Plan`] naming the step for a bad config.
-    fn build(&self, config: &serde_json::Value, ctx: &BuildContext<'_>) -> Result<StepRuntime>;
-}
-
-/// Step types beyond the built-in ones.
-#[derive(Default, Clone)]
-pub struct Registry {
-    plugins: HashMap<String, Arc<dyn StepPlugin>>,
-}
-
-impl Registry {
-    /// An empty registry (the built-ins are always available).
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds a step type.
-    pub fn register(&mut self, plugin: Arc<dyn StepPlugin>) -> &mut Self {
-        self.plugins.insert(plugin.type_name().to_ascii_lowercase(), plugin);
-        self
-    }
-
-    pub(crate) fn get(&self, name: &str) -> Option<&Arc<dyn StepPlugin>> {
-        self.plugins.get(&name.to_ascii_lowercase())
-    }
-
-    pub(crate) fn known_names(&self) -> Vec<String> {
-        BUILT_IN
-            .iter()
-            .map(|s| (*s).to_owned())
-            .chain(self.plugins.values().map(|p| p.type_name().to_owned()))
-            .collect()
-    }
-}
-
-/// Builds the runtime of a step from its config.
-pub(crate) fn build_step(name: &str, config: &StepConfig, input: Option<SchemaRef>, registry: &Registry) -> Result<StepRuntime> {
-    let ctx = BuildContext { name, input };
-    match config {
-        StepConfig::DelimitedSource(c) => c.build(&ctx),
-        StepConfig::DelimitedSink(c) => c.build(&ctx),
-        StepConfig::JavaScriptTransform(c) => c.build(&ctx),
-        StepConfig::DataGenerator(c) => c.build(&ctx),
-        StepConfig::ConsoleOutput(c) => c.build(&ctx),
-        StepConfig::Plugin { type_name, config } => match registry.get(type_name) {
-            Some(p) => p.build(config, &ctx),
-            None => {
-                let known = registry.known_names();
-                let best = crate::error::suggest(type_name, known.iter().map(String::as_str))
-                    .map(|k| format!(" (did you mean '{k}'?)"))
-                    .unwrap_or_default();
-                Err(Error::plan(
-                    name,
-                    format!("unknown step type '{type_name}'{best}; known types: {}", known.join(", ")),
-                ))
-            }
-        },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn type_names_short_and_qualified() {
-        assert_eq!(canonical_type_name("DelimitedSource.DelimitedSourcePlugin"), "DelimitedSource");
-        assert_eq!(
-            canonical_type_name("FlowEngine.Core.Plugins.Examples.DataGeneratorPlugin"),
-            "DataGenerator"
-        );
-        assert_eq!(canonical_type_name("delimitedsink"), "DelimitedSink");
-        assert_eq!(
-            canonical_type_name("JavaScriptTransform.JavaScriptTransformPlugin"),
-            "JavaScriptTransform"
-        );
-        assert_eq!(canonical_type_name("MyStep"), "MyStep");
     }
 }

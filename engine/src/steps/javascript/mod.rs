@@ -75,22 +75,43 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::config::{Obj, ParseEnv};
 use crate::error::{Error, Result};
 use crate::schema::{Field, Schema};
-use crate::steps::delimited_source::{parse_output_schema, ColumnDef};
+use crate::steps::common::{parse_output_schema, ColumnDef};
 use crate::steps::{BuildContext, StepRuntime, Transform};
 
 mod runtime;
 mod state;
+/// The `JavaScriptTransform` step type.
+pub const STEP_TYPE: crate::steps::StepType = crate::steps::StepType {
+    name: "JavaScriptTransform",
+    aliases: &["JavaScript", "JsTransform"],
+    kind: crate::steps::StepKind::Transform,
+    parse: |o, env| {
+        Ok(crate::steps::StepConfig::new(
+            "JavaScriptTransform",
+            JavaScriptConfig::parse(o, env)?,
+        ))
+    },
+    summary: "Runs a JavaScript `process(context)` per row (the original context API)",
+};
+
+impl crate::steps::StepSettings for JavaScriptConfig {
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<StepRuntime> {
+        JavaScriptConfig::build(self, ctx)
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests;
 
 /// What to do with a row whose script fails (throws, sets an unconvertible value, misses a
 /// required field).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnError {
     /// Fail the run at the first row error (default).
     #[default]
@@ -109,7 +130,7 @@ fn workers_or_cores(n: u64) -> usize {
 }
 
 /// Config of `JavaScriptTransform`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JavaScriptConfig {
     /// Script text defining `function process(context)`.
     pub script: String,

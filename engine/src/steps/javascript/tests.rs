@@ -8,7 +8,7 @@ use super::{JavaScriptConfig, OnError};
 use crate::chunk::{Chunk, Column};
 use crate::metrics::StepMetrics;
 use crate::schema::{DataType, Field, Schema};
-use crate::steps::delimited_source::ColumnDef;
+use crate::steps::common::ColumnDef;
 use crate::steps::{Emitter, Transform};
 
 #[test]

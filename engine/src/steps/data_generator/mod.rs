@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::decimal::Decimal;
-use serde::{Deserialize, Serialize};
 
 use crate::chunk::{Chunk, Column};
 use crate::config::{Obj, ParseEnv};
@@ -19,7 +18,7 @@ use crate::steps::{BuildContext, Emitter, Source, StepRuntime};
 use crate::value::Value;
 
 /// Config of `DataGenerator`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DataGeneratorConfig {
     /// Rows to generate (default 1000).
     pub row_count: u64,
@@ -164,5 +163,23 @@ impl Source for DataGenerator {
             }
         }
         Ok(())
+    }
+}
+
+/// The `DataGenerator` step type.
+pub const STEP_TYPE: crate::steps::StepType = crate::steps::StepType {
+    name: "DataGenerator",
+    aliases: &[],
+    kind: crate::steps::StepKind::Source,
+    parse: |o, env| Ok(crate::steps::StepConfig::new("DataGenerator", DataGeneratorConfig::parse(o, env)?)),
+    summary: "Deterministic customer-like rows (the original's example source)",
+};
+
+impl crate::steps::StepSettings for DataGeneratorConfig {
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<StepRuntime> {
+        DataGeneratorConfig::build(self, ctx)
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }

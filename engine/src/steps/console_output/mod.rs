@@ -9,8 +9,6 @@
 
 use std::io::Write;
 
-use serde::{Deserialize, Serialize};
-
 use crate::chunk::Chunk;
 use crate::config::{Obj, ParseEnv};
 use crate::error::{Error, Result};
@@ -18,7 +16,7 @@ use crate::schema::SchemaRef;
 use crate::steps::{BuildContext, Sink, StepRuntime};
 
 /// Config of `ConsoleOutput`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ConsoleOutputConfig {
     /// Print the column names (default true).
     pub show_headers: bool,
@@ -264,6 +262,24 @@ impl Sink for ConsoleOutput {
 
     fn abort(&mut self) {
         self.rows.clear();
+    }
+}
+
+/// The `ConsoleOutput` step type.
+pub const STEP_TYPE: crate::steps::StepType = crate::steps::StepType {
+    name: "ConsoleOutput",
+    aliases: &["Console"],
+    kind: crate::steps::StepKind::Sink,
+    parse: |o, env| Ok(crate::steps::StepConfig::new("ConsoleOutput", ConsoleOutputConfig::parse(o, env)?)),
+    summary: "An aligned table on standard output (the original's example sink)",
+};
+
+impl crate::steps::StepSettings for ConsoleOutputConfig {
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<StepRuntime> {
+        ConsoleOutputConfig::build(self, ctx)
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 

@@ -49,15 +49,14 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use crate::chunk::{Chunk, Column};
-use crate::config::{Node, Obj, ParseEnv};
+use crate::config::{Obj, ParseEnv};
 use crate::error::{Error, Result};
 use crate::metrics::StepMetrics;
 use crate::output_file::{AtomicOutput, Publish};
 use crate::port::CancelToken;
 use crate::schema::{DataType, Field, Schema, SchemaRef};
+use crate::steps::common::{check_encoding, parse_delimiter, parse_output_schema, ColumnDef};
 use crate::steps::{BuildContext, Emitter, Source, StepRuntime};
 
 /// Default `MaxRecordBytes`: the longest record (in bytes, as written in the file) the
@@ -88,21 +87,8 @@ const READ_BLOCK: usize = 1 << 16;
 /// The `FilePath` that means standard input.
 const STDIN_PATH: &str = "-";
 
-/// One column of `OutputSchema.Columns`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ColumnDef {
-    /// Column name.
-    pub name: String,
-    /// Type.
-    pub data_type: DataType,
-    /// Position of the field in each record (defaults to the column's position in the list).
-    pub index: usize,
-    /// Whether an empty field is allowed (as null).
-    pub nullable: bool,
-}
-
 /// Config of `DelimitedSource`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DelimitedSourceConfig {
     /// Input file; `-` is standard input.
     pub file_path: PathBuf,
@@ -126,12 +112,7 @@ pub struct DelimitedSourceConfig {
     pub dead_letter_file: Option<PathBuf>,
     /// Longest record accepted, in bytes (`MaxRecordBytes`, default
     /// [`DEFAULT_MAX_RECORD_BYTES`]).
-    #[serde(default = "default_max_record_bytes")]
     pub max_record_bytes: usize,
-}
-
-fn default_max_record_bytes() -> usize {
-    DEFAULT_MAX_RECORD_BYTES
 }
 
 impl Default for DelimitedSourceConfig {
@@ -149,35 +130,6 @@ impl Default for DelimitedSourceConfig {
             dead_letter_file: None,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
         }
-    }
-}
-
-/// Parses a delimiter as written in pipeline files: `,`, `\t`, `tab`, `|`, `;`.
-pub(crate) fn parse_delimiter(s: &str) -> std::result::Result<u8, String> {
-    match s {
-        "\\t" | "\t" => return Ok(b'\t'),
-        _ if s.eq_ignore_ascii_case("tab") => return Ok(b'\t'),
-        _ if s.eq_ignore_ascii_case("comma") => return Ok(b','),
-        _ if s.eq_ignore_ascii_case("pipe") => return Ok(b'|'),
-        _ if s.eq_ignore_ascii_case("semicolon") => return Ok(b';'),
-        _ => {}
-    }
-    match s.as_bytes() {
-        [b] if b.is_ascii() && *b != b'\n' && *b != b'\r' && *b != b'"' => Ok(*b),
-        _ => Err(format!("delimiter '{s}' must be one ASCII character (or \\t / tab)")),
-    }
-}
-
-/// Accepts UTF-8 with or without BOM; anything else is refused up front rather than
-/// mis-decoded.
-pub(crate) fn check_encoding(s: &str) -> std::result::Result<(), String> {
-    let n = s.to_ascii_lowercase().replace(['-', '_', ' '], "");
-    if matches!(n.as_str(), "utf8" | "utf8bom" | "utf8withbom" | "utf8nobom" | "ascii" | "") {
-        Ok(())
-    } else {
-        Err(format!(
-            "encoding '{s}' is not supported; use UTF-8 (with or without BOM) — convert the file with iconv"
-        ))
     }
 }
 
@@ -1397,51 +1349,34 @@ fn parse_record(
     Ok(())
 }
 
-/// Parses an `OutputSchema` block: `{Name, Description, Columns: [{Name, Type, Index,
-/// IsNullable}]}` or the JavaScript form `{Fields: [{Name, Type, Required}]}`.
-///
-/// # Errors
-/// Unknown type names, unknown keys, an empty list.
-pub(crate) fn parse_output_schema(n: &Node<'_>) -> Result<Vec<ColumnDef>> {
-    let mut s = n.obj()?;
-    s.take(&["Name"])?;
-    s.take(&["Description"])?;
-    let cols = s.require(&["Columns", "Fields"])?;
-    let mut defs = Vec::new();
-    for (i, item) in cols.list()?.iter().enumerate() {
-        let mut f = item.obj()?;
-        let name = f.require(&["Name"])?.string()?;
-        let tnode = f.require(&["Type", "DataType"])?;
-        let tname = tnode.string()?;
-        let data_type =
-            DataType::parse(&tname).ok_or_else(|| tnode.err(format!("unknown type '{tname}'; use one of {}", DataType::SPELLINGS)))?;
-        let index = f
-            .take(&["Index", "Ordinal"])?
-            .map(|n| n.u64())
-            .transpose()?
-            .map_or(i, |v| v as usize);
-        let mut nullable = true;
-        if let Some(n) = f.take(&["IsNullable", "Nullable"])? {
-            nullable = n.bool()?;
-        }
-        if let Some(n) = f.take(&["Required", "IsRequired"])? {
-            nullable = !n.bool()?;
-        }
-        f.take(&["Description"])?;
-        f.take(&["Format"])?;
-        f.finish()?;
-        defs.push(ColumnDef {
-            name,
-            data_type,
-            index,
-            nullable,
-        });
+/// The `DelimitedSource` step type.
+pub const STEP_TYPE: crate::steps::StepType = crate::steps::StepType {
+    name: "DelimitedSource",
+    aliases: &["CsvSource", "FileSource"],
+    kind: crate::steps::StepKind::Source,
+    parse: |o, env| {
+        Ok(crate::steps::StepConfig::new(
+            "DelimitedSource",
+            DelimitedSourceConfig::parse(o, env)?,
+        ))
+    },
+    summary: "Reads CSV / delimited text (RFC 4180) into typed rows",
+};
+
+impl crate::steps::StepSettings for DelimitedSourceConfig {
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<StepRuntime> {
+        DelimitedSourceConfig::build(self, ctx)
     }
-    s.finish()?;
-    if defs.is_empty() {
-        return Err(cols.err("the schema has no columns; list at least one"));
+    fn file_paths(&self) -> Vec<(crate::steps::PathRole, &'static str, &std::path::Path)> {
+        let mut v = vec![(crate::steps::PathRole::Input, "FilePath", self.file_path.as_path())];
+        if let Some(d) = &self.dead_letter_file {
+            v.push((crate::steps::PathRole::Output, "DeadLetterFilePath", d.as_path()));
+        }
+        v
     }
-    Ok(defs)
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 #[cfg(test)]

@@ -5,18 +5,16 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::chunk::Chunk;
 use crate::config::{Obj, ParseEnv};
 use crate::error::{Error, Result};
 use crate::output_file::{AtomicOutput, BackgroundWriter, Publish};
 use crate::schema::{DataType, SchemaRef};
-use crate::steps::delimited_source::{check_encoding, parse_delimiter};
+use crate::steps::common::{check_encoding, parse_delimiter};
 use crate::steps::{BuildContext, Sink, StepRuntime};
 
 /// Line terminator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LineEnding {
     /// `\n` (default).
     #[default]
@@ -26,7 +24,7 @@ pub enum LineEnding {
 }
 
 /// Config of `DelimitedSink`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DelimitedSinkConfig {
     /// Output file.
     pub file_path: PathBuf,
@@ -52,7 +50,6 @@ pub struct DelimitedSinkConfig {
     /// fsync the file before publishing it (`Durable: true`; default false). Publishing is
     /// an atomic rename either way; fsync adds survival of a power loss right after the run,
     /// at the price of waiting for the disk (about 15 % of a 2M-row pass-through here).
-    #[serde(default)]
     pub durable: bool,
 }
 
@@ -328,6 +325,27 @@ pub(crate) fn write_field(out: &mut Vec<u8>, field: &[u8], delimiter: u8) {
         out.push(b);
     }
     out.push(b'"');
+}
+
+/// The `DelimitedSink` step type.
+pub const STEP_TYPE: crate::steps::StepType = crate::steps::StepType {
+    name: "DelimitedSink",
+    aliases: &["CsvSink", "FileSink"],
+    kind: crate::steps::StepKind::Sink,
+    parse: |o, env| Ok(crate::steps::StepConfig::new("DelimitedSink", DelimitedSinkConfig::parse(o, env)?)),
+    summary: "Writes CSV / delimited text, published atomically when the run succeeds",
+};
+
+impl crate::steps::StepSettings for DelimitedSinkConfig {
+    fn build(&self, ctx: &BuildContext<'_>) -> Result<StepRuntime> {
+        DelimitedSinkConfig::build(self, ctx)
+    }
+    fn file_paths(&self) -> Vec<(crate::steps::PathRole, &'static str, &std::path::Path)> {
+        vec![(crate::steps::PathRole::Output, "FilePath", self.file_path.as_path())]
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 #[cfg(test)]
