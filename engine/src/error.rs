@@ -182,6 +182,56 @@ impl Error {
         }
     }
 
+    /// Who is at fault, as the CLI reports it: `config` (the pipeline file or DAG), `data`
+    /// (rows or a script), `io`, `policy` (a port policy or the performance gate),
+    /// `cancelled`, `internal`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Config { .. } | Error::Plan { .. } => "config",
+            Error::Data { .. } | Error::TooManyErrors { .. } | Error::Script { .. } => "data",
+            Error::Io { .. } => "io",
+            Error::Port { .. } | Error::Regression { .. } => "policy",
+            Error::Cancelled => "cancelled",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    /// The CLI's exit code for this error: 2 configuration, 3 data, 4 I/O, 5 policy,
+    /// 130 cancelled, 1 internal.
+    pub fn exit_code(&self) -> u8 {
+        match self.kind() {
+            "config" => 2,
+            "data" => 3,
+            "io" => 4,
+            "policy" => 5,
+            "cancelled" => 130,
+            _ => 1,
+        }
+    }
+
+    /// The error as a JSON object: kind, step, file, line, field, message (absent parts are
+    /// null).
+    pub fn to_json(&self) -> serde_json::Value {
+        let (step, file, field): (Option<&str>, Option<String>, Option<&str>) = match self {
+            Error::Config { file, .. } => (None, Some(file.clone()), None),
+            Error::Plan { step, at, .. } => (Some(step), at.as_ref().map(|p| p.file.to_string()), None),
+            Error::Data { step, file, field, .. } => (Some(step), Some(file.clone()), Some(field)),
+            Error::Script { step, field, .. } => (Some(step), None, field.as_deref()),
+            Error::TooManyErrors { step, .. } => (Some(step), None, None),
+            Error::Io { path, .. } => (None, Some(path.display().to_string()), None),
+            Error::Port { to, .. } => (Some(to), None, None),
+            _ => (None, None, None),
+        };
+        serde_json::json!({
+            "kind": self.kind(),
+            "step": step,
+            "file": file,
+            "line": self.line(),
+            "field": field,
+            "message": self.to_string(),
+        })
+    }
+
     /// The 1-based source line this error points at, if any.
     pub fn line(&self) -> Option<u64> {
         match self {

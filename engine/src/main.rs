@@ -35,6 +35,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the step types (built-in), or show one.
+    Steps {
+        /// A step type (any of its names); omit to list all.
+        step_type: Option<String>,
+    },
     /// Build the DAG and check schemas without processing data.
     Validate {
         /// The pipeline YAML file.
@@ -54,24 +59,60 @@ fn parse_vars(vars: &[String]) -> anyhow::Result<Vec<(String, String)>> {
         .collect()
 }
 
+/// Exit codes: 0 success; 2 the pipeline file or DAG is wrong; 3 the data or a script
+/// failed beyond its policy; 4 I/O; 5 a port policy or the performance gate failed the run;
+/// 130 cancelled (SIGINT, SIGTERM, SIGHUP); 1 anything else.
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json = matches!(cli.command, Command::Run { json: true, .. });
     match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let cancelled = matches!(e.downcast_ref::<Error>(), Some(Error::Cancelled));
-            eprintln!("error: {e:#}");
-            if cancelled {
-                ExitCode::from(130)
-            } else {
-                ExitCode::FAILURE
+            let engine_error = e.downcast_ref::<Error>();
+            if json {
+                // `--json` prints an object on failure too, so scripts always get one.
+                let err = engine_error.map_or_else(
+                    || serde_json::json!({ "kind": "internal", "message": format!("{e:#}") }),
+                    Error::to_json,
+                );
+                println!("{}", serde_json::json!({ "ok": false, "error": err }));
             }
+            eprintln!("error: {e:#}");
+            ExitCode::from(engine_error.map_or(1, Error::exit_code))
         }
     }
 }
 
+fn list_steps(step_type: Option<&str>) -> anyhow::Result<()> {
+    let registry = flowengine::Registry::new();
+    let types = registry.built_ins();
+    match step_type {
+        None => {
+            for t in &types {
+                println!("{:<22} {:<10} {}", t.name, t.kind, t.summary);
+            }
+            println!("\nflowengine steps TYPE shows one type; library users add types with Registry::register.");
+        }
+        Some(raw) => {
+            let Some(name) = registry.canonical_name(raw) else {
+                bail!("unknown step type '{raw}'; known types: {}", registry.known_names().join(", "));
+            };
+            let t = types
+                .iter()
+                .find(|t| t.name == name)
+                .ok_or_else(|| anyhow::anyhow!("'{name}' is not built in"))?;
+            println!("{} ({})\n  {}", t.name, t.kind, t.summary);
+            let mut names = vec![format!("{}Plugin", t.name), format!("{0}.{0}Plugin", t.name)];
+            names.extend(t.aliases.iter().map(|a| (*a).to_owned()));
+            println!("  also written as: {}", names.join(", "));
+        }
+    }
+    Ok(())
+}
+
 fn real_main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Steps { step_type } => list_steps(step_type.as_deref()),
         Command::Validate { pipeline, vars } => {
             let vars = parse_vars(&vars)?;
             let config = PipelineConfig::from_file(&pipeline, &vars)?;
@@ -90,7 +131,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             json,
         } => {
             let vars = parse_vars(&vars)?;
-            let p = Pipeline::from_file(&pipeline, &vars).with_context(|| format!("cannot build {}", pipeline.display()))?;
+            let p = Pipeline::from_file(&pipeline, &vars)?;
             if !quiet {
                 for n in &p.config().notes {
                     eprintln!("note: {n}");
@@ -174,6 +215,19 @@ fn progress_bar(progress: &Progress, stop: &AtomicBool) {
     bar.finish_and_clear();
 }
 
+/// `1234567` as `1,234,567`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn render_summary(s: &RunSummary) -> String {
     let mut out = format!("pipeline '{}' finished in {:.3} s\n", s.pipeline, s.elapsed.as_secs_f64());
     out.push_str(&format!(
@@ -183,16 +237,19 @@ fn render_summary(s: &RunSummary) -> String {
     for st in &s.steps {
         let out_rows = if st.kind == "sink" { st.rows_written } else { st.rows_out };
         out.push_str(&format!(
-            "{:<24} {:<10} {:>12} {:>12} {:>10} {:>10} {:>9.3} {:>14.0}\n",
+            "{:<24} {:<10} {:>12} {:>12} {:>10} {:>10} {:>9.3} {:>14}\n",
             st.name,
-            st.kind,
-            st.rows_in,
-            out_rows,
-            st.rows_rejected,
-            st.rows_dropped,
+            st.kind.as_str(),
+            grouped(st.rows_in),
+            grouped(out_rows),
+            grouped(st.rows_rejected),
+            grouped(st.rows_dropped),
             st.elapsed.as_secs_f64(),
-            st.throughput()
+            grouped(st.throughput().round() as u64)
         ));
+        for o in &st.outputs {
+            out.push_str(&format!("{:<24} -> {o}\n", ""));
+        }
     }
     if let Some(peak) = s.peak_rss_bytes {
         out.push_str(&format!("peak memory: {:.1} MiB\n", peak as f64 / (1024.0 * 1024.0)));

@@ -36,11 +36,16 @@ impl StepMetrics {
 
     /// A consistent-enough copy for reporting.
     pub fn snapshot(&self, name: &str, kind: crate::steps::StepKind, elapsed: Duration) -> StepSummary {
+        // A sink's output is what it wrote.
+        let rows_out = match kind {
+            crate::steps::StepKind::Sink => self.rows_written.load(Relaxed),
+            _ => self.rows_out.load(Relaxed),
+        };
         StepSummary {
             name: name.to_owned(),
             kind,
             rows_in: self.rows_in.load(Relaxed),
-            rows_out: self.rows_out.load(Relaxed),
+            rows_out,
             rows_rejected: self.rows_rejected.load(Relaxed),
             rows_dropped: self.rows_dropped.load(Relaxed),
             rows_written: self.rows_written.load(Relaxed),
@@ -48,6 +53,7 @@ impl StepMetrics {
             backpressure_waits: self.backpressure_waits.load(Relaxed),
             busy: Duration::from_nanos(self.busy_nanos.load(Relaxed)),
             elapsed,
+            outputs: Vec::new(),
         }
     }
 }
@@ -73,10 +79,19 @@ pub struct StepSummary {
     pub rows_filtered: u64,
     /// Waits on full ports.
     pub backpressure_waits: u64,
-    /// Time spent working.
+    /// Time spent working (seconds in JSON).
+    #[serde(serialize_with = "seconds")]
     pub busy: std::time::Duration,
-    /// Wall time from start to the step's end.
+    /// Wall time from start to the step's end (seconds in JSON).
+    #[serde(serialize_with = "seconds")]
     pub elapsed: std::time::Duration,
+    /// Files the step wrote (sinks, dead letters), as configured.
+    pub outputs: Vec<String>,
+}
+
+/// Durations serialize as seconds (a number), not `{secs, nanos}`.
+pub(crate) fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
 }
 
 impl StepSummary {

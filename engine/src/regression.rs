@@ -46,7 +46,7 @@ pub fn check(cfg: &PerformanceConfig, run: &RunSummary) -> Result<Option<Verdict
     let rows: u64 = run.steps.iter().filter(|s| s.kind == "source").map(|s| s.rows_in).sum();
     let now = Baseline {
         pipeline: run.pipeline.clone(),
-        rows_per_sec: run.rows_per_sec(),
+        rows_per_sec: run.rows_per_sec,
         rows,
         seconds: run.elapsed.as_secs_f64(),
     };

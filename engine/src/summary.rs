@@ -39,8 +39,11 @@ pub struct RunSummary {
     pub pipeline: String,
     /// One entry per step, in file order.
     pub steps: Vec<StepSummary>,
-    /// Wall time of the run.
+    /// Wall time of the run (seconds in JSON).
+    #[serde(serialize_with = "crate::metrics::seconds")]
     pub elapsed: Duration,
+    /// Rows read by sources per second of wall time.
+    pub rows_per_sec: f64,
     /// Peak resident memory of the process, when known.
     pub peak_rss_bytes: Option<u64>,
     /// Notes from loading (e.g. ignored keys).
@@ -53,8 +56,8 @@ impl RunSummary {
         self.steps.iter().find(|s| s.name == name)
     }
 
-    /// Rows read by sources per second of wall time.
-    pub fn rows_per_sec(&self) -> f64 {
+    /// Rows read by sources per second of wall time (computed from the steps).
+    pub fn source_rows_per_sec(&self) -> f64 {
         let rows: u64 = self.steps.iter().filter(|s| s.kind == StepKind::Source).map(|s| s.rows_in).sum();
         rows as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }

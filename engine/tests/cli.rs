@@ -79,7 +79,8 @@ fn errors_go_to_stderr_with_a_non_zero_exit() {
     let s = Scenario::new();
     let p = s.write("p.yaml", &PIPELINE.replace("RowCount", "RowCnt"));
     let out = flowengine(&["run", p.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
+    // 2: the pipeline file is wrong.
+    assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(
         stderr.starts_with("error:") && stderr.contains("unknown key 'RowCnt'") && stderr.contains("did you mean 'RowCount'"),
@@ -114,4 +115,56 @@ fn ctrl_c_cancels_gracefully_and_leaves_nothing_behind() {
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("run cancelled"));
     assert_eq!(s.files(), vec!["p.yaml"]);
+}
+
+#[test]
+fn exit_codes_and_json_name_the_kind_of_failure() {
+    let s = Scenario::new();
+    // Data: a malformed row with no skipping.
+    s.write("in.csv", "id\n1\nx\n");
+    let p = s.write(
+        "p.yaml",
+        "Pipeline:\n  Name: d\n  Plugins:\n    - { Name: src, Type: DelimitedSource, Config: { FilePath: in.csv, OutputSchema: { Columns: [ { Name: id, Type: int32 } ] } } }\n    - { Name: out, Type: DelimitedSink, Config: { FilePath: out.csv } }\n",
+    );
+    let out = flowengine(&["run", p.to_str().unwrap(), "--json", "--quiet"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["error"]["kind"], "data");
+    assert_eq!(v["error"]["step"], "src");
+    assert_eq!(v["error"]["line"], 3);
+    assert_eq!(v["error"]["field"], "id");
+    // I/O: a missing input.
+    std::fs::remove_file(s.path("in.csv")).unwrap();
+    let out = flowengine(&["run", p.to_str().unwrap(), "--json", "--quiet"]);
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    // Success: durations are seconds, sinks report what they wrote, outputs are listed.
+    s.write("in.csv", "id\n1\n2\n");
+    let out = flowengine(&["run", p.to_str().unwrap(), "--json", "--quiet"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["elapsed"].is_f64() && v["steps"][0]["busy"].is_f64(), "{v}");
+    assert_eq!(v["steps"][1]["rows_out"], 2);
+    assert!(v["steps"][1]["outputs"][0].as_str().unwrap().ends_with("out.csv"), "{v}");
+    assert!(v["rows_per_sec"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn steps_lists_the_registry() {
+    let out = flowengine(&["steps"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for t in [
+        "DelimitedSource",
+        "DelimitedSink",
+        "JavaScriptTransform",
+        "DataGenerator",
+        "ConsoleOutput",
+    ] {
+        assert!(text.contains(t), "{text}");
+    }
+    let out = flowengine(&["steps", "delimitedsourceplugin"]);
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("DelimitedSource (source)"));
+    let out = flowengine(&["steps", "Nope"]);
+    assert_eq!(out.status.code(), Some(1));
 }

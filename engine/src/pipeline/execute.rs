@@ -112,16 +112,29 @@ pub(crate) fn execute(config: &PipelineConfig, plan: Plan, cancel: CancelToken) 
     let steps: Vec<StepSummary> = config
         .steps
         .iter()
-        .filter_map(|def| finished.iter().find(|f| f.name == def.name))
-        .map(|f| f.metrics.snapshot(&f.name, f.kind, f.elapsed))
+        .filter_map(|def| finished.iter().find(|f| f.name == def.name).map(|f| (def, f)))
+        .map(|(def, f)| {
+            let mut s = f.metrics.snapshot(&f.name, f.kind, f.elapsed);
+            s.outputs = def
+                .config
+                .file_paths()
+                .into_iter()
+                .filter(|(role, _, _)| *role == crate::steps::PathRole::Output)
+                .map(|(_, _, p)| p.display().to_string())
+                .collect();
+            s
+        })
         .collect();
-    Ok(RunSummary {
+    let mut summary = RunSummary {
         pipeline: config.name.clone(),
         steps,
         elapsed,
+        rows_per_sec: 0.0,
         peak_rss_bytes: crate::metrics::peak_rss_bytes(),
         notes: config.notes.clone(),
-    })
+    };
+    summary.rows_per_sec = summary.source_rows_per_sec();
+    Ok(summary)
 }
 
 type Wiring = (Vec<Option<Inputs>>, Vec<Vec<Vec<Arc<Port>>>>);
