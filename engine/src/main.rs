@@ -89,7 +89,7 @@ fn list_steps(step_type: Option<&str>) -> anyhow::Result<()> {
     match step_type {
         None => {
             for t in &types {
-                println!("{:<22} {:<10} {}", t.name, t.kind, t.summary);
+                println!("{:<22} {:<10} {}", t.name, t.kind.as_str(), t.summary);
             }
             println!("\nflowengine steps TYPE shows one type; library users add types with Registry::register.");
         }
