@@ -40,6 +40,14 @@ enum Command {
         /// A step type (any of its names); omit to list all.
         step_type: Option<String>,
     },
+    /// Print the DAG in Graphviz DOT (`flowengine graph p.yaml | dot -Tsvg > p.svg`).
+    Graph {
+        /// The pipeline YAML file.
+        pipeline: PathBuf,
+        /// Override a variable: --var Name=value (repeatable).
+        #[arg(long = "var", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
+    },
     /// Build the DAG and check schemas without processing data.
     Validate {
         /// The pipeline YAML file.
@@ -113,6 +121,11 @@ fn list_steps(step_type: Option<&str>) -> anyhow::Result<()> {
 fn real_main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Steps { step_type } => list_steps(step_type.as_deref()),
+        Command::Graph { pipeline, vars } => {
+            let vars = parse_vars(&vars)?;
+            print!("{}", Pipeline::from_file(&pipeline, &vars)?.to_dot());
+            Ok(())
+        }
         Command::Validate { pipeline, vars } => {
             let vars = parse_vars(&vars)?;
             let config = PipelineConfig::from_file(&pipeline, &vars)?;

@@ -168,3 +168,15 @@ fn steps_lists_the_registry() {
     let out = flowengine(&["steps", "Nope"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn graph_prints_dot() {
+    let s = Scenario::new();
+    let p = s.write("p.yaml", PIPELINE);
+    let out = flowengine(&["graph", p.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dot = String::from_utf8(out.stdout).unwrap();
+    assert!(dot.starts_with("digraph \"cli\" {"), "{dot}");
+    assert!(dot.contains("s0 [label=\"gen\\nDataGenerator\", shape=invhouse];"), "{dot}");
+    assert!(dot.contains("s0 -> s1 [label=\"16 Wait\"];"), "{dot}");
+}

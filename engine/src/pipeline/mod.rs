@@ -100,6 +100,33 @@ impl Pipeline {
         out
     }
 
+    /// The DAG in Graphviz DOT: one node per step (name, type, kind), one edge per
+    /// connection (output name, BufferSize, FullMode). `flowengine graph` prints it.
+    pub fn to_dot(&self) -> String {
+        let q = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        let mut out = format!("digraph \"{}\" {{\n  rankdir=LR;\n", q(&self.config.name));
+        for (i, s) in self.plan.steps.iter().enumerate() {
+            let shape = match s.kind {
+                StepKind::Source => "invhouse",
+                StepKind::Transform => "box",
+                StepKind::Sink => "house",
+            };
+            let ty = self.config.steps[i].config.type_name();
+            out.push_str(&format!("  s{i} [label=\"{}\\n{}\", shape={shape}];\n", q(&s.name), q(ty)));
+        }
+        for e in &self.plan.edges {
+            let label = format!(
+                "{}{} {:?}",
+                e.output.suffix().trim_start_matches('.'),
+                e.channel.buffer_size,
+                e.channel.full_mode
+            );
+            out.push_str(&format!("  s{} -> s{} [label=\"{}\"];\n", e.from, e.to, q(label.trim())));
+        }
+        out.push_str("}\n");
+        out
+    }
+
     /// A handle for watching the run from another thread.
     pub fn progress(&self) -> Progress {
         let steps = &self.plan.steps;
