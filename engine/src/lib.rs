@@ -26,6 +26,7 @@ pub mod config;
 pub mod decimal;
 pub mod defaults;
 pub mod error;
+pub mod log;
 pub mod metrics;
 pub mod output_file;
 pub mod paths;

@@ -198,34 +198,63 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The progress bar: bytes of the inputs when known, else rows of generators, else a
+/// spinner. Engine log lines print above it (see [`flowengine::log`]), never through it.
 fn progress_bar(progress: &Progress, stop: &AtomicBool) {
-    use indicatif::{ProgressBar, ProgressStyle};
-    let bar = match progress.total_bytes {
-        Some(total) if total > 0 => {
-            let b = ProgressBar::new(total);
-            b.set_style(
-                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg} ETA {eta}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            b
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    let style = |t: &str| ProgressStyle::with_template(t).unwrap_or_else(|_| ProgressStyle::default_bar());
+    let (bar, by_bytes) = match (progress.total_bytes, progress.total_rows) {
+        (Some(total), _) if total > 0 => {
+            let b = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+            b.set_style(style("{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg}"));
+            (b, true)
+        }
+        (_, Some(rows)) if rows > 0 => {
+            let b = ProgressBar::with_draw_target(Some(rows), ProgressDrawTarget::stderr());
+            b.set_style(style("{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg}"));
+            (b, false)
         }
         _ => {
             let b = ProgressBar::new_spinner();
-            b.set_style(
-                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
-            );
-            b
+            b.set_style(style("{spinner} [{elapsed_precise}] {msg}"));
+            (b, false)
         }
     };
+    {
+        let bar = bar.clone();
+        flowengine::log::set_sink(move |line| bar.suspend(|| eprintln!("{line}")));
+    }
     let start = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let rows = progress.rows_read();
-        let rate = rows as f64 / start.elapsed().as_secs_f64().max(1e-3);
-        bar.set_position(progress.bytes_read());
-        bar.set_message(format!("{rows} rows, {:.0} rows/s", rate));
+        let secs = start.elapsed().as_secs_f64();
+        bar.set_position(if by_bytes { progress.bytes_read() } else { rows });
+        // Rate and ETA only once they mean something.
+        let mut msg = format!("{} rows", grouped(rows));
+        if secs >= 1.0 && rows > 0 {
+            msg.push_str(&format!(", {} rows/s", grouped((rows as f64 / secs) as u64)));
+            let (done, total) = (bar.position(), bar.length().unwrap_or(0));
+            if total > done && done > 0 {
+                let eta = secs * (total - done) as f64 / done as f64;
+                msg.push_str(&format!(", ETA {}", fmt_secs(eta)));
+            }
+        }
+        bar.set_message(msg);
         std::thread::sleep(Duration::from_millis(100));
     }
+    flowengine::log::reset_sink();
     bar.finish_and_clear();
+}
+
+fn fmt_secs(s: f64) -> String {
+    let s = s.round() as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
 }
 
 /// `1234567` as `1,234,567`.

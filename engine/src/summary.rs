@@ -14,6 +14,8 @@ pub struct Progress {
     pub steps: Vec<(String, Arc<StepMetrics>)>,
     /// Total input bytes of all sources, when known.
     pub total_bytes: Option<u64>,
+    /// Total rows of all sources, when every source knows it in advance (generators).
+    pub total_rows: Option<u64>,
     /// Indices of source steps.
     pub sources: Vec<usize>,
 }

@@ -180,3 +180,61 @@ fn graph_prints_dot() {
     assert!(dot.contains("s0 [label=\"gen\\nDataGenerator\", shape=invhouse];"), "{dot}");
     assert!(dot.contains("s0 -> s1 [label=\"16 Wait\"];"), "{dot}");
 }
+
+/// Under a pseudo-terminal (`script`), log lines print above the progress bar: no line of the
+/// terminal is left holding a frozen copy of the bar.
+#[cfg(target_os = "linux")]
+#[test]
+fn log_lines_leave_no_frozen_progress_bar() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` command for a pseudo-terminal");
+        return;
+    }
+    let s = Scenario::new();
+    let out_csv = s.path("o.csv");
+    let p = s.write(
+        "p.yaml",
+        &format!(
+            "Pipeline:\n  Name: pb\n  Settings:\n    Monitoring: {{ MetricsIntervalSeconds: 0.2 }}\n  Plugins:\n    - {{ Name: gen, Type: DataGenerator, Config: {{ RowCount: 60000, BatchSize: 1000, DelayMs: 15 }} }}\n    - {{ Name: out, Type: DelimitedSink, Config: {{ FilePath: \"{}\" }} }}\n",
+            out_csv.display()
+        ),
+    );
+    let typescript = s.path("typescript");
+    let cmd = format!("{} run {}", env!("CARGO_BIN_EXE_flowengine"), p.display());
+    let st = Command::new("script")
+        .args(["-q", "-e", "-c", &cmd, typescript.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let raw = String::from_utf8_lossy(&std::fs::read(&typescript).unwrap()).into_owned();
+    let strip = |t: &str| {
+        let mut out = String::new();
+        let mut chars = t.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                // CSI: ESC [ params final-byte
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    for d in chars.by_ref() {
+                        if d.is_ascii_alphabetic() {
+                            break;
+                        }
+                    }
+                }
+                continue;
+            }
+            out.push(c);
+        }
+        out
+    };
+    let body = raw.split("pipeline 'pb' finished").next().unwrap();
+    let mut metrics_lines = 0;
+    for line in body.split('\n').skip(1) {
+        // What the terminal shows on this line: the text after the last carriage return.
+        let shown = strip(line.trim_end_matches('\r').rsplit('\r').next().unwrap_or(""));
+        assert!(!shown.contains("[00:"), "a frozen progress bar: {shown:?}");
+        metrics_lines += usize::from(shown.contains("metrics:"));
+    }
+    assert!(metrics_lines >= 2, "{body:?}");
+}

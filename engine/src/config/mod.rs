@@ -133,7 +133,8 @@ pub struct ConnectionConfig {
 /// `Settings.Monitoring`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MonitoringConfig {
-    /// Collect per-step metrics (always on in this engine; kept for compatibility).
+    /// Print the periodic metrics line every `MetricsIntervalSeconds` (counters are always
+    /// collected; `false` silences the line).
     pub enable_metrics: bool,
     /// Interval of the periodic metrics log line (0 = none).
     pub metrics_interval: Duration,

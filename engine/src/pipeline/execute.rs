@@ -54,7 +54,12 @@ pub(crate) fn execute(config: &PipelineConfig, plan: Plan, cancel: CancelToken) 
         cancel: &cancel,
     };
     let tracing = config.settings.monitoring.enable_tracing;
-    let interval = config.settings.monitoring.metrics_interval;
+    // `EnableMetrics: false` silences the periodic metrics line (counters stay on).
+    let interval = if config.settings.monitoring.enable_metrics {
+        config.settings.monitoring.metrics_interval
+    } else {
+        Duration::ZERO
+    };
     let done = AtomicBool::new(false);
     let progress: Vec<(String, Arc<StepMetrics>)> = steps.iter().map(|s| (s.name.clone(), Arc::clone(&s.metrics))).collect();
     let mut finished: Vec<Finished> = Vec::new();
@@ -184,7 +189,7 @@ fn run_step(
         ..
     } = step;
     if tracing {
-        eprintln!("[{:>8.3}s] {name}: start", start.elapsed().as_secs_f64());
+        crate::log::line(&format!("[{:>8.3}s] {name}: start", start.elapsed().as_secs_f64()));
     }
     let all_outs: Vec<Arc<Port>> = outs.iter().flatten().cloned().collect();
     let mut emitter = Emitter::new(out_names.clone(), outs, Arc::clone(&metrics));
@@ -203,7 +208,7 @@ fn run_step(
     }
     if tracing {
         let state = if result.is_ok() { "done" } else { "failed" };
-        eprintln!("[{:>8.3}s] {name}: {state}", start.elapsed().as_secs_f64());
+        crate::log::line(&format!("[{:>8.3}s] {name}: {state}", start.elapsed().as_secs_f64()));
     }
     if let Err(e) = result {
         first.fail(e);
@@ -274,11 +279,12 @@ fn monitor(progress: &[(String, Arc<StepMetrics>)], interval: Duration, done: &A
                     format!(
                         "{n}: in {} out {}",
                         m.rows_in.load(Ordering::Relaxed),
-                        m.rows_out.load(Ordering::Relaxed)
+                        // A sink's output is what it wrote.
+                        m.rows_out.load(Ordering::Relaxed).max(m.rows_written.load(Ordering::Relaxed))
                     )
                 })
                 .collect();
-            eprintln!("[{:>8.3}s] metrics: {}", start.elapsed().as_secs_f64(), parts.join(" | "));
+            crate::log::line(&format!("[{:>8.3}s] metrics: {}", start.elapsed().as_secs_f64(), parts.join(" | ")));
         }
     }
 }

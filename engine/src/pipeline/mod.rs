@@ -143,9 +143,17 @@ impl Pipeline {
                 _ => None,
             })
             .sum();
+        let total_rows: Option<u64> = sources
+            .iter()
+            .map(|&i| match &steps[i].runtime {
+                StepRuntime::Source(s) => s.size_hint_rows(),
+                _ => None,
+            })
+            .sum();
         Progress {
             steps: steps.iter().map(|s| (s.name.clone(), Arc::clone(&s.metrics))).collect(),
             total_bytes: total,
+            total_rows,
             sources,
         }
     }

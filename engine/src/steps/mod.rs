@@ -214,6 +214,10 @@ pub trait Source: Send {
     fn size_hint_bytes(&self) -> Option<u64> {
         None
     }
+    /// Total rows, when known in advance (a generator), for the progress bar.
+    fn size_hint_rows(&self) -> Option<u64> {
+        None
+    }
     /// Phase one of publishing (see [`Sink::prepare`]).
     ///
     /// # Errors

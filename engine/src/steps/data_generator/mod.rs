@@ -120,6 +120,10 @@ impl Source for DataGenerator {
         Arc::clone(&self.schema)
     }
 
+    fn size_hint_rows(&self) -> Option<u64> {
+        Some(self.cfg.row_count)
+    }
+
     fn run(&mut self, out: &mut Emitter, cancel: &CancelToken) -> Result<()> {
         let mut state = self.cfg.seed;
         let mut id: u64 = 0;

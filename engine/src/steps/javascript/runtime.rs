@@ -751,7 +751,7 @@ impl Engine {
                     c.lock().unwrap_or_else(|p| p.into_inner()).push((level.clone(), message.clone()));
                 }
                 if level_rank(&level) >= min_level {
-                    eprintln!("[{step}] {}: {message}", level.to_ascii_uppercase());
+                    crate::log::line(&format!("[{step}] {}: {message}", level.to_ascii_uppercase()));
                 }
             })
             .map_err(fail)?;
