@@ -331,7 +331,7 @@ impl ParseEnv<'_> {
         };
         if cwd_relative != p && !cwd_relative.is_absolute() && cwd_relative.exists() {
             self.notes.push(format!(
-                "{}: '{raw}' is not in the pipeline file's directory ({}), but is in the working directory; using {} (relative paths start at the pipeline file's directory; the original FlowEngine started them at the working directory)",
+                "{}: '{raw}' is not in the pipeline file's directory ({}), but is in the working directory; using {} (relative paths start at the pipeline file's directory, outputs' too; the original FlowEngine started them at the working directory)",
                 node.path,
                 self.base_dir.display(),
                 cwd_relative.display()
@@ -503,7 +503,7 @@ impl PipelineConfig {
         let mut connections = Vec::new();
         if let Some(n) = p.take(&["Connections"])? {
             for item in n.list()? {
-                connections.push(parse_connection(&item, &settings)?);
+                connections.push(parse_connection(&item, &settings, &mut notes)?);
             }
         }
         p.finish()?;
@@ -551,7 +551,7 @@ fn parse_step(item: &Node<'_>, env: &mut ParseEnv<'_>) -> Result<StepDef> {
     })
 }
 
-fn parse_connection(item: &Node<'_>, settings: &Settings) -> Result<ConnectionConfig> {
+fn parse_connection(item: &Node<'_>, settings: &Settings, notes: &mut Vec<String>) -> Result<ConnectionConfig> {
     let mut o = item.obj()?;
     let from_raw = o.require(&["From", "Source"])?.string()?;
     let to = o.require(&["To", "Target", "Destination"])?.string()?;
@@ -579,8 +579,7 @@ fn parse_connection(item: &Node<'_>, settings: &Settings) -> Result<ConnectionCo
                 }
             }
         }
-        // Notes of a connection's own channel are not needed: the same keys were checked.
-        Some(n) => Some(ChannelConfig::parse(&n, &settings.default_channel, &mut Vec::new())?),
+        Some(n) => Some(ChannelConfig::parse(&n, &settings.default_channel, notes)?),
     };
     o.finish()?;
     // `Step.queue` names an extra output of a transform; step names themselves may contain

@@ -162,6 +162,7 @@ impl DelimitedSourceConfig {
             config_only: env.config_only,
             ..Default::default()
         };
+        let infer_note_at = path_node.path.clone();
         if let Some(n) = o.take(&["HasHeaders", "HasHeader", "IncludeHeaders", "Headers"])? {
             c.has_headers = n.bool()?;
         }
@@ -195,6 +196,12 @@ impl DelimitedSourceConfig {
             c.columns = Some(parse_output_schema(&n)?);
         }
         let mut skip_given = false;
+        if c.config_only && c.columns.is_none() && !c.is_stdin() {
+            env.notes.push(format!(
+                "{infer_note_at}: --config-only does not read {}, so its schema (inferred from the file at run time) is unknown: the steps after it are checked against no columns",
+                c.display_name()
+            ));
+        }
         if let Some(n) = o.take(&["SkipMalformedRows", "SkipInvalidRows"])? {
             c.skip_malformed_rows = n.bool()?;
             skip_given = true;
@@ -409,16 +416,10 @@ impl DelimitedSourceConfig {
 
     pub(crate) fn build(&self, ctx: &BuildContext<'_>) -> Result<StepRuntime> {
         if self.config_only && !self.is_stdin() {
-            // `validate --config-only`: the declared schema, the input left unopened.
-            let defs = self.columns.as_ref().ok_or_else(|| {
-                Error::plan(
-                    ctx.name,
-                    format!(
-                        "--config-only cannot infer the schema of {} without reading it; give an OutputSchema, or validate without --config-only",
-                        self.display_name()
-                    ),
-                )
-            })?;
+            // `validate --config-only`: the declared schema, the input left unopened. Without
+            // a declared one the schema is unknown (no columns): the steps downstream are
+            // still built and their scripts compiled, against no input columns.
+            let defs = self.columns.clone().unwrap_or_default();
             let fields: Vec<Field> = defs.iter().map(|d| Field::new(d.name.clone(), d.data_type, d.nullable)).collect();
             let schema = Schema::try_new(fields).map_err(|d| Error::plan(ctx.name, format!("OutputSchema lists column '{d}' twice")))?;
             return Ok(StepRuntime::Source(Box::new(DelimitedSource {
