@@ -531,3 +531,63 @@ fn yaml_syntax_errors_name_the_file_and_line() {
         "{e}"
     );
 }
+
+#[test]
+fn the_originals_later_yaml_form_is_accepted() {
+    let s = with_customers();
+    let p = s.write(
+        "pipeline.yaml",
+        r#"
+Pipeline:
+  Name: "Later YAML form"
+  Version: "2.0.0"
+  Metadata: { Owner: "data-team" }
+  Plugins:
+    - Name: "src"
+      Type: "DelimitedSource"
+      ResourceLimits: { MaxMemoryMB: 256, TimeoutSeconds: 60 }
+      Metadata: { Tier: "bronze" }
+      Config: { FilePath: "data/customers.csv", InferSchema: true }
+    - Name: "split"
+      Type: "JavaScriptTransform"
+      Config:
+        Script: |
+          function process(context) {
+              if (context.input.getValue('age') < 30) { context.route.send('young'); }
+              return true;
+          }
+        OutputSchema: { InferFromScript: true }
+    - { Name: "adults", Type: "DelimitedSink", Config: { FilePath: "adults.csv" } }
+    - { Name: "young", Type: "DelimitedSink", Config: { FilePath: "young.csv" } }
+  Connections:
+    - { From: "src", To: "split", Type: "memory" }
+    - { From: "split", To: "adults" }
+    - { From: "split", FromPort: "young", To: "young", ToPort: "input" }
+  Settings:
+    ExecutionMode: "Parallel"
+    MaxDegreeOfParallelism: 4
+    TimeoutMs: 300000
+    Retry: { Enabled: false, MaxAttempts: 3 }
+    DefaultResourceLimits: { MaxMemoryMB: 512 }
+    Monitoring: { Enabled: true, MetricsIntervalMs: 1000, CollectMemoryMetrics: true, LogLevel: "Information" }
+"#,
+    );
+    let p = Pipeline::from_file(&p, &[]).unwrap();
+    let notes = &p.config().notes;
+    has_note(
+        notes,
+        "Pipeline.Plugins[0].ResourceLimits (line 9) is accepted for compatibility but has no effect here: steps have no per-step resource limits yet",
+    );
+    has_note(
+        notes,
+        "Pipeline.Connections[2].ToPort (line 26) is accepted for compatibility but has no effect here: a step has one input; rows of every connection to it arrive there",
+    );
+    has_note(
+        notes,
+        "Pipeline.Settings.Retry (line 31) is accepted for compatibility but has no effect here: a failed run is not retried; nothing is published, so it can be run again",
+    );
+    assert_eq!(p.config().settings.monitoring.metrics_interval, std::time::Duration::from_secs(1));
+    let r = p.run().unwrap();
+    assert_eq!(r.step("young").unwrap().rows_written, 1);
+    assert_eq!(r.step("adults").unwrap().rows_written, 2);
+}

@@ -369,6 +369,16 @@ impl ParseEnv<'_> {
     }
 }
 
+/// The note for a key accepted for compatibility that has no effect here.
+fn ignored_note(n: &Node<'_>, why: &str) -> String {
+    let line = if n.node.line > 0 {
+        format!(" (line {})", n.node.line)
+    } else {
+        String::new()
+    };
+    format!("{}{line} is accepted for compatibility but has no effect here: {why}", n.path)
+}
+
 /// How to load a pipeline file.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
@@ -469,6 +479,9 @@ impl PipelineConfig {
         if let Some(n) = p.take(&["Performance"])? {
             settings.performance = parse_performance(&n, base_dir)?;
         }
+        if let Some(n) = p.take(&["Metadata"])? {
+            notes.push(ignored_note(&n, "pipeline metadata is not used"));
+        }
         let plugins = p.require(&["Plugins", "Steps"])?;
         let mut steps = Vec::new();
         for item in plugins.list()? {
@@ -530,6 +543,16 @@ fn parse_step(item: &Node<'_>, env: &mut ParseEnv<'_>) -> Result<StepDef> {
             a.string()?
         ));
     }
+    for (key, why) in [
+        ("Metadata", "plugin metadata is not used"),
+        ("ResourceLimits", "steps have no per-step resource limits yet"),
+        ("Schema", "a step's schema is set in its Config (OutputSchema)"),
+    ] {
+        if let Some(n) = o.take(&[key])? {
+            let n = n.clone();
+            env.note_ignored(&n, why);
+        }
+    }
     let config_node = o.take(&["Config", "Configuration", "Settings"])?;
     let empty = YNode {
         kind: YKind::Null,
@@ -555,6 +578,19 @@ fn parse_connection(item: &Node<'_>, settings: &Settings, notes: &mut Vec<String
     let mut o = item.obj()?;
     let from_raw = o.require(&["From", "Source"])?.string()?;
     let to = o.require(&["To", "Target", "Destination"])?.string()?;
+    let from_port = match o.take(&["FromPort"])? {
+        Some(n) => Some(n.string()?).filter(|p| !p.trim().is_empty()),
+        None => None,
+    };
+    for (key, why) in [
+        ("ToPort", "a step has one input; rows of every connection to it arrive there"),
+        ("Type", "every connection is a bounded in-memory channel"),
+        ("Metadata", "connection metadata is not used"),
+    ] {
+        if let Some(n) = o.take(&[key])? {
+            notes.push(ignored_note(&n, why));
+        }
+    }
     let channel = match o.take(&["Channel"])? {
         None => None,
         Some(n) if matches!(n.node.kind, YKind::Str(_)) => {
@@ -586,7 +622,7 @@ fn parse_connection(item: &Node<'_>, settings: &Settings, notes: &mut Vec<String
     // dots, which the DAG builder resolves (it knows the step names).
     Ok(ConnectionConfig {
         from: from_raw,
-        from_port: None,
+        from_port,
         to,
         channel,
         line: item.node.line,
@@ -700,6 +736,26 @@ fn parse_settings(node: &Node<'_>, base_dir: &Path, notes: &mut Vec<String>) -> 
             n.path, n.node.line
         ));
     }
+    for (key, why) in [
+        ("DefaultResourceLimits", "steps have no per-step resource limits yet"),
+        (
+            "ExecutionMode",
+            "steps always run concurrently, one thread each (transforms may have several workers)",
+        ),
+        (
+            "MaxDegreeOfParallelism",
+            "parallelism is per step (a JavaScriptTransform's Workers)",
+        ),
+        (
+            "TimeoutMs",
+            "a run is not bounded in time; a connection's TimeoutSeconds bounds a stalled port",
+        ),
+        ("Retry", "a failed run is not retried; nothing is published, so it can be run again"),
+    ] {
+        if let Some(v) = o.take(&[key])? {
+            notes.push(ignored_note(&v, why));
+        }
+    }
     for key in ["enableMemoryPressureAdaptation", "dynamicMemoryLimits"] {
         if let Some(v) = o.take(&[key])? {
             v.bool()?;
@@ -719,6 +775,28 @@ fn parse_settings(node: &Node<'_>, base_dir: &Path, notes: &mut Vec<String>) -> 
         }
         if let Some(v) = m.take(&["EnableTracing"])? {
             s.monitoring.enable_tracing = v.bool()?;
+        }
+        // The original's later YAML form.
+        if let Some(v) = m.take(&["Enabled"])? {
+            s.monitoring.enable_metrics = v.bool()?;
+        }
+        if let Some(v) = m.take(&["MetricsIntervalMs"])? {
+            s.monitoring.metrics_interval = Duration::from_millis(v.u64_in(0, (crate::defaults::limits::MAX_SECONDS as u64) * 1000)?);
+        }
+        for key in ["CollectPerformanceMetrics", "CollectMemoryMetrics", "CollectErrorMetrics"] {
+            if let Some(v) = m.take(&[key])? {
+                v.bool()?;
+                notes.push(ignored_note(
+                    &v,
+                    "every step's rows, errors and time, and the peak memory, are always collected",
+                ));
+            }
+        }
+        if let Some(v) = m.take(&["LogLevel"])? {
+            notes.push(ignored_note(
+                &v,
+                "the engine logs notes and errors only; a script's log level is its LogLevel",
+            ));
         }
         m.take_free(&["Custom"])?;
         m.finish()?;
