@@ -152,17 +152,48 @@ pub fn format_value(name: &str, value: &VarValue, format: &str) -> Result<String
             format!("unknown format '{format}' in '{{{name}:{format}}}': {name} is a number; use D, D<digits>, X or X<digits>")
         }),
         VarValue::Text(s) if format.is_empty() => Ok(s.clone()),
-        VarValue::Text(s) => format_text(s, format).ok_or_else(|| {
-            format!(
+        VarValue::Text(s) => {
+            if let Some(t) = format_text(s, format) {
+                return Ok(t);
+            }
+            // As the original parses `--var` values: text that is a date or a whole number
+            // takes date or number formats.
+            if let Some(d) = parse_date(s) {
+                return format_date(&d, format, false).map_err(|m| format!("'{{{name}:{format}}}': {m}"));
+            }
+            if let Some(i) = s.trim().parse::<i64>().ok().and_then(|i| format_int(i, format)) {
+                return Ok(i);
+            }
+            Err(format!(
                 "unknown format '{format}' in '{{{name}:{format}}}'; for text use filename, filenamewithoutext, directory, extension, fullpath, upper or lower"
-            )
-        }),
+            ))
+        }
     }
 }
 
+/// `2025-01-15`, `2025-01-15T13:45:00` or `2025-01-15 13:45:00`, as a date at UTC+0.
+fn parse_date(s: &str) -> Option<DateTime<FixedOffset>> {
+    let s = s.trim();
+    let utc = FixedOffset::east_opt(0)?;
+    let naive = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .or_else(|| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").ok())
+        .or_else(|| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").ok())?;
+    naive.and_local_timezone(utc).single()
+}
+
 fn format_int(i: i64, format: &str) -> Option<String> {
+    if format.is_empty() || !format.is_char_boundary(1) {
+        return None;
+    }
     let (kind, digits) = format.split_at(1);
-    let width: usize = if digits.is_empty() { 0 } else { digits.parse().ok()? };
+    // .NET allows up to 999 digits; 64 is plenty for a file name.
+    let width: usize = if digits.is_empty() {
+        0
+    } else {
+        digits.parse().ok().filter(|w: &usize| *w <= 64)?
+    };
     match kind {
         "D" | "d" => Some(format!("{i:0width$}")),
         "X" => Some(format!("{i:0width$X}")),
@@ -392,6 +423,11 @@ mod tests {
             f(&v, "InputFile", "basename").unwrap_err(),
             "unknown format 'basename' in '{InputFile:basename}'; for text use filename, filenamewithoutext, directory, extension, fullpath, upper or lower"
         );
+        // Text that is a date or a number takes their formats, as `--var` values did.
+        let v = vars(&[("ProcessingDate", "2025-01-15"), ("Batch", "7")]);
+        assert_eq!(f(&v, "ProcessingDate", "yyyyMMdd").unwrap(), "20250115");
+        assert_eq!(f(&v, "ProcessingDate", "dddd").unwrap(), "Wednesday");
+        assert_eq!(f(&v, "Batch", "D3").unwrap(), "007");
         // The file's own variable wins over a computed one of the same name.
         let v = vars(&[("MachineName", "build-01")]);
         assert_eq!(f(&v, "MachineName", "").unwrap(), "build-01");
