@@ -591,3 +591,37 @@ Pipeline:
     assert_eq!(r.step("young").unwrap().rows_written, 1);
     assert_eq!(r.step("adults").unwrap().rows_written, 2);
 }
+
+#[test]
+fn continue_on_error_is_skip_malformed_rows_and_escape_characters_are_checked() {
+    let s = Scenario::new();
+    s.write("in.csv", "id,v\n1,1\nx,2\n3,3\n");
+    let yaml = |extra: &str| {
+        format!(
+            r#"
+Pipeline:
+  Name: "t"
+  Plugins:
+    - Name: "src"
+      Type: "DelimitedSource"
+      Config:
+        FilePath: "in.csv"
+        OutputSchema: {{ Columns: [ {{ Name: "id", Type: "int32", Index: 0 }}, {{ Name: "v", Type: "int32", Index: 1 }} ] }}
+        {extra}
+    - {{ Name: "out", Type: "DelimitedSink", Config: {{ FilePath: "out.csv" }} }}
+"#
+        )
+    };
+    let r = s.run(&yaml("ContinueOnError: true")).unwrap();
+    assert_eq!(r.step("src").unwrap().rows_rejected, 1);
+    assert_eq!(s.read("out.csv"), "id,v\n1,1\n3,3\n");
+    assert!(s.run(&yaml("ContinueOnError: false")).is_err());
+    assert_eq!(
+        build_err(&s, &yaml("SkipMalformedRows: true\n        ContinueOnError: true")),
+        "pipeline.yaml:11: Pipeline.Plugins[0].Config.ContinueOnError: both SkipMalformedRows and ContinueOnError are given; they are one setting here, keep SkipMalformedRows"
+    );
+    assert_eq!(
+        build_err(&s, &yaml("EscapeCharacter: \"\\\\\"")),
+        "pipeline.yaml:10: Pipeline.Plugins[0].Config.EscapeCharacter: EscapeCharacter '\\' is not supported: a quote inside a quoted field is written twice (RFC 4180); remove EscapeCharacter or set it to the quote character"
+    );
+}
