@@ -625,3 +625,23 @@ Pipeline:
         "pipeline.yaml:10: Pipeline.Plugins[0].Config.EscapeCharacter: EscapeCharacter '\\' is not supported: a quote inside a quoted field is written twice (RFC 4180); remove EscapeCharacter or set it to the quote character"
     );
 }
+
+#[test]
+fn base_directory_moves_where_step_paths_start() {
+    let s = with_customers();
+    let p = s.write(
+        "pipelines/daily.yaml",
+        r#"
+Pipeline:
+  Name: "t"
+  Settings: { BaseDirectory: ".." }
+  Plugins:
+    - { Name: "src", Type: "DelimitedSource", Config: { FilePath: "data/customers.csv", InferSchema: true } }
+    - { Name: "out", Type: "DelimitedSink", Config: { FilePath: "output/copy.csv" } }
+"#,
+    );
+    let p = Pipeline::from_file(&p, &[]).unwrap();
+    assert!(p.config().notes.is_empty(), "{:?}", p.config().notes);
+    p.run().unwrap();
+    assert_eq!(s.read("output/copy.csv"), CUSTOMERS);
+}

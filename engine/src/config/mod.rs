@@ -20,8 +20,9 @@
 //! repository root: so when a file a step *reads* (`FilePath` of a source, `ScriptFile`) is
 //! not found relative to the pipeline file but exists relative to the working directory,
 //! that one is used and a note says so. Files a step *writes* always follow the rule (a
-//! guess there would write somewhere unexpected). Use `{ConfigDir}` or `{WorkingDir}` (see
-//! [`vars`]) to anchor a path explicitly.
+//! guess there would write somewhere unexpected). `Settings.BaseDirectory` moves the start
+//! of every step's relative paths (`BaseDirectory: "{WorkingDir}"` is the original's rule),
+//! and `{ConfigDir}` or `{WorkingDir}` (see [`vars`]) anchor a single path.
 //!
 //! # Seed 003 settings
 //! `Settings.channels.default` is `DefaultChannel`; any other key of `channels` is a named
@@ -248,6 +249,10 @@ pub struct Settings {
     pub isolation: IsolationConfig,
     /// Seed 003's `memoryPools` block.
     pub memory_pools: MemoryPoolsConfig,
+    /// `BaseDirectory`: where the steps' relative paths start, instead of the pipeline
+    /// file's directory (itself relative to the pipeline file's directory; `{WorkingDir}`
+    /// gives the original's behaviour).
+    pub base_directory: Option<PathBuf>,
     /// Metrics and tracing.
     pub monitoring: MonitoringConfig,
     /// Regression detection.
@@ -482,6 +487,8 @@ impl PipelineConfig {
         if let Some(n) = p.take(&["Metadata"])? {
             notes.push(ignored_note(&n, "pipeline metadata is not used"));
         }
+        let step_base = settings.base_directory.clone();
+        let base_dir = step_base.as_deref().unwrap_or(base_dir);
         let plugins = p.require(&["Plugins", "Steps"])?;
         let mut steps = Vec::new();
         for item in plugins.list()? {
@@ -712,6 +719,10 @@ fn parse_pool(n: &Node<'_>) -> Result<PoolSize> {
 fn parse_settings(node: &Node<'_>, base_dir: &Path, notes: &mut Vec<String>) -> Result<Settings> {
     let mut o = node.obj()?;
     let mut s = Settings::default();
+    if let Some(n) = o.take(&["BaseDirectory", "BaseDir"])? {
+        let raw = n.string()?;
+        s.base_directory = Some(crate::paths::resolve(&raw, base_dir).map_err(|m| n.err(m))?);
+    }
     let default_channel = o.take(&["DefaultChannel"])?;
     if let Some(n) = &default_channel {
         s.default_channel = ChannelConfig::parse(n, &ChannelConfig::default(), notes)?;
