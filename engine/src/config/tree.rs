@@ -312,12 +312,16 @@ impl<'a> Obj<'a> {
         match self.take(names)? {
             Some(n) => Ok(n),
             None => {
-                // A key nobody asked for that is one or two edits from the missing one is
-                // its typo: report that, at its line.
+                // A key nobody asked for that is an edit or two (one per four letters) from
+                // the missing one is its typo: report that, at its line.
                 let wanted: Vec<String> = names.iter().map(|n| norm_key(n)).collect();
                 let typo = self.entries.iter().find(|(k, _, used)| {
                     let nk = norm_key(k);
-                    !used && nk.len() >= 4 && wanted.iter().any(|w| strsim::damerau_levenshtein(&nk, w) <= 2)
+                    !used
+                        && nk.len() >= 3
+                        && wanted
+                            .iter()
+                            .any(|w| w.len() >= 4 && strsim::damerau_levenshtein(&nk, w) <= (w.len() / 4).max(1))
                 });
                 match typo {
                     Some((k, v, _)) => Err(self.ctx.err(
@@ -575,6 +579,19 @@ mod tests {
         assert!(e.contains("p.yaml:3"), "{e}");
         assert!(e.contains("a.filePth"), "{e}");
         assert!(e.contains("did you mean 'FilePath'"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_required_key_with_a_near_miss_is_reported_as_the_typo() {
+        let y = parse_yaml("Plugns: []\nTo: x\n", "p.yaml").unwrap();
+        let mut o = Obj::new(Ctx { file: "p.yaml" }, &y, "Pipeline").unwrap();
+        let e = o.require(&["Plugins", "Steps"]).err().unwrap().to_string();
+        assert_eq!(e, "p.yaml:1: Pipeline.Plugns: unknown key 'Plugns' (did you mean 'Plugins'?)");
+        // Short names are not guessed at: `Type` is no typo of `To`.
+        let y = parse_yaml("From: a\nType: b\n", "p.yaml").unwrap();
+        let mut o = Obj::new(Ctx { file: "p.yaml" }, &y, "c").unwrap();
+        let e = o.require(&["To", "Target"]).err().unwrap().to_string();
+        assert_eq!(e, "p.yaml:1: c: missing required key 'To'");
     }
 
     #[test]
