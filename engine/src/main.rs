@@ -55,6 +55,10 @@ enum Command {
         /// Override a variable: --var Name=value (repeatable).
         #[arg(long = "var", value_name = "NAME=VALUE")]
         vars: Vec<String>,
+        /// Check the file, the DAG, schemas and scripts without opening inputs (sources
+        /// need a declared OutputSchema).
+        #[arg(long)]
+        config_only: bool,
     },
 }
 
@@ -126,14 +130,23 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             print!("{}", Pipeline::from_file(&pipeline, &vars)?.to_dot());
             Ok(())
         }
-        Command::Validate { pipeline, vars } => {
+        Command::Validate {
+            pipeline,
+            vars,
+            config_only,
+        } => {
             let vars = parse_vars(&vars)?;
-            let config = PipelineConfig::from_file(&pipeline, &vars)?;
+            let options = flowengine::config::LoadOptions { config_only };
+            let config = PipelineConfig::from_file_with_options(&pipeline, &vars, &flowengine::Registry::new(), &options)?;
             for n in &config.notes {
                 eprintln!("note: {n}");
             }
             let p = Pipeline::build(config)?;
-            println!("{}: OK", pipeline.display());
+            if config_only {
+                println!("{}: OK (--config-only: inputs not opened)", pipeline.display());
+            } else {
+                println!("{}: OK", pipeline.display());
+            }
             print!("{}", p.describe());
             Ok(())
         }

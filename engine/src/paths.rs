@@ -3,7 +3,9 @@
 //! - `~`, `${VAR}` and `%VAR%` are expanded from the environment (an unset variable is an
 //!   error, not an empty string: `${DATA}/in.csv` must not silently become `/in.csv`);
 //! - relative paths resolve against the pipeline file's directory, not the working
-//!   directory, so a pipeline runs the same from anywhere;
+//!   directory, so a pipeline runs the same from anywhere (an input found only relative to
+//!   the working directory, as the original resolved it, is used with a note:
+//!   `ParseEnv::input_path`);
 //! - on Linux a Windows drive path `C:\dir\file.csv` maps to the WSL mount
 //!   `/mnt/c/dir/file.csv`; on Windows `/mnt/c/dir` maps to `C:\dir`;
 //! - a UNC path (`\\server\share\...`) cannot be opened on Linux and gets a clear error.

@@ -12,8 +12,31 @@
 //!     - { From: src, To: out, Channel: { BufferSize: 4, FullMode: Wait } }
 //!   Settings: { DefaultChannel: { BufferSize: 8 }, Monitoring: { EnableMetrics: true }, Custom: {} }
 //! ```
+//!
+//! # Relative paths
+//! A relative path in a pipeline file starts at the pipeline file's directory, so a pipeline
+//! runs the same from any working directory. The original FlowEngine started them at the
+//! working directory instead (`Path.GetFullPath`), and its files were run from its
+//! repository root: so when a file a step *reads* (`FilePath` of a source, `ScriptFile`) is
+//! not found relative to the pipeline file but exists relative to the working directory,
+//! that one is used and a note says so. Files a step *writes* always follow the rule (a
+//! guess there would write somewhere unexpected). `Settings.BaseDirectory` moves the start
+//! of every step's relative paths (`BaseDirectory: "{WorkingDir}"` is the original's rule),
+//! and `{ConfigDir}` or `{WorkingDir}` (see [`vars`]) anchor a single path.
+//!
+//! # Seed 003 settings
+//! `Settings.channels.default` is `DefaultChannel`; any other key of `channels` is a named
+//! profile (starting from the default channel) that a connection uses with
+//! `Channel: name`. `allowOverflow: true` is refused until ports can spill to disk.
+//! `isolation.*`, `memoryPools.*`, `enableMemoryPressureAdaptation` and
+//! `dynamicMemoryLimits` are accepted and kept in [`Settings`], each with a note saying it
+//! has no effect yet.
+//!
+//! Keys of the original's config classes that mean nothing here are accepted with a note
+//! naming the key and why ([`ParseEnv::accept_ignored`]), never dropped silently.
 
 pub mod tree;
+pub mod vars;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +45,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::steps::{Registry, StepConfig};
 pub use tree::{Ctx, Node, Obj, YKind, YNode};
+use vars::Vars;
 
 /// What a port does when it is full. Each policy says what it loses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -82,7 +106,7 @@ impl Default for ChannelConfig {
 }
 
 impl ChannelConfig {
-    fn parse(node: &Node<'_>, base: &ChannelConfig) -> Result<ChannelConfig> {
+    fn parse(node: &Node<'_>, base: &ChannelConfig, notes: &mut Vec<String>) -> Result<ChannelConfig> {
         let mut o = node.obj()?;
         let mut c = base.clone();
         if let Some(n) = o.take(&["BufferSize", "Capacity"])? {
@@ -109,6 +133,22 @@ impl ChannelConfig {
         }
         if let Some(n) = o.take(&["MaxBytes", "MaxBufferBytes", "ByteBudget"])? {
             c.max_bytes = n.u64_in(1, crate::defaults::limits::MAX_PORT_BYTES)? as usize;
+        }
+        if let Some(n) = o.take(&["AllowOverflow"])? {
+            if n.bool()? {
+                return Err(n.err(
+                    "allowOverflow: true needs ports that spill to disk, which are not available yet; \
+                     use FullMode: Wait (backpressure, loses nothing) or raise BufferSize / MaxBytes",
+                ));
+            }
+        }
+        if let Some(n) = o.take(&["EnableMemoryPressureAdaptation"])? {
+            if n.bool()? {
+                notes.push(format!(
+                    "{} (line {}) is accepted but has no effect yet: port sizes do not adapt to memory pressure; MaxBytes bounds each port",
+                    n.path, n.node.line
+                ));
+            }
         }
         o.finish()?;
         Ok(c)
@@ -163,11 +203,57 @@ pub struct PerformanceConfig {
     pub max_regression_percent: f64,
 }
 
+/// Seed 003's `Settings.isolation`: accepted and kept; the engine does not honour them yet
+/// (loading notes say so).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct IsolationConfig {
+    /// `defaultMemoryLimitMB`.
+    pub default_memory_limit_mb: Option<u64>,
+    /// `defaultTimeoutSeconds`.
+    pub default_timeout: Option<Duration>,
+    /// `enableSpillover`.
+    pub enable_spillover: bool,
+    /// `spilloverPath`.
+    pub spillover_path: Option<PathBuf>,
+    /// `dynamicMemoryLimits`.
+    pub dynamic_memory_limits: bool,
+}
+
+/// One pool of seed 003's `Settings.memoryPools` (`initialSize`, `maxSize`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolSize {
+    /// `initialSize`.
+    pub initial: u64,
+    /// `maxSize`.
+    pub max: u64,
+}
+
+/// Seed 003's `Settings.memoryPools`: accepted and kept; not honoured yet.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MemoryPoolsConfig {
+    /// `arrayRowPool`.
+    pub array_row_pool: Option<PoolSize>,
+    /// `chunkPool`.
+    pub chunk_pool: Option<PoolSize>,
+}
+
 /// `Pipeline.Settings`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Settings {
-    /// Channel used by connections that give none.
+    /// Channel used by connections that give none (`DefaultChannel`, or seed 003's
+    /// `channels.default`).
     pub default_channel: ChannelConfig,
+    /// Named channel profiles (`channels: { highThroughput: {..} }`), which a connection
+    /// uses by name (`Channel: highThroughput`); each starts from the default channel.
+    pub channel_profiles: Vec<(String, ChannelConfig)>,
+    /// Seed 003's `isolation` block.
+    pub isolation: IsolationConfig,
+    /// Seed 003's `memoryPools` block.
+    pub memory_pools: MemoryPoolsConfig,
+    /// `BaseDirectory`: where the steps' relative paths start, instead of the pipeline
+    /// file's directory (itself relative to the pipeline file's directory; `{WorkingDir}`
+    /// gives the original's behaviour).
+    pub base_directory: Option<PathBuf>,
     /// Metrics and tracing.
     pub monitoring: MonitoringConfig,
     /// Regression detection.
@@ -216,6 +302,8 @@ pub struct ParseEnv<'a> {
     pub registry: &'a Registry,
     /// Notes for the user.
     pub notes: &'a mut Vec<String>,
+    /// `validate --config-only`: steps must not open their inputs when built.
+    pub config_only: bool,
 }
 
 impl ParseEnv<'_> {
@@ -231,6 +319,78 @@ impl ParseEnv<'_> {
         }
         crate::paths::resolve(&raw, self.base_dir).map_err(|m| node.err(m))
     }
+
+    /// Resolves a file the step reads: relative to the pipeline file's directory, or — when
+    /// it is not there but is relative to the working directory (as the original resolved
+    /// it) — that one, with a note.
+    ///
+    /// # Errors
+    /// As [`ParseEnv::path`].
+    pub fn input_path(&mut self, node: &Node<'_>) -> Result<PathBuf> {
+        let p = self.path(node)?;
+        let raw = node.string()?;
+        if p.as_os_str() == "-" || p.exists() {
+            return Ok(p);
+        }
+        let Ok(cwd_relative) = crate::paths::resolve(&raw, Path::new(".")) else {
+            return Ok(p);
+        };
+        if cwd_relative != p && !cwd_relative.is_absolute() && cwd_relative.exists() {
+            self.notes.push(format!(
+                "{}: '{raw}' is not in the pipeline file's directory ({}), but is in the working directory; using {} (relative paths start at the pipeline file's directory, outputs' too; the original FlowEngine started them at the working directory)",
+                node.path,
+                self.base_dir.display(),
+                cwd_relative.display()
+            ));
+            return Ok(cwd_relative);
+        }
+        Ok(p)
+    }
+
+    /// Takes keys the original accepted that mean nothing here: each one present is noted
+    /// (`why` says why it has no effect), never dropped silently.
+    ///
+    /// # Errors
+    /// Two spellings of one key.
+    pub fn accept_ignored(&mut self, o: &mut Obj<'_>, names: &[&'static str], why: &str) -> Result<()> {
+        for name in names {
+            if let Some(n) = o.take(&[name])? {
+                self.note_ignored(&n, why);
+            }
+        }
+        Ok(())
+    }
+
+    /// Notes that the key at `n` is accepted but has no effect here.
+    pub fn note_ignored(&mut self, n: &Node<'_>, why: &str) {
+        let line = if n.node.line > 0 {
+            format!(" (line {})", n.node.line)
+        } else {
+            String::new()
+        };
+        self.notes.push(format!(
+            "{}{line} is accepted for compatibility but has no effect here: {why}",
+            n.path
+        ));
+    }
+}
+
+/// The note for a key accepted for compatibility that has no effect here.
+fn ignored_note(n: &Node<'_>, why: &str) -> String {
+    let line = if n.node.line > 0 {
+        format!(" (line {})", n.node.line)
+    } else {
+        String::new()
+    };
+    format!("{}{line} is accepted for compatibility but has no effect here: {why}", n.path)
+}
+
+/// How to load a pipeline file.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Check the file, DAG, schemas and scripts without opening inputs
+    /// (`flowengine validate --config-only`).
+    pub config_only: bool,
 }
 
 impl PipelineConfig {
@@ -249,10 +409,23 @@ impl PipelineConfig {
     /// # Errors
     /// As [`PipelineConfig::from_file`].
     pub fn from_file_with_registry(path: &Path, vars: &[(String, String)], registry: &Registry) -> Result<PipelineConfig> {
+        Self::from_file_with_options(path, vars, registry, &LoadOptions::default())
+    }
+
+    /// Reads a pipeline file with `options` (e.g. `config_only` for `validate --config-only`).
+    ///
+    /// # Errors
+    /// As [`PipelineConfig::from_file`].
+    pub fn from_file_with_options(
+        path: &Path,
+        vars: &[(String, String)],
+        registry: &Registry,
+        options: &LoadOptions,
+    ) -> Result<PipelineConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e, "cannot read the pipeline file; check the path"))?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
-        Self::from_yaml_str_with_registry(&text, &path.display().to_string(), &base, vars, registry)
+        Self::load(&text, &path.display().to_string(), Some(path), &base, vars, registry, options)
     }
 
     /// Reads pipeline YAML text with the built-in step types. Relative paths resolve
@@ -275,10 +448,22 @@ impl PipelineConfig {
         vars: &[(String, String)],
         registry: &Registry,
     ) -> Result<PipelineConfig> {
+        Self::load(text, file, None, base_dir, vars, registry, &LoadOptions::default())
+    }
+
+    fn load(
+        text: &str,
+        file: &str,
+        config_file: Option<&Path>,
+        base_dir: &Path,
+        vars: &[(String, String)],
+        registry: &Registry,
+        options: &LoadOptions,
+    ) -> Result<PipelineConfig> {
         let mut root = tree::parse_yaml(text, file)?;
         let ctx = Ctx { file };
         // Variables first: they are substituted into every string of the tree.
-        let variables = read_variables(&root, ctx.clone(), vars)?;
+        let variables = read_variables(&root, ctx.clone(), vars, config_file)?;
         substitute(&mut root, &variables, "", ctx.clone())?;
         let mut top = Obj::new(ctx.clone(), &root, "")?;
         top.take(&["Variables"])?;
@@ -295,11 +480,16 @@ impl PipelineConfig {
         let description = p.take(&["Description"])?.map(|n| n.string()).transpose()?;
         let mut settings = Settings::default();
         if let Some(n) = p.take(&["Settings"])? {
-            settings = parse_settings(&n, base_dir)?;
+            settings = parse_settings(&n, base_dir, &mut notes)?;
         }
         if let Some(n) = p.take(&["Performance"])? {
             settings.performance = parse_performance(&n, base_dir)?;
         }
+        if let Some(n) = p.take(&["Metadata"])? {
+            notes.push(ignored_note(&n, "pipeline metadata is not used"));
+        }
+        let step_base = settings.base_directory.clone();
+        let base_dir = step_base.as_deref().unwrap_or(base_dir);
         let plugins = p.require(&["Plugins", "Steps"])?;
         let mut steps = Vec::new();
         for item in plugins.list()? {
@@ -307,16 +497,34 @@ impl PipelineConfig {
                 base_dir,
                 registry,
                 notes: &mut notes,
+                config_only: options.config_only,
             };
             steps.push(parse_step(&item, &mut env)?);
         }
         if steps.is_empty() {
             return Err(plugins.err("the pipeline has no plugins; add at least a source and a sink"));
         }
+        let kind_of = |d: &StepDef| {
+            registry
+                .built_ins()
+                .into_iter()
+                .find(|t| t.name == d.config.type_name())
+                .map(|t| t.kind)
+        };
+        // A user plugin's kind is known only when built: it may be a sink.
+        if !steps
+            .iter()
+            .any(|d| matches!(kind_of(d), Some(crate::steps::StepKind::Sink) | None))
+        {
+            notes.push(format!(
+                "warning: the pipeline has no sink (steps: {}): its rows are read and discarded, counted as dropped",
+                steps.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+            ));
+        }
         let mut connections = Vec::new();
         if let Some(n) = p.take(&["Connections"])? {
             for item in n.list()? {
-                connections.push(parse_connection(&item, &settings.default_channel)?);
+                connections.push(parse_connection(&item, &settings, &mut notes)?);
             }
         }
         p.finish()?;
@@ -343,6 +551,16 @@ fn parse_step(item: &Node<'_>, env: &mut ParseEnv<'_>) -> Result<StepDef> {
             a.string()?
         ));
     }
+    for (key, why) in [
+        ("Metadata", "plugin metadata is not used"),
+        ("ResourceLimits", "steps have no per-step resource limits yet"),
+        ("Schema", "a step's schema is set in its Config (OutputSchema)"),
+    ] {
+        if let Some(n) = o.take(&[key])? {
+            let n = n.clone();
+            env.note_ignored(&n, why);
+        }
+    }
     let config_node = o.take(&["Config", "Configuration", "Settings"])?;
     let empty = YNode {
         kind: YKind::Null,
@@ -364,31 +582,200 @@ fn parse_step(item: &Node<'_>, env: &mut ParseEnv<'_>) -> Result<StepDef> {
     })
 }
 
-fn parse_connection(item: &Node<'_>, default_channel: &ChannelConfig) -> Result<ConnectionConfig> {
+fn parse_connection(item: &Node<'_>, settings: &Settings, notes: &mut Vec<String>) -> Result<ConnectionConfig> {
     let mut o = item.obj()?;
     let from_raw = o.require(&["From", "Source"])?.string()?;
     let to = o.require(&["To", "Target", "Destination"])?.string()?;
-    let channel = o
-        .take(&["Channel"])?
-        .map(|n| ChannelConfig::parse(&n, default_channel))
-        .transpose()?;
+    let from_port = match o.take(&["FromPort"])? {
+        Some(n) => Some(n.string()?).filter(|p| !p.trim().is_empty()),
+        None => None,
+    };
+    for (key, why) in [
+        ("ToPort", "a step has one input; rows of every connection to it arrive there"),
+        ("Type", "every connection is a bounded in-memory channel"),
+        ("Metadata", "connection metadata is not used"),
+    ] {
+        if let Some(n) = o.take(&[key])? {
+            notes.push(ignored_note(&n, why));
+        }
+    }
+    let channel = match o.take(&["Channel"])? {
+        None => None,
+        Some(n) if matches!(n.node.kind, YKind::Str(_)) => {
+            let name = n.string()?;
+            let found = settings
+                .channel_profiles
+                .iter()
+                .find(|(k, _)| tree::norm_key(k) == tree::norm_key(&name))
+                .map(|(_, c)| c.clone());
+            match found {
+                Some(c) => Some(c),
+                None if tree::norm_key(&name) == "default" => Some(settings.default_channel.clone()),
+                None => {
+                    let names: Vec<&str> = settings.channel_profiles.iter().map(|(k, _)| k.as_str()).collect();
+                    let hint = crate::error::suggest(&name, names.iter().copied())
+                        .map(|k| format!(" (did you mean '{k}'?)"))
+                        .unwrap_or_default();
+                    return Err(n.err(format!(
+                        "unknown channel profile '{name}'{hint}; profiles are defined under Settings.channels (defined: {})",
+                        if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+                    )));
+                }
+            }
+        }
+        Some(n) => Some(ChannelConfig::parse(&n, &settings.default_channel, notes)?),
+    };
     o.finish()?;
     // `Step.queue` names an extra output of a transform; step names themselves may contain
     // dots, which the DAG builder resolves (it knows the step names).
     Ok(ConnectionConfig {
         from: from_raw,
-        from_port: None,
+        from_port,
         to,
         channel,
         line: item.node.line,
     })
 }
 
-fn parse_settings(node: &Node<'_>, base_dir: &Path) -> Result<Settings> {
+/// Seed 003's `channels` block: `default` and named profiles.
+fn parse_channels(n: &Node<'_>, s: &mut Settings, had_default: bool, notes: &mut Vec<String>) -> Result<()> {
+    let mut c = n.obj()?;
+    if let Some(d) = c.take(&["default"])? {
+        if had_default {
+            return Err(d.err("Settings.DefaultChannel and Settings.channels.default are the same setting; keep one"));
+        }
+        s.default_channel = ChannelConfig::parse(&d, &ChannelConfig::default(), notes)?;
+    }
+    for (name, profile) in c.take_rest() {
+        let cfg = ChannelConfig::parse(&profile, &s.default_channel, notes)?;
+        s.channel_profiles.push((name, cfg));
+    }
+    Ok(())
+}
+
+/// Seed 003's `isolation` block.
+fn parse_isolation(n: &Node<'_>, base_dir: &Path, notes: &mut Vec<String>) -> Result<IsolationConfig> {
+    let mut o = n.obj()?;
+    let mut iso = IsolationConfig::default();
+    let mut noted = |n: &Node<'_>, what: &str| {
+        notes.push(format!(
+            "{} (line {}) is accepted but has no effect yet: {what}",
+            n.path, n.node.line
+        ));
+    };
+    if let Some(v) = o.take(&["defaultMemoryLimitMB"])? {
+        iso.default_memory_limit_mb = Some(v.u64_in(1, 1 << 30)?);
+        noted(&v, "steps have no per-step memory budget yet");
+    }
+    if let Some(v) = o.take(&["defaultTimeoutSeconds"])? {
+        iso.default_timeout = Some(v.seconds_in(crate::defaults::limits::MAX_SECONDS)?);
+        noted(
+            &v,
+            "a step's inactivity is not bounded yet (a connection's TimeoutSeconds bounds a full port)",
+        );
+    }
+    if let Some(v) = o.take(&["enableSpillover"])? {
+        iso.enable_spillover = v.bool()?;
+        noted(&v, "nothing spills to disk yet");
+    }
+    if let Some(v) = o.take(&["spilloverPath"])? {
+        let raw = v.string()?;
+        iso.spillover_path = Some(crate::paths::resolve(&raw, base_dir).map_err(|m| v.err(m))?);
+        noted(&v, "nothing spills to disk yet");
+    }
+    if let Some(v) = o.take(&["dynamicMemoryLimits"])? {
+        iso.dynamic_memory_limits = v.bool()?;
+        noted(&v, "the memory budget is not derived from the cgroup limit yet");
+    }
+    if let Some(v) = o.take(&["enableMemoryPressureAdaptation"])? {
+        v.bool()?;
+        noted(&v, "port sizes do not adapt to memory pressure; MaxBytes bounds each port");
+    }
+    for key in ["enableDebugLogging", "enableTelemetry", "preloadPlugins", "enableLazyLoading"] {
+        if let Some(v) = o.take(&[key])? {
+            v.bool()?;
+            noted(&v, "steps are built into this engine and run in one process");
+        }
+    }
+    o.finish()?;
+    Ok(iso)
+}
+
+fn parse_pool(n: &Node<'_>) -> Result<PoolSize> {
+    let mut o = n.obj()?;
+    let mut p = PoolSize { initial: 0, max: 0 };
+    if let Some(v) = o.take(&["initialSize"])? {
+        p.initial = v.u64_in(0, 100_000_000)?;
+    }
+    if let Some(v) = o.take(&["maxSize"])? {
+        p.max = v.u64_in(1, 100_000_000)?;
+        if p.max < p.initial {
+            return Err(v.err(format!("maxSize {} is below initialSize {}", p.max, p.initial)));
+        }
+    }
+    o.finish()?;
+    Ok(p)
+}
+
+fn parse_settings(node: &Node<'_>, base_dir: &Path, notes: &mut Vec<String>) -> Result<Settings> {
     let mut o = node.obj()?;
     let mut s = Settings::default();
-    if let Some(n) = o.take(&["DefaultChannel"])? {
-        s.default_channel = ChannelConfig::parse(&n, &ChannelConfig::default())?;
+    if let Some(n) = o.take(&["BaseDirectory", "BaseDir"])? {
+        let raw = n.string()?;
+        s.base_directory = Some(crate::paths::resolve(&raw, base_dir).map_err(|m| n.err(m))?);
+    }
+    let default_channel = o.take(&["DefaultChannel"])?;
+    if let Some(n) = &default_channel {
+        s.default_channel = ChannelConfig::parse(n, &ChannelConfig::default(), notes)?;
+    }
+    if let Some(n) = o.take(&["Channels"])? {
+        parse_channels(&n, &mut s, default_channel.is_some(), notes)?;
+    }
+    if let Some(n) = o.take(&["Isolation"])? {
+        s.isolation = parse_isolation(&n, base_dir, notes)?;
+    }
+    if let Some(n) = o.take(&["MemoryPools"])? {
+        let mut m = n.obj()?;
+        if let Some(v) = m.take(&["arrayRowPool", "rowPool"])? {
+            s.memory_pools.array_row_pool = Some(parse_pool(&v)?);
+        }
+        if let Some(v) = m.take(&["chunkPool"])? {
+            s.memory_pools.chunk_pool = Some(parse_pool(&v)?);
+        }
+        m.finish()?;
+        notes.push(format!(
+            "{} (line {}) is accepted but has no effect yet: the engine's buffer pools size themselves",
+            n.path, n.node.line
+        ));
+    }
+    for (key, why) in [
+        ("DefaultResourceLimits", "steps have no per-step resource limits yet"),
+        (
+            "ExecutionMode",
+            "steps always run concurrently, one thread each (transforms may have several workers)",
+        ),
+        (
+            "MaxDegreeOfParallelism",
+            "parallelism is per step (a JavaScriptTransform's Workers)",
+        ),
+        (
+            "TimeoutMs",
+            "a run is not bounded in time; a connection's TimeoutSeconds bounds a stalled port",
+        ),
+        ("Retry", "a failed run is not retried; nothing is published, so it can be run again"),
+    ] {
+        if let Some(v) = o.take(&[key])? {
+            notes.push(ignored_note(&v, why));
+        }
+    }
+    for key in ["enableMemoryPressureAdaptation", "dynamicMemoryLimits"] {
+        if let Some(v) = o.take(&[key])? {
+            v.bool()?;
+            notes.push(format!(
+                "{} (line {}) is accepted but has no effect yet: the memory budget is not derived from the cgroup limit yet",
+                v.path, v.node.line
+            ));
+        }
     }
     if let Some(n) = o.take(&["Monitoring"])? {
         let mut m = n.obj()?;
@@ -400,6 +787,28 @@ fn parse_settings(node: &Node<'_>, base_dir: &Path) -> Result<Settings> {
         }
         if let Some(v) = m.take(&["EnableTracing"])? {
             s.monitoring.enable_tracing = v.bool()?;
+        }
+        // The original's later YAML form.
+        if let Some(v) = m.take(&["Enabled"])? {
+            s.monitoring.enable_metrics = v.bool()?;
+        }
+        if let Some(v) = m.take(&["MetricsIntervalMs"])? {
+            s.monitoring.metrics_interval = Duration::from_millis(v.u64_in(0, (crate::defaults::limits::MAX_SECONDS as u64) * 1000)?);
+        }
+        for key in ["CollectPerformanceMetrics", "CollectMemoryMetrics", "CollectErrorMetrics"] {
+            if let Some(v) = m.take(&[key])? {
+                v.bool()?;
+                notes.push(ignored_note(
+                    &v,
+                    "every step's rows, errors and time, and the peak memory, are always collected",
+                ));
+            }
+        }
+        if let Some(v) = m.take(&["LogLevel"])? {
+            notes.push(ignored_note(
+                &v,
+                "the engine logs notes and errors only; a script's log level is its LogLevel",
+            ));
         }
         m.take_free(&["Custom"])?;
         m.finish()?;
@@ -438,9 +847,10 @@ fn parse_performance(node: &Node<'_>, base_dir: &Path) -> Result<PerformanceConf
     Ok(p)
 }
 
-/// Reads `Variables`, applies CLI overrides and resolves variables that use other variables.
-fn read_variables(root: &YNode, ctx: Ctx<'_>, overrides: &[(String, String)]) -> Result<HashMap<String, String>> {
-    let mut vars: HashMap<String, String> = HashMap::new();
+/// Reads `Variables`, applies CLI overrides and resolves variables that use other variables
+/// (and computed ones: see [`vars`]).
+fn read_variables(root: &YNode, ctx: Ctx<'_>, overrides: &[(String, String)], config_file: Option<&Path>) -> Result<Vars> {
+    let mut user: HashMap<String, String> = HashMap::new();
     if let YKind::Map(entries) = &root.kind {
         for (k, v) in entries {
             if tree::norm_key(k) == "variables" {
@@ -450,19 +860,20 @@ fn read_variables(root: &YNode, ctx: Ctx<'_>, overrides: &[(String, String)]) ->
                     path: k.clone(),
                 };
                 for (name, n) in node.obj()?.take_rest() {
-                    vars.insert(name, n.string()?);
+                    user.insert(name, n.string()?);
                 }
             }
         }
     }
     for (k, v) in overrides {
-        vars.insert(k.clone(), v.clone());
+        user.insert(k.clone(), v.clone());
     }
+    let mut vars = Vars::new(user, config_file);
     // Nested references: resolve until stable (bounded, so a cycle is an error, not a hang).
     for _ in 0..16 {
         let snapshot = vars.clone();
         let mut changed = false;
-        for v in vars.values_mut() {
+        for v in vars.user.values_mut() {
             let new = replace_vars(v, &snapshot).map_err(|m| ctx.err("Variables", 0, m))?;
             if new != *v {
                 *v = new;
@@ -470,44 +881,56 @@ fn read_variables(root: &YNode, ctx: Ctx<'_>, overrides: &[(String, String)]) ->
             }
         }
         if !changed {
+            vars.refresh_file_base();
             return Ok(vars);
         }
     }
     Err(ctx.err("Variables", 0, "variables refer to each other in a cycle"))
 }
 
-/// Replaces `{Name}` with the variable's value; `{Name}` with no such variable is left for
-/// the caller to report.
-fn replace_vars(s: &str, vars: &HashMap<String, String>) -> std::result::Result<String, String> {
+/// Replaces `{Name}` and `{Name:format}` with the variable's value.
+///
+/// # Errors
+/// An unknown variable or format, named.
+fn replace_vars(s: &str, vars: &Vars) -> std::result::Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(start) = rest.find('{') {
         out.push_str(&rest[..start]);
         let after = &rest[start + 1..];
         let end = after.find('}');
-        let ident = end
-            .map(|e| &after[..e])
-            .filter(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.'));
+        let inner = end.map(|e| &after[..e]);
+        let (ident, format) = match inner {
+            Some(t) => match t.split_once(':') {
+                Some((id, f)) if !f.is_empty() && !f.starts_with(char::is_whitespace) => (Some(id), f),
+                Some(_) => (None, ""),
+                None => (Some(t), ""),
+            },
+            None => (None, ""),
+        };
+        let ident = ident.filter(|id| {
+            !id.is_empty()
+                && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+                && (format.is_empty() || id.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_'))
+        });
         match (ident, end) {
-            (Some(id), Some(e)) if rest[..start].ends_with('$') => {
+            (Some(_), Some(e)) if rest[..start].ends_with('$') => {
                 // `${ENV}`: environment, handled by the path resolver and `expand_env`.
                 out.push('{');
-                out.push_str(id);
+                out.push_str(&after[..e]);
                 out.push('}');
                 rest = &after[e + 1..];
             }
             (Some(id), Some(e)) => {
-                let value = vars
-                    .get(id)
-                    .or_else(|| vars.iter().find(|(k, _)| k.eq_ignore_ascii_case(id)).map(|(_, v)| v));
-                match value {
-                    Some(v) => out.push_str(v),
+                match vars.get(id) {
+                    Some(v) => out.push_str(&vars::format_value(id, &v, format)?),
                     None => {
-                        let mut names: Vec<&str> = vars.keys().map(String::as_str).collect();
+                        let mut names: Vec<&str> = vars.user.keys().map(String::as_str).collect();
                         names.sort_unstable();
                         return Err(format!(
-                            "unknown variable '{{{id}}}'; define it under Variables or pass --var {id}=VALUE (defined: {})",
-                            if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+                            "unknown variable '{{{id}}}'; define it under Variables or pass --var {id}=VALUE (defined: {}; built in: {})",
+                            if names.is_empty() { "none".to_owned() } else { names.join(", ") },
+                            vars::COMPUTED.join(", ")
                         ));
                     }
                 }
@@ -525,7 +948,7 @@ fn replace_vars(s: &str, vars: &HashMap<String, String>) -> std::result::Result<
 
 /// Substitutes variables and `${ENV}` in every string of the tree, except scripts (whose
 /// braces are JavaScript) and `Custom` blocks (the user's own).
-fn substitute(node: &mut YNode, vars: &HashMap<String, String>, path: &str, ctx: Ctx<'_>) -> Result<()> {
+fn substitute(node: &mut YNode, vars: &Vars, path: &str, ctx: Ctx<'_>) -> Result<()> {
     let line = node.line;
     match &mut node.kind {
         YKind::Str(s) => {
@@ -563,11 +986,13 @@ mod tests {
 
     #[test]
     fn variables_nest_and_unknown_ones_are_named() {
-        let mut vars = HashMap::new();
-        vars.insert("Dir".to_owned(), "out".to_owned());
-        vars.insert("File".to_owned(), "{Dir}/x.csv".to_owned());
+        let mut user = HashMap::new();
+        user.insert("Dir".to_owned(), "out".to_owned());
+        user.insert("File".to_owned(), "{Dir}/x.csv".to_owned());
+        let vars = Vars::new(user, None);
         assert_eq!(replace_vars("{File}", &vars).unwrap(), "{Dir}/x.csv");
         assert_eq!(replace_vars("a {Dir} ${HOME} {", &vars).unwrap(), "a out ${HOME} {");
+        assert_eq!(replace_vars("{File:filename} {a: 1} {:x}", &vars).unwrap(), "x.csv {a: 1} {:x}");
         let e = replace_vars("{Nope}", &vars).unwrap_err();
         assert!(e.contains("--var Nope=VALUE") && e.contains("Dir, File"), "{e}");
     }

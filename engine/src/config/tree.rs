@@ -174,11 +174,21 @@ pub fn parse_yaml(text: &str, file: &str) -> Result<YNode> {
     budget.max_events = 200_000;
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
-    let node: Spanned<YNode> = serde_saphyr::from_str_with_options(text, options).map_err(|e| Error::Config {
-        file: file.to_owned(),
-        line: None,
-        path: String::new(),
-        message: format!("invalid YAML: {e}"),
+    let node: Spanned<YNode> = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+        // The parser names the text `<input>` and puts the line in its message: name the
+        // file, and give the line to the error.
+        let shown = e.to_string().replace("<input>", file);
+        let shown = shown.strip_prefix("error: ").unwrap_or(&shown).to_owned();
+        let line = shown
+            .split_once("line ")
+            .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|d| d.parse().ok());
+        Error::Config {
+            file: file.to_owned(),
+            line,
+            path: "YAML syntax".to_owned(),
+            message: format!("invalid YAML: {shown}"),
+        }
     })?;
     let mut n = spanned(node);
     if n.line == 0 {
@@ -301,7 +311,27 @@ impl<'a> Obj<'a> {
     pub fn require(&mut self, names: &[&'static str]) -> Result<Node<'a>> {
         match self.take(names)? {
             Some(n) => Ok(n),
-            None => Err(self.ctx.err(&self.path, self.line, format!("missing required key '{}'", names[0]))),
+            None => {
+                // A key nobody asked for that is an edit or two (one per four letters) from
+                // the missing one is its typo: report that, at its line.
+                let wanted: Vec<String> = names.iter().map(|n| norm_key(n)).collect();
+                let typo = self.entries.iter().find(|(k, _, used)| {
+                    let nk = norm_key(k);
+                    !used
+                        && nk.len() >= 3
+                        && wanted
+                            .iter()
+                            .any(|w| w.len() >= 4 && strsim::damerau_levenshtein(&nk, w) <= (w.len() / 4).max(1))
+                });
+                match typo {
+                    Some((k, v, _)) => Err(self.ctx.err(
+                        &join(&self.path, k),
+                        v.line,
+                        format!("unknown key '{k}' (did you mean '{}'?)", names[0]),
+                    )),
+                    None => Err(self.ctx.err(&self.path, self.line, format!("missing required key '{}'", names[0]))),
+                }
+            }
         }
     }
 
@@ -549,6 +579,19 @@ mod tests {
         assert!(e.contains("p.yaml:3"), "{e}");
         assert!(e.contains("a.filePth"), "{e}");
         assert!(e.contains("did you mean 'FilePath'"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_required_key_with_a_near_miss_is_reported_as_the_typo() {
+        let y = parse_yaml("Plugns: []\nTo: x\n", "p.yaml").unwrap();
+        let mut o = Obj::new(Ctx { file: "p.yaml" }, &y, "Pipeline").unwrap();
+        let e = o.require(&["Plugins", "Steps"]).err().unwrap().to_string();
+        assert_eq!(e, "p.yaml:1: Pipeline.Plugns: unknown key 'Plugns' (did you mean 'Plugins'?)");
+        // Short names are not guessed at: `Type` is no typo of `To`.
+        let y = parse_yaml("From: a\nType: b\n", "p.yaml").unwrap();
+        let mut o = Obj::new(Ctx { file: "p.yaml" }, &y, "c").unwrap();
+        let e = o.require(&["To", "Target"]).err().unwrap().to_string();
+        assert_eq!(e, "p.yaml:1: c: missing required key 'To'");
     }
 
     #[test]

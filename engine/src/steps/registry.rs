@@ -291,6 +291,9 @@ mod tests {
             c("JavaScriptTransform.JavaScriptTransformPlugin").as_deref(),
             Some("JavaScriptTransform")
         );
+        // The original's demo source plugin is the generator.
+        assert_eq!(c("Phase3TemplatePlugin.TemplatePlugin").as_deref(), Some("DataGenerator"));
+        assert_eq!(c("TemplatePlugin").as_deref(), Some("DataGenerator"));
         assert_eq!(c("MyStep"), None);
         // Every built-in is in the one list, once.
         let names = r.known_names();

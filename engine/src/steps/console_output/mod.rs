@@ -46,8 +46,9 @@ impl Default for ConsoleOutputConfig {
 }
 
 impl ConsoleOutputConfig {
-    pub(crate) fn parse(o: &mut Obj<'_>, _env: &mut ParseEnv<'_>) -> Result<Self> {
+    pub(crate) fn parse(o: &mut Obj<'_>, env: &mut ParseEnv<'_>) -> Result<Self> {
         let mut c = ConsoleOutputConfig::default();
+        env.accept_ignored(o, &["Name"], "the step's name is its Name in Plugins")?;
         if let Some(n) = o.take(&["ShowHeaders", "HasHeaders"])? {
             c.show_headers = n.bool()?;
         }

@@ -42,8 +42,21 @@ impl Default for DataGeneratorConfig {
 }
 
 impl DataGeneratorConfig {
-    pub(crate) fn parse(o: &mut Obj<'_>, _env: &mut ParseEnv<'_>) -> Result<Self> {
+    pub(crate) fn parse(o: &mut Obj<'_>, env: &mut ParseEnv<'_>) -> Result<Self> {
         let mut c = DataGeneratorConfig::default();
+        env.accept_ignored(o, &["Name"], "the step's name is its Name in Plugins")?;
+        // The original's Phase3TemplatePlugin.TemplatePlugin (an alias of this step) chose
+        // what to generate with DataType.
+        if let Some(n) = o.take(&["DataType"])? {
+            let kind = n.string()?;
+            env.note_ignored(
+                &n,
+                &format!(
+                    "DataType '{kind}': this generator always produces customer rows \
+                     (customer_id, first_name, last_name, age, email, account_value)"
+                ),
+            );
+        }
         if let Some(n) = o.take(&["RowCount", "Rows"])? {
             c.row_count = n.u64()?;
         }
@@ -173,7 +186,9 @@ impl Source for DataGenerator {
 /// The `DataGenerator` step type.
 pub const STEP_TYPE: crate::steps::StepType = crate::steps::StepType {
     name: "DataGenerator",
-    aliases: &[],
+    // `Phase3TemplatePlugin.TemplatePlugin`: the original's demo source (RowCount, BatchSize,
+    // DataType).
+    aliases: &["TemplatePlugin", "Template"],
     kind: crate::steps::StepKind::Source,
     parse: |o, env| Ok(crate::steps::StepConfig::new("DataGenerator", DataGeneratorConfig::parse(o, env)?)),
     summary: "Deterministic customer-like rows (the original's example source)",

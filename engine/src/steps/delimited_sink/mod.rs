@@ -74,10 +74,10 @@ impl Default for DelimitedSinkConfig {
 impl DelimitedSinkConfig {
     pub(crate) fn parse(o: &mut Obj<'_>, env: &mut ParseEnv<'_>) -> Result<Self> {
         let mut c = DelimitedSinkConfig {
-            file_path: env.path(&o.require(&["FilePath", "Path"])?)?,
+            file_path: env.path(&o.require(&["FilePath", "Path", "OutputPath"])?)?,
             ..Default::default()
         };
-        if let Some(n) = o.take(&["HasHeaders", "IncludeHeaders", "HasHeader", "Headers"])? {
+        if let Some(n) = o.take(&["HasHeaders", "IncludeHeaders", "HasHeader", "Headers", "IncludeHeader"])? {
             c.has_headers = n.bool()?;
         }
         if let Some(n) = o.take(&["Delimiter", "Separator"])? {
@@ -98,7 +98,7 @@ impl DelimitedSinkConfig {
         if let Some(n) = o.take(&["CreateDirectory", "CreateDirectories"])? {
             c.create_directories = n.bool()?;
         }
-        if let Some(n) = o.take(&["AppendMode", "Append"])? {
+        if let Some(n) = o.take(&["AppendMode", "Append", "AppendToFile"])? {
             c.append = n.bool()?;
         }
         if let Some(n) = o.take(&["OverwriteExisting", "Overwrite"])? {
@@ -107,6 +107,44 @@ impl DelimitedSinkConfig {
         if let Some(n) = o.take(&["Durable", "Fsync"])? {
             c.durable = n.bool()?;
         }
+        for key in ["QuoteCharacter", "EscapeCharacter"] {
+            if let Some(n) = o.take(&[key])? {
+                if n.string()? != "\"" {
+                    return Err(n.err(format!(
+                        "{key} '{}' is not supported: fields are quoted with '\"' and quotes inside are doubled (RFC 4180); remove {key}",
+                        n.string()?
+                    )));
+                }
+            }
+        }
+        if let Some(n) = o.take(&["EnableCompression"])? {
+            if n.bool()? {
+                return Err(n.err("EnableCompression: true is not supported: the output is plain CSV; compress it afterwards (gzip) or set EnableCompression: false"));
+            }
+        }
+        if let Some(n) = o.take(&["MaxFileSizeBytes"])? {
+            if n.u64()? > 0 {
+                return Err(n.err("MaxFileSizeBytes > 0 (file rotation) is not supported: the output is one file; set MaxFileSizeBytes: 0"));
+            }
+        }
+        env.accept_ignored(o, &["CompressionLevel"], "the output is not compressed")?;
+        env.accept_ignored(o, &["BatchSize"], "rows are written as each chunk arrives")?;
+        env.accept_ignored(
+            o,
+            &["EnableParallelProcessing", "MaxDegreeOfParallelism"],
+            "the sink writes on one writer thread",
+        )?;
+        env.accept_ignored(
+            o,
+            &["FlushAfterBatch"],
+            "the file is published atomically when the run succeeds (Durable: true adds fsync)",
+        )?;
+        env.accept_ignored(o, &["ValidateInput"], "the input schema is checked when the pipeline is built")?;
+        env.accept_ignored(
+            o,
+            &["ContinueOnError", "MaxErrorThreshold"],
+            "a write error always fails the run (nothing is published)",
+        )?;
         if let Some(n) = o.take(&["LineEnding", "NewLine"])? {
             let s = n.string()?;
             c.line_ending = match s.to_ascii_lowercase().as_str() {

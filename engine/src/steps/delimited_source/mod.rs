@@ -113,6 +113,9 @@ pub struct DelimitedSourceConfig {
     /// Longest record accepted, in bytes (`MaxRecordBytes`, default
     /// [`DEFAULT_MAX_RECORD_BYTES`]).
     pub max_record_bytes: usize,
+    /// `validate --config-only`: build from the declared `OutputSchema` without opening the
+    /// input (the step cannot run).
+    pub config_only: bool,
 }
 
 impl Default for DelimitedSourceConfig {
@@ -129,6 +132,7 @@ impl Default for DelimitedSourceConfig {
             max_errors: 100,
             dead_letter_file: None,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            config_only: false,
         }
     }
 }
@@ -151,19 +155,21 @@ impl DelimitedSourceConfig {
         let file_path = if path_node.string()?.trim() == STDIN_PATH {
             PathBuf::from(STDIN_PATH)
         } else {
-            env.path(&path_node)?
+            env.input_path(&path_node)?
         };
         let mut c = DelimitedSourceConfig {
             file_path,
+            config_only: env.config_only,
             ..Default::default()
         };
+        let infer_note_at = path_node.path.clone();
         if let Some(n) = o.take(&["HasHeaders", "HasHeader", "IncludeHeaders", "Headers"])? {
             c.has_headers = n.bool()?;
         }
         if let Some(n) = o.take(&["Delimiter", "Separator"])? {
             c.delimiter = parse_delimiter(&n.string()?).map_err(|m| n.err(m))?;
         }
-        if let Some(n) = o.take(&["Quote", "QuoteChar"])? {
+        if let Some(n) = o.take(&["Quote", "QuoteChar", "QuoteCharacter"])? {
             let s = n.string()?;
             c.quote = match s.as_bytes() {
                 [b] => *b,
@@ -180,7 +186,7 @@ impl DelimitedSourceConfig {
         if let Some(n) = o.take(&["InferSchema"])? {
             infer = Some(n.bool()?);
         }
-        if let Some(n) = o.take(&["InferSampleRows", "SampleRows"])? {
+        if let Some(n) = o.take(&["InferSampleRows", "SampleRows", "InferenceSampleRows"])? {
             c.infer_sample_rows = n.u64_in(1, crate::defaults::limits::MAX_SAMPLE_ROWS)? as usize;
         }
         if let Some(n) = o.take(&["OutputSchema", "Schema"])? {
@@ -189,12 +195,51 @@ impl DelimitedSourceConfig {
             }
             c.columns = Some(parse_output_schema(&n)?);
         }
+        let mut skip_given = false;
+        if c.config_only && c.columns.is_none() && !c.is_stdin() {
+            env.notes.push(format!(
+                "{infer_note_at}: --config-only does not read {}, so its schema (inferred from the file at run time) is unknown: the steps after it are checked against no columns",
+                c.display_name()
+            ));
+        }
         if let Some(n) = o.take(&["SkipMalformedRows", "SkipInvalidRows"])? {
             c.skip_malformed_rows = n.bool()?;
+            skip_given = true;
         }
-        if let Some(n) = o.take(&["MaxErrors"])? {
+        if let Some(n) = o.take(&["MaxErrors", "MaxErrorThreshold"])? {
             c.max_errors = n.u64()?;
         }
+        if let Some(n) = o.take(&["ContinueOnError"])? {
+            // The original's class default was true, but its pipeline files say
+            // SkipMalformedRows; an explicit ContinueOnError means the same thing.
+            if skip_given {
+                return Err(
+                    n.err("both SkipMalformedRows and ContinueOnError are given; they are one setting here, keep SkipMalformedRows")
+                );
+            }
+            c.skip_malformed_rows = n.bool()?;
+        }
+        if let Some(n) = o.take(&["EscapeCharacter", "Escape"])? {
+            let e = n.string()?;
+            if e.as_bytes() != [c.quote] {
+                return Err(n.err(format!(
+                    "EscapeCharacter '{e}' is not supported: a quote inside a quoted field is written twice (RFC 4180); remove EscapeCharacter or set it to the quote character"
+                )));
+            }
+        }
+        env.accept_ignored(o, &["BufferSize"], "the reader's block size is fixed")?;
+        env.accept_ignored(
+            o,
+            &["TrimValues"],
+            "text values are kept as written; typed values (numbers, dates, booleans) are parsed with surrounding spaces ignored",
+        )?;
+        env.accept_ignored(o, &["SkipEmptyLines"], "blank lines are always skipped")?;
+        env.accept_ignored(
+            o,
+            &["EnableParallelProcessing", "MaxDegreeOfParallelism"],
+            "the source reads and parses on two threads of its own",
+        )?;
+        env.accept_ignored(o, &["ValidateSchema"], "every row is always checked against the schema")?;
         if let Some(n) = o.take(&["MaxRecordBytes"])? {
             let v = n.u64()?;
             if v < MIN_MAX_RECORD_BYTES as u64 || v > MAX_MAX_RECORD_BYTES as u64 {
@@ -370,6 +415,25 @@ impl DelimitedSourceConfig {
     }
 
     pub(crate) fn build(&self, ctx: &BuildContext<'_>) -> Result<StepRuntime> {
+        if self.config_only && !self.is_stdin() {
+            // `validate --config-only`: the declared schema, the input left unopened. Without
+            // a declared one the schema is unknown (no columns): the steps downstream are
+            // still built and their scripts compiled, against no input columns.
+            let defs = self.columns.clone().unwrap_or_default();
+            let fields: Vec<Field> = defs.iter().map(|d| Field::new(d.name.clone(), d.data_type, d.nullable)).collect();
+            let schema = Schema::try_new(fields).map_err(|d| Error::plan(ctx.name, format!("OutputSchema lists column '{d}' twice")))?;
+            return Ok(StepRuntime::Source(Box::new(DelimitedSource {
+                step: ctx.name.to_owned(),
+                cfg: self.clone(),
+                schema: schema.interned(),
+                indices: defs.iter().map(|d| d.index).collect(),
+                expected_fields: None,
+                dead_letters: None,
+                dead_letters_done: None,
+                input: None,
+                size: None,
+            })));
+        }
         let (input, size) = self.open()?;
         let mut sp = self.splitter(input);
         let (schema, indices, expected) = self.plan(ctx.name, &mut sp)?;

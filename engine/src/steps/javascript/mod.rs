@@ -75,7 +75,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Obj, ParseEnv};
+use crate::config::{Node, Obj, ParseEnv, YKind};
 use crate::error::{Error, Result};
 use crate::schema::{Field, Schema};
 use crate::steps::common::{parse_output_schema, ColumnDef};
@@ -109,6 +109,30 @@ impl crate::steps::StepSettings for JavaScriptConfig {
 #[cfg(test)]
 mod tests;
 
+/// Field names the script sets by a literal name: `setField('x', …)`, `setField("x", …)`,
+/// in order of first appearance.
+pub fn scan_set_fields(script: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = script;
+    while let Some(at) = rest.find("setField") {
+        rest = &rest[at + "setField".len()..];
+        let t = rest.trim_start();
+        let Some(t) = t.strip_prefix('(') else { continue };
+        let t = t.trim_start();
+        let Some(q) = t.chars().next().filter(|c| matches!(c, '\'' | '"' | '`')) else {
+            continue;
+        };
+        let body = &t[1..];
+        if let Some(end) = body.find(q) {
+            let name = &body[..end];
+            if !name.is_empty() && !name.contains(['\\', '$', '\n']) && !names.iter().any(|n| n == name) {
+                names.push(name.to_owned());
+            }
+        }
+    }
+    names
+}
+
 /// What to do with a row whose script fails (throws, sets an unconvertible value, misses a
 /// required field).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -134,7 +158,9 @@ fn workers_or_cores(n: u64) -> usize {
 pub struct JavaScriptConfig {
     /// Script text defining `function process(context)`.
     pub script: String,
-    /// Declared output columns.
+    /// Declared output columns. Empty when the config has no `OutputSchema` (or only
+    /// `InferFromScript: true`): the output is then the input's fields plus every field the
+    /// script sets by a literal name, new ones typed string ([`JavaScriptConfig::schema_for`]).
     pub output_schema: Vec<ColumnDef>,
     /// Per-call time limit (`Engine.Timeout`, ms; default 5000).
     pub timeout: Duration,
@@ -159,16 +185,80 @@ pub struct JavaScriptConfig {
 
 impl JavaScriptConfig {
     pub(crate) fn parse(o: &mut Obj<'_>, env: &mut ParseEnv<'_>) -> Result<Self> {
-        let script = match o.take(&["Script", "Code"])? {
-            Some(n) => n.string()?,
-            None => {
-                let n = o.require(&["ScriptFile", "ScriptPath"])?;
-                let path = env.path(&n)?;
+        let script_node = o.take(&["Script", "Code"])?;
+        let file_node = o.take(&["ScriptFile", "ScriptPath"])?;
+        let script = match (script_node, file_node) {
+            (Some(_), Some(f)) => {
+                return Err(f.err(format!(
+                    "Script and {} are mutually exclusive: give the script inline or in a file, not both",
+                    f.path.rsplit('.').next().unwrap_or("ScriptFile")
+                )))
+            }
+            (Some(n), None) => n.string()?,
+            (None, Some(n)) => {
+                let path = env.input_path(&n)?;
                 std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e, "cannot read the script file"))?
             }
+            (None, None) => {
+                return Err(o
+                    .require(&["Script", "ScriptFile"])
+                    .err()
+                    .unwrap_or_else(|| Error::Internal("Script".into())))
+            }
         };
-        let schema_node = o.require(&["OutputSchema", "Schema"])?;
-        let output_schema = parse_output_schema(&schema_node)?;
+        let output_schema = match o.take(&["OutputSchema", "Schema"])? {
+            Some(schema_node) => {
+                let infer = match &schema_node.node.kind {
+                    YKind::Map(entries) => entries
+                        .iter()
+                        .find(|(k, _)| crate::config::tree::norm_key(k) == "inferfromscript")
+                        .map(|(k, v)| (k.clone(), v.clone())),
+                    _ => None,
+                };
+                match infer {
+                    None => parse_output_schema(&schema_node)?,
+                    Some((key, value)) => {
+                        // The original's `InferFromScript` (its "Mode 2"): read it, then parse
+                        // the block without it.
+                        let flag = Node {
+                            ctx: schema_node.ctx.clone(),
+                            node: &value,
+                            path: format!("{}.{key}", schema_node.path),
+                        };
+                        let on = flag.bool()?;
+                        let mut rest = schema_node.node.clone();
+                        if let YKind::Map(entries) = &mut rest.kind {
+                            entries.retain(|(k, _)| crate::config::tree::norm_key(k) != "inferfromscript");
+                        }
+                        let has_fields = matches!(&rest.kind, YKind::Map(e) if !e.is_empty());
+                        if has_fields {
+                            if on {
+                                env.note_ignored(&flag, "the declared Fields are the output schema");
+                            }
+                            let node = Node {
+                                ctx: schema_node.ctx.clone(),
+                                node: &rest,
+                                path: schema_node.path.clone(),
+                            };
+                            parse_output_schema(&node)?
+                        } else if on {
+                            Vec::new()
+                        } else {
+                            return Err(schema_node.err("OutputSchema has InferFromScript: false and no Fields; list the Fields"));
+                        }
+                    }
+                }
+            }
+            None => Vec::new(),
+        };
+        if output_schema.is_empty() {
+            let set = scan_set_fields(&script);
+            env.notes.push(format!(
+                "{}: no OutputSchema, so the output is the input's fields plus those the script sets by name ({}), new ones typed string",
+                o.path(),
+                if set.is_empty() { "none found".to_owned() } else { set.join(", ") }
+            ));
+        }
         let mut c = JavaScriptConfig {
             script,
             output_schema,
@@ -197,8 +287,14 @@ impl JavaScriptConfig {
                 explicit_workers = Some(n);
                 c.workers = workers_or_cores(n);
             }
-            e.take(&["EnableDebugging"])?;
-            e.take(&["EnableCaching", "EnableScriptCaching"])?;
+            if let Some(v) = e.take(&["EnableDebugging"])? {
+                if v.bool()? {
+                    env.note_ignored(&v, "QuickJS runs without a debugger");
+                }
+            }
+            if let Some(v) = e.take(&["EnableCaching", "EnableScriptCaching"])? {
+                v.bool()?;
+            }
             e.finish()?;
         }
         if let Some(v) = o.take(&["Workers", "Parallelism"])? {
@@ -241,8 +337,18 @@ impl JavaScriptConfig {
         }
         // Keys the original's files carry that mean nothing here: chunking comes from the
         // source, and per-call time is Engine.Timeout.
-        o.take(&["ChunkSize"])?;
-        o.take(&["TimeoutSeconds"])?;
+        env.accept_ignored(o, &["ChunkSize"], "chunks come from the source")?;
+        env.accept_ignored(o, &["TimeoutSeconds"], "the per-call time limit is Engine.Timeout (ms)")?;
+        // The original's `Performance` block (TargetThroughput, EnableMonitoring,
+        // LogPerformanceWarnings): monitoring targets of its host.
+        if let Some(n) = o.take(&["Performance"])? {
+            let mut p = n.obj()?;
+            p.take(&["TargetThroughput"])?.map(|v| v.u64()).transpose()?;
+            p.take(&["EnableMonitoring"])?.map(|v| v.bool()).transpose()?;
+            p.take(&["LogPerformanceWarnings"])?.map(|v| v.bool()).transpose()?;
+            p.finish()?;
+            env.note_ignored(&n, "per-step throughput is in the run summary; there is no per-step target");
+        }
         Ok(c)
     }
 
@@ -290,6 +396,26 @@ impl JavaScriptConfig {
             .interned())
     }
 
+    /// The output schema for `input`: the declared one, or without one, the input's fields
+    /// plus every field the script sets by a literal name (new ones typed string, nullable).
+    ///
+    /// # Errors
+    /// A column listed twice.
+    pub fn schema_for(&self, step: &str, input: &crate::schema::SchemaRef) -> Result<crate::schema::SchemaRef> {
+        if !self.output_schema.is_empty() {
+            return self.schema(step);
+        }
+        let mut fields: Vec<Field> = input.fields().to_vec();
+        for name in scan_set_fields(&self.script) {
+            if !fields.iter().any(|f| f.name == name) {
+                fields.push(Field::new(name, crate::schema::DataType::String, true));
+            }
+        }
+        Ok(Schema::try_new(fields)
+            .map_err(|d| Error::plan(step, format!("the inferred output lists '{d}' twice")))?
+            .interned())
+    }
+
     /// Queue names: `Queues` first, then literals found in the script.
     pub fn queue_names(&self) -> Vec<String> {
         let mut names = self.queues.clone();
@@ -302,11 +428,11 @@ impl JavaScriptConfig {
     }
 
     pub(crate) fn build(&self, ctx: &BuildContext<'_>) -> Result<StepRuntime> {
-        let output = self.schema(ctx.name)?;
         let input = ctx
             .input
             .clone()
             .ok_or_else(|| Error::plan(ctx.name, "JavaScriptTransform needs an input connection"))?;
+        let output = self.schema_for(ctx.name, &input)?;
         let queues = self.queue_names();
         if let Some(q) = queues.iter().find(|q| q.is_empty() || q.contains('.')) {
             return Err(Error::plan(
