@@ -89,7 +89,11 @@ fn main() -> ExitCode {
                 );
                 println!("{}", serde_json::json!({ "ok": false, "error": err }));
             }
-            eprintln!("error: {e:#}");
+            match engine_error {
+                // The engine's messages already carry their cause.
+                Some(err) => eprintln!("error: {err}"),
+                None => eprintln!("error: {e:#}"),
+            }
             ExitCode::from(engine_error.map_or(1, Error::exit_code))
         }
     }
@@ -157,24 +161,22 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             json,
         } => {
             let vars = parse_vars(&vars)?;
-            let p = Pipeline::from_file(&pipeline, &vars)?;
-            if !quiet {
-                for n in &p.config().notes {
-                    eprintln!("note: {n}");
-                }
-            }
-            let performance = p.config().settings.performance.clone();
             let cancel = CancelToken::new();
+            // Installed before the pipeline is built: a signal while the plan blocks (e.g.
+            // reading a header from stdin) ends the process at once, with 130.
+            let started = Arc::new(AtomicBool::new(false));
             {
                 let cancel = cancel.clone();
+                let started = Arc::clone(&started);
                 let seen = AtomicBool::new(false);
                 // SIGINT, SIGTERM and SIGHUP (what docker stop, systemd, Kubernetes and
                 // `timeout` send) all cancel the run: nothing is published, temp files go.
                 ctrlc::set_handler(move || {
-                    if seen.swap(true, Ordering::SeqCst) {
-                        // Second signal: the user means it. Destructors will not run, so
-                        // remove the temp files here.
+                    if seen.swap(true, Ordering::SeqCst) || !started.load(Ordering::SeqCst) {
+                        // Second signal (the user means it), or nothing is running yet.
+                        // Destructors will not run, so remove the temp files here.
                         flowengine::output_file::remove_live_temp_files();
+                        eprintln!("\ncancelled");
                         std::process::exit(130);
                     }
                     eprintln!("\ncancelling (Ctrl-C again to abort at once)…");
@@ -182,6 +184,14 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 })
                 .context("cannot install the signal handler")?;
             }
+            let p = Pipeline::from_file(&pipeline, &vars)?;
+            if !quiet {
+                for n in &p.config().notes {
+                    eprintln!("note: {n}");
+                }
+            }
+            let performance = p.config().settings.performance.clone();
+            started.store(true, Ordering::SeqCst);
             let progress = p.progress();
             let show_bar = !quiet && std::io::stderr().is_terminal();
             let stop = Arc::new(AtomicBool::new(false));

@@ -124,6 +124,10 @@ fn resolve_target(target: &Path) -> Result<PathBuf> {
     let real = if meta.file_type().is_symlink() {
         match std::fs::canonicalize(target) {
             Ok(r) => r,
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                // A loop of links, or a link through something unreadable.
+                return Err(Error::io(target, e, "cannot follow the symlink of the output path"));
+            }
             // A dangling link: create the file it names.
             Err(_) => {
                 let link = std::fs::read_link(target).map_err(|e| Error::io(target, e, "cannot read the symlink"))?;
@@ -396,18 +400,34 @@ impl AtomicOutput {
                 let mut src = File::open(tmp.path()).map_err(|e| Error::io(tmp.path(), e, "cannot reopen the temp output"))?;
                 let mut dst = OpenOptions::new()
                     .create(true)
+                    .read(true)
                     .append(true)
                     .open(&self.target)
                     .map_err(|e| Error::io(&self.target, e, "cannot open the output for appending"))?;
+                // Concurrent runs appending to one file take turns: rows never interleave,
+                // and a truncate-back never cuts another run's rows.
+                dst.lock()
+                    .map_err(|e| Error::io(&self.target, e, "cannot lock the output for appending"))?;
                 let old_len = dst
                     .metadata()
                     .map_err(|e| Error::io(&self.target, e, "cannot inspect the output"))?
                     .len();
+                // A file whose last line has no line break would glue our first row to it.
+                let needs_newline = old_len > 0 && {
+                    use std::io::{Read, Seek, SeekFrom};
+                    let mut last = [0u8; 1];
+                    dst.seek(SeekFrom::End(-1))
+                        .and_then(|_| dst.read_exact(&mut last))
+                        .map_err(|e| Error::io(&self.target, e, "cannot read the end of the output"))?;
+                    last[0] != b'\n'
+                };
                 let copied = if fail {
                     // Half a row, then "disk full".
                     dst.write_all(b"torn,ro").and(Err(io::Error::from(io::ErrorKind::StorageFull)))
                 } else {
-                    io::copy(&mut src, &mut dst).and_then(|_| if self.durable { dst.sync_all() } else { Ok(()) })
+                    (if needs_newline { dst.write_all(b"\n") } else { Ok(()) })
+                        .and_then(|_| io::copy(&mut src, &mut dst))
+                        .and_then(|_| if self.durable { dst.sync_all() } else { Ok(()) })
                 };
                 if let Err(e) = copied {
                     // Never leave a torn row: cut the target back to what it was.

@@ -429,3 +429,95 @@ Pipeline:
     assert!(e.contains("256 MiB") && e.contains("ChunkSize") && e.contains("blob"), "{e}");
     assert_eq!(s.files(), vec!["pipeline.yaml".to_string()]);
 }
+
+#[test]
+fn appending_to_a_file_without_a_final_newline_never_glues_rows() {
+    let s = Scenario::new();
+    s.write("app.csv", "a,b\n0,w");
+    s.write("in.csv", "a,b\n1,x\n2,y\n");
+    let yaml = r#"
+Pipeline:
+  Name: t
+  Plugins:
+    - { Name: src, Type: DelimitedSource, Config: { FilePath: in.csv, InferSchema: true } }
+    - { Name: out, Type: DelimitedSink, Config: { FilePath: app.csv, AppendMode: true } }
+"#;
+    s.run(yaml).unwrap();
+    assert_eq!(s.read("app.csv"), "a,b\n0,w\n1,x\n2,y\n");
+}
+
+#[test]
+fn concurrent_appends_take_turns() {
+    let s = Scenario::new();
+    let mut rows = String::from("i,k\n");
+    for i in 0..50_000 {
+        rows.push_str(&format!("{i},xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n"));
+    }
+    s.write("in.csv", &rows);
+    let mut children = Vec::new();
+    for n in 0..4 {
+        let p = s.write(
+            &format!("p{n}.yaml"),
+            "Pipeline:\n  Name: t\n  Plugins:\n    - { Name: src, Type: DelimitedSource, Config: { FilePath: in.csv, InferSchema: true } }\n    - { Name: out, Type: DelimitedSink, Config: { FilePath: app.csv, AppendMode: true, HasHeaders: false } }\n",
+        );
+        children.push(
+            Command::new(env!("CARGO_BIN_EXE_flowengine"))
+                .args(["run", p.to_str().unwrap(), "--quiet"])
+                .spawn()
+                .unwrap(),
+        );
+    }
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let text = s.read("app.csv");
+    assert_eq!(text.lines().count(), 200_000);
+    assert!(text
+        .lines()
+        .all(|l| l.split(',').count() == 2 && l.ends_with("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx")));
+}
+
+#[cfg(unix)]
+#[test]
+fn symlink_loops_and_hard_links_to_the_input_are_refused() {
+    let s = Scenario::new();
+    s.write("in.csv", "a\n1\n");
+    std::os::unix::fs::symlink(s.path("loop2"), s.path("loop1")).unwrap();
+    std::os::unix::fs::symlink(s.path("loop1"), s.path("loop2")).unwrap();
+    let yaml = |out: &str, extra: &str| {
+        format!(
+            "Pipeline:\n  Name: t\n  Plugins:\n    - {{ Name: src, Type: DelimitedSource, Config: {{ FilePath: in.csv, InferSchema: true }} }}\n    - {{ Name: out, Type: DelimitedSink, Config: {{ FilePath: {out} {extra} }} }}\n"
+        )
+    };
+    assert!(s.run(&yaml("loop1", "")).is_err());
+    assert!(std::fs::symlink_metadata(s.path("loop2")).unwrap().file_type().is_symlink());
+    std::fs::hard_link(s.path("in.csv"), s.path("hard.csv")).unwrap();
+    let e = s
+        .build(&yaml("hard.csv", ", AppendMode: true"))
+        .err()
+        .expect("a hard link to the input")
+        .to_string();
+    assert!(e.contains("is the input"), "{e}");
+    assert_eq!(s.read("in.csv"), "a\n1\n");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_signal_while_the_plan_blocks_on_stdin_exits_130() {
+    let s = Scenario::new();
+    let p = s.write(
+        "p.yaml",
+        "Pipeline:\n  Name: t\n  Plugins:\n    - { Name: src, Type: DelimitedSource, Config: { FilePath: \"-\", InferSchema: true } }\n    - { Name: out, Type: DelimitedSink, Config: { FilePath: out.csv } }\n",
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_flowengine"))
+        .args(["run", p.to_str().unwrap(), "--quiet"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    signal(child.id(), "TERM");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(s.files(), vec!["p.yaml".to_string()]);
+}

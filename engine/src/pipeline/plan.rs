@@ -374,24 +374,54 @@ fn canonical(path: &Path) -> PathBuf {
     }
 }
 
+/// A file as the planner compares it: its canonical path, and for an existing file its
+/// device and inode, so that a hard link to an input is caught too.
+#[derive(Debug, Clone)]
+struct FileId {
+    path: PathBuf,
+    inode: Option<(u64, u64)>,
+}
+
+impl FileId {
+    fn of(path: &Path) -> FileId {
+        #[cfg(unix)]
+        let inode = {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+        };
+        #[cfg(not(unix))]
+        let inode = None;
+        FileId {
+            path: canonical(path),
+            inode,
+        }
+    }
+}
+
+impl PartialEq for FileId {
+    fn eq(&self, other: &FileId) -> bool {
+        self.path == other.path || (self.inode.is_some() && self.inode == other.inode)
+    }
+}
+
 /// Two outputs (sinks, dead letters, the baseline) resolving to one file, or an output
 /// resolving to an input, are plan errors: one would silently replace the other.
 fn check_paths(config: &PipelineConfig, positions: &[Position]) -> Result<()> {
-    let mut outputs: Vec<(PathBuf, usize, String)> = Vec::new();
-    let mut inputs: Vec<(PathBuf, usize, String)> = Vec::new();
+    let mut outputs: Vec<(FileId, usize, String)> = Vec::new();
+    let mut inputs: Vec<(FileId, usize, String)> = Vec::new();
     for (i, def) in config.steps.iter().enumerate() {
         for (role, key, path) in def.config.file_paths() {
             if path.as_os_str() == "-" {
                 continue;
             }
-            let entry = (canonical(path), i, key.to_owned());
+            let entry = (FileId::of(path), i, key.to_owned());
             match role {
                 PathRole::Input => inputs.push(entry),
                 PathRole::Output => outputs.push(entry),
             }
         }
     }
-    let baseline = config.settings.performance.baseline_file.as_ref().map(|b| canonical(b));
+    let baseline = config.settings.performance.baseline_file.as_ref().map(|b| FileId::of(b));
     let name = |i: usize| config.steps[i].name.as_str();
     for (k, (p, i, key)) in outputs.iter().enumerate() {
         if let Some((_, j, k2)) = outputs[..k].iter().find(|o| o.0 == *p) {
@@ -402,7 +432,7 @@ fn check_paths(config: &PipelineConfig, positions: &[Position]) -> Result<()> {
                     "{key} of '{}' and {k2} of '{}' are the same file ({}); one would replace the other — give each output its own path",
                     name(*i),
                     name(*j),
-                    p.display()
+                    p.path.display()
                 ),
             ));
         }
@@ -414,7 +444,7 @@ fn check_paths(config: &PipelineConfig, positions: &[Position]) -> Result<()> {
                     "{key} of '{}' is the input {k2} of '{}' ({}); writing it would replace the data being read — write somewhere else",
                     name(*i),
                     name(*j),
-                    p.display()
+                    p.path.display()
                 ),
             ));
         }
@@ -425,7 +455,7 @@ fn check_paths(config: &PipelineConfig, positions: &[Position]) -> Result<()> {
                 format!(
                     "{key} of '{}' is Settings.Performance.BaselineFile ({}); give each its own path",
                     name(*i),
-                    p.display()
+                    p.path.display()
                 ),
             ));
         }
