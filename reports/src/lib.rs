@@ -24,3 +24,5 @@ pub mod ids;
 pub mod plots;
 pub mod report;
 pub mod results;
+pub mod rules;
+pub mod stats;
