@@ -205,11 +205,7 @@ impl fmt::Display for NotJudged {
 /// [`NotJudged`] when a configuration has fewer than [`MIN_RUNS`] runs on a side or its
 /// samples are unusable.
 pub fn judge(pairs: &[Pair<'_>], threshold: Threshold, level: f64) -> Result<Verdict, NotJudged> {
-    let fewest = pairs
-        .iter()
-        .map(|p| p.incumbent.len().min(p.challenger.len()))
-        .min()
-        .unwrap_or(0);
+    let fewest = pairs.iter().map(|p| p.incumbent.len().min(p.challenger.len())).min().unwrap_or(0);
     if fewest < MIN_RUNS {
         return Err(NotJudged::TooFewRuns { runs: fewest });
     }

@@ -66,7 +66,7 @@ impl SplitMix64 {
     /// A uniform index in `0..n` (`n > 0`).
     pub fn index(&mut self, n: usize) -> usize {
         // Multiply-shift: unbiased enough for n far below 2^32.
-        ((self.next_u64() >> 32) * n as u64 >> 32) as usize
+        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
     }
 }
 
