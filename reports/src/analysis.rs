@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
 
-use crate::ids::{
-    self, AbConfig, AbValue, BenchId, Experiment, MessageKind, PoolVariant, PortFlavour, RowOp, RowVariant, Width, Workers,
-};
+use crate::ids::{self, AbConfig, AbValue, BenchId, Experiment, MessageKind, PoolVariant, PortFlavour, RowOp, RowVariant, Width, Workers};
 use crate::results::{AbRecord, CriterionBench, DhatProfile, Estimate, Results, Throughput};
 
 /// A speed-up ratio with a conservative interval from two estimates.
@@ -206,11 +204,7 @@ impl AbExperiment {
 
     /// Allocation counts of `v`, when every run recorded them.
     pub fn allocations(&self, v: AbValue) -> Option<Vec<f64>> {
-        self.runs
-            .get(&v)?
-            .iter()
-            .map(|s| s.allocations.map(|a| a as f64))
-            .collect()
+        self.runs.get(&v)?.iter().map(|s| s.allocations.map(|a| a as f64)).collect()
     }
 
     /// Median peak RSS of `v`, bytes.
@@ -513,7 +507,10 @@ mod tests {
             ..Default::default()
         };
         let e = Analysis::new(&results).unwrap_err();
-        assert!(format!("{e:#}").contains("unknown bench id `rows-read-name/ArrayRow/width-5`"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("unknown bench id `rows-read-name/ArrayRow/width-5`"),
+            "{e:#}"
+        );
         let dup = Results {
             criterion: vec![
                 bench("rows-with", "array", Some("width-5"), 1.0),
@@ -568,6 +565,10 @@ mod tests {
                 os: "o".into(),
                 rustc: "r".into(),
                 mode: None,
+                commit: None,
+                dirty: None,
+                load_before: None,
+                load_after: None,
             }),
             ..Default::default()
         };

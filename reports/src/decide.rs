@@ -23,8 +23,8 @@ use crate::fmt;
 use crate::ids::{AbValue, Experiment, PoolVariant, PortFlavour, RowOp, RowVariant, Width};
 use crate::results::Results;
 use crate::rules::{
-    self, family_level, judge, pick, Outcome, Threshold, Verdict, ADOPT_SPEEDUP, CONFIDENCE, MAX_CHUNK_LATENCY_S,
-    POOL_MIN_SAVING, POOL_NOT_SLOWER,
+    self, family_level, judge, pick, Outcome, Threshold, Verdict, ADOPT_SPEEDUP, CONFIDENCE, MAX_CHUNK_LATENCY_S, POOL_MIN_SAVING,
+    POOL_NOT_SLOWER,
 };
 use crate::stats::Pair;
 
@@ -310,7 +310,10 @@ pub fn decide_rows(a: &Analysis) -> Decided<RowVariant> {
         match judge(&pairs, ADOPT_SPEEDUP, CONFIDENCE) {
             Ok(verdict) => {
                 d.measured = true;
-                parts.push(format!("{winner} vs columnar (chunk build, computed field): {}", verdict.describe()));
+                parts.push(format!(
+                    "{winner} vs columnar (chunk build, computed field): {}",
+                    verdict.describe()
+                ));
                 d.evidence
                     .push(Evidence::new(format!("{winner} vs columnar, chunk-level ops"), &verdict));
                 if verdict.outcome == Outcome::Adopt {
@@ -688,15 +691,19 @@ pub fn decide_byte_budget(results: &Results, chunk: u64) -> Decided<u64> {
         .e2e
         .iter()
         .filter(|r| r.rows > 0)
-        .map(|r| (r.bytes as f64 / r.rows as f64, format!("`{}`: {} bytes / {} rows", r.name, r.bytes, r.rows)))
+        .map(|r| {
+            (
+                r.bytes as f64 / r.rows as f64,
+                format!("`{}`: {} bytes / {} rows", r.name, r.bytes, r.rows),
+            )
+        })
         .collect();
-    rows.extend(
-        results
-            .ab
-            .iter()
-            .filter(|r| r.rows > 0)
-            .map(|r| (r.input_bytes as f64 / r.rows as f64, format!("`{}`: {} bytes / {} rows", r.id, r.input_bytes, r.rows))),
-    );
+    rows.extend(results.ab.iter().filter(|r| r.rows > 0).map(|r| {
+        (
+            r.input_bytes as f64 / r.rows as f64,
+            format!("`{}`: {} bytes / {} rows", r.id, r.input_bytes, r.rows),
+        )
+    }));
     let widest = rows.into_iter().max_by(|a, b| a.0.total_cmp(&b.0));
     let (bpr, measured, src) = match widest {
         Some((b, s)) => (b.ceil() as u64, true, format!("widest measured row {} B ({s})", b.ceil())),
@@ -752,7 +759,8 @@ pub fn decide_spill() -> Decision {
             "{}; to be decided by engine A/B of the real spill (wall time, peak RSS) under a fixed memory budget",
             rules::SPILL_SOURCE
         ),
-        rationale: "not measured; the prior stands (the engine has no spill yet; the prototype's spill bench explains, it does not decide)".into(),
+        rationale: "not measured; the prior stands (the engine has no spill yet; the prototype's spill bench explains, it does not decide)"
+            .into(),
         evidence: Vec::new(),
     }
 }
@@ -894,7 +902,13 @@ mod tests {
     fn a_missing_engine_switch_is_not_measured_never_fabricated() {
         let recs = vec![
             ab("engine-ab/port-flavour/fan-out-1", &["crossbeam", "flume"], &[], 0, "not-measured"),
-            ab("engine-ab/pooling/default", &["lock-free", "none", "object-pool"], &[], 0, "not-measured"),
+            ab(
+                "engine-ab/pooling/default",
+                &["lock-free", "none", "object-pool"],
+                &[],
+                0,
+                "not-measured",
+            ),
         ];
         let d = on(recs, vec![]);
         for k in ["port_flavour", "pooling"] {
@@ -1000,9 +1014,7 @@ mod tests {
         assert_eq!(d.defaults.row_representation, RowVariant::Array);
         // array only 1.2× faster per row: dictionary is the per-row winner.
         let d = on(vec![], row_benches(1.2, 100.0));
-        assert!(d.decisions["row_representation"]
-            .rationale
-            .contains("per-row winner `dictionary`"));
+        assert!(d.decisions["row_representation"].rationale.contains("per-row winner `dictionary`"));
     }
 
     #[test]

@@ -519,9 +519,7 @@ mod tests {
         );
         assert_eq!(
             parse_criterion("js-e2e", "workers-default", None),
-            Ok(BenchId::Js {
-                workers: Workers::Default
-            })
+            Ok(BenchId::Js { workers: Workers::Default })
         );
         assert_eq!(
             parse_criterion("js-e2e", "workers-1", None),
@@ -623,10 +621,7 @@ mod tests {
             parse_ab_value(Experiment::Pooling, "object-pool"),
             Ok(AbValue::Pooling(PoolVariant::ObjectPool))
         );
-        assert_eq!(
-            parse_ab_value(Experiment::ChunkSize, "50000"),
-            Ok(AbValue::ChunkSize(50_000))
-        );
+        assert_eq!(parse_ab_value(Experiment::ChunkSize, "50000"), Ok(AbValue::ChunkSize(50_000)));
         assert!(parse_ab_value(Experiment::PortFlavour, "tokio").is_err());
         assert!(parse_ab_value(Experiment::ChunkSize, "5k").is_err());
         assert!(parse_ab_value(Experiment::Pooling, "thread-local").is_err());

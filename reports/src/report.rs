@@ -5,10 +5,10 @@ use std::fmt::Write as _;
 
 use crate::analysis::{speedup, sweeps, Analysis};
 use crate::decide::Decisions;
-use crate::rules::{self, ADOPT_SPEEDUP, POOL_MIN_SAVING};
 use crate::fmt::{self, cell};
 use crate::ids::{MessageKind, PoolVariant, PortFlavour, RowOp, RowVariant, Width};
 use crate::results::{Results, RunResult};
+use crate::rules::{self, ADOPT_SPEEDUP, POOL_MIN_SAVING};
 
 /// The sentence every absent measurement gets.
 pub const NOT_MEASURED: &str = "_Not measured in this run._";
@@ -80,6 +80,26 @@ fn machine(o: &mut String, results: &Results) {
             if let Some(mode) = &m.mode {
                 let _ = writeln!(o, "| Mode | {} |", cell(mode));
             }
+            if let Some(c) = &m.commit {
+                let dirty = if m.dirty == Some(true) { " (uncommitted changes)" } else { "" };
+                let _ = writeln!(o, "| Git commit | `{}`{dirty} |", cell(c));
+            }
+            if let (Some(b), Some(a)) = (&m.load_before, &m.load_after) {
+                let cores = m.cores.max(1) as f64;
+                let first = |s: &str| s.split_whitespace().next().and_then(|x| x.parse::<f64>().ok());
+                let idle = match (first(b), first(a)) {
+                    (Some(x), Some(y)) => {
+                        let _ = y;
+                        if x < 0.25 * cores {
+                            "idle before the run (1-min load < 25 % of the cores)"
+                        } else {
+                            "NOT idle: numbers are not valid evidence"
+                        }
+                    }
+                    _ => "unknown",
+                };
+                let _ = writeln!(o, "| Load average (1/5/15 min) | before {}, after {}: {idle} |", cell(b), cell(a));
+            }
         }
         None => {
             let _ = writeln!(o, "Date and machine: {NOT_MEASURED} (`machine.json` is missing)");
@@ -125,7 +145,11 @@ fn matrix(o: &mut String, d: &Decisions) {
          allocations), otherwise the incumbent stays (\"tie (within noise)\" or \"loss\", with the interval). \
          Margin = lower bound − bar. A decision marked _(prior)_ was not measured in this run and keeps the \
          engine's current value.\n",
-        if d.rules_commit.is_empty() { "unknown" } else { d.rules_commit.as_str() },
+        if d.rules_commit.is_empty() {
+            "unknown"
+        } else {
+            d.rules_commit.as_str()
+        },
         fmt::percent(rules::CONFIDENCE),
         ADOPT_SPEEDUP.source,
         ADOPT_SPEEDUP.ratio,
@@ -154,7 +178,10 @@ fn matrix(o: &mut String, d: &Decisions) {
         "| Decision | Comparison | Ratio | Interval | Bar | Margin | Outcome |\n|---|---|---|---|---|---|---|"
     );
     let mut any = false;
-    for (k, dec) in crate::decide::DECISION_ORDER.iter().filter_map(|k| d.decisions.get(*k).map(|x| (k, x))) {
+    for (k, dec) in crate::decide::DECISION_ORDER
+        .iter()
+        .filter_map(|k| d.decisions.get(*k).map(|x| (k, x)))
+    {
         for e in &dec.evidence {
             any = true;
             let _ = writeln!(
@@ -248,7 +275,7 @@ fn rows(o: &mut String, a: &Analysis, plots: &PlotLinks) {
         let _ = writeln!(o, "### {}\n", width.label());
         let mut header = String::from("| Operation |");
         let mut sep = String::from("|---|");
-        for v in RowVariant::ALL.iter().copied() {
+        for v in RowVariant::ALL {
             let _ = write!(header, " {v} |");
             sep.push_str("---|");
         }
@@ -439,11 +466,7 @@ fn spill(o: &mut String, a: &Analysis, results: &Results, d: &Decisions) {
         "## 5. Spill threshold\n\nSeed question: what is the optimal memory threshold? The engine has no spill \
          yet; the prototype's spill path below explains what spilling costs, it does not decide the threshold.\n"
     );
-    let runs: Vec<&RunResult> = results
-        .e2e
-        .iter()
-        .filter(|r| r.name.starts_with("spill"))
-        .collect();
+    let runs: Vec<&RunResult> = results.e2e.iter().filter(|r| r.name.starts_with("spill")).collect();
     if a.spill.is_empty() && runs.is_empty() {
         let _ = writeln!(o, "Spill throughput: {NOT_MEASURED}\n");
     } else {

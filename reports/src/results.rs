@@ -171,6 +171,18 @@ pub struct Machine {
     /// `quick` for a `scripts/bench.sh --quick` smoke run (optional).
     #[serde(default)]
     pub mode: Option<String>,
+    /// Git commit the suite ran at (`scripts/bench.sh`).
+    #[serde(default)]
+    pub commit: Option<String>,
+    /// Whether the working tree had uncommitted changes.
+    #[serde(default)]
+    pub dirty: Option<bool>,
+    /// `/proc/loadavg` (1, 5, 15 min) before the run.
+    #[serde(default)]
+    pub load_before: Option<String>,
+    /// `/proc/loadavg` after the run.
+    #[serde(default)]
+    pub load_after: Option<String>,
 }
 
 /// Everything read from one `results/` directory.

@@ -57,7 +57,11 @@ fn applies_the_seed_rules_to_the_fixture() {
     // buffer size: 1 chunk halves the wall time: adopted, with a positive margin.
     assert_eq!(d.defaults.buffer_size_chunks, 1);
     let b = &d.decisions["buffer_size_chunks"];
-    assert!(b.evidence.iter().any(|e| e.outcome == "adopt" && e.margin > 0.0), "{:?}", b.evidence);
+    assert!(
+        b.evidence.iter().any(|e| e.outcome == "adopt" && e.margin > 0.0),
+        "{:?}",
+        b.evidence
+    );
     // two 5000-row chunks of 1000-byte rows fit in the engine's 16 MiB.
     assert_eq!(d.defaults.port_byte_budget_bytes, 16 * 1024 * 1024);
     assert!(d.decisions["port_byte_budget"].measured);
