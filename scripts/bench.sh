@@ -2,15 +2,22 @@
 # Runs the research suite — criterion, gungraun (Callgrind), dhat and the end-to-end runs —
 # and leaves machine-readable results in results/ (the contract: results/README.md).
 #
-# Usage: scripts/bench.sh [--quick]
+# Usage: scripts/bench.sh [--quick | --decisions]
 #
-#   --quick   smoke run (a few minutes on 2 cores): short criterion warm-up and measurement,
-#             10 samples, only the 1,000-row fan-out cases, 20,000-row end-to-end inputs,
-#             one measured end-to-end run. Numbers are indicative only; machine.json says
-#             "mode": "quick".
+#   --quick      smoke run (a few minutes on 2 cores): short criterion warm-up and
+#                measurement, 10 samples, 20,000-row end-to-end and A/B inputs, 5 A/B runs.
+#                Numbers are indicative only; machine.json says "mode": "quick", and
+#                scripts/report.sh then writes to results/quick-report/, never the committed
+#                report or reports/decisions.toml.
+#   --decisions  only what feeds the decision matrix (≤ 10 minutes on 2 cores, build
+#                excluded): the row micro-benches the rows rule reads (criterion, 0.5 s
+#                warm-up, 1 s measurement, 20 samples) and the engine A/B runs (200,000
+#                rows, 7 interleaved runs per alternative). machine.json says
+#                "mode": "decisions". scripts/stability.sh runs this three times.
 #
-# Without --quick (≈ 15–20 minutes on a 2-core machine): 1 s warm-up, 2 s measurement per
-# criterion bench, every fan-out case, 100,000-row end-to-end inputs, median of 3 runs.
+# Without a flag (the full suite, ≈ 25–30 minutes on a 2-core machine): 1 s warm-up, 2 s
+# measurement per criterion bench, gungraun, dhat, 100,000-row end-to-end inputs (median of
+# 3 runs), and the engine A/B runs as in --decisions.
 #
 # Needs: cargo, valgrind (for gungraun; installed with apt-get when missing and run as root),
 # gungraun-runner matching the gungraun library version in Cargo.toml (installed with
@@ -21,14 +28,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; }
 log() { printf '\n==> %s\n' "$*" >&2; }
 die() { printf 'bench.sh: error: %s\n' "$*" >&2; exit 1; }
 
 quick=0
+decisions=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1; shift ;;
+        --decisions) decisions=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
@@ -46,10 +55,15 @@ target_dir=${target_dir:-$ROOT/target}
 results=${FLOWENGINE_RESULTS_DIR:-$ROOT/results}
 export FLOWENGINE_RESULTS_DIR=$results
 
+[ "$quick" = 1 ] && [ "$decisions" = 1 ] && die "--quick and --decisions exclude each other"
 if [ "$quick" = 1 ]; then
     export FLOWENGINE_QUICK=1
     mode=quick
     criterion_args=(--warm-up-time 0.1 --measurement-time 0.2 --sample-size 10 --noplot)
+elif [ "$decisions" = 1 ]; then
+    unset FLOWENGINE_QUICK
+    mode=decisions
+    criterion_args=(--warm-up-time 0.5 --measurement-time 1 --sample-size 20 --noplot)
 else
     unset FLOWENGINE_QUICK
     mode=full
@@ -92,34 +106,53 @@ ensure_runner() {
 }
 
 log "suite mode: $mode; results in $results; target dir $target_dir"
-ensure_valgrind
-ensure_runner
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+if [ "$decisions" = 0 ]; then
+    ensure_valgrind
+    ensure_runner
+fi
 phase_done "tool check"
 
 log "building the benches"
-cargo bench -p flowengine-benches --no-run
+if [ "$decisions" = 1 ]; then
+    cargo bench -p flowengine-benches --bench rows --bench engine_ab --no-run
+else
+    cargo bench -p flowengine-benches --no-run
+fi
 phase_done "build"
 
 # Start from a clean slate so that no stale result (e.g. from an older full run) is copied.
-rm -rf "$results/criterion" "$results/gungraun" "$results/dhat" "$results/e2e"
+rm -rf "$results/criterion" "$results/gungraun" "$results/dhat" "$results/e2e" "$results/engine-ab" "$results/quick-report"
 rm -rf "$target_dir/criterion" "$target_dir/gungraun/flowengine-benches"
 mkdir -p "$results"
 
-log "criterion: rows, ports, pooling, javascript, sweeps, spill (${criterion_args[*]})"
-cargo bench -p flowengine-benches --bench rows --bench ports --bench pooling --bench javascript --bench sweeps --bench spill -- "${criterion_args[@]}"
-phase_done "criterion"
+if [ "$decisions" = 1 ]; then
+    # Only the row benches the rows rule reads (read by name/index, with, chunk build and
+    # computed-field transform), both widths.
+    log "criterion: rows benches the rows decision reads (${criterion_args[*]})"
+    cargo bench -p flowengine-benches --bench rows -- "${criterion_args[@]}" '^rows-(read-name|read-index|with|chunk-build|chunk-transform)/'
+    phase_done "criterion (rows)"
+else
+    log "criterion: rows, ports, pooling, javascript, spill (${criterion_args[*]})"
+    cargo bench -p flowengine-benches --bench rows --bench ports --bench pooling --bench javascript --bench spill -- "${criterion_args[@]}"
+    phase_done "criterion"
 
-log "gungraun: instruction counts of the single-threaded cases"
-cargo bench -p flowengine-benches --bench instructions -- --save-summary=pretty-json
-phase_done "gungraun"
+    log "gungraun: instruction counts of the single-threaded cases"
+    cargo bench -p flowengine-benches --bench instructions -- --save-summary=pretty-json
+    phase_done "gungraun"
 
-log "dhat: allocations per operation"
-cargo bench -p flowengine-benches --bench allocations
-phase_done "dhat"
+    log "dhat: allocations per operation"
+    cargo bench -p flowengine-benches --bench allocations
+    phase_done "dhat"
 
-log "end-to-end CSV runs"
-cargo bench -p flowengine-benches --bench e2e
-phase_done "e2e"
+    log "end-to-end CSV runs"
+    cargo bench -p flowengine-benches --bench e2e
+    phase_done "e2e"
+fi
+
+log "engine A/B: chunk size, buffer size, port flavour, pooling (interleaved, one process per run)"
+cargo bench -p flowengine-benches --bench engine_ab
+phase_done "engine A/B"
 
 log "copying criterion and gungraun results into $results"
 # criterion: <group>/<function>/<value>/new/*.json (skip the HTML report directories).
@@ -128,7 +161,7 @@ log "copying criterion and gungraun results into $results"
     cp "$target_dir/criterion/$f" "$results/criterion/$f"
 done
 # gungraun: <package>/<bench>/<group>/<function>.<id>/summary.json
-(cd "$target_dir/gungraun" && find . -name summary.json -print0) | while IFS= read -r -d '' f; do
+[ -d "$target_dir/gungraun" ] && (cd "$target_dir/gungraun" && find . -name summary.json -print0) | while IFS= read -r -d '' f; do
     mkdir -p "$results/gungraun/$(dirname "$f")"
     cp "$target_dir/gungraun/$f" "$results/gungraun/$f"
 done
@@ -140,6 +173,9 @@ memory_bytes=$(( $(sed -n 's/^MemTotal:[[:space:]]*\([0-9]*\) kB/\1/p' /proc/mem
 os_name=$( (. /etc/os-release 2>/dev/null && printf '%s' "${PRETTY_NAME:-}") || true)
 os=$(printf '%s (%s)' "$(uname -srm)" "${os_name:-unknown}" | json_escape)
 rustc_version=$(rustc --version | json_escape)
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+dirty=$(git status --porcelain 2>/dev/null | grep -q . && echo true || echo false)
 cat > "$results/machine.json" <<EOF
 {
   "date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
@@ -148,9 +184,16 @@ cat > "$results/machine.json" <<EOF
   "memory_bytes": $memory_bytes,
   "os": "$os",
   "rustc": "$rustc_version",
-  "mode": "$mode"
+  "mode": "$mode",
+  "commit": "$commit",
+  "dirty": $dirty,
+  "load_before": "$load_before",
+  "load_after": "$load_after"
 }
 EOF
 
 count() { find "$results/$1" -name "$2" 2>/dev/null | wc -l; }
-log "done in $(( $(date +%s) - started ))s ($mode): $(count criterion estimates.json) criterion, $(count gungraun summary.json) gungraun, $(count dhat '*.json') dhat, $(count e2e '*.json') e2e results; machine.json written"
+log "done in $(( $(date +%s) - started ))s ($mode): $(count criterion estimates.json) criterion, $(count gungraun summary.json) gungraun, $(count dhat '*.json') dhat, $(count e2e '*.json') e2e, $(count engine-ab '*.json') engine A/B results; load average $load_before before, $load_after after; machine.json written"
+if [ "$mode" = quick ]; then
+    log "quick run: scripts/report.sh will write to $results/quick-report/ (scratch), not reports/decisions.toml"
+fi

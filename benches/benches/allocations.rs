@@ -8,9 +8,10 @@
 //! parent writes it to `results/dhat/<name>.json` (see `results/README.md`):
 //! `total_*` are the measured run's deltas, `max_*` the child's peak heap.
 //!
-//! Names: `rows-<op>-<variant>-width-<n>` (op: build, with, read-name,
-//! chunk-build, chunk-transform; ops = 1,000 single-row operations or
-//! 5,000 rows per chunk operation) and `pooling-<objects>-<mode>-<pool>`.
+//! Names (grammar: `reports/src/ids.rs`): `rows-<op>-<variant>-width-<n>` (op: build, with,
+//! read-name, chunk-build, chunk-transform; ops = 1,000 single-row operations or 5,000 rows
+//! per chunk operation) and `pooling-<object>-<pool>` (object: raw-chunk, text-buffer;
+//! ops = chunks recycled, as the engine recycles them).
 //!
 //! Run one subset with `cargo bench -p flowengine-benches --bench allocations -- rows-with`.
 
@@ -19,8 +20,7 @@ use std::hint::black_box;
 use flowengine_benches::{case_arg, filter_arg, results_dir, run_child, write_json};
 use flowengine_prototypes::data::{Width, CHUNK_ROWS};
 use flowengine_prototypes::pooling::{
-    run_producer_consumer, run_single, LocalFreeList, LockFreePool, NoPool, ObjectPool, Pool, RowBuffer, ThreadLocalPool, ValueBuffer,
-    Workload,
+    run_recycle, EngineBuffer, LockFreePool, NoPool, ObjectPool, Pool, RawChunk, TextBuffer, ENGINE_POOL_CAPACITY,
 };
 use flowengine_prototypes::rows::{ArrayRow, Chunk, ColumnarChunk, DictionaryRow, PersistentRow, PooledRow, Row, RowChunk};
 
@@ -95,9 +95,9 @@ fn chunk_cases<C: Chunk + 'static>(out: &mut Vec<(String, Setup)>) {
             name("chunk-transform"),
             Box::new(move || {
                 let chunk = C::from_rows(&width.schema(), &width.rows(CHUNK_ROWS));
-                let value = width.new_value();
+                let (a, b) = width.compute_sources();
                 Box::new(move || {
-                    black_box(black_box(&chunk).set_all(width.write_column(), &value));
+                    black_box(black_box(&chunk).compute(width.write_column(), a, b));
                     CHUNK_ROWS as u64
                 })
             }),
@@ -122,40 +122,26 @@ fn columnar_read_case(out: &mut Vec<(String, Setup)>) {
     }
 }
 
-fn pool_cases<T, P>(out: &mut Vec<(String, Setup)>, make_pool: fn() -> P)
-where
-    T: Workload + LocalFreeList,
-    P: Pool<T> + 'static,
-{
+/// Chunks recycled per measured run.
+const POOL_CHUNKS: usize = 20;
+
+fn pool_case<T: EngineBuffer, P: Pool<T> + 'static>(out: &mut Vec<(String, Setup)>, make_pool: fn() -> P) {
     out.push((
-        format!("pooling-{}-single-{}", T::NAME, P::NAME),
+        format!("pooling-{}-{}", T::NAME, P::NAME),
         Box::new(move || {
             let pool = make_pool();
-            let template = Width::Wide20.row(0);
             Box::new(move || {
-                black_box(run_single(&pool, 1_000, &template));
-                1_000
-            })
-        }),
-    ));
-    out.push((
-        format!("pooling-{}-threaded-{}", T::NAME, P::NAME),
-        Box::new(move || {
-            let pool = make_pool();
-            let template = Width::Wide20.row(0);
-            Box::new(move || {
-                black_box(run_producer_consumer(&pool, 10_000, &template));
-                10_000
+                black_box(run_recycle(&pool, POOL_CHUNKS));
+                POOL_CHUNKS as u64
             })
         }),
     ));
 }
 
-fn workload_cases<T: Workload + LocalFreeList>(out: &mut Vec<(String, Setup)>) {
-    pool_cases::<T, _>(out, || NoPool::new(T::make));
-    pool_cases::<T, _>(out, || ObjectPool::new(T::make));
-    pool_cases::<T, _>(out, || LockFreePool::new(T::make, 1_024));
-    pool_cases::<T, _>(out, || ThreadLocalPool::new(T::make));
+fn engine_buffer_cases<T: EngineBuffer>(out: &mut Vec<(String, Setup)>) {
+    pool_case::<T, _>(out, || NoPool::new(T::make));
+    pool_case::<T, _>(out, || ObjectPool::new(T::make));
+    pool_case::<T, _>(out, || LockFreePool::new(T::make, ENGINE_POOL_CAPACITY));
 }
 
 fn cases() -> Vec<(String, Setup)> {
@@ -170,8 +156,8 @@ fn cases() -> Vec<(String, Setup)> {
     chunk_cases::<RowChunk<PooledRow>>(&mut out);
     chunk_cases::<ColumnarChunk>(&mut out);
     columnar_read_case(&mut out);
-    workload_cases::<RowBuffer>(&mut out);
-    workload_cases::<ValueBuffer>(&mut out);
+    engine_buffer_cases::<RawChunk>(&mut out);
+    engine_buffer_cases::<TextBuffer>(&mut out);
     out
 }
 

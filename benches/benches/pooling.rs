@@ -1,54 +1,44 @@
-//! criterion: the pooling prototypes.
+//! criterion: the pooling prototypes, on what the engine pools.
 //!
-//! Ids are `pooling-<objects>-<mode>/<pool>/<items>`: objects `rows` (a
-//! 20-value row vector) or `buffers` (a formatted string buffer); mode
-//! `single` (one thread, windows of 100 objects) or `threaded` (taken and
-//! filled on a producer thread, given back on a consumer thread); pool
-//! `none`, `object-pool`, `lock-free`, `thread-local`.
+//! Ids (grammar: `reports/src/ids.rs`): `pooling-<object>/<pool>/<chunks>`, objects
+//! `raw-chunk` (the CSV source's raw records, reader → parser) and `text-buffer` (the
+//! sink's formatted text, sink → writer thread), each about 5 MB per 5,000-row chunk of
+//! 1,000-byte rows, recycled once per chunk across two threads as the engine does
+//! (`flowengine_prototypes::pooling::run_recycle`); pools `none`, `object-pool`,
+//! `lock-free` (capacity 4, the engine's).
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use flowengine_prototypes::data::Width;
 use flowengine_prototypes::pooling::{
-    run_producer_consumer, run_single, LockFreePool, NoPool, ObjectPool, Pool, RowBuffer, ThreadLocalPool, ValueBuffer, Workload,
+    run_recycle, EngineBuffer, LockFreePool, NoPool, ObjectPool, Pool, RawChunk, TextBuffer, ENGINE_CHUNK_ROWS, ENGINE_POOL_CAPACITY,
 };
-use flowengine_prototypes::value::Value;
 
-const SINGLE_ITEMS: usize = 1_000;
-const THREADED_ITEMS: usize = 10_000;
-const LOCK_FREE_CAPACITY: usize = 1_024;
+/// Chunks per iteration: 100,000 rows.
+const CHUNKS: usize = 20;
 
-fn one_pool<T: Workload, P: Pool<T>>(c: &mut Criterion, pool: &P, template: &[Value]) {
-    let reference = run_single(&NoPool::new(T::make), SINGLE_ITEMS, template);
-    // Warm the pool and check the workload gives the same answer with it.
-    assert_eq!(run_single(pool, SINGLE_ITEMS, template), reference);
-    let mut g = c.benchmark_group(format!("pooling-{}-single", T::NAME));
-    g.throughput(Throughput::Elements(SINGLE_ITEMS as u64));
-    g.bench_function(BenchmarkId::new(P::NAME, SINGLE_ITEMS), |b| {
-        b.iter(|| run_single(pool, black_box(SINGLE_ITEMS), black_box(template)))
-    });
-    g.finish();
-
-    let mut g = c.benchmark_group(format!("pooling-{}-threaded", T::NAME));
-    g.throughput(Throughput::Elements(THREADED_ITEMS as u64));
-    g.bench_function(BenchmarkId::new(P::NAME, THREADED_ITEMS), |b| {
-        b.iter(|| run_producer_consumer(pool, black_box(THREADED_ITEMS), black_box(template)))
+fn one<T: EngineBuffer, P: Pool<T>>(c: &mut Criterion, pool: &P) {
+    let want = run_recycle(&NoPool::new(T::make), CHUNKS);
+    // Warms the pool and checks the answer.
+    assert_eq!(run_recycle(pool, CHUNKS), want, "{} {}", T::NAME, P::NAME);
+    let mut g = c.benchmark_group(format!("pooling-{}", T::NAME));
+    g.throughput(Throughput::Elements((CHUNKS * ENGINE_CHUNK_ROWS) as u64));
+    g.sample_size(20);
+    g.bench_function(BenchmarkId::new(P::NAME, CHUNKS), |b| {
+        b.iter(|| run_recycle(pool, black_box(CHUNKS)))
     });
     g.finish();
 }
 
-fn workload<T: Workload + flowengine_prototypes::pooling::LocalFreeList>(c: &mut Criterion) {
-    let template = Width::Wide20.row(0);
-    one_pool::<T, _>(c, &NoPool::new(T::make), &template);
-    one_pool::<T, _>(c, &ObjectPool::new(T::make), &template);
-    one_pool::<T, _>(c, &LockFreePool::new(T::make, LOCK_FREE_CAPACITY), &template);
-    one_pool::<T, _>(c, &ThreadLocalPool::new(T::make), &template);
+fn object<T: EngineBuffer>(c: &mut Criterion) {
+    one::<T, _>(c, &NoPool::new(T::make));
+    one::<T, _>(c, &ObjectPool::new(T::make));
+    one::<T, _>(c, &LockFreePool::new(T::make, ENGINE_POOL_CAPACITY));
 }
 
 fn pools(c: &mut Criterion) {
-    workload::<RowBuffer>(c);
-    workload::<ValueBuffer>(c);
+    object::<RawChunk>(c);
+    object::<TextBuffer>(c);
 }
 
 criterion_group!(benches, pools);

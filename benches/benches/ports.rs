@@ -1,35 +1,59 @@
 //! criterion: the port prototypes.
 //!
-//! Ids:
-//! - `ports-rows-fan-out-<n>/<kind>/<rows>`: `<rows>` per-row messages to
-//!   `n` subscribers (n = 1, 10, 100; rows = 1,000 and 10,000);
-//! - `ports-chunks-fan-out-<n>/<kind>/<rows>`: the same rows as Arc-shared
-//!   chunks of 100 rows;
-//! - `ports-pipeline/<kind>/<rows>`: producer → transform (`with` on each
-//!   row) → consumer.
+//! Ids (grammar: `reports/src/ids.rs`):
+//! - `ports-fan-out-<n>/<flavour>/<rows>`: `<rows>` rows as `Arc`-shared chunks of 5,000
+//!   rows to `n` long-lived subscribers (n = 1, 2, 5, 10, 20, 50, 100) that read every row;
+//!   subscribers start outside the timed region. Cost model: `flowengine_prototypes::fanout`.
+//! - `ports-pipeline/<flavour>/<rows>`: producer → transform (`with` on each row) →
+//!   consumer, per-row messages (two threads per iteration; 10,000 messages amortise them).
 //!
-//! Throughput is in rows. With `FLOWENGINE_QUICK=1` only the 1,000-row
-//! fan-out cases run. Every run's deliveries are checked (outside the
-//! measurement) so a broken port cannot post a fast time.
+//! Throughput is in rows (per subscriber). Every rig's acknowledgements are checked before
+//! it is timed, so a broken port cannot post a fast time.
 
 use std::hint::black_box;
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
 use flowengine_prototypes::data::Width;
-use flowengine_prototypes::ports::{sequence, Delivery, Message, PortBench, PortKind, ROWS_PER_CHUNK};
+use flowengine_prototypes::fanout::{expected_ack, FanOutRig, CHUNK_ROWS};
+use flowengine_prototypes::ports::{sequence, Delivery, Message, PortBench, PortKind};
 use flowengine_prototypes::rows::{ArrayRow, Chunk, ColumnarChunk, Row};
 use flowengine_prototypes::value::Value;
 
-const FAN_OUTS: [usize; 3] = [1, 10, 100];
-const ROW_COUNTS: [usize; 2] = [1_000, 10_000];
+const FAN_OUTS: [usize; 7] = [1, 2, 5, 10, 20, 50, 100];
+/// Rows per round: ten 5,000-row chunks.
+const FAN_OUT_ROWS: usize = 50_000;
 
-/// `FLOWENGINE_QUICK=1` drops the 10,000-row fan-out cases: at fan-out 100
-/// the slowest flavours take seconds per iteration.
-fn row_counts() -> &'static [usize] {
-    if flowengine_benches::is_quick() {
-        &ROW_COUNTS[..1]
-    } else {
-        &ROW_COUNTS
+fn chunk_messages(n: usize) -> Vec<Message<ColumnarChunk>> {
+    let w = Width::Customer5;
+    let schema = w.schema();
+    let rows = w.rows(n);
+    sequence(rows.chunks(CHUNK_ROWS).map(|c| ColumnarChunk::from_rows(&schema, c)))
+}
+
+fn fan_out(c: &mut Criterion) {
+    let messages = chunk_messages(FAN_OUT_ROWS);
+    let want = expected_ack(&messages);
+    for subscribers in FAN_OUTS {
+        let mut g = c.benchmark_group(format!("ports-fan-out-{subscribers}"));
+        g.sampling_mode(SamplingMode::Flat);
+        g.throughput(Throughput::Elements(FAN_OUT_ROWS as u64));
+        if subscribers >= 20 {
+            g.sample_size(10).measurement_time(Duration::from_secs(3));
+        }
+        for kind in PortKind::ALL {
+            let mut rig = FanOutRig::new(kind, subscribers);
+            let acks = rig.round(&messages);
+            assert_eq!(acks.len(), subscribers, "{kind:?} fan-out {subscribers}");
+            assert!(
+                acks.iter().all(|a| *a == want),
+                "{kind:?} fan-out {subscribers}: lost, duplicated, reordered or unread rows"
+            );
+            g.bench_function(BenchmarkId::new(kind.name(), FAN_OUT_ROWS), |b| {
+                b.iter(|| black_box(rig.round(black_box(&messages))))
+            });
+        }
+        g.finish();
     }
 }
 
@@ -37,51 +61,6 @@ fn row_messages(n: usize) -> Vec<Message<ArrayRow>> {
     let w = Width::Customer5;
     let schema = w.schema();
     sequence((0..n).map(|i| ArrayRow::build(&schema, &w.row(i))))
-}
-
-fn chunk_messages(n: usize) -> Vec<Message<ColumnarChunk>> {
-    let w = Width::Customer5;
-    let schema = w.schema();
-    let rows = w.rows(n);
-    sequence(rows.chunks(ROWS_PER_CHUNK).map(|c| ColumnarChunk::from_rows(&schema, c)))
-}
-
-fn verify(got: &[Delivery], messages: usize, subscribers: usize, what: &str) {
-    let expected = Delivery::expected(messages as u64);
-    assert_eq!(got.len(), subscribers, "{what}");
-    assert!(got.iter().all(|d| *d == expected), "{what}: lost, duplicated or reordered messages");
-}
-
-fn fan_out_group<P: Send + Sync + 'static>(c: &mut Criterion, bench: &PortBench, label: &str, make: fn(usize) -> Vec<Message<P>>) {
-    for subscribers in FAN_OUTS {
-        let mut g = c.benchmark_group(format!("ports-{label}-fan-out-{subscribers}"));
-        // The large cases run for up to a second per iteration: flat sampling
-        // keeps the iteration count (and the suite's run time) bounded.
-        g.sampling_mode(SamplingMode::Flat);
-        if subscribers >= 100 {
-            // Per-row messages to 100 subscribers take seconds per iteration with flume and
-            // std: criterion's minimum of 10 samples keeps each case under a minute.
-            g.sample_size(10);
-        }
-        for &rows in row_counts() {
-            let messages = make(rows);
-            g.throughput(Throughput::Elements(rows as u64));
-            for kind in PortKind::ALL {
-                let what = format!("{label} {} fan-out-{subscribers} x{rows}", kind.name());
-                verify(&bench.fan_out(kind, subscribers, &messages), messages.len(), subscribers, &what);
-                g.bench_with_input(BenchmarkId::new(kind.name(), rows), &messages, |b, m| {
-                    b.iter(|| black_box(bench.fan_out(kind, subscribers, black_box(m))))
-                });
-            }
-        }
-        g.finish();
-    }
-}
-
-fn fan_out(c: &mut Criterion) {
-    let bench = PortBench::default();
-    fan_out_group(c, &bench, "rows", row_messages);
-    fan_out_group(c, &bench, "chunks", chunk_messages);
 }
 
 fn pipeline(c: &mut Criterion) {
@@ -94,12 +73,13 @@ fn pipeline(c: &mut Criterion) {
     g.sampling_mode(SamplingMode::Flat);
     for kind in PortKind::ALL {
         let d = bench.pipeline(kind, &messages, transform);
-        verify(&[d], rows, 1, &format!("pipeline {}", kind.name()));
+        assert_eq!(d, Delivery::expected(rows as u64), "pipeline {}", kind.name());
         g.bench_with_input(BenchmarkId::new(kind.name(), rows), &messages, |b, m| {
             b.iter(|| black_box(bench.pipeline(kind, black_box(m), transform)))
         });
     }
     g.finish();
+    let _ = <ColumnarChunk as Chunk>::NAME;
 }
 
 criterion_group!(benches, fan_out, pipeline);

@@ -1,9 +1,12 @@
 //! criterion: the row prototypes.
 //!
-//! Ids are `<group>/<variant>/<width>`, e.g. `rows-with/array/width-20`.
-//! Groups: `rows-read-name`, `rows-read-index`, `rows-with`, `rows-build`,
-//! `rows-chunk-build`, `rows-chunk-transform` (the last two over
-//! 5,000 rows, with element throughput).
+//! Ids (grammar: `reports/src/ids.rs`) are `rows-<op>/<variant>/<width>`, e.g.
+//! `rows-with/array/width-20`. Operations: `read-name`, `read-index` (every variant: the
+//! engine's steps read by index; the dictionary and persistent rows resolve the index to a
+//! name through their schema), `with`, `build`, `chunk-build` and `chunk-transform` (the last
+//! two over 5,000 rows, with element throughput; the transform computes a field from two
+//! others on every row, `Chunk::compute`). Both widths (5 and 20 columns) feed the rows
+//! decision.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -92,10 +95,12 @@ fn chunk_transform<C: Chunk>(c: &mut Criterion, width: Width, schema: &Arc<Schem
     let chunk = C::from_rows(schema, rows);
     let col = width.write_column();
     let value = width.new_value();
+    let (a, b2) = width.compute_sources();
+    let _ = value;
     let mut g = c.benchmark_group("rows-chunk-transform");
     g.throughput(Throughput::Elements(rows.len() as u64));
     g.bench_function(BenchmarkId::new(C::NAME, width.label()), |b| {
-        b.iter(|| black_box(&chunk).set_all(black_box(col), &value))
+        b.iter(|| black_box(&chunk).compute(black_box(col), a, b2))
     });
 }
 
@@ -105,6 +110,8 @@ fn single_row(c: &mut Criterion) {
         read_name::<PersistentRow>(c, width);
         read_name::<ArrayRow>(c, width);
         read_name::<PooledRow>(c, width);
+        read_index::<DictionaryRow>(c, width);
+        read_index::<PersistentRow>(c, width);
         read_index::<ArrayRow>(c, width);
         read_index::<PooledRow>(c, width);
         columnar_reads(c, width);

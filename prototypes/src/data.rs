@@ -92,6 +92,14 @@ impl Width {
         }
     }
 
+    /// The two columns the chunk transform's computed field joins (two string columns).
+    pub fn compute_sources(self) -> (&'static str, &'static str) {
+        match self {
+            Width::Customer5 => ("name", "email"),
+            Width::Wide20 => ("c01", "c05"),
+        }
+    }
+
     /// The value `with` and the chunk transform write.
     pub fn new_value(self) -> Value {
         Value::str("newemail@example.com")

@@ -5,7 +5,8 @@
 //!   pooled, columnar chunk — behind the [`rows::Row`] and [`rows::Chunk`]
 //!   traits.
 //! - [`ports`]: how steps talk — crossbeam, flume, tokio and std channels, a
-//!   callback port and a batched port — with fan-out and delivery checks.
+//!   callback port and a batched port — with fan-out and delivery checks;
+//!   [`fanout`]: the long-lived-subscriber fan-out the port benches time.
 //! - [`pooling`]: no pool, `object-pool`, a lock-free `ArrayQueue` pool and a
 //!   thread-local free list, for rows and value buffers.
 //! - [`spill`]: a memory-pressure watcher that spills buffered rows to a
@@ -28,6 +29,7 @@
 
 pub mod data;
 pub mod e2e;
+pub mod fanout;
 pub mod pooling;
 pub mod ports;
 pub mod rows;

@@ -326,3 +326,161 @@ pub fn run_producer_consumer<T: Workload, P: Pool<T>>(pool: &P, items: usize, te
         consumer.join().expect("consumer panicked")
     })
 }
+
+/// Rows per chunk the engine recycles a buffer for (its default chunk).
+pub const ENGINE_CHUNK_ROWS: usize = 5_000;
+/// Bytes of one row of the seeds' realistic record (20 fields × ~50 bytes).
+pub const ENGINE_ROW_BYTES: usize = 1_000;
+/// Fields per row.
+pub const ENGINE_FIELDS: usize = 20;
+/// Idle buffers the engine's pools hold (`ArrayQueue::new(4)` in the source,
+/// `DEPTH + 1 = 4` in `BackgroundWriter`).
+pub const ENGINE_POOL_CAPACITY: usize = 4;
+
+/// The CSV source's raw records of one chunk (`engine/src/steps/delimited_source.rs`
+/// `RawChunk`): all field bytes back to back, field ends and record ends. About 5 MB for a
+/// 5,000-row chunk of 1,000-byte rows; recycled reader thread → parser thread → reader.
+#[derive(Debug, Default)]
+pub struct RawChunk {
+    /// Field bytes.
+    pub data: Vec<u8>,
+    /// End offset of each field.
+    pub field_ends: Vec<u32>,
+    /// End (in fields) of each record.
+    pub record_ends: Vec<u32>,
+}
+
+impl Reset for RawChunk {
+    fn reset(&mut self) {
+        self.data.clear();
+        self.field_ends.clear();
+        self.record_ends.clear();
+    }
+    fn is_reset(&self) -> bool {
+        self.data.is_empty() && self.field_ends.is_empty() && self.record_ends.is_empty()
+    }
+}
+
+/// The sink's formatted text of one chunk (`engine/src/output_file.rs` `BackgroundWriter`
+/// buffers): about 5 MB; recycled sink thread → writer thread → sink.
+pub type TextBuffer = Vec<u8>;
+
+impl Reset for TextBuffer {
+    fn reset(&mut self) {
+        self.clear();
+    }
+    fn is_reset(&self) -> bool {
+        self.is_empty()
+    }
+}
+
+/// A buffer the engine pools, at the size and rate it pools it: once per 5,000-row chunk,
+/// filled on one thread and given back on another.
+pub trait EngineBuffer: Send + Reset + Sized + 'static {
+    /// The name used in bench ids: `raw-chunk`, `text-buffer`.
+    const NAME: &'static str;
+    /// Chunks in flight between the two threads (the engine's channel depth).
+    const DEPTH: usize;
+    /// A new buffer as the engine makes one when its pool is empty (`Default`: no
+    /// capacity; it grows while being filled).
+    fn make() -> Self;
+    /// Fills the buffer with chunk `chunk` (5,000 rows of 1,000 bytes).
+    fn fill(&mut self, chunk: usize);
+    /// Reads the buffer so that the fill cannot be optimised away.
+    fn touch(&self) -> usize;
+}
+
+fn row_bytes() -> &'static [u8] {
+    static ROW: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    ROW.get_or_init(|| (0..ENGINE_ROW_BYTES).map(|i| b'a' + (i % 26) as u8).collect())
+}
+
+impl EngineBuffer for RawChunk {
+    const NAME: &'static str = "raw-chunk";
+    const DEPTH: usize = 2;
+    fn make() -> Self {
+        RawChunk::default()
+    }
+    fn fill(&mut self, chunk: usize) {
+        let row = row_bytes();
+        let field = ENGINE_ROW_BYTES / ENGINE_FIELDS;
+        for r in 0..ENGINE_CHUNK_ROWS {
+            let base = self.data.len() as u32;
+            self.data.extend_from_slice(row);
+            self.data[base as usize] = (chunk + r) as u8;
+            for f in 1..=ENGINE_FIELDS {
+                self.field_ends.push(base + (f * field) as u32);
+            }
+            self.record_ends.push(self.field_ends.len() as u32);
+        }
+    }
+    fn touch(&self) -> usize {
+        self.data.len() + self.field_ends.len() + self.record_ends.len() + usize::from(self.data[0])
+    }
+}
+
+impl EngineBuffer for TextBuffer {
+    const NAME: &'static str = "text-buffer";
+    const DEPTH: usize = 3;
+    fn make() -> Self {
+        Vec::new()
+    }
+    fn fill(&mut self, chunk: usize) {
+        let row = row_bytes();
+        for r in 0..ENGINE_CHUNK_ROWS {
+            let start = self.len();
+            self.extend_from_slice(&row[..ENGINE_ROW_BYTES - 1]);
+            self.push(b'\n');
+            self[start] = (chunk + r) as u8;
+        }
+    }
+    fn touch(&self) -> usize {
+        self.len() + usize::from(self[0])
+    }
+}
+
+/// The engine's recycling loop: a producer thread takes a buffer, fills one chunk and sends
+/// it over a bounded channel of [`EngineBuffer::DEPTH`]; a consumer thread reads it and gives
+/// it back. `chunks` chunks; returns a checksum.
+pub fn run_recycle<T: EngineBuffer, P: Pool<T>>(pool: &P, chunks: usize) -> usize {
+    let (tx, rx) = crossbeam_channel::bounded::<T>(T::DEPTH);
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for k in 0..chunks {
+                let mut b = pool.take();
+                debug_assert!(b.is_reset());
+                b.fill(k);
+                tx.send(b).expect("consumer hung up");
+            }
+        });
+        let consumer = s.spawn(move || {
+            let mut sum = 0;
+            for b in rx {
+                sum += black_box(&b).touch();
+                pool.give(b);
+            }
+            sum
+        });
+        consumer.join().expect("consumer panicked")
+    })
+}
+
+#[cfg(test)]
+mod engine_buffer_tests {
+    use super::*;
+
+    #[test]
+    fn every_pool_gives_the_same_answer_and_pools_reuse() {
+        let want = run_recycle(&NoPool::new(RawChunk::make), 6);
+        assert_eq!(run_recycle(&ObjectPool::new(RawChunk::make), 6), want);
+        let lf = LockFreePool::new(RawChunk::make, ENGINE_POOL_CAPACITY);
+        assert_eq!(run_recycle(&lf, 6), want);
+        assert!(lf.idle() >= 1 && lf.idle() <= ENGINE_POOL_CAPACITY);
+        let want = run_recycle(&NoPool::new(TextBuffer::make), 3);
+        assert_eq!(
+            want,
+            3 * (ENGINE_CHUNK_ROWS * ENGINE_ROW_BYTES) + (0..3).map(|c| c as usize).sum::<usize>()
+        );
+        assert_eq!(run_recycle(&ObjectPool::new(TextBuffer::make), 3), want);
+    }
+}

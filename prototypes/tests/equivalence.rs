@@ -69,6 +69,44 @@ fn row_variants_agree() {
         check_row::<PooledRow>(width);
         check_indexed::<ArrayRow>(width);
         check_indexed::<PooledRow>(width);
+        check_indexed::<DictionaryRow>(width);
+        check_indexed::<PersistentRow>(width);
+    }
+}
+
+fn computed<C: Chunk>(width: Width, rows: &[Vec<Value>]) -> Vec<Vec<Option<Value>>> {
+    let chunk = C::from_rows(&width.schema(), rows);
+    let before = chunk_snapshot(&chunk, width);
+    let (a, b) = width.compute_sources();
+    let after = chunk.compute(width.write_column(), a, b);
+    assert_eq!(chunk_snapshot(&chunk, width), before, "{} compute mutated", C::NAME);
+    chunk_snapshot(&after, width)
+}
+
+#[test]
+fn computed_field_agrees_across_chunk_variants_and_reads_its_sources() {
+    for width in Width::ALL {
+        let rows = width.rows(50);
+        let want = computed::<RowChunk<DictionaryRow>>(width, &rows);
+        let schema = width.schema();
+        let (a, b) = width.compute_sources();
+        let (t, ia, ib) = (
+            schema.index_of(width.write_column()).unwrap(),
+            schema.index_of(a).unwrap(),
+            schema.index_of(b).unwrap(),
+        );
+        for (r, row) in rows.iter().enumerate() {
+            let text = |v: &Value| match v {
+                Value::Str(s) => s.to_string(),
+                other => panic!("{other:?}"),
+            };
+            let expect = Value::str(&format!("{} {}", text(&row[ia]), text(&row[ib])));
+            assert_eq!(want[r][t], Some(expect), "row {r}");
+        }
+        assert_eq!(computed::<RowChunk<PersistentRow>>(width, &rows), want);
+        assert_eq!(computed::<RowChunk<ArrayRow>>(width, &rows), want);
+        assert_eq!(computed::<RowChunk<PooledRow>>(width, &rows), want);
+        assert_eq!(computed::<ColumnarChunk>(width, &rows), want);
     }
 }
 

@@ -1,23 +1,26 @@
-//! Views over [`Results`]: the measurements each seed question needs, grouped and paired.
+//! Views over [`Results`]: the measurements each seed question needs, typed by the strict
+//! bench-id grammar ([`crate::ids`]). An id outside the grammar fails [`Analysis::new`].
 
 use std::collections::BTreeMap;
 
-use crate::ids::{self, classify, classify_dhat, Kind, MessageKind, PoolVariant, PortFlavour, RowOp, RowVariant, Width};
-use crate::results::{CriterionBench, DhatProfile, Estimate, Results, RunResult, Throughput};
+use anyhow::{bail, Context, Result};
 
-/// A ratio of two estimates with a conservative interval.
+use crate::ids::{self, AbConfig, AbValue, BenchId, Experiment, MessageKind, PoolVariant, PortFlavour, RowOp, RowVariant, Width, Workers};
+use crate::results::{AbRecord, CriterionBench, DhatProfile, Estimate, Results, Throughput};
+
+/// A speed-up ratio with a conservative interval from two estimates.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Ratio {
-    /// Ratio of point estimates.
+    /// `base / alt` at the point estimates.
     pub point: f64,
-    /// Smallest ratio the two intervals allow.
+    /// Lower end: `base.lower / alt.upper`.
     pub lower: f64,
-    /// Largest ratio the two intervals allow.
+    /// Upper end: `base.upper / alt.lower`.
     pub upper: f64,
 }
 
-/// How many times faster `alt` is than `base` (`base / alt` of times), with the interval
-/// spanned by the two confidence intervals (`base.lower / alt.upper` .. `base.upper / alt.lower`).
+/// How many times faster `alt` is than `base` (times per iteration), with a conservative
+/// interval. Descriptive only: decisions use [`crate::rules`].
 pub fn speedup(base: &Estimate, alt: &Estimate) -> Ratio {
     let safe = |x: f64| if x > 0.0 { x } else { f64::MIN_POSITIVE };
     Ratio {
@@ -27,7 +30,7 @@ pub fn speedup(base: &Estimate, alt: &Estimate) -> Ratio {
     }
 }
 
-/// Geometric mean of positive numbers (`None` when empty).
+/// Geometric mean; `None` when empty or a value is not positive.
 pub fn geomean(xs: &[f64]) -> Option<f64> {
     if xs.is_empty() || xs.iter().any(|x| *x <= 0.0) {
         return None;
@@ -35,99 +38,215 @@ pub fn geomean(xs: &[f64]) -> Option<f64> {
     Some((xs.iter().map(|x| x.ln()).sum::<f64>() / xs.len() as f64).exp())
 }
 
-/// One measured row operation.
+/// One row bench.
 #[derive(Debug, Clone)]
 pub struct RowPoint {
-    /// Bench id.
+    /// Full id.
     pub id: String,
     /// Mean time per iteration.
     pub mean: Estimate,
+    /// Per-iteration times of criterion's samples (ns).
+    pub samples: Vec<f64>,
 }
 
-/// One measured port configuration.
+/// One port bench.
 #[derive(Debug, Clone)]
 pub struct PortPoint {
-    /// Bench id.
+    /// Full id.
     pub id: String,
     /// Port implementation.
     pub flavour: PortFlavour,
-    /// Subscribers (`None` for producer→consumer pipelines).
+    /// Subscribers (fan-out benches); `None` for the pipeline.
     pub fan_out: Option<u64>,
-    /// Row or chunk messages.
+    /// Always [`MessageKind::Chunk`]: the fan-out benches send 5,000-row chunks.
     pub message: MessageKind,
-    /// Messages sent, when known.
+    /// Rows sent.
     pub rows: Option<u64>,
-    /// Configuration key without flavour and fan-out.
+    /// Pairs benches of one configuration: the row count.
     pub config: String,
     /// Mean time per iteration.
     pub mean: Estimate,
-    /// Declared throughput, if any.
+    /// Declared throughput.
     pub throughput: Option<Throughput>,
 }
 
 impl PortPoint {
-    /// Delivered messages per second (messages × subscribers / time), when the message
-    /// count is known from the id or the declared throughput.
+    /// Rows delivered per second over all subscribers.
     pub fn delivered_per_sec(&self) -> Option<f64> {
-        let msgs = self.rows.or(match self.throughput {
-            Some(Throughput::Elements(n)) => Some(n),
-            _ => None,
-        })? as f64;
-        Some(msgs * self.fan_out.unwrap_or(1) as f64 / (self.mean.point * 1e-9))
+        let rows = self.rows? as f64;
+        Some(rows * self.fan_out.unwrap_or(1) as f64 / (self.mean.point * 1e-9))
     }
 }
 
-/// One measured pooling scenario.
+/// One pooling bench.
 #[derive(Debug, Clone)]
 pub struct PoolPoint {
-    /// Bench id.
+    /// Full id.
     pub id: String,
     /// Strategy.
     pub variant: PoolVariant,
-    /// Scenario key (id without the strategy).
+    /// The pooled object (`raw-chunk`, `text-buffer`): pairs strategies.
     pub scenario: String,
     /// Mean time per iteration.
     pub mean: Estimate,
 }
 
-/// A measurement from a parameter sweep (chunk size, buffer size, threads).
+/// One point of a sweep (a value and its rate).
 #[derive(Debug, Clone)]
 pub struct SweepPoint {
-    /// Where it comes from (bench id or e2e run name).
+    /// Where it comes from.
     pub source: String,
-    /// Configuration key shared by the points of one sweep.
+    /// Points of one configuration are comparable.
     pub config: String,
-    /// Parameter value.
+    /// The swept value.
     pub value: u64,
-    /// Rows (or iterations) per second; higher is better.
+    /// Rows per second.
     pub per_sec: f64,
-    /// Interval of `per_sec` when it comes from criterion.
+    /// Interval of the rate, when known.
     pub interval: Option<(f64, f64)>,
 }
 
-/// The measurements grouped by seed question.
+/// Whether an A/B experiment ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AbStatus {
+    /// Every alternative ran.
+    Measured,
+    /// The engine refused the switch (or the experiment was not run): why.
+    NotMeasured(String),
+}
+
+/// One A/B run, typed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AbSample {
+    /// Round of the interleaved schedule.
+    pub round: u64,
+    /// Wall time, seconds.
+    pub wall_s: f64,
+    /// Peak RSS, bytes.
+    pub peak_rss_bytes: Option<u64>,
+    /// Allocations.
+    pub allocations: Option<u64>,
+}
+
+/// One engine A/B experiment at one configuration, typed.
+#[derive(Debug, Clone)]
+pub struct AbExperiment {
+    /// `engine-ab/<experiment>/<config>`.
+    pub id: String,
+    /// Which decision it feeds.
+    pub experiment: Experiment,
+    /// Configuration.
+    pub config: AbConfig,
+    /// The engine's current choice.
+    pub incumbent: AbValue,
+    /// Every alternative, incumbent first.
+    pub alternatives: Vec<AbValue>,
+    /// Input rows.
+    pub rows: u64,
+    /// Input bytes.
+    pub input_bytes: u64,
+    /// Whether it ran.
+    pub status: AbStatus,
+    /// Runs per alternative, in round order.
+    pub runs: BTreeMap<AbValue, Vec<AbSample>>,
+}
+
+impl AbExperiment {
+    fn from_record(r: &AbRecord) -> Result<AbExperiment> {
+        let (experiment, config) = ids::parse_ab_id(&r.id)?;
+        let parse = |s: &str| ids::parse_ab_value(experiment, s);
+        let incumbent = parse(&r.incumbent)?;
+        let alternatives = r.alternatives.iter().map(|s| parse(s)).collect::<Result<Vec<_>, _>>()?;
+        if alternatives.first() != Some(&incumbent) {
+            bail!("{}: the incumbent `{}` must be the first alternative", r.id, r.incumbent);
+        }
+        let status = match r.status.as_str() {
+            "measured" => AbStatus::Measured,
+            "not-measured" => AbStatus::NotMeasured(r.reason.clone().unwrap_or_else(|| "no reason given".into())),
+            s => bail!("{}: unknown status `{s}` (measured | not-measured)", r.id),
+        };
+        let mut runs: BTreeMap<AbValue, Vec<AbSample>> = BTreeMap::new();
+        for run in &r.runs {
+            let v = parse(&run.alternative)?;
+            if !alternatives.contains(&v) {
+                bail!("{}: a run of `{}`, which is not among the alternatives", r.id, run.alternative);
+            }
+            if !(run.wall_s.is_finite() && run.wall_s > 0.0) {
+                bail!("{}: a run of `{}` has wall time {}", r.id, run.alternative, run.wall_s);
+            }
+            runs.entry(v).or_default().push(AbSample {
+                round: run.round,
+                wall_s: run.wall_s,
+                peak_rss_bytes: run.peak_rss_bytes,
+                allocations: run.allocations,
+            });
+        }
+        for v in runs.values_mut() {
+            v.sort_by_key(|s| s.round);
+        }
+        Ok(AbExperiment {
+            id: r.id.clone(),
+            experiment,
+            config,
+            incumbent,
+            alternatives,
+            rows: r.rows,
+            input_bytes: r.input_bytes,
+            status,
+            runs,
+        })
+    }
+
+    /// Wall times of `v`, in round order.
+    pub fn walls(&self, v: AbValue) -> Vec<f64> {
+        self.runs.get(&v).map_or_else(Vec::new, |r| r.iter().map(|s| s.wall_s).collect())
+    }
+
+    /// Allocation counts of `v`, when every run recorded them.
+    pub fn allocations(&self, v: AbValue) -> Option<Vec<f64>> {
+        self.runs.get(&v)?.iter().map(|s| s.allocations.map(|a| a as f64)).collect()
+    }
+
+    /// Median peak RSS of `v`, bytes.
+    pub fn median_rss(&self, v: AbValue) -> Option<f64> {
+        let xs: Vec<f64> = self
+            .runs
+            .get(&v)?
+            .iter()
+            .filter_map(|s| s.peak_rss_bytes.map(|b| b as f64))
+            .collect();
+        crate::stats::median(&xs)
+    }
+
+    /// Median wall time of `v`, seconds.
+    pub fn median_wall(&self, v: AbValue) -> Option<f64> {
+        crate::stats::median(&self.walls(v))
+    }
+}
+
+/// Every measurement, grouped by the question it answers.
 #[derive(Debug, Clone, Default)]
 pub struct Analysis {
-    /// Row benches by width, operation and variant.
+    /// Row benches by (width, operation, variant).
     pub rows: BTreeMap<(Width, RowOp, RowVariant), RowPoint>,
     /// Port benches.
     pub ports: Vec<PortPoint>,
-    /// Pool benches.
+    /// Pooling benches.
     pub pools: Vec<PoolPoint>,
-    /// dhat profiles of pool strategies: `(variant, scenario, profile)`.
+    /// dhat profiles of pooling: (strategy, pooled object, profile).
     pub pool_allocs: Vec<(PoolVariant, String, DhatProfile)>,
-    /// dhat profiles of row variants.
+    /// dhat profiles of row operations.
     pub row_allocs: Vec<(RowVariant, RowOp, DhatProfile)>,
-    /// Spill benches (criterion) and runs (e2e).
+    /// Spill benches.
     pub spill: Vec<CriterionBench>,
-    /// Chunk-size sweep.
+    /// Chunk-size points (engine A/B medians).
     pub chunk_sweep: Vec<SweepPoint>,
-    /// Buffer-size sweep.
+    /// Buffer-size points (engine A/B medians).
     pub buffer_sweep: Vec<SweepPoint>,
-    /// Threads sweep.
+    /// Worker-count points (`js-e2e`, and e2e runs with `threads`).
     pub thread_sweep: Vec<SweepPoint>,
-    /// Criterion benches no section claimed.
-    pub unclassified: Vec<String>,
+    /// Engine A/B experiments, by id.
+    pub ab: Vec<AbExperiment>,
 }
 
 fn per_sec(b: &CriterionBench) -> (f64, (f64, f64)) {
@@ -138,188 +257,125 @@ fn per_sec(b: &CriterionBench) -> (f64, (f64, f64)) {
     (n / (b.mean.point * 1e-9), (n / (b.mean.upper * 1e-9), n / (b.mean.lower * 1e-9)))
 }
 
-fn sweep_from_bench(b: &CriterionBench, value: u64, strip: &[&str]) -> SweepPoint {
-    let mut config = ids::normalize(&b.full_id());
-    for key in strip {
-        config = config.replace(&format!("-{key}-{value}-"), "-");
-        config = config.replace(&format!("-{key}{value}-"), "-");
-    }
-    let (rate, (lo, hi)) = per_sec(b);
-    SweepPoint {
-        source: b.full_id(),
-        config,
-        value,
-        per_sec: rate,
-        interval: Some((lo, hi)),
-    }
-}
-
-fn sweep_from_run(r: &RunResult, value: u64) -> SweepPoint {
-    SweepPoint {
-        source: format!("{} ({})", r.name, r.tool),
-        config: format!("e2e:{}:{}", r.tool, r.dataset()),
-        value,
-        per_sec: r.rows_per_sec,
-        interval: None,
-    }
-}
-
 impl Analysis {
-    /// Groups `results` by question.
-    pub fn new(results: &Results) -> Self {
+    /// Groups `results`.
+    ///
+    /// # Errors
+    /// A bench id, dhat name or A/B record outside the grammar of [`crate::ids`].
+    pub fn new(results: &Results) -> Result<Self> {
         let mut a = Analysis::default();
+        let cores = results.machine.as_ref().map(|m| m.cores);
         for b in &results.criterion {
             let id = b.full_id();
-            let norm = ids::normalize(&id);
-            if ids::is_spill(&norm) {
-                a.spill.push(b.clone());
-                continue;
-            }
-            if let Some(n) = ids::chunk_size(&norm) {
-                a.chunk_sweep
-                    .push(sweep_from_bench(b, n, &["chunk-size", "chunksize", "chunk-rows"]));
-                continue;
-            }
-            let kind = classify(&b.group, &id);
-            if let Some(n) = ids::threads(&norm) {
-                if !matches!(kind, Kind::Pool { .. }) {
-                    a.thread_sweep
-                        .push(sweep_from_bench(b, n, &["threads", "cores", "workers", "thread"]));
-                    continue;
-                }
-            }
-            match kind {
-                Kind::Row { variant, op, width } => {
-                    a.rows.entry((width, op, variant)).or_insert(RowPoint {
+            match ids::parse_criterion(&b.group, &b.function, b.value.as_deref())? {
+                BenchId::Row { op, variant, width } => {
+                    let point = RowPoint {
                         id: id.clone(),
                         mean: b.mean,
-                    });
+                        samples: b.samples.clone(),
+                    };
+                    if a.rows.insert((width, op, variant), point).is_some() {
+                        bail!("bench id `{id}` occurs twice");
+                    }
                 }
-                Kind::Port {
+                BenchId::Port { flavour, fan_out, rows } => a.ports.push(PortPoint {
+                    id,
                     flavour,
                     fan_out,
-                    message,
-                    rows,
-                    config,
-                } => {
-                    if let Some(n) = ids::buffer_size(&norm) {
-                        a.buffer_sweep
-                            .push(sweep_from_bench(b, n, &["buffer", "capacity", "cap", "bound", "buf"]));
-                    }
-                    a.ports.push(PortPoint {
-                        id: id.clone(),
-                        flavour,
-                        fan_out,
-                        message,
-                        rows,
-                        config,
-                        mean: b.mean,
-                        throughput: b.throughput,
-                    });
-                }
-                Kind::Pool { variant, scenario } => a.pools.push(PoolPoint {
-                    id: id.clone(),
+                    message: MessageKind::Chunk,
+                    rows: Some(rows),
+                    config: format!("{rows} rows"),
+                    mean: b.mean,
+                    throughput: b.throughput,
+                }),
+                BenchId::Pool { object, variant, .. } => a.pools.push(PoolPoint {
+                    id,
                     variant,
-                    scenario,
+                    scenario: object.name().to_owned(),
                     mean: b.mean,
                 }),
-                Kind::Other => {
-                    if let Some(n) = ids::buffer_size(&norm) {
-                        a.buffer_sweep
-                            .push(sweep_from_bench(b, n, &["buffer", "capacity", "cap", "bound", "buf"]));
-                    } else {
-                        a.unclassified.push(id);
+                BenchId::Js { workers } => {
+                    let value = match workers {
+                        Workers::N(n) => Some(n),
+                        Workers::Default => cores,
+                    };
+                    if let Some(value) = value {
+                        let (rate, interval) = per_sec(b);
+                        a.thread_sweep.push(SweepPoint {
+                            source: id,
+                            config: "js-e2e".into(),
+                            value,
+                            per_sec: rate,
+                            interval: Some(interval),
+                        });
                     }
                 }
+                BenchId::Spill { .. } => a.spill.push(b.clone()),
             }
         }
         for d in &results.dhat {
-            match classify_dhat(&d.name) {
-                Kind::Pool { variant, scenario } => a.pool_allocs.push((variant, scenario, d.clone())),
-                Kind::Row { variant, op, .. } => a.row_allocs.push((variant, op, d.clone())),
-                _ => {}
+            match ids::parse_dhat(&d.name)? {
+                BenchId::Pool { object, variant, .. } => a.pool_allocs.push((variant, object.name().to_owned(), d.clone())),
+                BenchId::Row { variant, op, .. } => a.row_allocs.push((variant, op, d.clone())),
+                other => bail!("dhat profile `{}` parsed as {other:?}, which dhat does not profile", d.name),
             }
         }
         for r in &results.e2e {
-            if let Some(n) = r.chunk_size {
-                a.chunk_sweep.push(sweep_from_run(r, n));
-            }
-            if let Some(n) = r.buffer_chunks {
-                a.buffer_sweep.push(sweep_from_run(r, n));
-            }
             if let Some(n) = r.threads {
-                a.thread_sweep.push(sweep_from_run(r, n));
+                a.thread_sweep.push(SweepPoint {
+                    source: format!("{} ({})", r.name, r.tool),
+                    config: format!("e2e:{}:{}", r.tool, r.dataset()),
+                    value: n,
+                    per_sec: r.rows_per_sec,
+                    interval: None,
+                });
             }
         }
-        a
-    }
-
-    /// The mean of a row operation, preferring the customer row and falling back on the wide
-    /// one. Returns the width used.
-    pub fn row(&self, op: RowOp, variant: RowVariant) -> Option<(Width, &RowPoint)> {
-        [Width::Customer, Width::Wide]
-            .into_iter()
-            .find_map(|w| self.rows.get(&(w, op, variant)).map(|p| (w, p)))
-    }
-
-    /// The message kind the port decisions use: chunks (what the engine sends) when measured.
-    pub fn port_message(&self) -> Option<MessageKind> {
-        if self.ports.iter().any(|p| p.message == MessageKind::Chunk) {
-            Some(MessageKind::Chunk)
-        } else if self.ports.is_empty() {
-            None
-        } else {
-            Some(MessageKind::Row)
+        for rec in &results.ab {
+            let e = AbExperiment::from_record(rec).with_context(|| format!("engine A/B record `{}`", rec.id))?;
+            if a.ab.iter().any(|x| x.id == e.id) {
+                bail!("engine A/B record `{}` occurs twice", e.id);
+            }
+            for v in &e.alternatives {
+                let Some(med) = e.median_wall(*v) else { continue };
+                let (value, sweep) = match v {
+                    AbValue::ChunkSize(n) => (*n, &mut a.chunk_sweep),
+                    AbValue::BufferSize(n) => (*n, &mut a.buffer_sweep),
+                    _ => continue,
+                };
+                sweep.push(SweepPoint {
+                    source: e.id.clone(),
+                    config: e.id.clone(),
+                    value,
+                    per_sec: e.rows as f64 / med,
+                    interval: None,
+                });
+            }
+            a.ab.push(e);
         }
+        Ok(a)
     }
 
-    /// Port points of one flavour and message kind, keyed by `(config, fan_out)`.
-    pub fn port_map(&self, flavour: PortFlavour, message: MessageKind) -> BTreeMap<(String, Option<u64>), &PortPoint> {
+    /// The A/B experiments of `experiment`, by configuration.
+    pub fn ab_of(&self, experiment: Experiment) -> Vec<&AbExperiment> {
+        let mut v: Vec<&AbExperiment> = self.ab.iter().filter(|e| e.experiment == experiment).collect();
+        v.sort_by_key(|e| e.config);
+        v
+    }
+
+    /// Port benches of one flavour, keyed by (config, fan-out).
+    pub fn port_map(&self, flavour: PortFlavour) -> BTreeMap<(String, Option<u64>), &PortPoint> {
         self.ports
             .iter()
-            .filter(|p| p.flavour == flavour && p.message == message)
+            .filter(|p| p.flavour == flavour)
             .map(|p| ((p.config.clone(), p.fan_out), p))
             .collect()
     }
 
-    /// Geometric-mean speedup of `alt` over `base` across every configuration both measured,
-    /// with the number of configurations. `pipeline` selects producer→consumer pipelines
-    /// (`true`) or fan-out benches (`false`).
-    pub fn port_speedup(&self, base: PortFlavour, alt: PortFlavour, message: MessageKind, pipeline: bool) -> Option<(f64, usize)> {
-        let b = self.port_map(base, message);
-        let a = self.port_map(alt, message);
-        let ratios: Vec<f64> = b
-            .iter()
-            .filter(|((_, fan), _)| fan.is_none() == pipeline)
-            .filter_map(|(k, bp)| a.get(k).map(|ap| speedup(&bp.mean, &ap.mean).point))
-            .collect();
-        geomean(&ratios).map(|g| (g, ratios.len()))
-    }
-
-    /// Geometric-mean speed-up of chunk messages over row messages for the same flavour,
-    /// fan-out and rows sent, with the number of pairs.
-    pub fn chunk_over_row_speedup(&self) -> Option<(f64, usize)> {
-        let key = |p: &PortPoint| (p.flavour, p.fan_out, p.rows);
-        let rows: BTreeMap<_, &PortPoint> = self
-            .ports
-            .iter()
-            .filter(|p| p.message == MessageKind::Row && p.rows.is_some())
-            .map(|p| (key(p), p))
-            .collect();
-        let ratios: Vec<f64> = self
-            .ports
-            .iter()
-            .filter(|p| p.message == MessageKind::Chunk && p.rows.is_some())
-            .filter_map(|c| rows.get(&key(c)).map(|r| speedup(&r.mean, &c.mean).point))
-            .collect();
-        geomean(&ratios).map(|g| (g, ratios.len()))
-    }
-
-    /// Fan-out scaling of a flavour: the share of fan-out 1's per-delivery throughput that
-    /// fan-out `high` keeps, `high × t(1) / t(high)`, as a geometric mean over configurations
-    /// measured at both, with the number of configurations.
-    pub fn fan_out_share(&self, flavour: PortFlavour, message: MessageKind, high: u64) -> Option<(f64, usize)> {
-        let m = self.port_map(flavour, message);
+    /// Share of fan-out 1's per-delivery throughput that fan-out `high` keeps (geometric mean
+    /// over configurations), with the number of configurations.
+    pub fn fan_out_share(&self, flavour: PortFlavour, high: u64) -> Option<(f64, usize)> {
+        let m = self.port_map(flavour);
         let shares: Vec<f64> = m
             .iter()
             .filter(|((_, f), _)| *f == Some(1))
@@ -331,34 +387,18 @@ impl Analysis {
         geomean(&shares).map(|g| (g, shares.len()))
     }
 
-    /// Mean time at fan-out `n` of a flavour, geometric mean over configurations.
-    pub fn fan_out_time(&self, flavour: PortFlavour, message: MessageKind, n: u64) -> Option<f64> {
-        let ts: Vec<f64> = self
-            .port_map(flavour, message)
-            .iter()
-            .filter(|((_, f), _)| *f == Some(n))
-            .map(|(_, p)| p.mean.point)
-            .collect();
-        geomean(&ts)
-    }
-
-    /// Allocation saving of a pool strategy against no pooling over the scenarios (those whose
-    /// id contains `scope`, when given) both
-    /// profiled: `1 − Σ allocs/op (pool) / Σ allocs/op (none)`, with the two sums and the
-    /// number of scenarios.
-    pub fn pool_saving(&self, variant: PoolVariant, scope: Option<&str>) -> Option<(f64, f64, f64, usize)> {
-        let in_scope = |s: &str| scope.is_none_or(|w| s.contains(w));
+    /// Allocation saving of `variant` over no pooling: `(saving, none's allocs/op, pooled
+    /// allocs/op, scenarios)`.
+    pub fn pool_saving(&self, variant: PoolVariant) -> Option<(f64, f64, f64, usize)> {
         let none: BTreeMap<&str, &DhatProfile> = self
             .pool_allocs
             .iter()
             .filter(|(v, _, _)| *v == PoolVariant::None)
             .map(|(_, s, d)| (s.as_str(), d))
             .collect();
-        let mut base = 0.0;
-        let mut pooled = 0.0;
-        let mut n = 0;
+        let (mut base, mut pooled, mut n) = (0.0, 0.0, 0);
         for (v, s, d) in &self.pool_allocs {
-            if *v != variant || !in_scope(s) {
+            if *v != variant {
                 continue;
             }
             if let Some(b) = none.get(s.as_str()) {
@@ -373,34 +413,28 @@ impl Analysis {
         Some((1.0 - pooled / base, base, pooled, n))
     }
 
-    /// Geometric-mean speedup of a pool strategy over no pooling (criterion): the point
-    /// estimate, the upper end the confidence intervals allow, and the number of scenarios.
-    pub fn pool_speedup(&self, variant: PoolVariant, scope: Option<&str>) -> Option<(f64, f64, usize)> {
-        let in_scope = |s: &str| scope.is_none_or(|w| s.contains(w));
+    /// Speed of `variant` relative to no pooling (geometric mean over objects):
+    /// `(point, upper end, objects)`.
+    pub fn pool_speedup(&self, variant: PoolVariant) -> Option<(f64, f64, usize)> {
         let none: BTreeMap<&str, &PoolPoint> = self
             .pools
             .iter()
             .filter(|p| p.variant == PoolVariant::None)
             .map(|p| (p.scenario.as_str(), p))
             .collect();
-        let ratios: Vec<(f64, f64)> = self
+        let ratios: Vec<Ratio> = self
             .pools
             .iter()
-            .filter(|p| p.variant == variant && in_scope(&p.scenario))
-            .filter_map(|p| {
-                none.get(p.scenario.as_str()).map(|b| {
-                    let r = speedup(&b.mean, &p.mean);
-                    (r.point, r.upper)
-                })
-            })
+            .filter(|p| p.variant == variant)
+            .filter_map(|p| none.get(p.scenario.as_str()).map(|b| speedup(&b.mean, &p.mean)))
             .collect();
-        let points: Vec<f64> = ratios.iter().map(|r| r.0).collect();
-        let uppers: Vec<f64> = ratios.iter().map(|r| r.1).collect();
+        let points: Vec<f64> = ratios.iter().map(|r| r.point).collect();
+        let uppers: Vec<f64> = ratios.iter().map(|r| r.upper).collect();
         Some((geomean(&points)?, geomean(&uppers)?, ratios.len()))
     }
 }
 
-/// Groups sweep points by configuration, each sorted by value.
+/// Sweep points grouped by configuration, sorted by value.
 pub fn sweeps(points: &[SweepPoint]) -> BTreeMap<String, Vec<&SweepPoint>> {
     let mut m: BTreeMap<String, Vec<&SweepPoint>> = BTreeMap::new();
     for p in points {
@@ -415,6 +449,7 @@ pub fn sweeps(points: &[SweepPoint]) -> BTreeMap<String, Vec<&SweepPoint>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::results::{AbRun, Machine};
 
     fn est(ns: f64) -> Estimate {
         Estimate {
@@ -433,6 +468,7 @@ mod tests {
             mean: est(ns),
             median: est(ns),
             throughput: None,
+            samples: Vec::new(),
         }
     }
 
@@ -440,7 +476,6 @@ mod tests {
     fn speedup_interval_is_conservative() {
         let r = speedup(&est(200.0), &est(100.0));
         assert!((r.point - 2.0).abs() < 1e-9);
-        assert!(r.lower < 2.0 && r.upper > 2.0);
         assert!((r.lower - 180.0 / 110.0).abs() < 1e-9);
     }
 
@@ -451,41 +486,134 @@ mod tests {
     }
 
     #[test]
-    fn fan_out_share_and_port_speedup() {
+    fn fan_out_share() {
         let results = Results {
             criterion: vec![
-                bench("fan_out", "std", Some("fan-out-1/chunk"), 100.0),
-                bench("fan_out", "std", Some("fan-out-100/chunk"), 5_000.0),
-                bench("fan_out", "crossbeam", Some("fan-out-1/chunk"), 50.0),
-                bench("fan_out", "crossbeam", Some("fan-out-100/chunk"), 2_500.0),
+                bench("ports-fan-out-1", "std", Some("50000"), 100.0),
+                bench("ports-fan-out-100", "std", Some("50000"), 5_000.0),
             ],
             ..Default::default()
         };
-        let a = Analysis::new(&results);
-        assert_eq!(a.ports.len(), 4);
-        let (share, n) = a.fan_out_share(PortFlavour::Std, MessageKind::Chunk, 100).unwrap();
+        let a = Analysis::new(&results).unwrap();
+        let (s, n) = a.fan_out_share(PortFlavour::Std, 100).unwrap();
         assert_eq!(n, 1);
-        assert!((share - 2.0).abs() < 1e-9, "{share}");
-        let (s, n) = a
-            .port_speedup(PortFlavour::Std, PortFlavour::Crossbeam, MessageKind::Chunk, false)
-            .unwrap();
-        assert_eq!(n, 2);
         assert!((s - 2.0).abs() < 1e-9);
     }
 
     #[test]
-    fn sweeps_group_by_config() {
+    fn an_unknown_id_fails_the_analysis() {
         let results = Results {
+            criterion: vec![bench("rows-read-name", "ArrayRow", Some("width-5"), 1.0)],
+            ..Default::default()
+        };
+        let e = Analysis::new(&results).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("unknown bench id `rows-read-name/ArrayRow/width-5`"),
+            "{e:#}"
+        );
+        let dup = Results {
             criterion: vec![
-                bench("engine", "chunk-size", Some("1000"), 2_000.0),
-                bench("engine", "chunk-size", Some("5000"), 1_000.0),
+                bench("rows-with", "array", Some("width-5"), 1.0),
+                bench("rows-with", "array", Some("width-5"), 2.0),
             ],
             ..Default::default()
         };
-        let a = Analysis::new(&results);
-        let s = sweeps(&a.chunk_sweep);
-        assert_eq!(s.len(), 1);
-        let pts = s.values().next().unwrap();
-        assert_eq!(pts.iter().map(|p| p.value).collect::<Vec<_>>(), [1000, 5000]);
+        assert!(Analysis::new(&dup).is_err());
+    }
+
+    fn record(id: &str, alts: &[&str], runs: &[(&str, f64)]) -> AbRecord {
+        AbRecord {
+            id: id.into(),
+            incumbent: alts[0].into(),
+            alternatives: alts.iter().map(|s| (*s).to_owned()).collect(),
+            rows: 1000,
+            input_bytes: 80_000,
+            columns: 6,
+            status: "measured".into(),
+            reason: None,
+            runs: runs
+                .iter()
+                .enumerate()
+                .map(|(i, (alt, w))| AbRun {
+                    alternative: (*alt).into(),
+                    round: i as u64,
+                    position: 0,
+                    wall_s: *w,
+                    peak_rss_bytes: Some(1 << 20),
+                    allocations: Some(10),
+                    allocated_bytes: None,
+                    rows_in: 1000,
+                    rows_out: 1000,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn ab_records_are_typed_and_strict() {
+        let ok = Results {
+            ab: vec![record(
+                "engine-ab/chunk-size/default",
+                &["5000", "500"],
+                &[("5000", 1.0), ("500", 2.0)],
+            )],
+            machine: Some(Machine {
+                date: "d".into(),
+                cpu: "c".into(),
+                cores: 2,
+                memory_bytes: 1,
+                os: "o".into(),
+                rustc: "r".into(),
+                mode: None,
+                commit: None,
+                dirty: None,
+                load_before: None,
+                load_after: None,
+            }),
+            ..Default::default()
+        };
+        let a = Analysis::new(&ok).unwrap();
+        assert_eq!(a.ab[0].incumbent, AbValue::ChunkSize(5000));
+        assert_eq!(a.ab[0].walls(AbValue::ChunkSize(500)), vec![2.0]);
+        assert_eq!(a.chunk_sweep.len(), 2);
+        for bad in [
+            record("engine-ab/chunk-size/default", &["5000", "5k"], &[]),
+            record("engine-ab/chunk-size/default", &["500", "5000"], &[("5000", 1.0)]).tap_incumbent("5000"),
+            record("engine-ab/chunk-size/default", &["5000"], &[("700", 1.0)]),
+            record("engine-ab/chunk-size/default", &["5000"], &[("5000", 0.0)]),
+            record("engine-ab/pooling/default", &["lock-free", "thread-local"], &[]),
+            record("engine-ab/spill/default", &["80"], &[]),
+        ] {
+            let r = Results {
+                ab: vec![bad.clone()],
+                ..Default::default()
+            };
+            assert!(Analysis::new(&r).is_err(), "{bad:?}");
+        }
+    }
+
+    trait Tap {
+        fn tap_incumbent(self, s: &str) -> Self;
+    }
+    impl Tap for AbRecord {
+        fn tap_incumbent(mut self, s: &str) -> Self {
+            self.incumbent = s.into();
+            self
+        }
+    }
+
+    #[test]
+    fn sweeps_group_by_config() {
+        let p = |c: &str, v: u64| SweepPoint {
+            source: c.into(),
+            config: c.into(),
+            value: v,
+            per_sec: 1.0,
+            interval: None,
+        };
+        let pts = vec![p("a", 16), p("a", 1), p("b", 4)];
+        let g = sweeps(&pts);
+        assert_eq!(g["a"].iter().map(|p| p.value).collect::<Vec<_>>(), vec![1, 16]);
+        assert_eq!(g["b"].len(), 1);
     }
 }

@@ -1,65 +1,93 @@
-//! The decision matrix: seed 000's decision rules applied to the measured numbers, and the
+//! The decision matrix: the rules of [`crate::rules`] applied to the measurements, and the
 //! machine-readable `decisions.toml` the engine's defaults must match.
 //!
-//! Rules (seed 000 "Decision Points", seed 003 latency targets):
-//! - adopt an alternative when it is more than 50 % faster ([`ADOPT_SPEEDUP`]);
-//! - keep channels when fan-out 100 keeps at least [`FAN_OUT_KEEP_SHARE`] of fan-out 1's
-//!   per-delivery throughput, else consider an alternative ("if channels scale poorly");
-//! - pool when pooling saves more than 30 % of allocations ([`POOL_MIN_SAVING`]) without
-//!   making the operation slower;
-//! - a chunk must take less than 100 ms at the measured end-to-end rate ([`MAX_CHUNK_LATENCY_S`],
-//!   seed 003 "Batch: <100ms per chunk");
-//! - keep the 70 % spill threshold if spilling works smoothly.
+//! Where each decision's evidence comes from:
+//! - chunk size, channel buffer size, port flavour, pooling: the engine A/B runs
+//!   (`results/engine-ab/`, interleaved, ≥ 5 runs each); the micro-benches only explain;
+//! - row representation: the row micro-benches' criterion samples (the engine has no switch);
+//! - port byte budget: derived (two chunks of the widest measured row);
+//! - spill threshold: the engine has no spill; "not measured; the prior stands".
 //!
-//! When a question was not measured in a run, the decision keeps its prior (the design the
-//! seeds or the issues start from, listed in [`Prior`]) and says so: `measured = false`.
+//! Every value is typed from the measurement to [`Defaults`]; nothing is re-parsed from
+//! display text. When a question was not measured, the decision keeps its prior (the engine's
+//! current value, [`Prior`]) and says so (`measured = false`).
 
 use std::collections::BTreeMap;
+use std::fmt as sfmt;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::{sweeps, Analysis};
+use crate::analysis::{AbExperiment, AbStatus, Analysis};
 use crate::fmt;
-use crate::ids::{MessageKind, PoolVariant, PortFlavour, RowOp, RowVariant};
+use crate::ids::{AbValue, Experiment, PoolVariant, PortFlavour, RowOp, RowVariant, Width};
 use crate::results::Results;
+use crate::rules::{
+    self, family_level, judge, pick, Outcome, Threshold, Verdict, ADOPT_SPEEDUP, CONFIDENCE, MAX_CHUNK_LATENCY_S, POOL_MIN_SAVING,
+    POOL_NOT_SLOWER,
+};
+use crate::stats::Pair;
 
-/// "If ArrayRow is >50% faster → Use it": an alternative must be this many times faster.
-pub const ADOPT_SPEEDUP: f64 = 1.5;
-/// "If pooling saves >30% allocations → Implement it".
-pub const POOL_MIN_SAVING: f64 = 0.30;
-/// Share of fan-out 1's per-delivery throughput that fan-out 100 must keep for channels to
-/// count as scaling adequately.
-pub const FAN_OUT_KEEP_SHARE: f64 = 0.5;
-/// Seed 003's batch latency target per chunk, seconds.
-pub const MAX_CHUNK_LATENCY_S: f64 = 0.1;
-/// Seed 000's spill threshold (share of memory in use).
-pub const SPILL_THRESHOLD_PERCENT: u64 = 70;
-
-/// The values the engine starts from before any run decides them.
+/// The engine's current values: the incumbents every challenger is judged against, and what a
+/// decision keeps when it was not measured.
 #[derive(Debug, Clone, Copy)]
 pub struct Prior;
 
 impl Prior {
-    /// Seed 001 `const int chunkSize = 5000; // Based on benchmark results`; seed 003's
-    /// high-throughput `chunkSize: 5000`.
+    /// `engine/src/defaults.rs` `DEFAULT_CHUNK_SIZE` (seed 001: "chunkSize = 5000").
     pub const CHUNK_SIZE: u64 = 5000;
-    /// The engine's starting value (`engine/src/defaults.rs`): the original defaulted to 1000
-    /// chunks; with 5,000-row chunk messages a handful keeps both ends busy.
+    /// `engine/src/defaults.rs` `DEFAULT_BUFFER_SIZE_CHUNKS`.
     pub const BUFFER_SIZE_CHUNKS: u64 = 16;
-    /// The engine's starting per-port byte budget (`engine/src/defaults.rs`).
+    /// `engine/src/defaults.rs` `DEFAULT_PORT_BYTE_BUDGET`.
     pub const PORT_BYTE_BUDGET: u64 = 16 * 1024 * 1024;
     /// Seed 000 task 4.1's realistic row: 20 columns × ~50 bytes.
     pub const BYTES_PER_ROW: u64 = 1000;
-    /// The representation the project's design starts from (issue 2: a Rust engine should
-    /// consider the columnar chunk no seed measured).
+    /// The engine's chunks are columnar.
     pub const ROW_REPRESENTATION: RowVariant = RowVariant::Columnar;
-    /// Bounded channels carrying `Arc`-shared chunk messages (the engine's ports).
-    pub const PORT_FLAVOUR: &'static str = "chunked-channel";
-    /// No pooling: the seeds' baseline.
-    pub const POOLING: PoolVariant = PoolVariant::None;
+    /// The engine's ports: bounded crossbeam channels carrying `Arc`-shared chunks.
+    pub const PORT_FLAVOUR: PortFlavour = PortFlavour::Crossbeam;
+    /// The engine's buffer pools: lock-free bounded queues.
+    pub const POOLING: PoolVariant = PoolVariant::LockFree;
 }
 
-/// The `[defaults]` table: what `engine/src/defaults.rs` must say.
+/// The engine's port flavour as `decisions.toml` and `engine/src/defaults.rs` spell it:
+/// `chunked-<channel>` (the engine's ports always carry chunk messages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkedPorts(pub PortFlavour);
+
+impl sfmt::Display for ChunkedPorts {
+    fn fmt(&self, f: &mut sfmt::Formatter<'_>) -> sfmt::Result {
+        write!(f, "chunked-{}", self.0)
+    }
+}
+
+impl FromStr for ChunkedPorts {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let f = s
+            .strip_prefix("chunked-")
+            .ok_or_else(|| format!("port flavour `{s}` must be chunked-<crossbeam|flume>"))?;
+        match f.parse::<PortFlavour>()? {
+            p @ (PortFlavour::Crossbeam | PortFlavour::Flume) => Ok(ChunkedPorts(p)),
+            p => Err(format!("the engine has no `{p}` ports (crossbeam | flume)")),
+        }
+    }
+}
+
+impl Serialize for ChunkedPorts {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for ChunkedPorts {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The `[defaults]` table: what `engine/src/defaults.rs` must say. Typed: a value outside
+/// the engine's options fails to parse.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Defaults {
     /// Rows per chunk (`DEFAULT_CHUNK_SIZE`).
@@ -69,11 +97,47 @@ pub struct Defaults {
     /// Bytes a port may buffer (`DEFAULT_PORT_BYTE_BUDGET`).
     pub port_byte_budget_bytes: u64,
     /// Row representation (`ROW_REPRESENTATION`).
-    pub row_representation: String,
+    pub row_representation: RowVariant,
     /// Port flavour (`PORT_FLAVOUR`).
-    pub port_flavour: String,
+    pub port_flavour: ChunkedPorts,
     /// Pooling strategy (`POOLING`).
-    pub pooling: String,
+    pub pooling: PoolVariant,
+}
+
+/// One comparison behind a decision, as recorded in `decisions.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// What was compared, e.g. `flume vs crossbeam (wall time, fan-out-1..100)`.
+    pub comparison: String,
+    /// Speed-up (or saving ratio) point estimate: ratio of medians.
+    pub ratio: f64,
+    /// Lower bound of the bootstrap interval.
+    pub lower: f64,
+    /// Upper bound.
+    pub upper: f64,
+    /// Confidence level.
+    pub level: f64,
+    /// The threshold the lower bound had to clear.
+    pub threshold: f64,
+    /// `lower - threshold`.
+    pub margin: f64,
+    /// `adopt`, `tie (within noise)` or `loss`.
+    pub outcome: String,
+}
+
+impl Evidence {
+    fn new(comparison: impl Into<String>, v: &Verdict) -> Self {
+        Evidence {
+            comparison: comparison.into(),
+            ratio: v.speedup.point,
+            lower: v.speedup.lower,
+            upper: v.speedup.upper,
+            level: v.speedup.level,
+            threshold: v.threshold.ratio,
+            margin: v.margin,
+            outcome: v.outcome.to_string(),
+        }
+    }
 }
 
 /// One row of the decision matrix.
@@ -81,18 +145,21 @@ pub struct Defaults {
 pub struct Decision {
     /// Component, e.g. "row representation".
     pub component: String,
-    /// Baseline the rule compares against.
+    /// The incumbent the rule compares against.
     pub baseline: String,
     /// Alternatives weighed.
     pub alternatives: Vec<String>,
-    /// The decision.
+    /// The decision, for display (the typed value is in [`Defaults`]).
     pub decision: String,
     /// Whether this run measured what the rule needs (false: the prior was kept).
     pub measured: bool,
-    /// The seed rule applied.
+    /// The rule applied, quoting its source.
     pub rule: String,
     /// Why, with the numbers.
     pub rationale: String,
+    /// The comparisons, with intervals and margins.
+    #[serde(default)]
+    pub evidence: Vec<Evidence>,
 }
 
 /// The whole `decisions.toml`.
@@ -102,6 +169,9 @@ pub struct Decisions {
     pub run_date: String,
     /// Machine of that run.
     pub machine: String,
+    /// Git commit of the rules (`reports/src/rules.rs`, `reports/src/stats.rs`) that decided.
+    #[serde(default)]
+    pub rules_commit: String,
     /// The engine's defaults.
     pub defaults: Defaults,
     /// Every decision, keyed by name.
@@ -121,6 +191,9 @@ pub const DECISION_ORDER: [&str; 7] = [
 
 impl Decisions {
     /// Serialises to TOML with a header saying where the file comes from.
+    ///
+    /// # Errors
+    /// Serialisation failure.
     pub fn to_toml(&self) -> anyhow::Result<String> {
         let body = toml::to_string_pretty(self)?;
         Ok(format!(
@@ -131,6 +204,9 @@ impl Decisions {
     }
 
     /// Parses a `decisions.toml`.
+    ///
+    /// # Errors
+    /// Malformed TOML or a value outside its type.
     pub fn from_toml(text: &str) -> anyhow::Result<Self> {
         Ok(toml::from_str(text)?)
     }
@@ -139,453 +215,498 @@ impl Decisions {
     pub fn ordered(&self) -> Vec<&Decision> {
         DECISION_ORDER.iter().filter_map(|k| self.decisions.get(*k)).collect()
     }
+
+    /// One line per decision: `key = value (measured|prior)`, for side-by-side comparison.
+    pub fn summary_lines(&self) -> Vec<String> {
+        DECISION_ORDER
+            .iter()
+            .filter_map(|k| self.decisions.get(*k).map(|d| (k, d)))
+            .map(|(k, d)| format!("{k} = {}{}", d.decision, if d.measured { "" } else { " (prior)" }))
+            .collect()
+    }
 }
 
 const NOT_MEASURED: &str = "not measured in this run";
 
-fn names<T: std::fmt::Display>(xs: &[T]) -> Vec<String> {
-    xs.iter().map(ToString::to_string).collect()
+fn quote(t: &Threshold) -> String {
+    t.source.to_string()
 }
 
-/// Row representation: dictionary is the seeds' baseline; a per-row alternative is adopted
-/// when it is more than 50 % faster for both read by name and `with`; the columnar chunk is
-/// adopted over the per-row winner when its chunk transform is more than 50 % faster.
-pub fn decide_rows(a: &Analysis) -> Decision {
-    let alternatives = names(&RowVariant::ALL[1..]);
-    let rule = format!(
-        "seed 000: adopt an alternative when it is >{:.0} % faster (time ratio > {ADOPT_SPEEDUP}) for read and `with`; columnar over the per-row winner when its chunk transform is >{:.0} % faster",
-        (ADOPT_SPEEDUP - 1.0) * 100.0,
-        (ADOPT_SPEEDUP - 1.0) * 100.0
-    );
+/// The typed outcome of a decision and its matrix row.
+type Decided<T> = (T, Decision);
+
+fn row_pairs<'a>(a: &'a Analysis, inc: RowVariant, ch: RowVariant, ops: &[RowOp]) -> (Vec<Pair<'a>>, Vec<String>) {
+    let mut pairs = Vec::new();
+    let mut missing = Vec::new();
+    for w in Width::ALL {
+        for op in ops {
+            match (a.rows.get(&(*w, *op, inc)), a.rows.get(&(*w, *op, ch))) {
+                (Some(i), Some(c)) if !i.samples.is_empty() && !c.samples.is_empty() => pairs.push(Pair {
+                    incumbent: &i.samples,
+                    challenger: &c.samples,
+                }),
+                _ => missing.push(format!("{} {}", op.name(), w.name())),
+            }
+        }
+    }
+    (pairs, missing)
+}
+
+/// Row representation (micro-benches; the engine has no switch):
+/// 1. seed 000's per-row comparison: a per-row variant beats the dictionary baseline when its
+///    speed-up over read by name, read by index and `with`, at both widths (geometric mean),
+///    clears 1.5× at its interval's lower bound;
+/// 2. the per-row winner (or the dictionary) replaces the engine's columnar chunks only when
+///    it beats columnar by the same bar on the chunk-level work (build, and a computed field),
+///    at both widths.
+pub fn decide_rows(a: &Analysis) -> Decided<RowVariant> {
+    let per_row = [RowVariant::Persistent, RowVariant::Array, RowVariant::Pooled];
     let mut d = Decision {
         component: "row representation".into(),
-        baseline: RowVariant::Dictionary.name().into(),
-        alternatives,
-        decision: Prior::ROW_REPRESENTATION.name().into(),
-        measured: false,
-        rule,
-        rationale: String::new(),
-    };
-    let base_read = a.row(RowOp::ReadName, RowVariant::Dictionary);
-    let base_with = a.row(RowOp::With, RowVariant::Dictionary);
-    let (Some((_, br)), Some((_, bw))) = (base_read, base_with) else {
-        d.rationale = format!(
-            "dictionary read and `with` {NOT_MEASURED}; keeping the prior `{}`",
-            Prior::ROW_REPRESENTATION
-        );
-        return d;
-    };
-    d.measured = true;
-    let mut parts = Vec::new();
-    let mut winner = RowVariant::Dictionary;
-    let mut best = 0.0;
-    for v in [RowVariant::Persistent, RowVariant::Array, RowVariant::Pooled] {
-        let (Some((_, r)), Some((_, w))) = (a.row(RowOp::ReadName, v), a.row(RowOp::With, v)) else {
-            parts.push(format!("{v}: {NOT_MEASURED}"));
-            continue;
-        };
-        let sr = br.mean.point / r.mean.point;
-        let sw = bw.mean.point / w.mean.point;
-        let qualifies = sr > ADOPT_SPEEDUP && sw > ADOPT_SPEEDUP;
-        parts.push(format!(
-            "{v}: read {} vs {} ({}), with {} vs {} ({}){}",
-            fmt::time(r.mean.point),
-            fmt::time(br.mean.point),
-            fmt::ratio(sr),
-            fmt::time(w.mean.point),
-            fmt::time(bw.mean.point),
-            fmt::ratio(sw),
-            if qualifies { " → qualifies" } else { "" }
-        ));
-        let score = (sr * sw).sqrt();
-        if qualifies && score > best {
-            best = score;
-            winner = v;
-        }
-    }
-    let mut decision = winner;
-    match (
-        a.row(RowOp::ChunkTransform, winner),
-        a.row(RowOp::ChunkTransform, RowVariant::Columnar),
-    ) {
-        (Some((_, w)), Some((_, c))) => {
-            let s = w.mean.point / c.mean.point;
-            parts.push(format!(
-                "chunk transform: columnar {} vs {winner} {} ({})",
-                fmt::estimate(&c.mean),
-                fmt::estimate(&w.mean),
-                fmt::ratio(s)
-            ));
-            if s > ADOPT_SPEEDUP {
-                decision = RowVariant::Columnar;
-            }
-        }
-        _ => parts.push(format!("chunk transform of columnar vs {winner}: {NOT_MEASURED}")),
-    }
-    parts.push(format!("per-row winner `{winner}`, decision `{decision}`"));
-    d.decision = decision.name().into();
-    d.rationale = parts.join("; ");
-    d
-}
-
-/// Port flavour, as `<messages>-<transport>`:
-/// - messages: `chunked` when `Arc`-shared chunk messages deliver rows more than 50 % faster
-///   than per-row messages (seed 000's rule), else `row`;
-/// - transport: `channel` (any bounded channel; std's is the baseline), or the channel crate
-///   that is more than 50 % faster than std's, or — "if channels scale poorly", i.e. fan-out
-///   100 keeps less than [`FAN_OUT_KEEP_SHARE`] of fan-out 1's per-delivery throughput — a
-///   `callback` or `batched` port that scales and is faster at fan-out 100.
-pub fn decide_ports(a: &Analysis) -> Decision {
-    let base = PortFlavour::Std;
-    let mut d = Decision {
-        component: "port/channel flavour".into(),
-        baseline: "row messages over std's bounded channel".into(),
-        alternatives: vec![
-            "chunk messages".into(),
-            "crossbeam".into(),
-            "flume".into(),
-            "tokio".into(),
-            "callback".into(),
-            "batched".into(),
-        ],
-        decision: Prior::PORT_FLAVOUR.into(),
+        baseline: format!("{} (engine); per-row baseline dictionary", Prior::ROW_REPRESENTATION),
+        alternatives: RowVariant::ALL
+            .iter()
+            .filter(|v| **v != Prior::ROW_REPRESENTATION)
+            .map(ToString::to_string)
+            .collect(),
+        decision: Prior::ROW_REPRESENTATION.to_string(),
         measured: false,
         rule: format!(
-            "seed 000: adopt chunk messages or a channel crate when >{:.0} % faster (geometric mean over shared configurations); keep channels while fan-out 100 keeps ≥ {:.0} % of fan-out 1's per-delivery throughput, else consider callback/batched",
-            (ADOPT_SPEEDUP - 1.0) * 100.0,
-            FAN_OUT_KEEP_SHARE * 100.0
+            "{}: a per-row variant beats the dictionary when the lower bound of its speed-up (read by name, read by index, with; both widths; geometric mean) clears {}×; it replaces the engine's columnar chunks only when it also clears {}× over columnar on chunk build and a computed field (both widths). Intervals bootstrap criterion's samples of one process (not interleaved runs).",
+            quote(&ADOPT_SPEEDUP),
+            ADOPT_SPEEDUP.ratio,
+            ADOPT_SPEEDUP.ratio
         ),
         rationale: String::new(),
+        evidence: Vec::new(),
     };
-    if a.ports.is_empty() {
-        d.rationale = format!("port benches {NOT_MEASURED}; keeping the prior `{}`", d.decision);
-        return d;
-    }
-    d.measured = true;
     let mut parts = Vec::new();
-    let msg = match a.chunk_over_row_speedup() {
-        Some((s, n)) => {
-            parts.push(format!(
-                "chunk messages deliver rows {} as fast as row messages over {n} configuration(s)",
-                fmt::ratio(s)
-            ));
-            if s > ADOPT_SPEEDUP {
-                MessageKind::Chunk
-            } else {
-                MessageKind::Row
+    let ops = [RowOp::ReadName, RowOp::ReadIndex, RowOp::With];
+    let mut verdicts = Vec::new();
+    let level = family_level(per_row.len());
+    for v in per_row {
+        let (pairs, missing) = row_pairs(a, RowVariant::Dictionary, v, &ops);
+        if !missing.is_empty() {
+            parts.push(format!("{v} vs dictionary: {NOT_MEASURED} ({})", missing.join(", ")));
+            continue;
+        }
+        match judge(&pairs, ADOPT_SPEEDUP, level) {
+            Ok(verdict) => {
+                parts.push(format!("{v} vs dictionary (per-row ops): {}", verdict.describe()));
+                d.evidence.push(Evidence::new(format!("{v} vs dictionary, per-row ops"), &verdict));
+                verdicts.push((v, verdict));
             }
+            Err(e) => parts.push(format!("{v} vs dictionary: not judged ({e})")),
         }
-        None => {
-            let only = a.port_message().unwrap_or(MessageKind::Row);
-            parts.push(format!(
-                "chunk vs row messages {NOT_MEASURED}; judging {} messages only",
-                if only == MessageKind::Chunk { "chunk" } else { "row" }
-            ));
-            only
+    }
+    let winner = pick(verdicts.iter().map(|(v, x)| (v, x)))
+        .copied()
+        .unwrap_or(RowVariant::Dictionary);
+    parts.push(format!("per-row winner `{winner}`"));
+    let chunk_ops = [RowOp::ChunkBuild, RowOp::ChunkTransform];
+    let (pairs, missing) = row_pairs(a, RowVariant::Columnar, winner, &chunk_ops);
+    let mut decision = Prior::ROW_REPRESENTATION;
+    if missing.is_empty() {
+        match judge(&pairs, ADOPT_SPEEDUP, CONFIDENCE) {
+            Ok(verdict) => {
+                d.measured = true;
+                parts.push(format!(
+                    "{winner} vs columnar (chunk build, computed field): {}",
+                    verdict.describe()
+                ));
+                d.evidence
+                    .push(Evidence::new(format!("{winner} vs columnar, chunk-level ops"), &verdict));
+                if verdict.outcome == Outcome::Adopt {
+                    decision = winner;
+                }
+            }
+            Err(e) => parts.push(format!("{winner} vs columnar: not judged ({e})")),
         }
-    };
-    let mut transport = "channel".to_owned();
-    let mut reference = base;
-    // Speed of the hand-off itself: the producer→consumer pipeline (long-lived threads, as
-    // between the engine's steps) when measured, else the fan-out benches, whose times
-    // include starting every subscriber.
-    let pipeline_msg = [MessageKind::Chunk, MessageKind::Row]
-        .into_iter()
-        .find(|m| a.port_speedup(base, base, *m, true).is_some());
-    let (speed_msg, pipeline, what) = match pipeline_msg {
-        Some(m) => (m, true, "in the producer→consumer pipeline"),
-        None => (msg, false, "over the fan-out benches"),
-    };
-    if a.port_map(base, msg).is_empty() {
-        parts.push(format!("std channel {NOT_MEASURED}: no baseline for the crates"));
     } else {
-        let mut best = 1.0;
-        // Callback and batched ports change the architecture (no thread hand-off, or delayed
-        // delivery): seed 000 weighs them only "if channels scale poorly", below.
-        for f in PortFlavour::ALL[1..].iter().filter(|f| f.is_channel()) {
-            match a.port_speedup(base, *f, speed_msg, pipeline) {
-                Some((s, n)) => {
-                    parts.push(format!("{f} {} the speed of std {what} ({n} configuration(s))", fmt::ratio(s)));
-                    if s > ADOPT_SPEEDUP && s > best {
-                        best = s;
-                        reference = *f;
-                        transport = f.name().to_owned();
-                    }
-                }
-                None => parts.push(format!("{f}: {NOT_MEASURED}")),
-            }
-        }
-    }
-    match a.fan_out_share(reference, msg, 100) {
-        Some((share, _)) => {
-            parts.push(format!(
-                "{reference} at fan-out 100 keeps {} of fan-out 1's per-delivery throughput",
-                fmt::percent(share)
-            ));
-            // Seed 000 keeps channels when they scale: first another channel that keeps the
-            // share (the fastest hand-off among them), and only when none does, a callback
-            // or batched port.
-            let mut scaling_channel: Option<(PortFlavour, f64)> = None;
-            if share < FAN_OUT_KEEP_SHARE {
-                for f in PortFlavour::ALL.iter().filter(|f| f.is_channel() && **f != reference) {
-                    let Some((s, _)) = a.fan_out_share(*f, msg, 100) else { continue };
-                    let speed = if *f == base {
-                        1.0
-                    } else {
-                        a.port_speedup(base, *f, speed_msg, pipeline).map_or(1.0, |(x, _)| x)
-                    };
-                    parts.push(format!(
-                        "{f} keeps {} at fan-out 100 ({} the speed of std {what})",
-                        fmt::percent(s),
-                        fmt::ratio(speed)
-                    ));
-                    if s >= FAN_OUT_KEEP_SHARE && scaling_channel.is_none_or(|(_, b)| speed > b) {
-                        scaling_channel = Some((*f, speed));
-                    }
-                }
-            }
-            if let Some((f, _)) = scaling_channel {
-                parts.push(format!("{f} is the fastest channel that scales"));
-                transport = f.name().to_owned();
-            } else if share < FAN_OUT_KEEP_SHARE {
-                let t_ref = a.fan_out_time(reference, msg, 100);
-                let mut best_alt: Option<(PortFlavour, f64)> = None;
-                for f in [PortFlavour::Callback, PortFlavour::Batched] {
-                    let (Some((s, _)), Some(t), Some(tr)) = (a.fan_out_share(f, msg, 100), a.fan_out_time(f, msg, 100), t_ref) else {
-                        continue;
-                    };
-                    parts.push(format!(
-                        "{f} keeps {} at fan-out 100 ({} vs {})",
-                        fmt::percent(s),
-                        fmt::time(t),
-                        fmt::time(tr)
-                    ));
-                    if s >= FAN_OUT_KEEP_SHARE && t < tr && best_alt.is_none_or(|(_, bt)| t < bt) {
-                        best_alt = Some((f, t));
-                    }
-                }
-                match best_alt {
-                    Some((f, _)) => transport = f.name().to_owned(),
-                    None => parts.push("channels scale poorly, but no measured alternative scales better: keeping the channel".into()),
-                }
-            }
-        }
-        None => parts.push(format!("fan-out 1 vs 100 of {reference}: {NOT_MEASURED}")),
-    }
-    let prefix = if msg == MessageKind::Chunk { "chunked" } else { "row" };
-    d.decision = format!("{prefix}-{transport}");
-    d.rationale = parts.join("; ");
-    d
-}
-
-/// Pooling: adopt the strategy that saves more than 30 % of allocations (dhat) and is not
-/// measurably slower than no pooling (criterion, when measured: the upper end of the
-/// speed-up interval reaches 1×); the largest saving wins.
-/// `columnar`: the engine's rows are columns of a chunk, not objects, so there are no rows
-/// to pool; what it can pool are its buffers, and only the buffer scenarios decide. Among
-/// strategies whose savings are within one percentage point of each other, the faster wins.
-pub fn decide_pooling(a: &Analysis, columnar: bool) -> Decision {
-    let scope = columnar.then_some("buffer");
-    let mut d = Decision {
-        component: "pooling".into(),
-        baseline: PoolVariant::None.name().into(),
-        alternatives: names(&PoolVariant::ALL[1..]),
-        decision: Prior::POOLING.name().into(),
-        measured: false,
-        rule: format!(
-            "seed 000: pool when it saves >{:.0} % of allocations; and it must not be measurably slower than no pooling",
-            POOL_MIN_SAVING * 100.0
-        ),
-        rationale: String::new(),
-    };
-    let mut parts = Vec::new();
-    let mut best: Option<(PoolVariant, f64, f64)> = None;
-    for v in &PoolVariant::ALL[1..] {
-        let Some((saving, base, pooled, n)) = a.pool_saving(*v, scope) else {
-            parts.push(format!("{v}: allocations {NOT_MEASURED}"));
-            continue;
-        };
-        d.measured = true;
-        let speed = a.pool_speedup(*v, scope);
-        let speed_txt = match speed {
-            Some((s, up, n)) => format!(
-                "{} the speed of none (interval reaches {}) over {n} scenario(s)",
-                fmt::ratio(s),
-                fmt::ratio(up)
-            ),
-            None => format!("speed {NOT_MEASURED}"),
-        };
-        // Slower only when the whole interval is below none's speed: noise does not count.
-        let not_slower = speed.is_none_or(|(_, up, _)| up >= 1.0);
-        let qualifies = saving > POOL_MIN_SAVING && not_slower;
-        parts.push(format!(
-            "{v}: {} vs {} allocs/op over {n} scenario(s) (saves {}), {speed_txt}{}",
-            fmt::sig3(pooled),
-            fmt::sig3(base),
-            fmt::percent(saving),
-            if qualifies { " → qualifies" } else { "" }
-        ));
-        let point = speed.map_or(1.0, |(s, _, _)| s);
-        let better = |(_, b, bs): (PoolVariant, f64, f64)| saving > b + 0.01 || (saving > b - 0.01 && point > bs);
-        if qualifies && best.is_none_or(better) {
-            best = Some((*v, saving, point));
-        }
+        parts.push(format!("{winner} vs columnar: {NOT_MEASURED} ({})", missing.join(", ")));
     }
     if !d.measured {
-        d.rationale = format!("pool allocation profiles {NOT_MEASURED}; keeping the prior `{}`", d.decision);
-        return d;
+        parts.push(format!("keeping the prior `{}`", Prior::ROW_REPRESENTATION));
     }
-    d.decision = best.map_or(PoolVariant::None, |(v, _, _)| v).name().into();
+    d.decision = decision.to_string();
     d.rationale = parts.join("; ");
-    if columnar {
-        d.rationale = format!(
-            "rows are columnar chunks, not objects, so only buffer pooling applies (the engine recycles its raw-record and output buffers); {}",
-            d.rationale
-        );
-    }
-    d
+    (decision, d)
 }
 
-/// Best end-to-end FlowEngine (or prototype) rate, rows/s, for latency checks.
-fn e2e_rate(results: &Results) -> Option<(f64, String)> {
-    results
-        .e2e
+/// Why an A/B experiment cannot decide, if it cannot.
+fn ab_unavailable(exps: &[&AbExperiment]) -> Option<String> {
+    if exps.is_empty() {
+        return Some(format!("engine A/B {NOT_MEASURED}"));
+    }
+    let reasons: Vec<String> = exps
         .iter()
-        .filter(|r| r.tool != "polars" && r.tool != "duckdb" && r.tool != "csv-floor")
-        .min_by(|a, b| a.rows_per_sec.total_cmp(&b.rows_per_sec))
-        .map(|r| (r.rows_per_sec, format!("{} ({})", r.name, r.tool)))
-}
-
-/// A sweep decision: keep `prior` unless a measured value is more than 50 % faster in the
-/// same configuration. Returns `(value, measured, rationale parts)`.
-fn decide_sweep(points: &[crate::analysis::SweepPoint], prior: u64, what: &str) -> (u64, bool, Vec<String>) {
-    let groups = sweeps(points);
-    let mut parts = Vec::new();
-    let mut votes: Vec<(u64, f64)> = Vec::new();
-    for (config, pts) in &groups {
-        let Some(base) = pts.iter().find(|p| p.value == prior) else {
-            parts.push(format!(
-                "sweep `{config}` measured {} but not the prior {prior}",
-                pts.iter().map(|p| p.value.to_string()).collect::<Vec<_>>().join(", ")
-            ));
-            continue;
-        };
-        let best = pts.iter().max_by(|a, b| a.per_sec.total_cmp(&b.per_sec)).copied().unwrap_or(base);
-        let s = best.per_sec / base.per_sec;
-        parts.push(format!(
-            "`{}`: {what} {} gives {}/s vs {}/s at {prior} ({})",
-            best.source,
-            best.value,
-            fmt::rate(best.per_sec),
-            fmt::rate(base.per_sec),
-            fmt::ratio(s)
-        ));
-        votes.push((best.value, s));
-    }
-    if votes.is_empty() {
-        if parts.is_empty() {
-            parts.push(format!("{what} sweep {NOT_MEASURED}; keeping the prior {prior}"));
-        }
-        return (prior, false, parts);
-    }
-    let adopted = votes
-        .iter()
-        .filter(|(_, s)| *s > ADOPT_SPEEDUP)
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .map_or(prior, |(v, _)| *v);
-    (adopted, true, parts)
-}
-
-/// Chunk size: seed 001/003's 5,000 rows unless a measured size is more than 50 % faster;
-/// then the chunk must stay under seed 003's 100 ms per chunk at the measured end-to-end rate.
-pub fn decide_chunk_size(a: &Analysis, results: &Results) -> Decision {
-    let (mut value, measured, mut parts) = decide_sweep(&a.chunk_sweep, Prior::CHUNK_SIZE, "chunk size");
-    let mut measured = measured;
-    if let Some((rate, src)) = e2e_rate(results) {
-        measured = true;
-        let latency = value as f64 / rate;
-        parts.push(format!(
-            "at {}/s (slowest end-to-end run, {src}) a {value}-row chunk takes {} (target < {})",
-            fmt::rate(rate),
-            fmt::time(latency * 1e9),
-            fmt::time(MAX_CHUNK_LATENCY_S * 1e9)
-        ));
-        if latency >= MAX_CHUNK_LATENCY_S {
-            let cap = (rate * MAX_CHUNK_LATENCY_S).floor() as u64;
-            let fitting = a.chunk_sweep.iter().map(|p| p.value).filter(|v| *v <= cap).max();
-            if let Some(v) = fitting {
-                parts.push(format!("largest measured size under the target: {v}"));
-                value = v;
+        .filter_map(|e| match &e.status {
+            AbStatus::NotMeasured(r) => Some(format!("{}: {r}", e.config)),
+            AbStatus::Measured => None,
+        })
+        .collect();
+    (!reasons.is_empty()).then(|| {
+        let missing_switch = reasons.iter().any(|r| r.contains("engine switch missing"));
+        format!(
+            "{} ({})",
+            if missing_switch {
+                "not measured (engine switch missing)"
             } else {
-                parts.push(format!("no measured size fits under {cap} rows"));
+                "not measured"
+            },
+            reasons.join("; ")
+        )
+    })
+}
+
+/// Wall-time verdict of `challenger` against the experiments' incumbent, over every config.
+fn wall_verdict(exps: &[&AbExperiment], challenger: AbValue, threshold: Threshold, level: f64) -> Result<Verdict, String> {
+    let walls: Vec<(Vec<f64>, Vec<f64>)> = exps.iter().map(|e| (e.walls(e.incumbent), e.walls(challenger))).collect();
+    let pairs: Vec<Pair<'_>> = walls
+        .iter()
+        .map(|(i, c)| Pair {
+            incumbent: i,
+            challenger: c,
+        })
+        .collect();
+    judge(&pairs, threshold, level).map_err(|e| e.to_string())
+}
+
+fn rss_note(e: &AbExperiment, v: AbValue) -> String {
+    match (e.median_wall(v), e.median_rss(v)) {
+        (Some(w), Some(r)) => format!("{v}: median {} s, peak RSS {}", fmt::sig3(w), fmt::bytes(r)),
+        (Some(w), None) => format!("{v}: median {} s", fmt::sig3(w)),
+        _ => format!("{v}: no runs"),
+    }
+}
+
+/// A size decision from one A/B experiment: every challenger judged against the incumbent
+/// (Bonferroni level), the adopted one with the best lower bound wins.
+fn decide_size<'a>(
+    a: &'a Analysis,
+    exp: Experiment,
+    prior: u64,
+    wrap: fn(u64) -> AbValue,
+    component: &str,
+    extra_rule: &str,
+) -> (u64, Decision, Option<&'a AbExperiment>) {
+    let exps = a.ab_of(exp);
+    let mut d = Decision {
+        component: component.into(),
+        baseline: prior.to_string(),
+        alternatives: Vec::new(),
+        decision: prior.to_string(),
+        measured: false,
+        rule: format!(
+            "{}: a challenger is adopted when the lower bound of its wall-time speed-up over the incumbent (ratio of medians, bootstrap over interleaved engine runs, Bonferroni over the challengers) clears {}×{extra_rule}",
+            quote(&ADOPT_SPEEDUP),
+            ADOPT_SPEEDUP.ratio
+        ),
+        rationale: String::new(),
+        evidence: Vec::new(),
+    };
+    if let Some(why) = ab_unavailable(&exps) {
+        d.rationale = format!("{why}; the prior {prior} stands");
+        return (prior, d, None);
+    }
+    let e = exps[0];
+    if e.incumbent != wrap(prior) {
+        d.rationale = format!(
+            "the A/B incumbent {} is not the engine's {prior}; {NOT_MEASURED}; the prior stands",
+            e.incumbent
+        );
+        return (prior, d, None);
+    }
+    let challengers: Vec<AbValue> = e.alternatives[1..].to_vec();
+    d.alternatives = challengers.iter().map(ToString::to_string).collect();
+    let level = family_level(challengers.len());
+    let mut parts = vec![format!(
+        "{} rows, {} runs per alternative; {}",
+        e.rows,
+        e.walls(e.incumbent).len(),
+        rss_note(e, e.incumbent)
+    )];
+    let mut verdicts = Vec::new();
+    for c in &challengers {
+        match wall_verdict(&exps, *c, ADOPT_SPEEDUP, level) {
+            Ok(v) => {
+                parts.push(format!("{}; {}", rss_note(e, *c), v.describe()));
+                d.evidence.push(Evidence::new(format!("{c} vs {}", e.incumbent), &v));
+                verdicts.push((*c, v));
+            }
+            Err(why) => parts.push(format!("{c}: not judged ({why})")),
+        }
+    }
+    if verdicts.len() != challengers.len() {
+        d.rationale = format!("{}; the prior {prior} stands", parts.join("; "));
+        return (prior, d, None);
+    }
+    d.measured = true;
+    let chosen = match pick(verdicts.iter().map(|(v, x)| (v, x))) {
+        Some(AbValue::ChunkSize(n) | AbValue::BufferSize(n)) => *n,
+        _ => prior,
+    };
+    if chosen == prior {
+        parts.push(format!("no challenger clears the bar: the incumbent {prior} stays"));
+    } else {
+        parts.push(format!("adopt {chosen}"));
+    }
+    d.decision = chosen.to_string();
+    d.rationale = parts.join("; ");
+    (chosen, d, Some(e))
+}
+
+/// Chunk size (engine A/B) plus seed 003's latency target for the chosen size.
+pub fn decide_chunk_size(a: &Analysis) -> Decided<u64> {
+    let (mut value, mut d, e) = decide_size(
+        a,
+        Experiment::ChunkSize,
+        Prior::CHUNK_SIZE,
+        AbValue::ChunkSize,
+        "chunk size",
+        &format!(
+            "; and ({}) a chunk must take < {} ms at the measured rate",
+            rules::MAX_CHUNK_LATENCY_SOURCE,
+            MAX_CHUNK_LATENCY_S * 1e3
+        ),
+    );
+    if let Some(e) = e {
+        if let Some(wall) = e.median_wall(AbValue::ChunkSize(value)) {
+            let rate = e.rows as f64 / wall;
+            let latency = value as f64 / rate;
+            d.rationale.push_str(&format!(
+                "; at {}/s a {value}-row chunk takes {} (target < {})",
+                fmt::rate(rate),
+                fmt::time(latency * 1e9),
+                fmt::time(MAX_CHUNK_LATENCY_S * 1e9)
+            ));
+            if latency >= MAX_CHUNK_LATENCY_S && value != Prior::CHUNK_SIZE {
+                d.rationale
+                    .push_str(&format!("; over the latency target: the incumbent {} stays", Prior::CHUNK_SIZE));
+                value = Prior::CHUNK_SIZE;
+                d.decision = value.to_string();
             }
         }
     }
-    Decision {
-        component: "chunk size".into(),
-        baseline: Prior::CHUNK_SIZE.to_string(),
-        alternatives: sorted_values(&a.chunk_sweep, Prior::CHUNK_SIZE),
-        decision: value.to_string(),
-        measured,
-        rule: format!(
-            "seed 000: change only when >{:.0} % faster; seed 003: < 100 ms per chunk",
-            (ADOPT_SPEEDUP - 1.0) * 100.0
-        ),
-        rationale: parts.join("; "),
-    }
+    (value, d)
 }
 
-fn sorted_values(points: &[crate::analysis::SweepPoint], prior: u64) -> Vec<String> {
-    let mut v: Vec<u64> = points.iter().map(|p| p.value).filter(|v| *v != prior).collect();
-    v.sort_unstable();
-    v.dedup();
-    if v.is_empty() {
-        vec![NOT_MEASURED.to_owned()]
+/// Channel buffer size in chunks (engine A/B, byte budget raised so it does not bind).
+pub fn decide_buffer(a: &Analysis) -> Decided<u64> {
+    let (v, d, _) = decide_size(
+        a,
+        Experiment::BufferSize,
+        Prior::BUFFER_SIZE_CHUNKS,
+        AbValue::BufferSize,
+        "channel buffer size (chunks)",
+        "",
+    );
+    (v, d)
+}
+
+/// Port flavour (engine A/B over fan-out 1, 2, 10, 100): flume replaces crossbeam only when
+/// the lower bound of its speed-up (geometric mean over the fan-outs) clears 1.5×. The
+/// micro-benches' fan-out scaling is reported, not decisive.
+pub fn decide_ports(a: &Analysis) -> Decided<ChunkedPorts> {
+    let prior = ChunkedPorts(Prior::PORT_FLAVOUR);
+    let exps = a.ab_of(Experiment::PortFlavour);
+    let mut d = Decision {
+        component: "port/channel flavour".into(),
+        baseline: prior.to_string(),
+        alternatives: vec![ChunkedPorts(PortFlavour::Flume).to_string()],
+        decision: prior.to_string(),
+        measured: false,
+        rule: format!(
+            "{}: the challenger is adopted when the lower bound of its wall-time speed-up over the incumbent (engine A/B, geometric mean over fan-out 1, 2, 10, 100) clears {}×. {}: the engine has only channel ports, so fan-out scaling is reported, not decisive.",
+            quote(&ADOPT_SPEEDUP),
+            ADOPT_SPEEDUP.ratio,
+            rules::CHANNEL_SCALING_SOURCE
+        ),
+        rationale: String::new(),
+        evidence: Vec::new(),
+    };
+    let mut parts = Vec::new();
+    if let Some((s, _)) = a.fan_out_share(Prior::PORT_FLAVOUR, 100) {
+        parts.push(format!(
+            "micro-bench: {} at fan-out 100 keeps {} of fan-out 1's per-delivery throughput",
+            Prior::PORT_FLAVOUR,
+            fmt::percent(s)
+        ));
+    }
+    if let Some(why) = ab_unavailable(&exps) {
+        parts.insert(0, format!("{why}; the prior `{prior}` stands"));
+        d.rationale = parts.join("; ");
+        return (prior, d);
+    }
+    let challenger = AbValue::PortFlavour(PortFlavour::Flume);
+    if exps.iter().any(|e| e.incumbent != AbValue::PortFlavour(Prior::PORT_FLAVOUR)) {
+        d.rationale = format!("the A/B incumbent is not the engine's {prior}; the prior stands");
+        return (prior, d);
+    }
+    for e in &exps {
+        if let Ok(v) = wall_verdict(&[e], challenger, ADOPT_SPEEDUP, CONFIDENCE) {
+            parts.push(format!("{}: {}", e.config, v.describe()));
+            d.evidence.push(Evidence::new(format!("flume vs crossbeam, {}", e.config), &v));
+        }
+    }
+    let mut decision = prior;
+    match wall_verdict(&exps, challenger, ADOPT_SPEEDUP, CONFIDENCE) {
+        Ok(v) => {
+            d.measured = true;
+            parts.push(format!("over all fan-outs: {}", v.describe()));
+            d.evidence.push(Evidence::new("flume vs crossbeam, all fan-outs", &v));
+            if v.outcome == Outcome::Adopt {
+                decision = ChunkedPorts(PortFlavour::Flume);
+            }
+        }
+        Err(why) => parts.push(format!("not judged ({why}); the prior stands")),
+    }
+    d.decision = decision.to_string();
+    d.rationale = parts.join("; ");
+    (decision, d)
+}
+
+/// Pooling (engine A/B, allocations and wall time per run). A pool qualifies when it saves
+/// more than 30 % of the run's allocations against no pooling (lower bound of the
+/// none/pooled allocation ratio clears 1/0.7) and is not measurably slower than no pooling.
+/// The incumbent stays while it qualifies, unless another qualifying pool is faster by the
+/// 1.5× bar; when the incumbent does not qualify, the best qualifying pool, else none.
+pub fn decide_pooling(a: &Analysis) -> Decided<PoolVariant> {
+    let prior = Prior::POOLING;
+    let exps = a.ab_of(Experiment::Pooling);
+    let mut d = Decision {
+        component: "pooling".into(),
+        baseline: prior.to_string(),
+        alternatives: PoolVariant::ALL
+            .iter()
+            .filter(|v| **v != prior)
+            .map(ToString::to_string)
+            .collect(),
+        decision: prior.to_string(),
+        measured: false,
+        rule: format!(
+            "{}: a pool qualifies when the lower bound of the none/pooled allocation ratio clears {:.3}× (a saving > 30 %) and ({}) its wall-time interval reaches {}× against none; between pools, {}: the challenger must clear {}× on wall time. Engine A/B: the engine's own buffer pools (raw CSV chunks, output text buffers).",
+            quote(&POOL_MIN_SAVING),
+            POOL_MIN_SAVING.ratio,
+            quote(&POOL_NOT_SLOWER),
+            POOL_NOT_SLOWER.ratio,
+            quote(&ADOPT_SPEEDUP),
+            ADOPT_SPEEDUP.ratio
+        ),
+        rationale: String::new(),
+        evidence: Vec::new(),
+    };
+    if let Some(why) = ab_unavailable(&exps) {
+        d.rationale = format!("{why}; the prior `{prior}` stands");
+        return (prior, d);
+    }
+    let e = exps[0];
+    let none = AbValue::Pooling(PoolVariant::None);
+    let mut parts = Vec::new();
+    let mut qualifies = BTreeMap::new();
+    for pool in [PoolVariant::ObjectPool, PoolVariant::LockFree] {
+        let v = AbValue::Pooling(pool);
+        let (Some(base), Some(pooled)) = (e.allocations(none), e.allocations(v)) else {
+            parts.push(format!("{pool}: allocation counts {NOT_MEASURED}"));
+            continue;
+        };
+        let saving = judge(
+            &[Pair {
+                incumbent: &base,
+                challenger: &pooled,
+            }],
+            POOL_MIN_SAVING,
+            family_level(2),
+        );
+        let speed = {
+            let (nw, pw) = (e.walls(none), e.walls(v));
+            judge(
+                &[Pair {
+                    incumbent: &nw,
+                    challenger: &pw,
+                }],
+                POOL_NOT_SLOWER,
+                family_level(2),
+            )
+        };
+        match (saving, speed) {
+            (Ok(s), Ok(t)) => {
+                let ok = s.outcome == Outcome::Adopt && t.speedup.upper >= POOL_NOT_SLOWER.ratio;
+                parts.push(format!(
+                    "{pool} vs none: allocations {} (saving {}); wall time {}{}",
+                    s.describe(),
+                    fmt::percent(1.0 - 1.0 / s.speedup.point),
+                    t.describe(),
+                    if ok { " → qualifies" } else { " → does not qualify" }
+                ));
+                d.evidence.push(Evidence::new(format!("{pool} vs none, allocations"), &s));
+                d.evidence.push(Evidence::new(format!("{pool} vs none, wall time"), &t));
+                qualifies.insert(pool, ok);
+            }
+            (Err(x), _) | (_, Err(x)) => parts.push(format!("{pool}: not judged ({x})")),
+        }
+    }
+    if qualifies.len() != 2 {
+        d.rationale = format!("{}; the prior `{prior}` stands", parts.join("; "));
+        return (prior, d);
+    }
+    d.measured = true;
+    let other = if prior == PoolVariant::LockFree {
+        PoolVariant::ObjectPool
     } else {
-        v.iter().map(ToString::to_string).collect()
-    }
-}
-
-/// Channel buffer size in chunks: the engine's 16 unless a measured size is more than 50 %
-/// faster.
-pub fn decide_buffer(a: &Analysis) -> Decision {
-    let (value, measured, parts) = decide_sweep(&a.buffer_sweep, Prior::BUFFER_SIZE_CHUNKS, "buffer");
-    Decision {
-        component: "channel buffer size (chunks)".into(),
-        baseline: Prior::BUFFER_SIZE_CHUNKS.to_string(),
-        alternatives: sorted_values(&a.buffer_sweep, Prior::BUFFER_SIZE_CHUNKS),
-        decision: value.to_string(),
-        measured,
-        rule: format!(
-            "seed 000: change only when >{:.0} % faster (smaller buffers bound memory)",
-            (ADOPT_SPEEDUP - 1.0) * 100.0
-        ),
-        rationale: parts.join("; "),
-    }
+        PoolVariant::LockFree
+    };
+    let decision = match (prior, qualifies.get(&prior) == Some(&true), qualifies[&other]) {
+        (PoolVariant::None, _, _) => unreachable!("the prior is a pool"),
+        (_, true, true) => match wall_verdict(&[e], AbValue::Pooling(other), ADOPT_SPEEDUP, CONFIDENCE) {
+            Ok(v) => {
+                parts.push(format!("{other} vs {prior}: {}", v.describe()));
+                d.evidence.push(Evidence::new(format!("{other} vs {prior}, wall time"), &v));
+                if v.outcome == Outcome::Adopt {
+                    other
+                } else {
+                    prior
+                }
+            }
+            Err(x) => {
+                parts.push(format!("{other} vs {prior}: not judged ({x})"));
+                prior
+            }
+        },
+        (_, true, false) => prior,
+        (_, false, true) => other,
+        (_, false, false) => PoolVariant::None,
+    };
+    parts.push(format!("decision `{decision}`"));
+    d.decision = decision.to_string();
+    d.rationale = parts.join("; ");
+    (decision, d)
 }
 
 /// Port byte budget: the engine's 16 MiB unless it cannot hold two chunks of the widest
-/// measured end-to-end row (one being filled while the other is drained); then the smallest
+/// measured row (one being filled while the other is drained); then the smallest
 /// power-of-two MiB that can.
-pub fn decide_byte_budget(results: &Results, chunk: u64) -> Decision {
-    let measured_row = results
+pub fn decide_byte_budget(results: &Results, chunk: u64) -> Decided<u64> {
+    let mut rows: Vec<(f64, String)> = results
         .e2e
         .iter()
         .filter(|r| r.rows > 0)
-        .map(|r| (r.bytes as f64 / r.rows as f64, r))
-        .max_by(|a, b| a.0.total_cmp(&b.0));
-    let (bpr, measured, src) = match measured_row {
-        Some((b, r)) => (
-            b.ceil() as u64,
-            true,
-            format!(
-                "widest measured row {} B (`{}`: {} bytes / {} rows)",
-                b.ceil(),
-                r.name,
-                r.bytes,
-                r.rows
-            ),
-        ),
+        .map(|r| {
+            (
+                r.bytes as f64 / r.rows as f64,
+                format!("`{}`: {} bytes / {} rows", r.name, r.bytes, r.rows),
+            )
+        })
+        .collect();
+    rows.extend(results.ab.iter().filter(|r| r.rows > 0).map(|r| {
+        (
+            r.input_bytes as f64 / r.rows as f64,
+            format!("`{}`: {} bytes / {} rows", r.id, r.input_bytes, r.rows),
+        )
+    }));
+    let widest = rows.into_iter().max_by(|a, b| a.0.total_cmp(&b.0));
+    let (bpr, measured, src) = match widest {
+        Some((b, s)) => (b.ceil() as u64, true, format!("widest measured row {} B ({s})", b.ceil())),
         None => (
             Prior::BYTES_PER_ROW,
             false,
@@ -601,20 +722,21 @@ pub fn decide_byte_budget(results: &Results, chunk: u64) -> Decision {
     } else {
         round_up_mib_pow2(need)
     };
-    Decision {
+    let d = Decision {
         component: "port byte budget".into(),
         baseline: fmt::bytes(Prior::PORT_BYTE_BUDGET as f64),
         alternatives: vec!["larger power-of-two MiB".into()],
         decision: budget.to_string(),
         measured,
-        rule: "hold at least two chunks of the widest row (double buffering); otherwise bound memory (seed 000: memory < 2× raw data)"
-            .into(),
+        rule: "ours (derived, not a speed comparison): hold at least two chunks of the widest row (double buffering); otherwise bound memory (seed 000: memory < 2× raw data)".into(),
         rationale: format!(
             "{src}; two {chunk}-row chunks need {}; budget {}",
             fmt::bytes(need as f64),
             fmt::bytes(budget as f64)
         ),
-    }
+        evidence: Vec::new(),
+    };
+    (budget, d)
 }
 
 /// Rounds up to a power of two number of MiB (at least 1 MiB).
@@ -624,84 +746,41 @@ pub fn round_up_mib_pow2(bytes: u64) -> u64 {
     mib.next_power_of_two() * MIB
 }
 
-/// Spill threshold: seed 000's 70 % is kept when spilling works smoothly, i.e. the spill path
-/// (write and read back) moves rows at least as fast as the end-to-end pipeline does.
-pub fn decide_spill(a: &Analysis, results: &Results) -> Decision {
-    let mut d = Decision {
+/// Spill threshold: the engine has no spill yet, so nothing is measured and seed 000's
+/// current design stands.
+pub fn decide_spill() -> Decision {
+    Decision {
         component: "spill threshold".into(),
-        baseline: "80 %".into(),
-        alternatives: vec!["70 %".into()],
-        decision: format!("{SPILL_THRESHOLD_PERCENT} %"),
+        baseline: format!("{} %", rules::SPILL_PRIOR_PERCENT),
+        alternatives: vec!["50 %".into(), "60 %".into(), "70 %".into(), "90 %".into()],
+        decision: format!("{} %", rules::SPILL_PRIOR_PERCENT),
         measured: false,
-        rule: "seed 000: 70 % threshold (more headroom); keep it if spillover works smoothly".into(),
-        rationale: String::new(),
-    };
-    let spill_rate = a
-        .spill
-        .iter()
-        .filter_map(|b| match b.throughput {
-            Some(crate::results::Throughput::Elements(n)) => Some((n as f64 / (b.mean.point * 1e-9), b.full_id())),
-            _ => None,
-        })
-        .min_by(|x, y| x.0.total_cmp(&y.0));
-    let spill_runs: Vec<_> = results
-        .e2e
-        .iter()
-        .filter(|r| crate::ids::is_spill(&crate::ids::normalize(&r.name)))
-        .collect();
-    let rate = spill_rate.or_else(|| {
-        spill_runs
-            .iter()
-            .map(|r| (r.rows_per_sec, r.name.clone()))
-            .min_by(|x, y| x.0.total_cmp(&y.0))
-    });
-    match (rate, e2e_rate(results)) {
-        (Some((s, sid)), Some((p, pid))) => {
-            d.measured = true;
-            let smooth = s >= p;
-            d.rationale = format!(
-                "spill path `{sid}` moves {}/s, pipeline `{pid}` {}/s: {}",
-                fmt::rate(s),
-                fmt::rate(p),
-                if smooth {
-                    "spilling keeps up, keep 70 %"
-                } else {
-                    "spilling is slower than the pipeline and will throttle it once triggered; 70 % kept for headroom"
-                }
-            );
-        }
-        (Some((s, sid)), None) => {
-            d.measured = true;
-            d.rationale = format!(
-                "spill path `{sid}` moves {}/s; pipeline rate {NOT_MEASURED}, so smoothness is unjudged; 70 % kept",
-                fmt::rate(s)
-            );
-        }
-        _ => {
-            d.rationale = format!("spill throughput {NOT_MEASURED}; keeping seed 000's 70 %");
-        }
+        rule: format!(
+            "{}; to be decided by engine A/B of the real spill (wall time, peak RSS) under a fixed memory budget",
+            rules::SPILL_SOURCE
+        ),
+        rationale: "not measured; the prior stands (the engine has no spill yet; the prototype's spill bench explains, it does not decide)"
+            .into(),
+        evidence: Vec::new(),
     }
-    d
 }
 
-/// All decisions for one run.
-pub fn decide(results: &Results, a: &Analysis) -> Decisions {
-    let rows = decide_rows(a);
-    let ports = decide_ports(a);
-    let pooling = decide_pooling(a, rows.decision == "columnar");
-    let chunk = decide_chunk_size(a, results);
-    let buffer = decide_buffer(a);
-    let chunk_v: u64 = chunk.decision.parse().unwrap_or(Prior::CHUNK_SIZE);
-    let buffer_v: u64 = buffer.decision.parse().unwrap_or(Prior::BUFFER_SIZE_CHUNKS);
-    let budget = decide_byte_budget(results, chunk_v);
-    let spill = decide_spill(a, results);
+/// All decisions for one run. `rules_commit` names the commit of the rules used.
+pub fn decide(results: &Results, a: &Analysis, rules_commit: &str) -> Decisions {
+    let (row_v, rows) = decide_rows(a);
+    let (port_v, ports) = decide_ports(a);
+    let (pool_v, pooling) = decide_pooling(a);
+    let (chunk_v, chunk) = decide_chunk_size(a);
+    let (buffer_v, buffer) = decide_buffer(a);
+    let (budget_v, budget) = decide_byte_budget(results, chunk_v);
+    let spill = decide_spill();
     let defaults = Defaults {
         chunk_size: chunk_v,
         buffer_size_chunks: buffer_v,
-        port_byte_budget_bytes: budget.decision.parse().unwrap_or(0),
-        row_representation: rows.decision.clone(),
-        port_flavour: ports.decision.clone(),
-        pooling: pooling.decision.clone(),
+        port_byte_budget_bytes: budget_v,
+        row_representation: row_v,
+        port_flavour: port_v,
+        pooling: pool_v,
     };
     let machine = results.machine.as_ref().map_or_else(
         || NOT_MEASURED.to_owned(),
@@ -715,6 +794,7 @@ pub fn decide(results: &Results, a: &Analysis) -> Decisions {
     Decisions {
         run_date,
         machine,
+        rules_commit: rules_commit.to_owned(),
         defaults,
         decisions,
     }
@@ -723,267 +803,218 @@ pub fn decide(results: &Results, a: &Analysis) -> Decisions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::{CriterionBench, DhatProfile, Estimate};
+    use crate::results::{AbRecord, AbRun, CriterionBench, Estimate};
 
-    fn bench(id: &str, ns: f64) -> CriterionBench {
-        let mut parts = id.splitn(3, '/');
-        CriterionBench {
-            group: parts.next().unwrap().into(),
-            function: parts.next().unwrap_or("").into(),
-            value: parts.next().map(Into::into),
-            mean: Estimate {
-                point: ns,
-                lower: ns * 0.95,
-                upper: ns * 1.05,
-                level: 0.95,
-            },
-            median: Estimate::exact(ns),
-            throughput: None,
+    fn ab(id: &str, alts: &[&str], walls: &[(&str, f64, u64)], rounds: usize, status: &str) -> AbRecord {
+        let mut runs = Vec::new();
+        for r in 0..rounds {
+            for (i, (alt, w, allocs)) in walls.iter().enumerate() {
+                // ±2 % deterministic wobble.
+                let wobble = 1.0 + 0.02 * (((r * 7 + i * 3) % 5) as f64 - 2.0) / 2.0;
+                runs.push(AbRun {
+                    alternative: (*alt).into(),
+                    round: r as u64,
+                    position: i as u64,
+                    wall_s: w * wobble,
+                    peak_rss_bytes: Some(100 << 20),
+                    allocations: Some((*allocs as f64 * wobble) as u64),
+                    allocated_bytes: None,
+                    rows_in: 1000,
+                    rows_out: 1000,
+                });
+            }
+        }
+        AbRecord {
+            id: id.into(),
+            incumbent: alts[0].into(),
+            alternatives: alts.iter().map(|s| (*s).to_owned()).collect(),
+            rows: 200_000,
+            input_bytes: 16_000_000,
+            columns: 6,
+            status: status.into(),
+            reason: (status != "measured").then(|| "engine switch missing: unknown key 'Engine'".into()),
+            runs,
         }
     }
 
-    fn dhat(name: &str, allocs: f64) -> DhatProfile {
-        DhatProfile {
-            name: name.into(),
-            ops: 1000,
-            total_blocks: (allocs * 1000.0) as u64,
-            total_bytes: 0,
-            max_blocks: 0,
-            max_bytes: 0,
-            allocs_per_op: allocs,
-            bytes_per_op: 0.0,
-        }
-    }
-
-    fn decide_on(criterion: Vec<CriterionBench>, dhat: Vec<DhatProfile>) -> Decisions {
+    fn on(ab: Vec<AbRecord>, criterion: Vec<CriterionBench>) -> Decisions {
         let results = Results {
+            ab,
             criterion,
-            dhat,
             ..Default::default()
         };
-        let a = Analysis::new(&results);
-        decide(&results, &a)
+        let a = Analysis::new(&results).unwrap();
+        decide(&results, &a, "abc123")
     }
 
     #[test]
     fn nothing_measured_keeps_priors_and_says_so() {
-        let d = decide_on(vec![], vec![]);
+        let d = on(vec![], vec![]);
         assert_eq!(d.defaults.chunk_size, 5000);
         assert_eq!(d.defaults.buffer_size_chunks, 16);
         assert_eq!(d.defaults.port_byte_budget_bytes, 16 * 1024 * 1024);
-        assert_eq!(d.defaults.row_representation, "columnar");
-        assert_eq!(d.defaults.port_flavour, "chunked-channel");
-        assert_eq!(d.defaults.pooling, "none");
+        assert_eq!(d.defaults.row_representation, RowVariant::Columnar);
+        assert_eq!(d.defaults.port_flavour, ChunkedPorts(PortFlavour::Crossbeam));
+        assert_eq!(d.defaults.pooling, PoolVariant::LockFree);
+        assert_eq!(d.rules_commit, "abc123");
         for dec in d.decisions.values() {
             assert!(!dec.measured, "{dec:?}");
-            assert!(dec.rationale.contains("not measured in this run"), "{dec:?}");
+            assert!(dec.rationale.contains("not measured"), "{dec:?}");
         }
+        assert_eq!(d.decisions["spill_threshold"].decision, "80 %");
     }
 
     #[test]
-    fn array_adopted_only_when_over_fifty_percent_faster_on_both() {
-        let d = decide_on(
-            vec![
-                bench("rows/dictionary/read", 30.0),
-                bench("rows/dictionary/with", 300.0),
-                bench("rows/array/read", 10.0),
-                bench("rows/array/with", 100.0),
-                bench("rows/persistent/read", 10.0),
-                bench("rows/persistent/with", 250.0),
-            ],
+    fn a_clear_chunk_size_win_is_adopted_and_a_small_one_is_a_tie() {
+        let d = on(
+            vec![ab(
+                "engine-ab/chunk-size/default",
+                &["5000", "1000", "20000"],
+                &[("5000", 1.0, 0), ("1000", 1.2, 0), ("20000", 0.5, 0)],
+                5,
+                "measured",
+            )],
             vec![],
         );
-        let r = &d.decisions["row_representation"];
-        assert!(r.measured);
-        assert_eq!(r.decision, "array", "{}", r.rationale);
-        assert!(r.rationale.contains("3.00×"), "{}", r.rationale);
-    }
-
-    #[test]
-    fn columnar_needs_a_faster_chunk_transform() {
-        let base = vec![
-            bench("rows/dictionary/read", 30.0),
-            bench("rows/dictionary/with", 300.0),
-            bench("rows/array/read", 10.0),
-            bench("rows/array/with", 100.0),
-            bench("rows/array/chunk-transform", 1_000_000.0),
-        ];
-        let mut fast = base.clone();
-        fast.push(bench("rows/columnar/chunk-transform", 100_000.0));
-        assert_eq!(decide_on(fast, vec![]).defaults.row_representation, "columnar");
-        let mut slow = base;
-        slow.push(bench("rows/columnar/chunk-transform", 900_000.0));
-        assert_eq!(decide_on(slow, vec![]).defaults.row_representation, "array");
-    }
-
-    #[test]
-    fn dictionary_kept_when_nothing_is_fast_enough() {
-        let d = decide_on(
-            vec![
-                bench("rows/dictionary/read", 30.0),
-                bench("rows/dictionary/with", 300.0),
-                bench("rows/array/read", 25.0),
-                bench("rows/array/with", 100.0),
-            ],
-            vec![],
-        );
-        assert_eq!(d.defaults.row_representation, "dictionary");
-    }
-
-    #[test]
-    fn port_flavour_needs_fifty_percent_and_scaling() {
-        let d = decide_on(
-            vec![
-                bench("ports-chunks-fan-out-1/std/10000", 1000.0),
-                bench("ports-chunks-fan-out-100/std/10000", 60_000.0),
-                bench("ports-chunks-fan-out-1/crossbeam/10000", 900.0),
-                bench("ports-chunks-fan-out-100/crossbeam/10000", 55_000.0),
-                bench("ports-chunks-fan-out-1/flume/10000", 500.0),
-                bench("ports-chunks-fan-out-100/flume/10000", 30_000.0),
-                bench("ports-rows-fan-out-1/std/10000", 10_000.0),
-                bench("ports-rows-fan-out-100/std/10000", 600_000.0),
-            ],
-            vec![],
-        );
-        let p = &d.decisions["port_flavour"];
-        assert_eq!(p.decision, "chunked-flume", "{}", p.rationale);
-        assert!(p.rationale.contains("over the fan-out benches"), "{}", p.rationale);
-        assert!(p.rationale.contains("167 %"), "{}", p.rationale);
-        assert!(p.rationale.contains("10.0× as fast as row messages"), "{}", p.rationale);
-    }
-
-    #[test]
-    fn the_pipeline_bench_decides_the_crate_when_measured() {
-        let d = decide_on(
-            vec![
-                bench("ports-chunks-fan-out-1/std/1000", 1000.0),
-                bench("ports-chunks-fan-out-100/std/1000", 60_000.0),
-                bench("ports-chunks-fan-out-1/tokio/1000", 100.0),
-                bench("ports-chunks-fan-out-100/tokio/1000", 6_000.0),
-                bench("ports-pipeline/std/10000", 5_000.0),
-                bench("ports-pipeline/tokio/10000", 4_500.0),
-            ],
-            vec![],
-        );
-        let p = &d.decisions["port_flavour"];
-        assert_eq!(p.decision, "chunked-channel", "{}", p.rationale);
-        assert!(
-            p.rationale.contains("1.11× the speed of std in the producer→consumer pipeline"),
-            "{}",
-            p.rationale
-        );
-    }
-
-    #[test]
-    fn row_messages_kept_when_chunks_are_not_much_faster() {
-        let d = decide_on(
-            vec![
-                bench("ports-chunks-fan-out-1/std/1000", 1000.0),
-                bench("ports-rows-fan-out-1/std/1000", 1200.0),
-            ],
-            vec![],
-        );
-        assert_eq!(d.defaults.port_flavour, "row-channel");
-    }
-
-    #[test]
-    fn poor_channel_scaling_switches_to_a_port_that_scales() {
-        let d = decide_on(
-            vec![
-                bench("ports-chunks-fan-out-1/std/1000", 1000.0),
-                bench("ports-chunks-fan-out-100/std/1000", 1_000_000.0),
-                bench("ports-chunks-fan-out-1/callback/1000", 1000.0),
-                bench("ports-chunks-fan-out-100/callback/1000", 100_000.0),
-            ],
-            vec![],
-        );
-        assert_eq!(d.defaults.port_flavour, "chunked-callback");
-    }
-
-    #[test]
-    fn a_channel_that_scales_is_preferred_to_leaving_channels() {
-        // std keeps 10 % at fan-out 100; crossbeam keeps 60 % and hands off faster; the
-        // callback scales best but changes the architecture: channels stay, crossbeam wins.
-        let d = decide_on(
-            vec![
-                bench("ports-chunks-fan-out-1/std/1000", 1000.0),
-                bench("ports-chunks-fan-out-100/std/1000", 1_000_000.0),
-                bench("ports-chunks-fan-out-1/crossbeam/1000", 1000.0),
-                bench("ports-chunks-fan-out-100/crossbeam/1000", 166_667.0),
-                bench("ports-chunks-fan-out-1/callback/1000", 1000.0),
-                bench("ports-chunks-fan-out-100/callback/1000", 100_000.0),
-                bench("ports-pipeline/std/10000", 5_000.0),
-                bench("ports-pipeline/crossbeam/10000", 4_000.0),
-            ],
-            vec![],
-        );
-        let p = &d.decisions["port_flavour"];
-        assert_eq!(p.decision, "chunked-crossbeam", "{}", p.rationale);
-        assert!(
-            p.rationale.contains("crossbeam is the fastest channel that scales"),
-            "{}",
-            p.rationale
-        );
-    }
-
-    #[test]
-    fn pooling_threshold_is_thirty_percent_and_not_slower() {
-        let allocs = vec![
-            dhat("pool-none-buffers", 10.0),
-            dhat("pool-object-pool-buffers", 7.5),
-            dhat("pool-lock-free-buffers", 2.0),
-            dhat("pool-thread-local-buffers", 1.0),
-        ];
-        let d = decide_on(
-            vec![
-                bench("pooling/none/buffers", 100.0),
-                bench("pooling/lock-free/buffers", 90.0),
-                bench("pooling/thread-local/buffers", 150.0),
-            ],
-            allocs,
-        );
-        let p = &d.decisions["pooling"];
-        // thread-local saves most but is slower; object-pool saves only 25 %.
-        assert_eq!(p.decision, "lock-free", "{}", p.rationale);
-        assert!(p.rationale.contains("80.0 %"), "{}", p.rationale);
-    }
-
-    #[test]
-    fn columnar_rows_are_not_pooled_only_buffers_count() {
-        // Pooling rows would save 90 %, buffers nothing: with columnar rows (the prior), the
-        // row scenarios do not count.
-        let allocs = vec![
-            dhat("pool-none-rows", 10.0),
-            dhat("pool-lock-free-rows", 1.0),
-            dhat("pool-none-buffers", 4.0),
-            dhat("pool-lock-free-buffers", 4.0),
-        ];
-        let d = decide_on(vec![], allocs);
-        let p = &d.decisions["pooling"];
-        assert_eq!(p.decision, "none", "{}", p.rationale);
-        assert!(p.rationale.contains("only buffer pooling applies"), "{}", p.rationale);
-    }
-
-    #[test]
-    fn sweeps_change_defaults_only_when_much_faster() {
-        let mut b1 = bench("engine/chunk-size/1000", 2_000_000.0);
-        let mut b5 = bench("engine/chunk-size/5000", 1_000_000.0);
-        let mut b20 = bench("engine/chunk-size/20000", 800_000.0);
-        for b in [&mut b1, &mut b5, &mut b20] {
-            b.throughput = Some(crate::results::Throughput::Elements(100_000));
-        }
-        let d = decide_on(vec![b1, b5, b20], vec![]);
         let c = &d.decisions["chunk_size"];
-        assert!(c.measured);
-        assert_eq!(c.decision, "5000", "{}", c.rationale);
-        let mut b1 = bench("pipeline/crossbeam/capacity-1", 3_000_000.0);
-        let mut b16 = bench("pipeline/crossbeam/capacity-16", 1_000_000.0);
-        let mut b64 = bench("pipeline/crossbeam/capacity-64", 500_000.0);
-        for b in [&mut b1, &mut b16, &mut b64] {
-            b.throughput = Some(crate::results::Throughput::Elements(100_000));
+        assert!(c.measured, "{}", c.rationale);
+        assert_eq!(d.defaults.chunk_size, 20000, "{}", c.rationale);
+        assert!(c.rationale.contains("adopt 20000"), "{}", c.rationale);
+        assert!(c.evidence.iter().any(|e| e.outcome == "loss"), "{:?}", c.evidence);
+
+        let d = on(
+            vec![ab(
+                "engine-ab/chunk-size/default",
+                &["5000", "20000"],
+                &[("5000", 1.0, 0), ("20000", 0.8, 0)],
+                5,
+                "measured",
+            )],
+            vec![],
+        );
+        assert_eq!(d.defaults.chunk_size, 5000);
+        let c = &d.decisions["chunk_size"];
+        assert!(c.rationale.contains("tie (within noise)"), "{}", c.rationale);
+        assert!(c.evidence[0].margin < 0.0);
+    }
+
+    #[test]
+    fn a_missing_engine_switch_is_not_measured_never_fabricated() {
+        let recs = vec![
+            ab("engine-ab/port-flavour/fan-out-1", &["crossbeam", "flume"], &[], 0, "not-measured"),
+            ab(
+                "engine-ab/pooling/default",
+                &["lock-free", "none", "object-pool"],
+                &[],
+                0,
+                "not-measured",
+            ),
+        ];
+        let d = on(recs, vec![]);
+        for k in ["port_flavour", "pooling"] {
+            let x = &d.decisions[k];
+            assert!(!x.measured);
+            assert!(x.rationale.contains("not measured (engine switch missing)"), "{}", x.rationale);
+            assert!(x.evidence.is_empty());
         }
-        let d = decide_on(vec![b1, b16, b64], vec![]);
-        assert_eq!(d.defaults.buffer_size_chunks, 64);
+        assert_eq!(d.defaults.port_flavour.to_string(), "chunked-crossbeam");
+    }
+
+    #[test]
+    fn flume_needs_the_bar_over_all_fan_outs() {
+        let fast: Vec<AbRecord> = [1, 2, 10, 100]
+            .iter()
+            .map(|n| {
+                ab(
+                    &format!("engine-ab/port-flavour/fan-out-{n}"),
+                    &["crossbeam", "flume"],
+                    &[("crossbeam", 2.0, 0), ("flume", 1.0, 0)],
+                    5,
+                    "measured",
+                )
+            })
+            .collect();
+        assert_eq!(on(fast, vec![]).defaults.port_flavour.to_string(), "chunked-flume");
+        let close: Vec<AbRecord> = [1, 100]
+            .iter()
+            .map(|n| {
+                ab(
+                    &format!("engine-ab/port-flavour/fan-out-{n}"),
+                    &["crossbeam", "flume"],
+                    &[("crossbeam", 1.0, 0), ("flume", 0.9, 0)],
+                    5,
+                    "measured",
+                )
+            })
+            .collect();
+        let d = on(close, vec![]);
+        assert_eq!(d.defaults.port_flavour.to_string(), "chunked-crossbeam");
+        assert!(d.decisions["port_flavour"].measured);
+    }
+
+    #[test]
+    fn pooling_keeps_the_incumbent_while_it_saves_thirty_percent() {
+        let rec = |lf: u64, op: u64| {
+            ab(
+                "engine-ab/pooling/default",
+                &["lock-free", "none", "object-pool"],
+                &[("lock-free", 1.0, lf), ("none", 1.0, 1000), ("object-pool", 1.0, op)],
+                5,
+                "measured",
+            )
+        };
+        // Both save 50 %, equal speed: the incumbent stays.
+        assert_eq!(on(vec![rec(500, 500)], vec![]).defaults.pooling, PoolVariant::LockFree);
+        // lock-free saves 10 %, object-pool 50 %: object-pool.
+        assert_eq!(on(vec![rec(900, 500)], vec![]).defaults.pooling, PoolVariant::ObjectPool);
+        // Neither saves 30 %: none.
+        let d = on(vec![rec(900, 800)], vec![]);
+        assert_eq!(d.defaults.pooling, PoolVariant::None, "{}", d.decisions["pooling"].rationale);
+    }
+
+    fn crit(id: &str, ns: f64, spread: f64) -> CriterionBench {
+        let mut p = id.split('/');
+        CriterionBench {
+            group: p.next().unwrap().into(),
+            function: p.next().unwrap().into(),
+            value: p.next().map(Into::into),
+            mean: Estimate::exact(ns),
+            median: Estimate::exact(ns),
+            throughput: None,
+            samples: (0..20).map(|i| ns * (1.0 + spread * ((i % 5) as f64 - 2.0) / 2.0)).collect(),
+        }
+    }
+
+    fn row_benches(array_speed: f64, columnar_chunk: f64) -> Vec<CriterionBench> {
+        let mut v = Vec::new();
+        for w in ["width-5", "width-20"] {
+            for op in ["read-name", "read-index", "with"] {
+                v.push(crit(&format!("rows-{op}/dictionary/{w}"), 100.0, 0.02));
+                v.push(crit(&format!("rows-{op}/array/{w}"), 100.0 / array_speed, 0.02));
+            }
+            for op in ["chunk-build", "chunk-transform"] {
+                v.push(crit(&format!("rows-{op}/array/{w}"), 1000.0, 0.02));
+                v.push(crit(&format!("rows-{op}/dictionary/{w}"), 3000.0, 0.02));
+                v.push(crit(&format!("rows-{op}/columnar/{w}"), columnar_chunk, 0.02));
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn rows_weigh_every_op_and_width_and_columnar_stays_unless_beaten() {
+        // array 3× faster per row; columnar 10× faster than array per chunk: columnar stays.
+        let d = on(vec![], row_benches(3.0, 100.0));
+        let r = &d.decisions["row_representation"];
+        assert!(r.measured, "{}", r.rationale);
+        assert!(r.rationale.contains("per-row winner `array`"), "{}", r.rationale);
+        assert_eq!(d.defaults.row_representation, RowVariant::Columnar);
+        // columnar 3× slower than array per chunk: array replaces it.
+        let d = on(vec![], row_benches(3.0, 3000.0));
+        assert_eq!(d.defaults.row_representation, RowVariant::Array);
+        // array only 1.2× faster per row: dictionary is the per-row winner.
+        let d = on(vec![], row_benches(1.2, 100.0));
+        assert!(d.decisions["row_representation"].rationale.contains("per-row winner `dictionary`"));
     }
 
     #[test]
@@ -1006,15 +1037,14 @@ mod tests {
             e2e: vec![run(1_000_000)],
             ..Default::default()
         };
-        let d = decide_byte_budget(&narrow, 5000);
+        let (b, d) = decide_byte_budget(&narrow, 5000);
         assert!(d.measured);
-        assert_eq!(d.decision, (16u64 * 1024 * 1024).to_string());
+        assert_eq!(b, 16 * 1024 * 1024);
         let wide = Results {
             e2e: vec![run(4_000_000)],
             ..Default::default()
         };
-        // 2 × 5000 × 4000 B = 40 MB → 64 MiB.
-        assert_eq!(decide_byte_budget(&wide, 5000).decision, (64u64 * 1024 * 1024).to_string());
+        assert_eq!(decide_byte_budget(&wide, 5000).0, 64 * 1024 * 1024);
     }
 
     #[test]
@@ -1025,12 +1055,16 @@ mod tests {
     }
 
     #[test]
-    fn toml_round_trips() {
-        let d = decide_on(vec![], vec![]);
+    fn toml_round_trips_and_values_are_typed() {
+        let d = on(vec![], vec![]);
         let text = d.to_toml().unwrap();
         assert!(text.contains("[defaults]"));
-        assert!(text.contains("chunk_size = 5000"));
+        assert!(text.contains("port_flavour = \"chunked-crossbeam\""));
         let back = Decisions::from_toml(&text).unwrap();
         assert_eq!(back, d);
+        let bad = text.replace("pooling = \"lock-free\"", "pooling = \"lockfree\"");
+        assert!(Decisions::from_toml(&bad).is_err());
+        let bad = text.replace("\"chunked-crossbeam\"", "\"chunked-tokio\"");
+        assert!(Decisions::from_toml(&bad).is_err());
     }
 }

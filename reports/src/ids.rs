@@ -1,219 +1,140 @@
-//! Recognising what a benchmark id measures.
+//! Bench ids: one grammar, parsed strictly into typed coordinates.
 //!
-//! Bench ids are written by people (`rows/array/read-by-name/customer`,
-//! `fan_out/crossbeam/fan-out-10/10000/chunk`, `PoolingRows/ObjectPool`, ...), so matching is by
-//! words, not by exact strings: an id is lower-cased, camel case is split, and every run of
-//! non-alphanumeric characters becomes one `-`, giving e.g. `-rows-array-read-by-name-customer-`.
-//! A pattern then matches at a word start, either as a whole word or as a word prefix.
+//! An id that does not follow the grammar is an error ([`IdError`]) and fails the report:
+//! a renamed bench must be renamed here too, never silently classified as something else.
+//!
+//! ```text
+//! criterion  <group>/<function>[/<value>]
+//!   rows-<row-op>/<row-variant>/width-<5|20>
+//!   ports-fan-out-<n>/<port-flavour>/<rows>          5,000-row chunk messages to n subscribers
+//!   ports-pipeline/<port-flavour>/<rows>             producer → transform → consumer
+//!   pooling-<pool-object>/<pool-variant>/<chunks>
+//!   js-e2e/workers-<n|default>
+//!   spill/write-read/<rows>
+//! dhat       rows-<row-op>-<row-variant>-width-<5|20>
+//!            pooling-<pool-object>-<pool-variant>
+//! engine A/B engine-ab/<experiment>/<config>        (results/engine-ab/*.json "id")
+//!   experiment  chunk-size | buffer-size | port-flavour | pooling
+//!   config      default | fan-out-<n>
+//!
+//! row-op        read-name | read-index | with | build | chunk-build | chunk-transform
+//! row-variant   dictionary | persistent | array | pooled | columnar
+//! port-flavour  std | crossbeam | flume | tokio | callback | batched
+//! pool-object   raw-chunk | text-buffer
+//! pool-variant  none | object-pool | lock-free
+//! ```
+//! Numbers are plain decimal integers (no `10k`).
 
 use std::fmt;
+use std::str::FromStr;
 
-/// Normalises an id: lower case, camel case split, separators collapsed to `-`, and a `-` at
-/// both ends so that `-word-` finds whole words.
-pub fn normalize(id: &str) -> String {
-    let mut s = String::from("-");
-    let mut prev: Option<char> = None;
-    for c in id.chars() {
-        if c.is_ascii_alphanumeric() {
-            let camel_break = c.is_ascii_uppercase() && prev.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit());
-            if camel_break && !s.ends_with('-') {
-                s.push('-');
-            }
-            s.push(c.to_ascii_lowercase());
-        } else if !s.ends_with('-') {
-            s.push('-');
-        }
-        prev = Some(c);
-    }
-    if !s.ends_with('-') {
-        s.push('-');
-    }
-    s
+/// An id that does not follow the grammar.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdError {
+    /// The id as given.
+    pub id: String,
+    /// What is wrong.
+    pub why: String,
 }
 
-/// How a pattern matches in a normalised id.
-#[derive(Debug, Clone, Copy)]
-enum Pat {
-    /// The whole word (or word sequence, e.g. `fan-out`).
-    Word(&'static str),
-    /// A word starting with this text.
-    Prefix(&'static str),
-}
-
-/// Span of the first match of `pat` in `norm` (covering whole words).
-fn find(norm: &str, pat: Pat) -> Option<(usize, usize)> {
-    match pat {
-        Pat::Word(w) => {
-            let needle = format!("-{w}-");
-            norm.find(&needle).map(|i| (i, i + needle.len() - 1))
-        }
-        Pat::Prefix(p) => {
-            let needle = format!("-{p}");
-            let i = norm.find(&needle)?;
-            let rest = &norm[i + needle.len()..];
-            let end = rest.find('-').map_or(norm.len(), |j| i + needle.len() + j);
-            Some((i, end))
-        }
-    }
-}
-
-/// The earliest-matching variant of a table, with the span it matched.
-fn earliest<V: Copy>(norm: &str, table: &[(V, &[Pat])]) -> Option<(V, usize, usize)> {
-    let mut best: Option<(V, usize, usize)> = None;
-    for (v, pats) in table {
-        for p in *pats {
-            if let Some((s, e)) = find(norm, *p) {
-                if best.is_none_or(|(_, bs, _)| s < bs) {
-                    best = Some((*v, s, e));
-                }
-            }
-        }
-    }
-    best
-}
-
-fn any(norm: &str, pats: &[Pat]) -> bool {
-    pats.iter().any(|p| find(norm, *p).is_some())
-}
-
-/// Parses `123`, `10k` or `1m` at the start of `s`, up to the next `-`.
-fn parse_count(s: &str) -> Option<u64> {
-    let word = s.split('-').next()?;
-    let digits: String = word.chars().take_while(char::is_ascii_digit).collect();
-    if digits.is_empty() {
-        return None;
-    }
-    let n: u64 = digits.parse().ok()?;
-    match &word[digits.len()..] {
-        "" => Some(n),
-        "k" => Some(n * 1_000),
-        "m" => Some(n * 1_000_000),
-        _ => None,
-    }
-}
-
-/// The number right after one of `keys` (`fan-out-10`, `fanout10`, `threads-4`).
-pub fn number_after(norm: &str, keys: &[&str]) -> Option<u64> {
-    span_after(norm, keys).map(|(_, _, n)| n)
-}
-
-/// The number right before one of `keys` (`4-threads`, `1000-rows`).
-pub fn number_before(norm: &str, keys: &[&str]) -> Option<u64> {
-    for key in keys {
-        let needle = format!("-{key}-");
-        if let Some(i) = norm.find(&needle) {
-            let before = &norm[..i];
-            let start = before.rfind('-').map_or(0, |j| j + 1);
-            if let Some(n) = parse_count(&before[start..]) {
-                return Some(n);
-            }
-        }
-    }
-    None
-}
-
-/// Word-level numbers in `norm` (`1000`, `10k`), with their positions.
-fn numbers(norm: &str) -> Vec<(usize, u64)> {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    for w in norm.split('-') {
-        if let Some(n) = parse_count(w) {
-            out.push((pos, n));
-        }
-        pos += w.len() + 1;
-    }
-    out
-}
-
-/// Removes the span `s..e` from `norm` and renormalises: the id without its variant word,
-/// used to pair variants measured in the same scenario.
-fn without_span(norm: &str, s: usize, e: usize) -> String {
-    normalize(&format!("{}{}", &norm[..s], &norm[e..]))
-}
-
-/// Row representations the prototypes implement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum RowVariant {
-    /// `HashMap<String, Value>`; the seeds' baseline.
-    Dictionary,
-    /// `imbl::HashMap` with structural sharing.
-    Persistent,
-    /// Values indexed through a shared schema.
-    Array,
-    /// Rows from an object pool.
-    Pooled,
-    /// Typed column vectors per chunk.
-    Columnar,
-}
-
-impl RowVariant {
-    /// All variants, baseline first.
-    pub const ALL: [RowVariant; 5] = [
-        RowVariant::Dictionary,
-        RowVariant::Persistent,
-        RowVariant::Array,
-        RowVariant::Pooled,
-        RowVariant::Columnar,
-    ];
-    /// The name used in ids, the report and `decisions.toml`.
-    pub fn name(self) -> &'static str {
-        match self {
-            RowVariant::Dictionary => "dictionary",
-            RowVariant::Persistent => "persistent",
-            RowVariant::Array => "array",
-            RowVariant::Pooled => "pooled",
-            RowVariant::Columnar => "columnar",
-        }
-    }
-}
-
-impl fmt::Display for RowVariant {
+impl fmt::Display for IdError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        write!(
+            f,
+            "unknown bench id `{}`: {} (the grammar is in reports/src/ids.rs and results/README.md)",
+            self.id, self.why
+        )
     }
 }
 
-const ROW_VARIANTS: &[(RowVariant, &[Pat])] = &[
-    (
-        RowVariant::Dictionary,
-        &[Pat::Prefix("dict"), Pat::Word("hashmap"), Pat::Word("hash-map")],
-    ),
-    (
-        RowVariant::Persistent,
-        &[Pat::Prefix("persistent"), Pat::Prefix("imbl"), Pat::Prefix("immutable")],
-    ),
-    (RowVariant::Array, &[Pat::Prefix("array")]),
-    (RowVariant::Pooled, &[Pat::Prefix("pooled")]),
-    (RowVariant::Columnar, &[Pat::Prefix("column")]),
-];
+impl std::error::Error for IdError {}
 
-/// Row operations the row benches measure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum RowOp {
-    /// Read one field by name.
-    ReadName,
-    /// Read one field by index.
-    ReadIndex,
-    /// Copy-on-write of one field.
-    With,
-    /// Build a row from values.
-    Build,
-    /// Build a 5,000-row chunk from values.
-    ChunkBuild,
-    /// Set one field on every row of a 5,000-row chunk.
-    ChunkTransform,
+fn err(id: &str, why: impl Into<String>) -> IdError {
+    IdError {
+        id: id.to_owned(),
+        why: why.into(),
+    }
 }
+
+/// A strict decimal count: digits only, no sign, no suffix, no leading `+`.
+fn count(id: &str, s: &str, what: &str) -> Result<u64, IdError> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(err(id, format!("{what} `{s}` is not a decimal integer")));
+    }
+    s.parse().map_err(|_| err(id, format!("{what} `{s}` is out of range")))
+}
+
+/// Declares a closed set of names: `ALL`, `name()`, `Display`, strict `FromStr`.
+macro_rules! names {
+    ($(#[$m:meta])* $ty:ident, $what:literal { $($(#[$vm:meta])* $v:ident => $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum $ty { $($(#[$vm])* $v),+ }
+        impl $ty {
+            /// Every value, in report order (the baseline first).
+            pub const ALL: &'static [$ty] = &[$($ty::$v),+];
+            /// The name used in ids, the report and `decisions.toml`.
+            pub fn name(self) -> &'static str { match self { $($ty::$v => $s),+ } }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.name()) }
+        }
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> { s.serialize_str(self.name()) }
+        }
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+        impl FromStr for $ty {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                $ty::ALL.iter().copied().find(|v| v.name() == s).ok_or_else(|| {
+                    let known: Vec<&str> = $ty::ALL.iter().map(|v| v.name()).collect();
+                    format!("unknown {} `{s}` (known: {})", $what, known.join(", "))
+                })
+            }
+        }
+    };
+}
+
+names!(
+    /// Row representations the prototypes implement.
+    RowVariant, "row variant" {
+        /// `HashMap<Arc<str>, Value>` with shared keys; the seeds' baseline.
+        Dictionary => "dictionary",
+        /// `imbl::HashMap` with structural sharing.
+        Persistent => "persistent",
+        /// Values indexed through a shared schema.
+        Array => "array",
+        /// Rows from an object pool.
+        Pooled => "pooled",
+        /// Typed column vectors per chunk (the engine's representation).
+        Columnar => "columnar",
+    }
+);
+
+names!(
+    /// Row operations the row benches measure.
+    RowOp, "row operation" {
+        /// Read one field by name.
+        ReadName => "read-name",
+        /// Read one field by index (what the engine's steps do).
+        ReadIndex => "read-index",
+        /// Copy-on-write of one field.
+        With => "with",
+        /// Build a row from values.
+        Build => "build",
+        /// Build a 5,000-row chunk from values.
+        ChunkBuild => "chunk-build",
+        /// Compute a field from two others on every row of a 5,000-row chunk.
+        ChunkTransform => "chunk-transform",
+    }
+);
 
 impl RowOp {
-    /// All operations in report order.
-    pub const ALL: [RowOp; 6] = [
-        RowOp::ReadName,
-        RowOp::ReadIndex,
-        RowOp::With,
-        RowOp::Build,
-        RowOp::ChunkBuild,
-        RowOp::ChunkTransform,
-    ];
     /// Human label.
     pub fn label(self) -> &'static str {
         match self {
@@ -222,19 +143,20 @@ impl RowOp {
             RowOp::With => "with",
             RowOp::Build => "build",
             RowOp::ChunkBuild => "chunk build",
-            RowOp::ChunkTransform => "chunk transform",
+            RowOp::ChunkTransform => "chunk transform (computed field)",
         }
     }
 }
 
-/// Row width the benches use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Width {
-    /// The seeds' 5-field customer row.
-    Customer,
-    /// A 20-column row.
-    Wide,
-}
+names!(
+    /// Row width the benches use.
+    Width, "width" {
+        /// The seeds' 5-field customer row.
+        Customer => "width-5",
+        /// A 20-column row.
+        Wide => "width-20",
+    }
+);
 
 impl Width {
     /// Human label.
@@ -246,44 +168,26 @@ impl Width {
     }
 }
 
-/// Port implementations the prototypes offer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum PortFlavour {
-    /// `std::sync::mpsc::sync_channel`.
-    Std,
-    /// `crossbeam-channel` bounded.
-    Crossbeam,
-    /// `flume` bounded.
-    Flume,
-    /// `tokio::sync::mpsc` bounded.
-    Tokio,
-    /// Direct calls of subscribers.
-    Callback,
-    /// Buffer N, then send.
-    Batched,
-}
+names!(
+    /// Port implementations: the prototypes' six, of which the engine can switch between
+    /// `crossbeam` and `flume` (`Settings.Engine.PortFlavour`).
+    PortFlavour, "port flavour" {
+        /// `std::sync::mpsc::sync_channel`.
+        Std => "std",
+        /// `crossbeam-channel` bounded.
+        Crossbeam => "crossbeam",
+        /// `flume` bounded.
+        Flume => "flume",
+        /// `tokio::sync::mpsc` bounded.
+        Tokio => "tokio",
+        /// Direct calls of subscribers.
+        Callback => "callback",
+        /// Buffer N, then send.
+        Batched => "batched",
+    }
+);
 
 impl PortFlavour {
-    /// All flavours, baseline first.
-    pub const ALL: [PortFlavour; 6] = [
-        PortFlavour::Std,
-        PortFlavour::Crossbeam,
-        PortFlavour::Flume,
-        PortFlavour::Tokio,
-        PortFlavour::Callback,
-        PortFlavour::Batched,
-    ];
-    /// The name used in ids, the report and `decisions.toml`.
-    pub fn name(self) -> &'static str {
-        match self {
-            PortFlavour::Std => "std",
-            PortFlavour::Crossbeam => "crossbeam",
-            PortFlavour::Flume => "flume",
-            PortFlavour::Tokio => "tokio",
-            PortFlavour::Callback => "callback",
-            PortFlavour::Batched => "batched",
-        }
-    }
     /// Whether this flavour is a channel (as opposed to callback delivery or batching).
     pub fn is_channel(self) -> bool {
         matches!(
@@ -293,30 +197,8 @@ impl PortFlavour {
     }
 }
 
-impl fmt::Display for PortFlavour {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-const PORT_FLAVOURS: &[(PortFlavour, &[Pat])] = &[
-    (
-        PortFlavour::Std,
-        &[
-            Pat::Word("std"),
-            Pat::Prefix("std-mpsc"),
-            Pat::Prefix("sync-channel"),
-            Pat::Prefix("syncchannel"),
-        ],
-    ),
-    (PortFlavour::Crossbeam, &[Pat::Prefix("crossbeam")]),
-    (PortFlavour::Flume, &[Pat::Prefix("flume")]),
-    (PortFlavour::Tokio, &[Pat::Prefix("tokio")]),
-    (PortFlavour::Callback, &[Pat::Prefix("callback"), Pat::Prefix("direct")]),
-    (PortFlavour::Batched, &[Pat::Prefix("batch")]),
-];
-
-/// What a port message carries.
+/// What a port message carries. The prototypes' fan-out benches send chunk messages only
+/// (the engine's ports carry chunks); the enum stays so that the report can say so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum MessageKind {
     /// One row per message.
@@ -325,339 +207,276 @@ pub enum MessageKind {
     Chunk,
 }
 
-/// Pooling strategies the prototypes offer.
+names!(
+    /// Pooling strategies: what the engine can switch between (`Settings.Engine.Pooling`).
+    PoolVariant, "pool variant" {
+        /// Allocate every time; the seeds' baseline.
+        None => "none",
+        /// The `object-pool` crate.
+        ObjectPool => "object-pool",
+        /// A lock-free bounded queue (crossbeam `ArrayQueue`).
+        LockFree => "lock-free",
+    }
+);
+
+names!(
+    /// The objects the engine pools.
+    PoolObject, "pool object" {
+        /// The CSV source's raw-record chunk (bytes + field/record ends), reader → parser.
+        RawChunk => "raw-chunk",
+        /// The sink's formatted text buffer, sink → writer thread.
+        TextBuffer => "text-buffer",
+    }
+);
+
+names!(
+    /// Engine A/B experiments: each feeds one decision.
+    Experiment, "engine A/B experiment" {
+        /// Source `ChunkSize`.
+        ChunkSize => "chunk-size",
+        /// Connection `BufferSize` (byte budget raised).
+        BufferSize => "buffer-size",
+        /// `Settings.Engine.PortFlavour` at a fan-out.
+        PortFlavour => "port-flavour",
+        /// `Settings.Engine.Pooling`.
+        Pooling => "pooling",
+    }
+);
+
+/// JavaScript workers of a `js-e2e` bench.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum PoolVariant {
-    /// Allocate every time; the baseline.
-    None,
-    /// The `object-pool` crate.
-    ObjectPool,
-    /// A lock-free queue (crossbeam `ArrayQueue`).
-    LockFree,
-    /// A thread-local free list.
-    ThreadLocal,
+pub enum Workers {
+    /// An explicit count.
+    N(u64),
+    /// The default (available cores).
+    Default,
 }
 
-impl PoolVariant {
-    /// All variants, baseline first.
-    pub const ALL: [PoolVariant; 4] = [
-        PoolVariant::None,
-        PoolVariant::ObjectPool,
-        PoolVariant::LockFree,
-        PoolVariant::ThreadLocal,
-    ];
-    /// The name used in ids, the report and `decisions.toml`.
-    pub fn name(self) -> &'static str {
-        match self {
-            PoolVariant::None => "none",
-            PoolVariant::ObjectPool => "object-pool",
-            PoolVariant::LockFree => "lock-free",
-            PoolVariant::ThreadLocal => "thread-local",
-        }
-    }
-}
-
-impl fmt::Display for PoolVariant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-const POOL_VARIANTS: &[(PoolVariant, &[Pat])] = &[
-    (
-        PoolVariant::None,
-        &[
-            Pat::Word("none"),
-            Pat::Word("no-pool"),
-            Pat::Word("no-pooling"),
-            Pat::Prefix("nopool"),
-            Pat::Prefix("unpooled"),
-        ],
-    ),
-    (PoolVariant::ObjectPool, &[Pat::Prefix("object-pool"), Pat::Prefix("objectpool")]),
-    (
-        PoolVariant::LockFree,
-        &[
-            Pat::Prefix("lock-free"),
-            Pat::Prefix("lockfree"),
-            Pat::Prefix("array-queue"),
-            Pat::Prefix("arrayqueue"),
-        ],
-    ),
-    (
-        PoolVariant::ThreadLocal,
-        &[
-            Pat::Prefix("thread-local"),
-            Pat::Prefix("threadlocal"),
-            Pat::Prefix("free-list"),
-            Pat::Prefix("freelist"),
-        ],
-    ),
-];
-
-/// What one benchmark id measures.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Kind {
-    /// A row-representation bench.
+/// What one criterion bench or dhat profile measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchId {
+    /// `rows-<op>/<variant>/<width>`.
     Row {
-        /// Representation.
-        variant: RowVariant,
         /// Operation.
         op: RowOp,
+        /// Representation.
+        variant: RowVariant,
         /// Row width.
         width: Width,
     },
-    /// A port bench.
+    /// `ports-fan-out-<n>/<flavour>/<rows>` (`fan_out: Some(n)`) or
+    /// `ports-pipeline/<flavour>/<rows>` (`fan_out: None`).
     Port {
         /// Port implementation.
         flavour: PortFlavour,
-        /// Subscribers, if a fan-out bench.
+        /// Subscribers of a fan-out bench; `None` for the pipeline.
         fan_out: Option<u64>,
-        /// Row or chunk messages.
-        message: MessageKind,
-        /// Messages sent, when the id says.
-        rows: Option<u64>,
-        /// The id without flavour and fan-out: pairs benches of the same configuration.
-        config: String,
+        /// Rows sent.
+        rows: u64,
     },
-    /// A pooling bench.
+    /// `pooling-<object>/<variant>/<chunks>` (dhat: `pooling-<object>-<variant>`, `chunks: 0`).
     Pool {
-        /// Pool strategy.
+        /// What is pooled.
+        object: PoolObject,
+        /// Strategy.
         variant: PoolVariant,
-        /// The id without the variant word: pairs variants of the same scenario.
-        scenario: String,
+        /// Chunks recycled per iteration (0 for dhat profiles).
+        chunks: u64,
     },
-    /// Anything else.
-    Other,
+    /// `js-e2e/workers-<n|default>`.
+    Js {
+        /// Workers.
+        workers: Workers,
+    },
+    /// `spill/write-read/<rows>`.
+    Spill {
+        /// Rows spilled and read back.
+        rows: u64,
+    },
 }
 
-fn row_op(norm: &str) -> Option<RowOp> {
-    use Pat::*;
-    let table: &[(RowOp, &[Pat])] = &[
-        (
-            RowOp::ChunkBuild,
-            &[Word("chunk-build"), Word("chunk-from-rows"), Word("build-chunk")],
-        ),
-        (RowOp::ChunkTransform, &[Prefix("chunk"), Prefix("transform"), Prefix("set-all")]),
-        (RowOp::ReadIndex, &[Prefix("index"), Word("idx")]),
-        (RowOp::ReadName, &[Prefix("read"), Word("get"), Prefix("lookup")]),
-        (
-            RowOp::With,
-            &[
-                Word("with"),
-                Prefix("with-"),
-                Prefix("cow"),
-                Prefix("copy-on-write"),
-                Word("set"),
-                Prefix("update"),
-            ],
-        ),
-        (
-            RowOp::Build,
-            &[
-                Prefix("build"),
-                Prefix("construct"),
-                Prefix("create"),
-                Word("new"),
-                Prefix("from-values"),
-            ],
-        ),
-    ];
-    // Priority is table order, not position: "chunk transform" wins over "read".
-    table.iter().find(|(_, pats)| any(norm, pats)).map(|(op, _)| *op)
-}
-
-fn width(norm: &str) -> Width {
-    if any(
-        norm,
-        &[
-            Pat::Prefix("wide"),
-            Pat::Word("20"),
-            Pat::Prefix("20col"),
-            Pat::Word("20-col"),
-            Pat::Word("20-cols"),
-            Pat::Word("20-columns"),
-        ],
-    ) {
-        Width::Wide
-    } else {
-        Width::Customer
-    }
-}
-
-const FAN_OUT_KEYS: &[&str] = &["fan-out", "fanout", "fan", "subscribers", "subs"];
-
-/// Fan-out degree in an id (`fan-out-10`, `fanout_100`).
-pub fn fan_out(norm: &str) -> Option<u64> {
-    number_after(norm, FAN_OUT_KEYS).or_else(|| number_before(norm, &["subscribers", "subs"]))
-}
-
-/// Worker threads or cores in an id (`threads-2`, `4-cores`).
-pub fn threads(norm: &str) -> Option<u64> {
-    number_after(norm, &["threads", "cores", "workers", "thread"]).or_else(|| number_before(norm, &["threads", "cores", "workers"]))
-}
-
-/// Chunk size of a chunk-size sweep (`chunk-size-1000`); `None` for other ids.
-pub fn chunk_size(norm: &str) -> Option<u64> {
-    number_after(norm, &["chunk-size", "chunksize", "chunk-rows"])
-}
-
-/// Channel buffer (capacity) of a buffer sweep (`buffer-16`, `capacity-4`).
-pub fn buffer_size(norm: &str) -> Option<u64> {
-    number_after(norm, &["buffer", "capacity", "cap", "bound", "buf"])
-}
-
-/// Whether an id is about spilling to disk.
-pub fn is_spill(norm: &str) -> bool {
-    any(norm, &[Pat::Prefix("spill")])
-}
-
-/// Whether a port id is a producer→consumer pipeline (not a fan-out).
-pub fn is_pipeline(norm: &str) -> bool {
-    any(
-        norm,
-        &[
-            Pat::Prefix("pipeline"),
-            Pat::Prefix("spsc"),
-            Pat::Prefix("producer"),
-            Pat::Prefix("throughput"),
-        ],
-    )
-}
-
-fn group_hint(group: &str) -> Option<&'static str> {
-    let g = normalize(group);
-    if any(&g, &[Pat::Prefix("pool")]) {
-        Some("pool")
-    } else if any(
-        &g,
-        &[
-            Pat::Prefix("port"),
-            Pat::Prefix("fan"),
-            Pat::Prefix("channel"),
-            Pat::Prefix("pipeline"),
-        ],
-    ) {
-        Some("port")
-    } else if any(&g, &[Pat::Prefix("row"), Pat::Prefix("chunk-transform")]) {
-        Some("row")
-    } else {
-        None
-    }
-}
-
-/// Classifies a bench from its criterion group and full id.
-pub fn classify(group: &str, full_id: &str) -> Kind {
-    let norm = normalize(full_id);
-    let hint = group_hint(group);
-    let pool = earliest(&norm, POOL_VARIANTS);
-    let port = earliest(&norm, PORT_FLAVOURS);
-    let row = earliest(&norm, ROW_VARIANTS);
-    let fan = fan_out(&norm);
-
-    let as_pool = |(variant, s, e): (PoolVariant, usize, usize)| Kind::Pool {
-        variant,
-        scenario: without_span(&norm, s, e),
+/// Parses a criterion id from its parts.
+///
+/// # Errors
+/// [`IdError`] when the id is not in the grammar.
+pub fn parse_criterion(group: &str, function: &str, value: Option<&str>) -> Result<BenchId, IdError> {
+    let id = match value {
+        Some(v) => format!("{group}/{function}/{v}"),
+        None => format!("{group}/{function}"),
     };
-    let as_port = |(flavour, s, e): (PortFlavour, usize, usize)| {
-        let rest = without_span(&norm, s, e);
-        let message = if any(&rest, &[Pat::Prefix("chunk")]) {
-            MessageKind::Chunk
+    let need_value = || value.ok_or_else(|| err(&id, "a third part is required"));
+    let e = |m: String| err(&id, m);
+    if let Some(op) = group.strip_prefix("rows-") {
+        let op: RowOp = op.parse().map_err(e)?;
+        let variant: RowVariant = function.parse().map_err(e)?;
+        let width: Width = need_value()?.parse().map_err(e)?;
+        return Ok(BenchId::Row { op, variant, width });
+    }
+    if let Some(n) = group.strip_prefix("ports-fan-out-") {
+        let fan = count(&id, n, "fan-out")?;
+        if fan == 0 {
+            return Err(err(&id, "fan-out must be at least 1"));
+        }
+        return Ok(BenchId::Port {
+            flavour: function.parse().map_err(e)?,
+            fan_out: Some(fan),
+            rows: count(&id, need_value()?, "row count")?,
+        });
+    }
+    if group == "ports-pipeline" {
+        return Ok(BenchId::Port {
+            flavour: function.parse().map_err(e)?,
+            fan_out: None,
+            rows: count(&id, need_value()?, "row count")?,
+        });
+    }
+    if let Some(obj) = group.strip_prefix("pooling-") {
+        return Ok(BenchId::Pool {
+            object: obj.parse().map_err(e)?,
+            variant: function.parse().map_err(e)?,
+            chunks: count(&id, need_value()?, "chunk count")?,
+        });
+    }
+    if group == "js-e2e" && value.is_none() {
+        let w = function
+            .strip_prefix("workers-")
+            .ok_or_else(|| err(&id, "expected workers-<n|default>"))?;
+        let workers = if w == "default" {
+            Workers::Default
         } else {
-            MessageKind::Row
+            Workers::N(count(&id, w, "workers")?)
         };
-        // The fan-out degree is not a row count: look for one only once it is removed.
-        let config = strip_fan_out(&rest);
-        let rows = numbers(&config).into_iter().map(|(_, n)| n).filter(|n| *n >= 100).max();
-        Kind::Port {
-            flavour,
-            fan_out: fan,
-            message,
-            rows,
-            config,
-        }
-    };
-    let as_row = |(variant, _, _): (RowVariant, usize, usize)| match row_op(&norm) {
-        Some(op) => Kind::Row {
-            variant,
-            op,
-            width: width(&norm),
-        },
-        None => Kind::Other,
-    };
-
-    match hint {
-        Some("pool") => return pool.map_or(Kind::Other, as_pool),
-        Some("port") => return port.map_or(Kind::Other, as_port),
-        Some("row") => return row.map_or(Kind::Other, as_row),
-        _ => {}
+        return Ok(BenchId::Js { workers });
     }
-    if let Some(p) = pool.filter(|(v, _, _)| *v != PoolVariant::None) {
-        return as_pool(p);
+    if group == "spill" && function == "write-read" {
+        return Ok(BenchId::Spill {
+            rows: count(&id, need_value()?, "row count")?,
+        });
     }
-    if let Some(p) = port {
-        return as_port(p);
-    }
-    if let Some(r) = row {
-        return as_row(r);
-    }
-    if let Some(p) = pool.filter(|_| any(&norm, &[Pat::Prefix("pool")])) {
-        return as_pool(p);
-    }
-    Kind::Other
+    Err(err(&id, "no rule of the grammar starts like this"))
 }
 
-/// Span of the first `<key>[-]<number>` in `norm`, for any of `keys`, with the number.
-fn span_after(norm: &str, keys: &[&str]) -> Option<(usize, usize, u64)> {
-    for key in keys {
-        let needle = format!("-{key}");
-        let mut from = 0;
-        while let Some(i) = norm[from..].find(&needle) {
-            let start = from + i;
-            let after = &norm[start + needle.len()..];
-            let after_sep = after.strip_prefix('-').unwrap_or(after);
-            if let Some(n) = parse_count(after_sep) {
-                let num_len = after_sep.find('-').unwrap_or(after_sep.len());
-                let end = start + needle.len() + (after.len() - after_sep.len()) + num_len;
-                return Some((start, end, n));
-            }
-            from = start + needle.len();
-        }
-    }
-    None
-}
-
-/// Removes the fan-out word and its number from a normalised id.
-fn strip_fan_out(norm: &str) -> String {
-    if let Some((s, e, _)) = span_after(norm, FAN_OUT_KEYS) {
-        return normalize(&format!("{}{}", &norm[..s], &norm[e..]));
-    }
-    for key in ["subscribers", "subs"] {
-        let needle = format!("-{key}-");
-        if let Some(i) = norm.find(&needle) {
-            let before = &norm[..i];
-            let start = before.rfind('-').map_or(0, |j| j + 1);
-            if parse_count(&before[start..]).is_some() {
-                let end = i + needle.len() - 1;
-                return normalize(&format!("{}{}", &norm[..start], &norm[end..]));
-            }
-        }
-    }
-    norm.to_owned()
-}
-
-/// Classifies a dhat profile name (same vocabulary as bench ids).
-pub fn classify_dhat(name: &str) -> Kind {
-    let norm = normalize(name);
-    if let Some((variant, s, e)) = earliest(&norm, POOL_VARIANTS) {
-        if variant != PoolVariant::None || any(&norm, &[Pat::Prefix("pool")]) {
-            return Kind::Pool {
-                variant,
-                scenario: without_span(&norm, s, e),
+/// Parses a dhat profile name.
+///
+/// # Errors
+/// [`IdError`] when the name is not in the grammar.
+pub fn parse_dhat(name: &str) -> Result<BenchId, IdError> {
+    if let Some(rest) = name.strip_prefix("rows-") {
+        // Operation names contain `-`: try each, longest first.
+        let mut ops: Vec<RowOp> = RowOp::ALL.to_vec();
+        ops.sort_by_key(|o| std::cmp::Reverse(o.name().len()));
+        for op in ops {
+            let Some(rest) = rest.strip_prefix(op.name()).and_then(|r| r.strip_prefix('-')) else {
+                continue;
             };
+            let Some((variant, width)) = rest.split_once("-width-") else {
+                return Err(err(name, "expected rows-<op>-<variant>-width-<n>"));
+            };
+            let variant: RowVariant = variant.parse().map_err(|m| err(name, m))?;
+            let width: Width = format!("width-{width}").parse().map_err(|m| err(name, m))?;
+            return Ok(BenchId::Row { op, variant, width });
+        }
+        return Err(err(name, "unknown row operation"));
+    }
+    if let Some(rest) = name.strip_prefix("pooling-") {
+        for object in PoolObject::ALL {
+            if let Some(v) = rest.strip_prefix(object.name()).and_then(|r| r.strip_prefix('-')) {
+                return Ok(BenchId::Pool {
+                    object: *object,
+                    variant: v.parse().map_err(|m| err(name, m))?,
+                    chunks: 0,
+                });
+            }
+        }
+        return Err(err(name, "unknown pool object"));
+    }
+    Err(err(name, "dhat names start with rows- or pooling-"))
+}
+
+/// A configuration of an engine A/B experiment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AbConfig {
+    /// The one configuration of chunk size, buffer size and pooling.
+    Default,
+    /// The transform feeds this many sinks.
+    FanOut(u64),
+}
+
+impl fmt::Display for AbConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AbConfig::Default => f.write_str("default"),
+            AbConfig::FanOut(n) => write!(f, "fan-out-{n}"),
         }
     }
-    classify("", name)
+}
+
+/// One alternative of an engine A/B experiment, typed by its experiment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AbValue {
+    /// Rows per chunk.
+    ChunkSize(u64),
+    /// Chunks a connection buffers.
+    BufferSize(u64),
+    /// Port flavour.
+    PortFlavour(PortFlavour),
+    /// Pool strategy.
+    Pooling(PoolVariant),
+}
+
+impl fmt::Display for AbValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AbValue::ChunkSize(n) | AbValue::BufferSize(n) => write!(f, "{n}"),
+            AbValue::PortFlavour(p) => write!(f, "{p}"),
+            AbValue::Pooling(p) => write!(f, "{p}"),
+        }
+    }
+}
+
+/// Parses `engine-ab/<experiment>/<config>`.
+///
+/// # Errors
+/// [`IdError`] when the id is not in the grammar.
+pub fn parse_ab_id(id: &str) -> Result<(Experiment, AbConfig), IdError> {
+    let mut parts = id.split('/');
+    let (Some("engine-ab"), Some(exp), Some(config), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(err(id, "expected engine-ab/<experiment>/<config>"));
+    };
+    let exp: Experiment = exp.parse().map_err(|m| err(id, m))?;
+    let config = match config {
+        "default" => AbConfig::Default,
+        c => match c.strip_prefix("fan-out-") {
+            Some(n) => AbConfig::FanOut(count(id, n, "fan-out")?),
+            None => return Err(err(id, format!("unknown config `{c}` (default | fan-out-<n>)"))),
+        },
+    };
+    match (exp, config) {
+        (Experiment::PortFlavour, AbConfig::FanOut(n)) if n >= 1 => Ok((exp, config)),
+        (Experiment::PortFlavour, _) => Err(err(id, "port-flavour runs at fan-out-<n>, n ≥ 1")),
+        (_, AbConfig::Default) => Ok((exp, config)),
+        (_, _) => Err(err(id, format!("{exp} has only the `default` config"))),
+    }
+}
+
+/// Parses an alternative of `exp`.
+///
+/// # Errors
+/// [`IdError`] when the value is not one of the experiment's.
+pub fn parse_ab_value(exp: Experiment, s: &str) -> Result<AbValue, IdError> {
+    let id = format!("engine-ab/{exp} alternative {s}");
+    Ok(match exp {
+        Experiment::ChunkSize => AbValue::ChunkSize(count(&id, s, "chunk size")?),
+        Experiment::BufferSize => AbValue::BufferSize(count(&id, s, "buffer size")?),
+        Experiment::PortFlavour => {
+            let p: PortFlavour = s.parse().map_err(|m| err(&id, m))?;
+            if !matches!(p, PortFlavour::Crossbeam | PortFlavour::Flume) {
+                return Err(err(&id, "the engine's port flavours are crossbeam and flume"));
+            }
+            AbValue::PortFlavour(p)
+        }
+        Experiment::Pooling => AbValue::Pooling(s.parse().map_err(|m| err(&id, m))?),
+    })
 }
 
 #[cfg(test)]
@@ -665,295 +484,146 @@ mod tests {
     use super::*;
 
     #[test]
-    fn normalizes_separators_and_camel_case() {
-        assert_eq!(normalize("Rows/ArrayRow::read_by name"), "-rows-array-row-read-by-name-");
-        assert_eq!(normalize("fan-out-10"), "-fan-out-10-");
-        assert_eq!(normalize("--"), "-");
-    }
-
-    #[test]
-    fn fan_out_numbers_do_not_collide() {
-        assert_eq!(fan_out(&normalize("fan-out-1/1000")), Some(1));
-        assert_eq!(fan_out(&normalize("fan-out-10")), Some(10));
-        assert_eq!(fan_out(&normalize("fan_out_100")), Some(100));
-        assert_eq!(fan_out(&normalize("fanout100")), Some(100));
-        assert_eq!(fan_out(&normalize("crossbeam/fan-out/10")), Some(10));
-        assert_eq!(fan_out(&normalize("crossbeam/100-subscribers")), Some(100));
-        assert_eq!(fan_out(&normalize("crossbeam/pipeline")), None);
-    }
-
-    #[test]
-    fn counts_with_suffixes() {
-        assert_eq!(number_after(&normalize("rows-10k"), &["rows"]), Some(10_000));
-        assert_eq!(threads(&normalize("e2e/threads-2")), Some(2));
-        assert_eq!(threads(&normalize("e2e/4_threads")), Some(4));
-        assert_eq!(threads(&normalize("pool/thread-local")), None);
-        assert_eq!(chunk_size(&normalize("chunk-size/1000")), Some(1000));
-        assert_eq!(chunk_size(&normalize("rows/columnar/chunk-transform/5000")), None);
-        assert_eq!(buffer_size(&normalize("pipeline/crossbeam/capacity-16")), Some(16));
-    }
-
-    #[test]
-    fn classifies_the_suites_real_ids() {
+    fn parses_every_rule_of_the_grammar() {
         assert_eq!(
-            classify("rows-read-name", "rows-read-name/array/width-5"),
-            Kind::Row {
-                variant: RowVariant::Array,
-                op: RowOp::ReadName,
-                width: Width::Customer
-            }
-        );
-        assert_eq!(
-            classify("rows-chunk-build", "rows-chunk-build/columnar/width-20"),
-            Kind::Row {
-                variant: RowVariant::Columnar,
-                op: RowOp::ChunkBuild,
-                width: Width::Wide
-            }
-        );
-        assert_eq!(
-            classify("rows-chunk-transform", "rows-chunk-transform/dictionary/width-5"),
-            Kind::Row {
-                variant: RowVariant::Dictionary,
-                op: RowOp::ChunkTransform,
-                width: Width::Customer
-            }
-        );
-        let a = classify("ports-chunks-fan-out-100", "ports-chunks-fan-out-100/flume/10000");
-        let b = classify("ports-chunks-fan-out-1", "ports-chunks-fan-out-1/std/10000");
-        match (a, b) {
-            (
-                Kind::Port {
-                    flavour: PortFlavour::Flume,
-                    fan_out: Some(100),
-                    message: MessageKind::Chunk,
-                    rows: Some(10_000),
-                    config: ca,
-                },
-                Kind::Port {
-                    flavour: PortFlavour::Std,
-                    fan_out: Some(1),
-                    config: cb,
-                    ..
-                },
-            ) => assert_eq!(ca, cb),
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(
-            classify("ports-rows-fan-out-10", "ports-rows-fan-out-10/batched/1000"),
-            Kind::Port {
-                flavour: PortFlavour::Batched,
-                message: MessageKind::Row,
-                rows: Some(1000),
-                fan_out: Some(10),
-                ..
-            }
-        ));
-        assert!(matches!(
-            classify("ports-pipeline", "ports-pipeline/tokio/10000"),
-            Kind::Port {
-                flavour: PortFlavour::Tokio,
-                fan_out: None,
-                ..
-            }
-        ));
-        let p1 = classify("pooling-rows-threaded", "pooling-rows-threaded/thread-local/10000");
-        let p0 = classify("pooling-rows-threaded", "pooling-rows-threaded/none/10000");
-        match (p1, p0) {
-            (
-                Kind::Pool {
-                    variant: PoolVariant::ThreadLocal,
-                    scenario: a,
-                },
-                Kind::Pool {
-                    variant: PoolVariant::None,
-                    scenario: b,
-                },
-            ) => assert_eq!(a, b),
-            other => panic!("{other:?}"),
-        }
-        let d1 = classify_dhat("pooling-buffers-single-object-pool");
-        let d0 = classify_dhat("pooling-buffers-single-none");
-        match (d1, d0) {
-            (
-                Kind::Pool {
-                    variant: PoolVariant::ObjectPool,
-                    scenario: a,
-                },
-                Kind::Pool {
-                    variant: PoolVariant::None,
-                    scenario: b,
-                },
-            ) => assert_eq!(a, b),
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(
-            classify_dhat("rows-chunk-build-pooled-width-5"),
-            Kind::Row {
-                variant: RowVariant::Pooled,
-                op: RowOp::ChunkBuild,
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn classifies_row_benches() {
-        assert_eq!(
-            classify("rows", "rows/array/read-by-name/customer"),
-            Kind::Row {
-                variant: RowVariant::Array,
-                op: RowOp::ReadName,
-                width: Width::Customer
-            }
-        );
-        assert_eq!(
-            classify("row_with", "row_with/DictionaryRow/wide"),
-            Kind::Row {
-                variant: RowVariant::Dictionary,
-                op: RowOp::With,
-                width: Width::Wide
-            }
-        );
-        assert_eq!(
-            classify("rows", "rows/array/read_by_index/20"),
-            Kind::Row {
-                variant: RowVariant::Array,
+            parse_criterion("rows-read-index", "array", Some("width-20")),
+            Ok(BenchId::Row {
                 op: RowOp::ReadIndex,
+                variant: RowVariant::Array,
                 width: Width::Wide
-            }
+            })
         );
         assert_eq!(
-            classify("chunk_transform", "chunk_transform/columnar/5000"),
-            Kind::Row {
-                variant: RowVariant::Columnar,
-                op: RowOp::ChunkTransform,
-                width: Width::Customer
-            }
+            parse_criterion("ports-fan-out-100", "crossbeam", Some("50000")),
+            Ok(BenchId::Port {
+                flavour: PortFlavour::Crossbeam,
+                fan_out: Some(100),
+                rows: 50_000
+            })
         );
-        assert!(matches!(
-            classify("rows", "rows/persistent/build"),
-            Kind::Row {
-                variant: RowVariant::Persistent,
-                op: RowOp::Build,
-                ..
-            }
-        ));
-        assert!(matches!(
-            classify("rows", "rows/pooled/with"),
-            Kind::Row {
-                variant: RowVariant::Pooled,
-                op: RowOp::With,
-                ..
-            }
-        ));
-        assert_eq!(classify("rows", "rows/array/nothing-known"), Kind::Other);
-    }
-
-    #[test]
-    fn classifies_port_benches() {
-        let k = classify("fan_out", "fan_out/crossbeam/fan-out-100/10000/chunk");
-        match k {
-            Kind::Port {
-                flavour,
-                fan_out,
-                message,
-                rows,
-                config,
-            } => {
-                assert_eq!(flavour, PortFlavour::Crossbeam);
-                assert_eq!(fan_out, Some(100));
-                assert_eq!(message, MessageKind::Chunk);
-                assert_eq!(rows, Some(10_000));
-                assert_eq!(config, "-fan-out-10000-chunk-");
-            }
-            other => panic!("{other:?}"),
-        }
-        let k1 = classify("fan_out", "fan_out/flume/fan-out-1/10000/chunk");
-        let Kind::Port { config, fan_out, .. } = k1 else { panic!() };
-        assert_eq!(fan_out, Some(1));
-        assert_eq!(config, "-fan-out-10000-chunk-");
-        assert!(matches!(
-            classify("ports", "ports/std/fan-out-10/1000/row"),
-            Kind::Port {
+        assert_eq!(
+            parse_criterion("ports-pipeline", "std", Some("10000")),
+            Ok(BenchId::Port {
                 flavour: PortFlavour::Std,
-                message: MessageKind::Row,
-                rows: Some(1000),
-                ..
-            }
-        ));
-        assert!(matches!(
-            classify("pipeline", "pipeline/tokio_mpsc"),
-            Kind::Port {
-                flavour: PortFlavour::Tokio,
                 fan_out: None,
-                ..
-            }
-        ));
-        assert!(matches!(
-            classify("x", "x/batched/fan-out-10"),
-            Kind::Port {
-                flavour: PortFlavour::Batched,
-                ..
-            }
-        ));
-    }
-
-    #[test]
-    fn classifies_pool_benches_and_pairs_scenarios() {
-        let a = classify("pooling", "pooling/object-pool/rows/single");
-        let b = classify("pooling", "pooling/none/rows/single");
-        let c = classify("PoolingLockFree", "PoolingLockFree/lock-free/rows/single");
-        let (Kind::Pool { scenario: sa, .. }, Kind::Pool { scenario: sb, .. }) = (&a, &b) else {
-            panic!("{a:?} {b:?}")
-        };
-        assert_eq!(sa, sb);
-        assert!(matches!(
-            c,
-            Kind::Pool {
+                rows: 10_000
+            })
+        );
+        assert_eq!(
+            parse_criterion("pooling-raw-chunk", "lock-free", Some("40")),
+            Ok(BenchId::Pool {
+                object: PoolObject::RawChunk,
                 variant: PoolVariant::LockFree,
-                ..
-            }
-        ));
-        assert!(matches!(
-            classify("", "thread_local/value_buffers"),
-            Kind::Pool {
-                variant: PoolVariant::ThreadLocal,
-                ..
-            }
-        ));
-        // A pooled *row* is a row variant, not a pool strategy.
-        assert!(matches!(
-            classify("rows", "rows/pooled/read"),
-            Kind::Row {
-                variant: RowVariant::Pooled,
-                ..
-            }
-        ));
+                chunks: 40
+            })
+        );
+        assert_eq!(
+            parse_criterion("js-e2e", "workers-default", None),
+            Ok(BenchId::Js { workers: Workers::Default })
+        );
+        assert_eq!(
+            parse_criterion("js-e2e", "workers-1", None),
+            Ok(BenchId::Js { workers: Workers::N(1) })
+        );
+        assert_eq!(
+            parse_criterion("spill", "write-read", Some("50000")),
+            Ok(BenchId::Spill { rows: 50_000 })
+        );
     }
 
     #[test]
-    fn classifies_dhat_names() {
-        assert!(matches!(
-            classify_dhat("pool-none-rows"),
-            Kind::Pool {
-                variant: PoolVariant::None,
-                ..
-            }
-        ));
-        assert!(matches!(
-            classify_dhat("row-dictionary-with"),
-            Kind::Row {
+    fn synonyms_and_near_misses_are_errors() {
+        // What the old fuzzy matcher accepted, and nobody emits.
+        for (g, f, v) in [
+            ("rows-read-name", "ArrayRow", Some("width-5")),
+            ("rows-read-by-name", "array", Some("width-5")),
+            ("rows-read-name", "hashmap", Some("width-5")),
+            ("rows-read-name", "array", Some("wide")),
+            ("rows-read-name", "array", None),
+            ("fan_out", "crossbeam", Some("fan-out-10/chunk")),
+            ("ports-fan-out-10", "sync-channel", Some("1000")),
+            ("ports-fan-out-10", "crossbeam", Some("10k")),
+            ("ports-fan-out-0", "crossbeam", Some("1000")),
+            ("ports-chunks-fan-out-10", "crossbeam", Some("1000")),
+            ("pooling-rows-single", "lock-free", Some("1000")),
+            ("pooling-raw-chunk", "thread-local", Some("40")),
+            ("pooling-raw-chunk", "lockfree", Some("40")),
+            ("engine-sweep", "chunk-size", Some("5000")),
+            ("js-e2e", "workers-two", None),
+            ("something-else", "x", None),
+        ] {
+            let r = parse_criterion(g, f, v);
+            assert!(r.is_err(), "{g}/{f}/{v:?} parsed as {r:?}");
+        }
+        let e = parse_criterion("rows-read-name", "hashmap", Some("width-5")).unwrap_err();
+        assert!(e.to_string().contains("unknown row variant `hashmap`"), "{e}");
+        assert!(e.to_string().contains("rows-read-name/hashmap/width-5"), "{e}");
+    }
+
+    #[test]
+    fn dhat_names() {
+        assert_eq!(
+            parse_dhat("rows-chunk-transform-columnar-width-20"),
+            Ok(BenchId::Row {
+                op: RowOp::ChunkTransform,
+                variant: RowVariant::Columnar,
+                width: Width::Wide
+            })
+        );
+        assert_eq!(
+            parse_dhat("rows-read-name-dictionary-width-5"),
+            Ok(BenchId::Row {
+                op: RowOp::ReadName,
                 variant: RowVariant::Dictionary,
-                op: RowOp::With,
-                ..
-            }
-        ));
+                width: Width::Customer
+            })
+        );
+        assert_eq!(
+            parse_dhat("pooling-text-buffer-object-pool"),
+            Ok(BenchId::Pool {
+                object: PoolObject::TextBuffer,
+                variant: PoolVariant::ObjectPool,
+                chunks: 0
+            })
+        );
+        for bad in [
+            "pooling-rows-single-none",
+            "rows-with-array",
+            "rows-with-array-width-7",
+            "pool-none-buffers",
+            "rows-sort-array-width-5",
+        ] {
+            assert!(parse_dhat(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
-    fn unknown_ids_are_other() {
-        assert_eq!(classify("csv", "csv/parse/100k"), Kind::Other);
-        assert!(is_spill(&normalize("spill/write_read")));
+    fn engine_ab_ids_and_values() {
+        assert_eq!(
+            parse_ab_id("engine-ab/port-flavour/fan-out-10"),
+            Ok((Experiment::PortFlavour, AbConfig::FanOut(10)))
+        );
+        assert_eq!(
+            parse_ab_id("engine-ab/chunk-size/default"),
+            Ok((Experiment::ChunkSize, AbConfig::Default))
+        );
+        for bad in [
+            "engine-ab/chunk-size/fan-out-2",
+            "engine-ab/port-flavour/default",
+            "engine-ab/spill/default",
+            "engine-ab/chunk-size",
+            "engine-ab/chunk-size/default/x",
+            "ab/chunk-size/default",
+        ] {
+            assert!(parse_ab_id(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_ab_value(Experiment::Pooling, "object-pool"),
+            Ok(AbValue::Pooling(PoolVariant::ObjectPool))
+        );
+        assert_eq!(parse_ab_value(Experiment::ChunkSize, "50000"), Ok(AbValue::ChunkSize(50_000)));
+        assert!(parse_ab_value(Experiment::PortFlavour, "tokio").is_err());
+        assert!(parse_ab_value(Experiment::ChunkSize, "5k").is_err());
+        assert!(parse_ab_value(Experiment::Pooling, "thread-local").is_err());
     }
 }

@@ -27,6 +27,41 @@ struct Args {
     /// Skip drawing plots.
     #[arg(long)]
     no_plots: bool,
+    /// Write where the flags say even for a `--quick` run (default: a quick run writes into
+    /// `<results>/quick-report/`, never the committed files).
+    #[arg(long)]
+    allow_quick: bool,
+    /// Print only the decision summary (one `key = value` line each) after writing.
+    #[arg(long)]
+    summary: bool,
+}
+
+/// The commit of the rules (`reports/src/rules.rs`, `reports/src/stats.rs`), with
+/// `+uncommitted` when the working tree changes them; `unknown` outside a git checkout.
+fn rules_commit() -> String {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let files = ["src/rules.rs", "src/stats.rs", "src/decide.rs"];
+    let mut log = vec!["log", "-1", "--format=%H", "--"];
+    log.extend(files);
+    let Some(commit) = git(&log).filter(|c| !c.is_empty()) else {
+        return "unknown".into();
+    };
+    let mut status = vec!["status", "--porcelain", "--"];
+    status.extend(files);
+    match git(&status) {
+        Some(s) if s.is_empty() => commit,
+        _ => format!("{commit}+uncommitted"),
+    }
 }
 
 fn relative_dir(from_file: &std::path::Path, to_dir: &std::path::Path) -> String {
@@ -39,9 +74,23 @@ fn relative_dir(from_file: &std::path::Path, to_dir: &std::path::Path) -> String
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    let mut args = args;
     let results = Results::load(&args.results)?;
-    let analysis = Analysis::new(&results);
-    let decisions = decide::decide(&results, &analysis);
+    let analysis = Analysis::new(&results).context("the results hold an id outside the bench-id grammar")?;
+    let decisions = decide::decide(&results, &analysis, &rules_commit());
+    let mode = results.machine.as_ref().and_then(|m| m.mode.clone());
+    if mode.as_deref() == Some("quick") && !args.allow_quick {
+        // A smoke run must never overwrite the committed report or decisions.
+        let scratch = args.results.join("quick-report");
+        eprintln!(
+            "flowengine-reports: results/machine.json says mode = \"quick\": writing to the scratch directory {} \
+             instead of the committed report, plots and decisions (quick numbers decide nothing)",
+            scratch.display()
+        );
+        args.report = scratch.join("performance-report.md");
+        args.plots = scratch.join("plots");
+        args.decisions = scratch.join("decisions.toml");
+    }
 
     let mut links = report::PlotLinks::default();
     if !args.no_plots {
@@ -66,18 +115,26 @@ fn main() -> Result<()> {
     fs::write(&args.report, md).with_context(|| format!("writing {}", args.report.display()))?;
     fs::write(&args.decisions, decisions.to_toml()?).with_context(|| format!("writing {}", args.decisions.display()))?;
 
+    if args.summary {
+        for line in decisions.summary_lines() {
+            println!("{line}");
+        }
+        return Ok(());
+    }
     let measured = decisions.decisions.values().filter(|d| d.measured).count();
     println!(
-        "wrote {} and {} ({} of {} decisions measured; {} criterion, {} gungraun, {} dhat, {} e2e, {} peer results)",
+        "wrote {} and {} (rules commit {}; {} of {} decisions measured; {} criterion, {} gungraun, {} dhat, {} e2e, {} peer results, {} engine A/B experiments)",
         args.report.display(),
         args.decisions.display(),
+        decisions.rules_commit,
         measured,
         decisions.decisions.len(),
         results.criterion.len(),
         results.gungraun.len(),
         results.dhat.len(),
         results.e2e.len(),
-        results.peers.len()
+        results.peers.len(),
+        results.ab.len()
     );
     println!(
         "[defaults] chunk_size={} buffer_size_chunks={} port_byte_budget_bytes={} row_representation={} port_flavour={} pooling={}",

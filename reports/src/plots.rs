@@ -208,7 +208,7 @@ pub fn rows_plot(a: &Analysis, path: &Path) -> Result<bool> {
     let mut cats = Vec::new();
     let mut keys = Vec::new();
     for w in [Width::Customer, Width::Wide] {
-        for op in [RowOp::ReadName, RowOp::With] {
+        for op in [RowOp::ReadName, RowOp::ReadIndex, RowOp::With] {
             if RowVariant::ALL.iter().any(|v| a.rows.contains_key(&(w, op, *v))) {
                 let short = match w {
                     Width::Customer => "customer",
@@ -242,8 +242,8 @@ pub fn rows_plot(a: &Analysis, path: &Path) -> Result<bool> {
 /// Delivered messages per second against fan-out, one line per port flavour.
 pub fn fan_out_plot(a: &Analysis, path: &Path) -> Result<bool> {
     let mut lines = BTreeMap::new();
-    for msg in [MessageKind::Row, MessageKind::Chunk] {
-        for f in PortFlavour::ALL {
+    for msg in [MessageKind::Chunk] {
+        for f in PortFlavour::ALL.iter().copied() {
             let mut by_fan: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
             for p in a.ports.iter().filter(|p| p.flavour == f && p.message == msg) {
                 if let (Some(n), Some(r)) = (p.fan_out, p.delivered_per_sec()) {

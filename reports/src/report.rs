@@ -4,10 +4,11 @@
 use std::fmt::Write as _;
 
 use crate::analysis::{speedup, sweeps, Analysis};
-use crate::decide::{Decisions, ADOPT_SPEEDUP, FAN_OUT_KEEP_SHARE, POOL_MIN_SAVING};
+use crate::decide::Decisions;
 use crate::fmt::{self, cell};
 use crate::ids::{MessageKind, PoolVariant, PortFlavour, RowOp, RowVariant, Width};
 use crate::results::{Results, RunResult};
+use crate::rules::{self, ADOPT_SPEEDUP, POOL_MIN_SAVING};
 
 /// The sentence every absent measurement gets.
 pub const NOT_MEASURED: &str = "_Not measured in this run._";
@@ -48,6 +49,7 @@ pub fn render(results: &Results, a: &Analysis, d: &Decisions, plots: &PlotLinks)
     machine(&mut o, results);
     regenerate(&mut o);
     matrix(&mut o, d);
+    engine_ab(&mut o, a);
     rows(&mut o, a, plots);
     allocation(&mut o, a);
     fan_out(&mut o, a, plots);
@@ -56,7 +58,7 @@ pub fn render(results: &Results, a: &Analysis, d: &Decisions, plots: &PlotLinks)
     real_world(&mut o, results, plots);
     core_scaling(&mut o, a);
     instructions(&mut o, results);
-    appendix(&mut o, results, a);
+    appendix(&mut o, results);
     o
 }
 
@@ -77,6 +79,26 @@ fn machine(o: &mut String, results: &Results) {
             let _ = writeln!(o, "| rustc | {} |", cell(&m.rustc));
             if let Some(mode) = &m.mode {
                 let _ = writeln!(o, "| Mode | {} |", cell(mode));
+            }
+            if let Some(c) = &m.commit {
+                let dirty = if m.dirty == Some(true) { " (uncommitted changes)" } else { "" };
+                let _ = writeln!(o, "| Git commit | `{}`{dirty} |", cell(c));
+            }
+            if let (Some(b), Some(a)) = (&m.load_before, &m.load_after) {
+                let cores = m.cores.max(1) as f64;
+                let first = |s: &str| s.split_whitespace().next().and_then(|x| x.parse::<f64>().ok());
+                let idle = match (first(b), first(a)) {
+                    (Some(x), Some(y)) => {
+                        let _ = y;
+                        if x < 0.25 * cores {
+                            "idle before the run (1-min load < 25 % of the cores)"
+                        } else {
+                            "NOT idle: numbers are not valid evidence"
+                        }
+                    }
+                    _ => "unknown",
+                };
+                let _ = writeln!(o, "| Load average (1/5/15 min) | before {}, after {}: {idle} |", cell(b), cell(a));
             }
         }
         None => {
@@ -117,13 +139,22 @@ fn matrix(o: &mut String, d: &Decisions) {
     let _ = writeln!(o, "## Decision matrix\n");
     let _ = writeln!(
         o,
-        "Rules: adopt an alternative when it is more than {:.0} % faster; pool when pooling saves more \
-         than {:.0} % of allocations; keep channels while fan-out 100 keeps at least {:.0} % of fan-out 1's \
-         per-delivery throughput (seed 000 \"Decision Points\"). A decision marked _(prior)_ was not \
-         measured in this run and keeps the design's starting value.\n",
-        (ADOPT_SPEEDUP - 1.0) * 100.0,
-        POOL_MIN_SAVING * 100.0,
-        FAN_OUT_KEEP_SHARE * 100.0
+        "Rules (`reports/src/rules.rs`, commit `{}`): each alternative is compared with the engine's current \
+         choice on the ratio of medians of interleaved engine runs, with a {} bootstrap interval; it is \
+         adopted only when the interval's lower bound clears the threshold ({} bar {}×; {} bar {:.3}× on \
+         allocations), otherwise the incumbent stays (\"tie (within noise)\" or \"loss\", with the interval). \
+         Margin = lower bound − bar. A decision marked _(prior)_ was not measured in this run and keeps the \
+         engine's current value.\n",
+        if d.rules_commit.is_empty() {
+            "unknown"
+        } else {
+            d.rules_commit.as_str()
+        },
+        fmt::percent(rules::CONFIDENCE),
+        ADOPT_SPEEDUP.source,
+        ADOPT_SPEEDUP.ratio,
+        POOL_MIN_SAVING.source,
+        POOL_MIN_SAVING.ratio
     );
     let _ = writeln!(
         o,
@@ -141,6 +172,35 @@ fn matrix(o: &mut String, d: &Decisions) {
             cell(&dec.rationale)
         );
     }
+    let _ = writeln!(o, "\n### Evidence: every comparison, with its interval and margin\n");
+    let _ = writeln!(
+        o,
+        "| Decision | Comparison | Ratio | Interval | Bar | Margin | Outcome |\n|---|---|---|---|---|---|---|"
+    );
+    let mut any = false;
+    for (k, dec) in crate::decide::DECISION_ORDER
+        .iter()
+        .filter_map(|k| d.decisions.get(*k).map(|x| (k, x)))
+    {
+        for e in &dec.evidence {
+            any = true;
+            let _ = writeln!(
+                o,
+                "| {k} | {} | {:.3}× | [{:.3}, {:.3}] ({}) | {:.3}× | {:+.3}× | {} |",
+                cell(&e.comparison),
+                e.ratio,
+                e.lower,
+                e.upper,
+                fmt::percent(e.level),
+                e.threshold,
+                e.margin,
+                e.outcome
+            );
+        }
+    }
+    if !any {
+        let _ = writeln!(o, "| – | {} | | | | | |", NOT_MEASURED);
+    }
     let _ = writeln!(
         o,
         "\nEngine defaults (`reports/decisions.toml` `[defaults]`): chunk_size = {}, buffer_size_chunks = {}, \
@@ -152,6 +212,51 @@ fn matrix(o: &mut String, d: &Decisions) {
         d.defaults.port_flavour,
         d.defaults.pooling
     );
+}
+
+fn engine_ab(o: &mut String, a: &Analysis) {
+    let _ = writeln!(
+        o,
+        "## Engine A/B runs (the decisions' evidence)\n\nThe real engine on its real work (CSV parse → \
+         JavaScriptTransform reading and writing fields → CSV write), each alternative on the same \
+         generated input, interleaved (every round runs each alternative once, rotating the order), one \
+         child process per run. Wall time is `Pipeline::run`; peak RSS is the child's `VmHWM`; allocations \
+         come from a counting allocator in the child.\n"
+    );
+    if a.ab.is_empty() {
+        let _ = writeln!(o, "{NOT_MEASURED}\n");
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "| Experiment | Alternative | Runs | Median wall | Min–max wall | Median peak RSS | Median allocations |\n|---|---|---|---|---|---|---|"
+    );
+    for e in &a.ab {
+        if let crate::analysis::AbStatus::NotMeasured(why) = &e.status {
+            let _ = writeln!(o, "| `{}` | – | 0 | not measured: {} | | | |", cell(&e.id), cell(why));
+            continue;
+        }
+        for v in &e.alternatives {
+            let walls = e.walls(*v);
+            let lo = walls.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = walls.iter().copied().fold(0.0, f64::max);
+            let allocs = e.allocations(*v).and_then(|x| crate::stats::median(&x));
+            let _ = writeln!(
+                o,
+                "| `{}` | {}{} | {} | {} | {} – {} | {} | {} |",
+                cell(&e.id),
+                v,
+                if *v == e.incumbent { " (incumbent)" } else { "" },
+                walls.len(),
+                e.median_wall(*v).map_or("–".into(), |w| fmt::time(w * 1e9)),
+                fmt::time(lo * 1e9),
+                fmt::time(hi * 1e9),
+                e.median_rss(*v).map_or("–".into(), fmt::bytes),
+                allocs.map_or("–".into(), fmt::sig3)
+            );
+        }
+    }
+    let _ = writeln!(o);
 }
 
 fn rows(o: &mut String, a: &Analysis, plots: &PlotLinks) {
@@ -175,13 +280,13 @@ fn rows(o: &mut String, a: &Analysis, plots: &PlotLinks) {
             sep.push_str("---|");
         }
         let _ = writeln!(o, "{header}\n{sep}");
-        for op in RowOp::ALL {
+        for op in RowOp::ALL.iter().copied() {
             if !RowVariant::ALL.iter().any(|v| a.rows.contains_key(&(width, op, *v))) {
                 continue;
             }
             let mut line = format!("| {} |", op.label());
             let base = a.rows.get(&(width, op, RowVariant::Dictionary));
-            for v in RowVariant::ALL {
+            for v in RowVariant::ALL.iter().copied() {
                 match a.rows.get(&(width, op, v)) {
                     Some(p) => {
                         let rel = match base {
@@ -287,10 +392,10 @@ fn fan_out(o: &mut String, a: &Analysis, plots: &PlotLinks) {
     );
     let _ = writeln!(o, "| Port | Messages | Fan-out 10 | Fan-out 100 |\n|---|---|---|---|");
     let mut any = false;
-    for msg in [MessageKind::Row, MessageKind::Chunk] {
-        for f in PortFlavour::ALL {
-            let s10 = a.fan_out_share(f, msg, 10);
-            let s100 = a.fan_out_share(f, msg, 100);
+    for msg in [MessageKind::Chunk] {
+        for f in PortFlavour::ALL.iter().copied() {
+            let s10 = a.fan_out_share(f, 10);
+            let s100 = a.fan_out_share(f, 100);
             if s10.is_none() && s100.is_none() {
                 continue;
             }
@@ -316,7 +421,7 @@ fn pooling(o: &mut String, a: &Analysis, plots: &PlotLinks) {
     let _ = writeln!(
         o,
         "## 4. Pooling benefit\n\nSeed question: is pooling worth the complexity? Rule: pool when it saves more than {:.0} % of allocations.\n",
-        POOL_MIN_SAVING * 100.0
+        (1.0 - 1.0 / POOL_MIN_SAVING.ratio) * 100.0
     );
     if a.pool_allocs.is_empty() && a.pools.is_empty() {
         let _ = writeln!(o, "{NOT_MEASURED}\n");
@@ -327,8 +432,8 @@ fn pooling(o: &mut String, a: &Analysis, plots: &PlotLinks) {
         "| Strategy | Allocations / op (pool vs none) | Saving | Speed vs none |\n|---|---|---|---|"
     );
     for v in &PoolVariant::ALL[1..] {
-        let saving = a.pool_saving(*v, None);
-        let speed = a.pool_speedup(*v, None);
+        let saving = a.pool_saving(*v);
+        let speed = a.pool_speedup(*v);
         let _ = writeln!(
             o,
             "| {v} | {} | {} | {} |",
@@ -358,15 +463,10 @@ fn pooling(o: &mut String, a: &Analysis, plots: &PlotLinks) {
 fn spill(o: &mut String, a: &Analysis, results: &Results, d: &Decisions) {
     let _ = writeln!(
         o,
-        "## 5. Spill threshold\n\nSeed question: what is the optimal memory threshold? The prototype's manager spills \
-         at 70 % of memory (seed 000); its test drives it past the threshold and checks the spill, the read-back \
-         and the file's removal.\n"
+        "## 5. Spill threshold\n\nSeed question: what is the optimal memory threshold? The engine has no spill \
+         yet; the prototype's spill path below explains what spilling costs, it does not decide the threshold.\n"
     );
-    let runs: Vec<&RunResult> = results
-        .e2e
-        .iter()
-        .filter(|r| crate::ids::is_spill(&crate::ids::normalize(&r.name)))
-        .collect();
+    let runs: Vec<&RunResult> = results.e2e.iter().filter(|r| r.name.starts_with("spill")).collect();
     if a.spill.is_empty() && runs.is_empty() {
         let _ = writeln!(o, "Spill throughput: {NOT_MEASURED}\n");
     } else {
@@ -527,7 +627,7 @@ fn instructions(o: &mut String, results: &Results) {
     let _ = writeln!(o);
 }
 
-fn appendix(o: &mut String, results: &Results, a: &Analysis) {
+fn appendix(o: &mut String, results: &Results) {
     let _ = writeln!(o, "## Appendix: every criterion measurement\n");
     if results.criterion.is_empty() {
         let _ = writeln!(o, "{NOT_MEASURED}\n");
@@ -543,17 +643,6 @@ fn appendix(o: &mut String, results: &Results, a: &Analysis) {
             );
         }
         let _ = writeln!(o);
-    }
-    if !a.unclassified.is_empty() {
-        let _ = writeln!(
-            o,
-            "Benches no section recognised (listed above, not used by any decision): {}.\n",
-            a.unclassified
-                .iter()
-                .map(|s| format!("`{}`", cell(s)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
     }
     if !results.notes.is_empty() {
         let _ = writeln!(o, "### Inputs missing or unreadable in this run\n");
@@ -572,8 +661,8 @@ mod tests {
     #[test]
     fn empty_results_say_not_measured_everywhere() {
         let results = Results::default();
-        let a = Analysis::new(&results);
-        let d = decide(&results, &a);
+        let a = Analysis::new(&results).unwrap();
+        let d = decide(&results, &a, "c0ffee");
         let md = render(&results, &a, &d, &PlotLinks::default());
         for heading in [
             "## 1. Row performance",
@@ -590,5 +679,7 @@ mod tests {
         assert!(md.matches("Not measured in this run").count() >= 8, "{md}");
         assert!(md.contains("| Component | Baseline | Alternative(s) | Decision | Rationale |"));
         assert!(!md.contains("NaN") && !md.contains("inf"));
+        assert!(md.contains("commit `c0ffee`"), "the report names the rules' commit");
+        assert!(md.contains("## Engine A/B runs"));
     }
 }

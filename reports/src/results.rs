@@ -61,6 +61,9 @@ pub struct CriterionBench {
     pub median: Estimate,
     /// Declared throughput per iteration, if any.
     pub throughput: Option<Throughput>,
+    /// Time per iteration of each criterion sample, ns (`sample.json`: `times[i] / iters[i]`);
+    /// empty when the file is absent. The rows decision bootstraps over these.
+    pub samples: Vec<f64>,
 }
 
 impl CriterionBench {
@@ -168,6 +171,18 @@ pub struct Machine {
     /// `quick` for a `scripts/bench.sh --quick` smoke run (optional).
     #[serde(default)]
     pub mode: Option<String>,
+    /// Git commit the suite ran at (`scripts/bench.sh`).
+    #[serde(default)]
+    pub commit: Option<String>,
+    /// Whether the working tree had uncommitted changes.
+    #[serde(default)]
+    pub dirty: Option<bool>,
+    /// `/proc/loadavg` (1, 5, 15 min) before the run.
+    #[serde(default)]
+    pub load_before: Option<String>,
+    /// `/proc/loadavg` after the run.
+    #[serde(default)]
+    pub load_after: Option<String>,
 }
 
 /// Everything read from one `results/` directory.
@@ -187,6 +202,8 @@ pub struct Results {
     pub e2e: Vec<RunResult>,
     /// Peer comparison runs, sorted by name.
     pub peers: Vec<RunResult>,
+    /// Engine A/B experiments, sorted by id.
+    pub ab: Vec<AbRecord>,
     /// What was missing or unreadable, for the report's "inputs" section.
     pub notes: Vec<String>,
 }
@@ -244,6 +261,22 @@ impl Results {
         r.e2e.sort_by(|a, b| (&a.name, &a.tool).cmp(&(&b.name, &b.tool)));
         r.peers = load_json_dir(&dir.join("peers"), "peers", &mut r.notes)?;
         r.peers.sort_by(|a, b| (&a.name, &a.tool).cmp(&(&b.name, &b.tool)));
+        // Strict: a malformed A/B file fails the report (it is decision evidence).
+        let ab = dir.join("engine-ab");
+        if ab.is_dir() {
+            let mut paths: Vec<PathBuf> = fs::read_dir(&ab)
+                .with_context(|| format!("listing {}", ab.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect();
+            paths.sort();
+            for p in paths {
+                r.ab.push(read_json(&p)?);
+            }
+        } else {
+            r.notes.push("`engine-ab/` is missing".to_owned());
+        }
+        r.ab.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(r)
     }
 }
@@ -352,6 +385,13 @@ fn load_criterion_bench(root: &Path, estimates: &Path) -> Result<CriterionBench>
         let mut it = rel.into_iter();
         (it.next().unwrap_or_default(), it.next().unwrap_or_default(), it.next(), None)
     };
+    let sample_path = estimates.with_file_name("sample.json");
+    let samples = if sample_path.is_file() {
+        parse_samples(&fs::read_to_string(&sample_path).with_context(|| format!("reading {}", sample_path.display()))?)
+            .with_context(|| format!("parsing {}", sample_path.display()))?
+    } else {
+        Vec::new()
+    };
     Ok(CriterionBench {
         group,
         function,
@@ -359,7 +399,88 @@ fn load_criterion_bench(root: &Path, estimates: &Path) -> Result<CriterionBench>
         mean,
         median,
         throughput,
+        samples,
     })
+}
+
+/// Per-iteration times (ns) of criterion's `sample.json` (`iters` and `times` arrays).
+///
+/// # Errors
+/// Malformed JSON, missing or unequal arrays, or a zero iteration count.
+pub fn parse_samples(text: &str) -> Result<Vec<f64>> {
+    let v: Value = serde_json::from_str(text)?;
+    let arr = |k: &str| -> Result<Vec<f64>> {
+        v.get(k)
+            .and_then(Value::as_array)
+            .with_context(|| format!("sample.json has no `{k}` array"))?
+            .iter()
+            .map(|x| x.as_f64().with_context(|| format!("`{k}` holds a non-number")))
+            .collect()
+    };
+    let (iters, times) = (arr("iters")?, arr("times")?);
+    anyhow::ensure!(iters.len() == times.len(), "`iters` and `times` differ in length");
+    iters
+        .iter()
+        .zip(&times)
+        .map(|(i, t)| {
+            anyhow::ensure!(*i > 0.0, "an iteration count is 0");
+            Ok(t / i)
+        })
+        .collect()
+}
+
+/// One engine run of an A/B experiment (`results/engine-ab/*.json` `runs[]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct AbRun {
+    /// The alternative this run used, as written by the harness.
+    pub alternative: String,
+    /// Round of the interleaved schedule (every alternative runs once per round).
+    pub round: u64,
+    /// Position inside the round.
+    pub position: u64,
+    /// Wall time of `Pipeline::run`, seconds.
+    pub wall_s: f64,
+    /// Peak RSS of the child process, bytes.
+    #[serde(default)]
+    pub peak_rss_bytes: Option<u64>,
+    /// Allocations during the run (counting allocator).
+    #[serde(default)]
+    pub allocations: Option<u64>,
+    /// Bytes allocated during the run.
+    #[serde(default)]
+    pub allocated_bytes: Option<u64>,
+    /// Rows the source read.
+    #[serde(default)]
+    pub rows_in: u64,
+    /// Rows the sinks wrote (all sinks).
+    #[serde(default)]
+    pub rows_out: u64,
+}
+
+/// One engine A/B experiment at one configuration (`results/engine-ab/<exp>--<config>.json`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct AbRecord {
+    /// `engine-ab/<experiment>/<config>` (strictly parsed by [`crate::ids::parse_ab_id`]).
+    pub id: String,
+    /// The engine's current choice.
+    pub incumbent: String,
+    /// Every alternative, incumbent first.
+    pub alternatives: Vec<String>,
+    /// Input rows.
+    pub rows: u64,
+    /// Input bytes.
+    pub input_bytes: u64,
+    /// Input columns.
+    #[serde(default)]
+    pub columns: u64,
+    /// `measured` or `not-measured`.
+    pub status: String,
+    /// Why not measured.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The runs, in the order they ran.
+    #[serde(default)]
+    pub runs: Vec<AbRun>,
 }
 
 fn parse_throughput(v: &Value) -> Option<Throughput> {

@@ -40,10 +40,10 @@ fn engine_defaults_match_committed_decisions() {
     check(
         "ROW_REPRESENTATION",
         defaults::ROW_REPRESENTATION.to_owned(),
-        d.row_representation.clone(),
+        d.row_representation.to_string(),
     );
-    check("PORT_FLAVOUR", defaults::PORT_FLAVOUR.to_owned(), d.port_flavour.clone());
-    check("POOLING", defaults::POOLING.to_owned(), d.pooling.clone());
+    check("PORT_FLAVOUR", defaults::PORT_FLAVOUR.to_owned(), d.port_flavour.to_string());
+    check("POOLING", defaults::POOLING.to_owned(), d.pooling.to_string());
     assert!(
         mismatches.is_empty(),
         "the engine's defaults disagree with the committed decisions:\n  {}\n\

@@ -133,6 +133,20 @@ impl ColumnarChunk {
 impl Chunk for ColumnarChunk {
     const NAME: &'static str = "columnar";
 
+    fn compute(&self, target: &str, a: &str, b: &str) -> Self {
+        let Some(t) = self.schema.index_of(target) else {
+            panic!("no column {target:?}");
+        };
+        let column = self.compute_column(t, self.schema.index_of(a), self.schema.index_of(b));
+        let mut columns = self.columns.clone();
+        columns[t] = Arc::new(column);
+        ColumnarChunk {
+            schema: self.schema.clone(),
+            columns,
+            len: self.len,
+        }
+    }
+
     fn from_rows(schema: &Arc<Schema>, rows: &[Vec<Value>]) -> Self {
         for r in rows {
             assert_eq!(r.len(), schema.len(), "value count must match schema");
@@ -164,6 +178,26 @@ impl Chunk for ColumnarChunk {
             schema: self.schema.clone(),
             columns,
             len: self.len,
+        }
+    }
+}
+
+impl ColumnarChunk {
+    fn compute_column(&self, target: usize, a: Option<usize>, b: Option<usize>) -> Column {
+        let get = |c: Option<usize>, r: usize| c.and_then(|c| self.columns[c].get(r));
+        let out: Vec<Value> = (0..self.len).map(|r| super::derive(get(a, r), get(b, r))).collect();
+        let _ = target;
+        if out.iter().all(|v| matches!(v, Value::Str(_))) {
+            Column::Str(
+                out.into_iter()
+                    .map(|v| match v {
+                        Value::Str(s) => s,
+                        _ => unreachable!("checked above"),
+                    })
+                    .collect(),
+            )
+        } else {
+            Column::Any(out)
         }
     }
 }

@@ -1,15 +1,28 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::Row;
+use super::{IndexedRow, Row};
 use crate::schema::Schema;
 use crate::value::{Value, ValueRef};
 
-/// The seeds' baseline: a `HashMap<String, Value>` per row; `with` clones the
-/// map, keys included.
-#[derive(Clone, Debug, PartialEq)]
+/// The seeds' baseline: a hash map per row. Keys are the schema's shared `Arc<str>` names,
+/// as the .NET `Dictionary<string, object?>` shares its key strings, so `with` clones the
+/// map (one allocation for the table, a reference-count increment per key and string value)
+/// without copying key text.
+///
+/// A dictionary has no positions: read by index resolves the index to the column name
+/// through the schema the row was built with (what a step holding an index would do) and
+/// then looks the name up.
+#[derive(Clone, Debug)]
 pub struct DictionaryRow {
-    data: HashMap<String, Value>,
+    data: HashMap<Arc<str>, Value>,
+    schema: Arc<Schema>,
+}
+
+impl PartialEq for DictionaryRow {
+    fn eq(&self, other: &Self) -> bool {
+        self.data == other.data
+    }
 }
 
 impl Row for DictionaryRow {
@@ -17,8 +30,11 @@ impl Row for DictionaryRow {
 
     fn build(schema: &Arc<Schema>, values: &[Value]) -> Self {
         assert_eq!(values.len(), schema.len(), "value count must match schema");
-        let data = schema.names().iter().zip(values).map(|(n, v)| (n.to_string(), v.clone())).collect();
-        DictionaryRow { data }
+        let data = schema.names().iter().cloned().zip(values.iter().cloned()).collect();
+        DictionaryRow {
+            data,
+            schema: Arc::clone(schema),
+        }
     }
 
     #[inline]
@@ -32,6 +48,16 @@ impl Row for DictionaryRow {
             Some(slot) => *slot = value,
             None => panic!("no column {name:?}"),
         }
-        DictionaryRow { data }
+        DictionaryRow {
+            data,
+            schema: Arc::clone(&self.schema),
+        }
+    }
+}
+
+impl IndexedRow for DictionaryRow {
+    #[inline]
+    fn get_index(&self, index: usize) -> Option<ValueRef<'_>> {
+        self.get(self.schema.names().get(index)?)
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! | variant | type | `with` |
 //! |---|---|---|
-//! | `dictionary` | [`DictionaryRow`]: `HashMap<String, Value>` | clones the whole map (keys too): the seeds' baseline |
+//! | `dictionary` | [`DictionaryRow`]: `HashMap<Arc<str>, Value>`, keys shared with the schema | clones the map (keys shared, as .NET shares its key strings): the seeds' baseline |
 //! | `persistent` | [`PersistentRow`]: `imbl::HashMap<Arc<str>, Value>` | structural sharing: copies one path of the trie |
 //! | `array` | [`ArrayRow`]: `Box<[Value]>` + shared [`Schema`] | copies the value slice |
 //! | `pooled` | [`PooledRow`]: a `Vec<Value>` from an `object_pool::Pool` + [`Schema`] | copies into a vector taken from the pool; the vector goes back on drop |
@@ -90,6 +90,34 @@ pub trait Chunk: Sized + Send + Sync {
     /// The chunk-level transform: a new chunk with column `name` set to `value`
     /// on every row. The original is unchanged.
     fn set_all(&self, name: &str, value: &Value) -> Self;
+
+    /// The chunk-level transform the benches time: a new chunk with column `target` set, on
+    /// every row, to [`derive`] of that row's columns `a` and `b` (a computed field, like
+    /// `full_name = first + ' ' + last`). The original is unchanged.
+    fn compute(&self, target: &str, a: &str, b: &str) -> Self;
+}
+
+/// The computed field: both values as text, joined by a space (`Null` when a side is
+/// missing).
+pub fn derive(a: Option<ValueRef<'_>>, b: Option<ValueRef<'_>>) -> Value {
+    use std::fmt::Write as _;
+    let (Some(a), Some(b)) = (a, b) else {
+        return Value::Null;
+    };
+    let mut s = String::with_capacity(48);
+    for (i, v) in [a, b].into_iter().enumerate() {
+        if i == 1 {
+            s.push(' ');
+        }
+        let _ = match v {
+            ValueRef::Str(x) => write!(s, "{x}"),
+            ValueRef::Int(x) => write!(s, "{x}"),
+            ValueRef::Float(x) => write!(s, "{x}"),
+            ValueRef::Bool(x) => write!(s, "{x}"),
+            ValueRef::Null => write!(s, "null"),
+        };
+    }
+    Value::str(&s)
 }
 
 /// A chunk made of individual rows of any [`Row`] variant.
@@ -125,6 +153,12 @@ impl<R: Row> Chunk for RowChunk<R> {
     fn set_all(&self, name: &str, value: &Value) -> Self {
         RowChunk {
             rows: self.rows.iter().map(|r| r.with(name, value.clone())).collect(),
+        }
+    }
+
+    fn compute(&self, target: &str, a: &str, b: &str) -> Self {
+        RowChunk {
+            rows: self.rows.iter().map(|r| r.with(target, derive(r.get(a), r.get(b)))).collect(),
         }
     }
 }

@@ -1,15 +1,18 @@
 use std::sync::Arc;
 
-use super::Row;
+use super::{IndexedRow, Row};
 use crate::schema::Schema;
 use crate::value::{Value, ValueRef};
 
 /// A persistent hash map row (`imbl::HashMap`): `with` shares every node but
 /// the path to the changed entry. Keys are the schema's `Arc<str>` names, so
 /// copying a node never allocates key strings.
+///
+/// Read by index resolves the index to the name through the row's schema, then looks it up.
 #[derive(Clone, Debug)]
 pub struct PersistentRow {
     data: imbl::HashMap<Arc<str>, Value>,
+    schema: Arc<Schema>,
 }
 
 impl Row for PersistentRow {
@@ -18,7 +21,10 @@ impl Row for PersistentRow {
     fn build(schema: &Arc<Schema>, values: &[Value]) -> Self {
         assert_eq!(values.len(), schema.len(), "value count must match schema");
         let data = schema.names().iter().cloned().zip(values.iter().cloned()).collect();
-        PersistentRow { data }
+        PersistentRow {
+            data,
+            schema: Arc::clone(schema),
+        }
     }
 
     #[inline]
@@ -32,6 +38,14 @@ impl Row for PersistentRow {
         };
         PersistentRow {
             data: self.data.update(key.clone(), value),
+            schema: Arc::clone(&self.schema),
         }
+    }
+}
+
+impl IndexedRow for PersistentRow {
+    #[inline]
+    fn get_index(&self, index: usize) -> Option<ValueRef<'_>> {
+        self.get(self.schema.names().get(index)?)
     }
 }

@@ -1,0 +1,320 @@
+//! The decision rules, and only them: thresholds with where they come from, and the
+//! noise-aware judgement every decision goes through.
+//!
+//! Rule changes are committed on their own, before the data they decide is seen; the report
+//! names the commit of this file (and of [`crate::stats`]) that produced it.
+//!
+//! # The judgement
+//! An alternative (the challenger) is compared with the engine's current choice (the
+//! incumbent) on the ratio of medians of interleaved runs, `median(incumbent) /
+//! median(challenger)` (> 1: the challenger is faster), with a percentile-bootstrap interval
+//! ([`crate::stats::speedup`]). Then:
+//! - **adopt** when the interval's lower bound clears the threshold;
+//! - **loss** when the interval's upper bound is below 1 (the challenger is measurably
+//!   slower); the incumbent stays;
+//! - otherwise **tie (within noise)**: the incumbent stays, and the report shows the interval.
+//!
+//! Every verdict carries its margin: lower bound minus threshold (≥ 0 would have adopted).
+//! With several challengers against one incumbent the confidence level is Bonferroni-corrected
+//! ([`family_level`]), and among adopted challengers the one with the highest lower bound wins.
+
+use std::fmt;
+
+use crate::stats::{self, Interval, Pair};
+
+/// Where a threshold comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Seed 000 "Decision Points" (or seed 003's targets): the sentence, quoted.
+    Seed(&'static str),
+    /// The seed gives no number: ours, with the reason.
+    Ours(&'static str),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Seed(q) => write!(f, "seed: \"{q}\""),
+            Source::Ours(r) => write!(f, "ours: {r}"),
+        }
+    }
+}
+
+/// A threshold on a speed-up (or saving) ratio, with its source.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Threshold {
+    /// The ratio the interval's lower bound must clear.
+    pub ratio: f64,
+    /// Where it comes from.
+    pub source: Source,
+}
+
+/// Seed 000 "Decision Points": "If ArrayRow is >50% faster → Use it despite flexibility
+/// loss". ">50 % faster" is a time ratio above 1.5; we apply the same bar to every
+/// alternative the engine can switch to (chunk size, buffer size, port flavour, pooling
+/// strategy against another pool, row representation): the seed gives no other number for
+/// "faster enough to change".
+pub const ADOPT_SPEEDUP: Threshold = Threshold {
+    ratio: 1.5,
+    source: Source::Seed("If ArrayRow is >50% faster → Use it despite flexibility loss"),
+};
+
+/// Seed 000 "Decision Points": "If pooling saves >30% allocations → Implement it". A saving
+/// of 30 % is an allocation-count ratio (none / pooled) of 1 / 0.7.
+pub const POOL_MIN_SAVING: Threshold = Threshold {
+    ratio: 1.0 / (1.0 - 0.30),
+    source: Source::Seed("If pooling saves >30% allocations → Implement it"),
+};
+
+/// A pool that saves allocations must also not make the engine slower: its wall-time
+/// speed-up interval must reach 1× (upper bound ≥ 1).
+pub const POOL_NOT_SLOWER: Threshold = Threshold {
+    ratio: 1.0,
+    source: Source::Ours(
+        "the seed asks for fewer allocations, not slower runs; a pool whose whole interval is below 1× costs time, so it is not adopted",
+    ),
+};
+
+/// Seed 003 "Batch: <100ms per chunk": a chunk must take less than this many seconds at the
+/// measured end-to-end rate of the decided configuration.
+pub const MAX_CHUNK_LATENCY_S: f64 = 0.1;
+/// The quoted sentence behind [`MAX_CHUNK_LATENCY_S`].
+pub const MAX_CHUNK_LATENCY_SOURCE: Source = Source::Seed("Batch: <100ms per chunk");
+
+/// Seed 000 "Decision Points": "If channels scale poorly → Consider alternative
+/// communication". The seed gives no number; the engine has only channel ports, so scaling
+/// is reported (per-delivery throughput at fan-out 100 against fan-out 1) but decides nothing.
+pub const CHANNEL_SCALING_SOURCE: Source = Source::Seed("If channels scale poorly → Consider alternative communication");
+
+/// Seed 000 "Decision Points": "If spillover works smoothly → Keep current design". Seed 000's
+/// decision matrix names the current design: "Spillover | 80% threshold".
+pub const SPILL_SOURCE: Source = Source::Seed("If spillover works smoothly → Keep current design");
+/// Seed 000's current design: spill at 80 % of the memory budget.
+pub const SPILL_PRIOR_PERCENT: u32 = 80;
+
+/// Confidence level of one comparison.
+pub const CONFIDENCE: f64 = 0.95;
+/// Why [`CONFIDENCE`]: ours.
+pub const CONFIDENCE_SOURCE: Source = Source::Ours("the conventional 95 %; the seed names no level");
+/// Bootstrap resamples per interval (ours: the percentile bounds move < 1 % beyond this).
+pub const RESAMPLES: usize = 10_000;
+/// Issue 10: "≥ 5 runs each". Fewer runs are not judged (the decision is "not measured").
+pub const MIN_RUNS: usize = 5;
+
+/// Confidence level for each of `challengers` comparisons against one incumbent, so that the
+/// family keeps [`CONFIDENCE`] (Bonferroni). Ours: several challengers (six chunk sizes)
+/// each get a chance to clear the bar by luck; the correction keeps the chance of any false
+/// adoption at 5 %.
+pub fn family_level(challengers: usize) -> f64 {
+    1.0 - (1.0 - CONFIDENCE) / challengers.max(1) as f64
+}
+
+/// The outcome of one comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The interval's lower bound clears the threshold: adopt the challenger.
+    Adopt,
+    /// Neither adopted nor measurably slower: the incumbent stays.
+    Tie,
+    /// The challenger is measurably slower (upper bound < 1): the incumbent stays.
+    Loss,
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Outcome::Adopt => "adopt",
+            Outcome::Tie => "tie (within noise)",
+            Outcome::Loss => "loss",
+        })
+    }
+}
+
+/// One challenger judged against the incumbent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verdict {
+    /// Speed-up of the challenger over the incumbent, with its interval.
+    pub speedup: Interval,
+    /// The threshold applied.
+    pub threshold: Threshold,
+    /// `speedup.lower - threshold.ratio`: how far the lower bound is from adopting
+    /// (≥ 0 … adopted; in ratio units).
+    pub margin: f64,
+    /// What the rule concludes.
+    pub outcome: Outcome,
+}
+
+impl Verdict {
+    /// Applies the rule to an already computed interval.
+    pub fn from_interval(speedup: Interval, threshold: Threshold) -> Verdict {
+        let outcome = if speedup.lower > threshold.ratio {
+            Outcome::Adopt
+        } else if speedup.upper < 1.0 {
+            Outcome::Loss
+        } else {
+            Outcome::Tie
+        };
+        Verdict {
+            speedup,
+            threshold,
+            margin: speedup.lower - threshold.ratio,
+            outcome,
+        }
+    }
+
+    /// One line for the report: `1.62× [1.55, 1.70] (95 %), bar 1.5×, margin +0.05×: adopt`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{:.3}× [{:.3}, {:.3}] ({:.1} % CI), bar {:.3}×, margin {:+.3}×: {}",
+            self.speedup.point,
+            self.speedup.lower,
+            self.speedup.upper,
+            self.speedup.level * 100.0,
+            self.threshold.ratio,
+            self.margin,
+            self.outcome
+        )
+    }
+}
+
+/// Why a comparison could not be judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotJudged {
+    /// A side has fewer than [`MIN_RUNS`] runs in some configuration.
+    TooFewRuns {
+        /// Fewest runs seen.
+        runs: usize,
+    },
+    /// A median is zero, negative or not finite, or there is no configuration.
+    BadSamples,
+}
+
+impl fmt::Display for NotJudged {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotJudged::TooFewRuns { runs } => write!(f, "only {runs} run(s), the rule needs ≥ {MIN_RUNS}"),
+            NotJudged::BadSamples => f.write_str("no usable samples"),
+        }
+    }
+}
+
+/// Judges one challenger against the incumbent over one or more configurations (costs:
+/// smaller is better), at confidence `level`.
+///
+/// # Errors
+/// [`NotJudged`] when a configuration has fewer than [`MIN_RUNS`] runs on a side or its
+/// samples are unusable.
+pub fn judge(pairs: &[Pair<'_>], threshold: Threshold, level: f64) -> Result<Verdict, NotJudged> {
+    let fewest = pairs.iter().map(|p| p.incumbent.len().min(p.challenger.len())).min().unwrap_or(0);
+    if fewest < MIN_RUNS {
+        return Err(NotJudged::TooFewRuns { runs: fewest });
+    }
+    let iv = stats::speedup(pairs, level, RESAMPLES).ok_or(NotJudged::BadSamples)?;
+    Ok(Verdict::from_interval(iv, threshold))
+}
+
+/// Picks among judged challengers: the adopted one with the highest lower bound, else `None`
+/// (the incumbent stays).
+pub fn pick<'a, T>(verdicts: impl IntoIterator<Item = (&'a T, &'a Verdict)>) -> Option<&'a T> {
+    verdicts
+        .into_iter()
+        .filter(|(_, v)| v.outcome == Outcome::Adopt)
+        .max_by(|a, b| a.1.speedup.lower.total_cmp(&b.1.speedup.lower))
+        .map(|(t, _)| t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Synthetic wall times: `base` seconds with a deterministic ±`spread` wobble.
+    fn runs(base: f64, spread: f64, n: usize, phase: u64) -> Vec<f64> {
+        let mut rng = stats::SplitMix64::new(phase);
+        (0..n)
+            .map(|_| base * (1.0 + spread * ((rng.next_u64() % 2001) as f64 / 1000.0 - 1.0)))
+            .collect()
+    }
+
+    fn one<'a>(inc: &'a [f64], ch: &'a [f64]) -> [Pair<'a>; 1] {
+        [Pair {
+            incumbent: inc,
+            challenger: ch,
+        }]
+    }
+
+    #[test]
+    fn clear_win_is_adopted_with_positive_margin() {
+        let inc = runs(2.0, 0.03, 7, 1);
+        let ch = runs(1.0, 0.03, 7, 2);
+        let v = judge(&one(&inc, &ch), ADOPT_SPEEDUP, CONFIDENCE).unwrap();
+        assert_eq!(v.outcome, Outcome::Adopt, "{}", v.describe());
+        assert!(v.margin > 0.0 && v.speedup.lower > 1.5, "{}", v.describe());
+        assert!(v.describe().ends_with("adopt"), "{}", v.describe());
+    }
+
+    #[test]
+    fn point_estimate_over_the_bar_but_noisy_is_a_tie() {
+        // Medians 1.6× apart (the old point-estimate rule would adopt), but ±40 % noise:
+        // the interval reaches below 1.5×, so the incumbent stays.
+        let inc = [1.6, 2.4, 0.9, 1.7, 1.1, 2.2, 1.5];
+        let ch = [1.0, 0.6, 1.4, 0.9, 1.3, 0.7, 1.1];
+        let v = judge(&one(&inc, &ch), ADOPT_SPEEDUP, CONFIDENCE).unwrap();
+        assert!(v.speedup.point > 1.5, "{}", v.describe());
+        assert_eq!(v.outcome, Outcome::Tie, "{}", v.describe());
+        assert!(v.margin < 0.0);
+        assert!(v.describe().contains("tie (within noise)"));
+    }
+
+    #[test]
+    fn equal_alternatives_are_a_tie_inside_noise() {
+        let inc = runs(1.0, 0.05, 6, 3);
+        let ch = runs(1.0, 0.05, 6, 4);
+        let v = judge(&one(&inc, &ch), ADOPT_SPEEDUP, CONFIDENCE).unwrap();
+        assert_eq!(v.outcome, Outcome::Tie, "{}", v.describe());
+        assert!(v.speedup.contains(1.0), "{}", v.describe());
+    }
+
+    #[test]
+    fn slower_challenger_is_a_loss() {
+        let inc = runs(1.0, 0.02, 5, 5);
+        let ch = runs(1.5, 0.02, 5, 6);
+        let v = judge(&one(&inc, &ch), ADOPT_SPEEDUP, CONFIDENCE).unwrap();
+        assert_eq!(v.outcome, Outcome::Loss, "{}", v.describe());
+        assert!(v.speedup.upper < 1.0);
+    }
+
+    #[test]
+    fn fewer_than_five_runs_are_not_judged() {
+        let inc = [1.0; 4];
+        let ch = [0.1; 4];
+        assert_eq!(
+            judge(&one(&inc, &ch), ADOPT_SPEEDUP, CONFIDENCE),
+            Err(NotJudged::TooFewRuns { runs: 4 })
+        );
+    }
+
+    #[test]
+    fn pick_takes_the_adopted_challenger_with_the_best_lower_bound() {
+        let iv = |lower: f64| Interval {
+            point: lower + 0.1,
+            lower,
+            upper: lower + 0.2,
+            level: 0.95,
+        };
+        let a = Verdict::from_interval(iv(1.6), ADOPT_SPEEDUP);
+        let b = Verdict::from_interval(iv(1.9), ADOPT_SPEEDUP);
+        let c = Verdict::from_interval(iv(1.2), ADOPT_SPEEDUP);
+        assert_eq!(pick([(&"a", &a), (&"b", &b), (&"c", &c)]), Some(&"b"));
+        assert_eq!(pick([(&"c", &c)]), None);
+    }
+
+    #[test]
+    fn thresholds_quote_the_seed_or_say_why_they_are_ours() {
+        assert_eq!(ADOPT_SPEEDUP.ratio, 1.5);
+        assert!(matches!(ADOPT_SPEEDUP.source, Source::Seed(q) if q.contains(">50% faster")));
+        assert!((POOL_MIN_SAVING.ratio - 1.0 / 0.7).abs() < 1e-12);
+        assert!(matches!(POOL_MIN_SAVING.source, Source::Seed(q) if q.contains(">30% allocations")));
+        assert!(matches!(POOL_NOT_SLOWER.source, Source::Ours(_)));
+        assert!(family_level(1) == CONFIDENCE && family_level(5) > 0.98);
+    }
+}
