@@ -222,3 +222,30 @@ fn an_over_long_unterminated_quote_on_a_fifo_fails_rather_than_lose_rows() {
     let e = e.to_string();
     assert!(e.contains("unterminated quote opened at line 3 (field 2)"), "{e}");
 }
+
+fn config_error(extra: &str) -> String {
+    let s = Scenario::new();
+    s.write("in.csv", "a,b\n1,x\n");
+    let yaml = format!(
+        "Pipeline:\n  Name: p\n  Plugins:\n    - {{ Name: src, Type: DelimitedSource, Config: {{ FilePath: in.csv, InferSchema: true, {extra} }} }}\n    - {{ Name: out, Type: DelimitedSink, Config: {{ FilePath: out.csv }} }}\n"
+    );
+    match s.build(&yaml) {
+        Ok(_) => panic!("expected a config error for {extra}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn a_quote_equal_to_the_delimiter_is_a_config_error() {
+    for extra in ["Quote: ','", "Delimiter: ';', Quote: ';'"] {
+        let e = config_error(extra);
+        assert!(e.contains("Quote and Delimiter"), "{extra}: {e}");
+    }
+}
+
+#[test]
+fn a_huge_max_record_bytes_is_out_of_range() {
+    let e = config_error("MaxRecordBytes: 1e300");
+    assert!(e.contains("is out of range; allowed: 16 to 1073741824"), "{e}");
+    assert!(!e.contains("18446744073709551615"), "{e}");
+}

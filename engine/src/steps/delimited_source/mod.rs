@@ -172,15 +172,28 @@ impl DelimitedSourceConfig {
         if let Some(n) = o.take(&["HasHeaders", "HasHeader", "IncludeHeaders", "Headers"])? {
             c.has_headers = n.bool()?;
         }
+        let mut delimiter_node = None;
         if let Some(n) = o.take(&["Delimiter", "Separator"])? {
             c.delimiter = parse_delimiter(&n.string()?).map_err(|m| n.err(m))?;
+            delimiter_node = Some(n);
         }
+        let same = |q: u8| {
+            format!(
+                "Quote and Delimiter are the same character '{}': a record could not be split; set Quote or Delimiter to another character",
+                char::from(q).escape_default()
+            )
+        };
         if let Some(n) = o.take(&["Quote", "QuoteChar", "QuoteCharacter"])? {
             let s = n.string()?;
             c.quote = match s.as_bytes() {
                 [b] => *b,
                 _ => return Err(n.err("Quote must be one character")),
             };
+            if c.quote == c.delimiter {
+                return Err(n.err(same(c.quote)));
+            }
+        } else if let Some(n) = delimiter_node.filter(|_| c.quote == c.delimiter) {
+            return Err(n.err(same(c.quote)));
         }
         if let Some(n) = o.take(&["ChunkSize", "BatchSize"])? {
             c.chunk_size = n.u64_in(1, crate::defaults::limits::MAX_CHUNK_ROWS)? as usize;
@@ -247,12 +260,14 @@ impl DelimitedSourceConfig {
         )?;
         env.accept_ignored(o, &["ValidateSchema"], "every row is always checked against the schema")?;
         if let Some(n) = o.take(&["MaxRecordBytes"])? {
-            let v = n.u64()?;
-            if v < MIN_MAX_RECORD_BYTES as u64 || v > MAX_MAX_RECORD_BYTES as u64 {
-                return Err(n.err(format!(
-                    "MaxRecordBytes must be between {MIN_MAX_RECORD_BYTES} and {MAX_MAX_RECORD_BYTES} (1 GiB) bytes, found {v}"
-                )));
-            }
+            let v = n
+                .u64_in(MIN_MAX_RECORD_BYTES as u64, MAX_MAX_RECORD_BYTES as u64)
+                .map_err(|e| match e {
+                    Error::Config { message, .. } => n.err(format!(
+                        "MaxRecordBytes must be between {MIN_MAX_RECORD_BYTES} and {MAX_MAX_RECORD_BYTES} (1 GiB) bytes: {message}"
+                    )),
+                    other => other,
+                })?;
             c.max_record_bytes = v as usize;
         }
         if let Some(n) = o.take(&["DeadLetterFilePath", "DeadLetterFile", "RejectFilePath"])? {
