@@ -122,10 +122,21 @@ pub fn parse_int<T: FromStr>(text: &str) -> Result<T, String> {
 }
 
 /// A double.
+///
+/// Text that overflows to ±infinity (`1e400`) is refused, unless it spells an infinity
+/// itself (`inf`, `infinity`, any case, optionally signed).
 pub fn parse_f64(text: &str) -> Result<f64, String> {
-    text.trim()
+    let t = text.trim();
+    let v = t
         .parse::<f64>()
-        .map_err(|_| format!("'{}' is not a number", crate::error::clip(text)))
+        .map_err(|_| format!("'{}' is not a number", crate::error::clip(text)))?;
+    if v.is_infinite() {
+        let word = t.strip_prefix(['+', '-']).unwrap_or(t);
+        if !word.eq_ignore_ascii_case("inf") && !word.eq_ignore_ascii_case("infinity") {
+            return Err(format!("'{}' is out of range for double", crate::error::clip(text)));
+        }
+    }
+    Ok(v)
 }
 
 /// An exact decimal of up to 38 significant digits; the scale written is the scale kept
@@ -259,6 +270,19 @@ pub fn write_time(t: &NaiveTime, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_double_that_overflows_is_out_of_range_but_infinity_is_not() {
+        for t in ["1e400", "-1e400", " 2e308 "] {
+            let e = parse_f64(t).unwrap_err();
+            assert!(e.contains("out of range for double"), "{t}: {e}");
+        }
+        for t in ["inf", "-inf", "+Infinity", "INF", " -INFINITY "] {
+            assert!(parse_f64(t).unwrap().is_infinite(), "{t}");
+        }
+        assert_eq!(parse_f64("1e308").unwrap(), 1e308);
+        assert_eq!(parse_f64("1e-400").unwrap(), 0.0);
+    }
 
     fn roundtrip(text: &str, ty: DataType) -> String {
         Value::parse(text, ty).unwrap().to_string()

@@ -20,16 +20,22 @@
 //! - **Records are bounded.** `MaxRecordBytes` (default [`DEFAULT_MAX_RECORD_BYTES`]) caps
 //!   one record. The splitter only ever holds the current record (plus one read block), so
 //!   `/dev/zero` or a runaway line costs at most that much memory: a longer record is
-//!   malformed (line = where it starts). Under `SkipMalformedRows` the splitter drops bytes,
-//!   without keeping them, up to the next line break and carries on there.
+//!   malformed (line = where it starts), the whole record — multi-line quoted fields and
+//!   all, up to the line break that ends it outside quotes — and nothing else. Under
+//!   `SkipMalformedRows` the splitter scans and drops its bytes, streaming, keeping only the
+//!   first ones for the dead letter, and carries on after it. Planning (the header and the
+//!   inference sample) stops at such a record without skipping it; the run skips it.
 //! - **An unterminated quote cannot eat the file.** A quoted field that runs to the end of
-//!   the input, or past `MaxRecordBytes`, can only be an unterminated quote (a reader cannot
-//!   tell a quote closed by a *later* stray quote from a legitimately multi-line field, so
-//!   that case is left to the field-count check). Without `SkipMalformedRows` the run fails
-//!   naming the line where the quote opened. With it, the record is rejected as that line
-//!   (its dead letter holds the raw text up to the end of the quote's line) and reading
-//!   resumes at the start of the next line: the bytes after the quote are still in the
-//!   splitter's buffer, which holds the whole current record, so this works on a FIFO too.
+//!   the input can only be an unterminated quote (a reader cannot tell a quote closed by a
+//!   *later* stray quote from a legitimately multi-line field, so that case is one over-long
+//!   or malformed record). Without `SkipMalformedRows` the run fails naming the line where
+//!   the quote opened. With it, the record is rejected as that line (its dead letter holds
+//!   the raw text up to the end of the quote's line) and reading resumes at the start of the
+//!   next line: when the rest of the input is within `MaxRecordBytes`, those bytes are
+//!   still in the splitter's buffer, so this works on a FIFO too; when it is longer, the
+//!   splitter has streamed past them and seeks back to that line, which a regular file can
+//!   do — on stdin or a FIFO the run fails instead, naming the quote, rather than lose the
+//!   lines after it.
 //! - **Chunks are bounded in bytes as well as rows**: the reader stage hands a raw chunk to
 //!   the parser when it holds `ChunkSize` records or [`RAW_CHUNK_BYTES`] of field data,
 //!   whichever comes first; with `MaxRecordBytes` ≤ 1 GiB its `u32` offsets cannot wrap.
@@ -166,15 +172,28 @@ impl DelimitedSourceConfig {
         if let Some(n) = o.take(&["HasHeaders", "HasHeader", "IncludeHeaders", "Headers"])? {
             c.has_headers = n.bool()?;
         }
+        let mut delimiter_node = None;
         if let Some(n) = o.take(&["Delimiter", "Separator"])? {
             c.delimiter = parse_delimiter(&n.string()?).map_err(|m| n.err(m))?;
+            delimiter_node = Some(n);
         }
+        let same = |q: u8| {
+            format!(
+                "Quote and Delimiter are the same character '{}': a record could not be split; set Quote or Delimiter to another character",
+                char::from(q).escape_default()
+            )
+        };
         if let Some(n) = o.take(&["Quote", "QuoteChar", "QuoteCharacter"])? {
             let s = n.string()?;
             c.quote = match s.as_bytes() {
                 [b] => *b,
                 _ => return Err(n.err("Quote must be one character")),
             };
+            if c.quote == c.delimiter {
+                return Err(n.err(same(c.quote)));
+            }
+        } else if let Some(n) = delimiter_node.filter(|_| c.quote == c.delimiter) {
+            return Err(n.err(same(c.quote)));
         }
         if let Some(n) = o.take(&["ChunkSize", "BatchSize"])? {
             c.chunk_size = n.u64_in(1, crate::defaults::limits::MAX_CHUNK_ROWS)? as usize;
@@ -241,12 +260,14 @@ impl DelimitedSourceConfig {
         )?;
         env.accept_ignored(o, &["ValidateSchema"], "every row is always checked against the schema")?;
         if let Some(n) = o.take(&["MaxRecordBytes"])? {
-            let v = n.u64()?;
-            if v < MIN_MAX_RECORD_BYTES as u64 || v > MAX_MAX_RECORD_BYTES as u64 {
-                return Err(n.err(format!(
-                    "MaxRecordBytes must be between {MIN_MAX_RECORD_BYTES} and {MAX_MAX_RECORD_BYTES} (1 GiB) bytes, found {v}"
-                )));
-            }
+            let v = n
+                .u64_in(MIN_MAX_RECORD_BYTES as u64, MAX_MAX_RECORD_BYTES as u64)
+                .map_err(|e| match e {
+                    Error::Config { message, .. } => n.err(format!(
+                        "MaxRecordBytes must be between {MIN_MAX_RECORD_BYTES} and {MAX_MAX_RECORD_BYTES} (1 GiB) bytes: {message}"
+                    )),
+                    other => other,
+                })?;
             c.max_record_bytes = v as usize;
         }
         if let Some(n) = o.take(&["DeadLetterFilePath", "DeadLetterFile", "RejectFilePath"])? {
@@ -269,9 +290,9 @@ impl DelimitedSourceConfig {
     }
 
     /// Opens the input once; returns it with its size when it is a regular file.
-    fn open(&self) -> Result<(Box<dyn Read + Send>, Option<u64>)> {
+    fn open(&self) -> Result<(Input, Option<u64>)> {
         if self.is_stdin() {
-            return Ok((Box::new(std::io::stdin()), None));
+            return Ok((Input::Stream(Box::new(std::io::stdin())), None));
         }
         let f = File::open(&self.file_path).map_err(|e| {
             Error::io(
@@ -281,7 +302,14 @@ impl DelimitedSourceConfig {
             )
         })?;
         let size = f.metadata().ok().filter(std::fs::Metadata::is_file).map(|m| m.len());
-        Ok((Box::new(f), size))
+        Ok((
+            if size.is_some() {
+                Input::File(f)
+            } else {
+                Input::Stream(Box::new(f))
+            },
+            size,
+        ))
     }
 
     fn splitter<R: Read>(&self, input: R) -> Splitter<R> {
@@ -436,6 +464,9 @@ impl DelimitedSourceConfig {
         }
         let (input, size) = self.open()?;
         let mut sp = self.splitter(input);
+        if matches!(sp.input, Input::File(_)) {
+            sp.seek = Some(Input::seek_to);
+        }
         let (schema, indices, expected) = self.plan(ctx.name, &mut sp)?;
         Ok(StepRuntime::Source(Box::new(DelimitedSource {
             step: ctx.name.to_owned(),
@@ -502,9 +533,33 @@ pub struct DelimitedSource {
     /// The dead-letter file between prepare and commit (kept after commit for rollback).
     dead_letters_done: Option<AtomicOutput>,
     /// The input, opened at build time and positioned at the first data record.
-    input: Option<Splitter<Box<dyn Read + Send>>>,
+    input: Option<Splitter<Input>>,
     /// Input size when it is a regular file.
     size: Option<u64>,
+}
+
+/// The opened input: a regular file (which can seek), or a stream (stdin, a FIFO).
+enum Input {
+    File(File),
+    Stream(Box<dyn Read + Send>),
+}
+
+impl Read for Input {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Input::File(f) => f.read(buf),
+            Input::Stream(r) => r.read(buf),
+        }
+    }
+}
+
+impl Input {
+    fn seek_to(&mut self, offset: u64) -> std::io::Result<()> {
+        match self {
+            Input::File(f) => std::io::Seek::seek(f, std::io::SeekFrom::Start(offset)).map(drop),
+            Input::Stream(_) => Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "the input cannot seek")),
+        }
+    }
 }
 
 /// A rejected record as the dead-letter file gets it.
@@ -841,6 +896,13 @@ struct Splitter<R> {
     /// otherwise the splitter stops there, since the run fails anyway (and an endless line
     /// would never end).
     resync_long_lines: bool,
+    /// Moves the input to an offset, when it can (a regular file): how an unterminated
+    /// quote found only by streaming to the end is resynchronised.
+    seek: Option<fn(&mut R, u64) -> std::io::Result<()>>,
+    /// Set when an over-long record was not skipped (see `resync_long_lines`): the
+    /// splitter reports the end of the input until [`Splitter::rewind`]. Unlike `eof` it
+    /// does not outlive planning, which stops at such a record and rewinds.
+    halted: bool,
 }
 
 impl<R: Read> Splitter<R> {
@@ -867,6 +929,8 @@ impl<R: Read> Splitter<R> {
             special,
             cancel: None,
             resync_long_lines: false,
+            halted: false,
+            seek: None,
         }
     }
 
@@ -884,6 +948,7 @@ impl<R: Read> Splitter<R> {
 
     /// Goes back to the mark.
     fn rewind(&mut self) {
+        self.halted = false;
         if let Some((pos, line)) = self.mark.take() {
             self.pos = pos;
             self.rec = pos;
@@ -952,6 +1017,9 @@ impl<R: Read> Splitter<R> {
 
     /// Splits the next record into `out`.
     fn next_record(&mut self, out: &mut RawChunk) -> Result<Next> {
+        if self.halted {
+            return Ok(Next::Eof);
+        }
         self.skip_bom()?;
         // Blank lines and the rest of the previous record's terminator.
         loop {
@@ -980,10 +1048,12 @@ impl<R: Read> Splitter<R> {
                     let len = pos - self.rec;
                     if len > self.max_record {
                         out.truncate(data0, fields0);
-                        if let Some((open, qline, field)) = spanned {
+                        if let Some((open, qline, field)) = spanned.filter(|&(open, _, _)| self.stray_quote(open)) {
                             let message = self.quote_too_long(qline, field);
                             return Ok(Next::Rejected(self.resync_after_quote(open, qline, field, message)?));
                         }
+                        // An over-long quoted field, closed: the whole record is the one
+                        // rejected, multi-line quoted fields and all.
                         self.pos = pos;
                         self.line = line;
                         let (shown, _) = self.shown();
@@ -1005,19 +1075,30 @@ impl<R: Read> Splitter<R> {
                 Scan::NeedMore { quote, line } => {
                     out.truncate(data0, fields0);
                     if self.end - self.rec > self.max_record {
-                        return Ok(Next::Rejected(match quote {
-                            Some((open, qline, field)) => {
-                                let message = self.quote_too_long(qline, field);
-                                self.resync_after_quote(open, qline, field, message)?
-                            }
-                            None => {
-                                let (shown, held) = self.shown();
-                                self.pos = self.end;
-                                self.line = line;
-                                let skipped = self.skip_line()?;
-                                self.too_long(rec_line, shown, held + skipped)
-                            }
-                        }));
+                        if let Some((open, qline, field)) = quote.filter(|&(open, _, _)| self.stray_quote(open)) {
+                            let message = self.quote_too_long(qline, field);
+                            return Ok(Next::Rejected(self.resync_after_quote(open, qline, field, message)?));
+                        }
+                        if !self.resync_long_lines || self.mark.is_some() {
+                            // Not skipping (the run fails on it, or planning stops at it):
+                            // report it and read no further.
+                            let (shown, held) = self.shown();
+                            self.pos = self.end;
+                            self.line = line;
+                            self.rec = self.pos;
+                            self.halted = true;
+                            return Ok(Next::Rejected(match quote {
+                                Some((_, qline, field)) => ReadReject {
+                                    line: qline,
+                                    field: format!("#{field}"),
+                                    message: self.quote_too_long(qline, field),
+                                    raw: shown,
+                                    raw_len: held,
+                                },
+                                None => self.too_long(rec_line, shown, held),
+                            }));
+                        }
+                        return self.skip_record(rec_line).map(Next::Rejected);
                     }
                     if self.eof {
                         // Cannot happen: a scan at the end of the input completes.
@@ -1033,6 +1114,17 @@ impl<R: Read> Splitter<R> {
     fn shown(&self) -> (Vec<u8>, u64) {
         let held = &self.buf[self.rec..self.end];
         (held[..SHOWN_BYTES.min(held.len())].to_vec(), held.len() as u64)
+    }
+
+    /// Whether the quote opened at buffer index `open`, in a record over `MaxRecordBytes`
+    /// that runs over a line break, is taken for a stray quote: its line (from the start of
+    /// the record) is within `MaxRecordBytes`, so it is the line break, not the field's own
+    /// text, that makes the record too long. Such a record is rejected as the quote's line
+    /// and reading resumes at the next line (the rows after it are kept). A quote whose own
+    /// line is already over the limit is an over-long quoted field: its whole record, up to
+    /// the closing quote, is the one rejected, so no text inside it is read as rows.
+    fn stray_quote(&self, open: usize) -> bool {
+        memchr::memchr2(b'\n', b'\r', &self.buf[open..self.end]).is_some_and(|k| open + k - self.rec <= self.max_record)
     }
 
     fn quote_too_long(&self, line: u64, field: usize) -> String {
@@ -1055,6 +1147,114 @@ impl<R: Read> Splitter<R> {
             raw: shown,
             raw_len: len,
         }
+    }
+
+    /// Drops the over-long record starting at `rec` (on `rec_line`), streaming: bytes are
+    /// scanned (quotes and all, in the splitter's dialect) and dropped up to the end of the
+    /// record, and only its first bytes are kept for the dead letter. When the input ends
+    /// inside a quoted field that spans lines, that quote was unterminated: reading resumes
+    /// at the line after the one the first such quote opened on, by seeking back (a regular
+    /// file); an input that cannot seek fails the run rather than lose those lines.
+    fn skip_record(&mut self, rec_line: u64) -> Result<ReadReject> {
+        #[derive(Clone, Copy, PartialEq)]
+        enum St {
+            FieldStart,
+            Unquoted,
+            Quoted,
+            /// A quote inside a quoted field: `""`, or its end.
+            QuoteSeen,
+        }
+        let (shown, _) = self.shown();
+        let start = self.base + self.rec as u64;
+        let (quote, delim) = (self.quote, self.delim);
+        let mut st = St::FieldStart;
+        let mut line = rec_line;
+        let mut field = 1usize;
+        let mut open = (rec_line, 1usize);
+        // (input offset, line) of the first line break inside a quoted field, with the
+        // line and field number where that quote opened.
+        let mut first_break: Option<(u64, u64, (u64, usize))> = None;
+        let mut i = self.rec;
+        loop {
+            while i < self.end {
+                let b = self.buf[i];
+                if st == St::Quoted {
+                    if b == quote {
+                        st = St::QuoteSeen;
+                    } else if b == b'\n' || b == b'\r' {
+                        first_break.get_or_insert((self.base + i as u64, line, open));
+                        if b == b'\n' {
+                            line += 1;
+                        }
+                    }
+                    i += 1;
+                    continue;
+                }
+                if b == quote && (st == St::FieldStart || st == St::QuoteSeen) {
+                    if st == St::FieldStart {
+                        open = (line, field);
+                    }
+                    st = St::Quoted;
+                } else if b == delim {
+                    field += 1;
+                    st = St::FieldStart;
+                } else if b == b'\n' || b == b'\r' {
+                    let len = self.base + i as u64 - start;
+                    self.pos = i;
+                    self.rec = i;
+                    self.line = line;
+                    return Ok(self.too_long(rec_line, shown, len));
+                } else {
+                    st = St::Unquoted;
+                }
+                i += 1;
+            }
+            self.pos = self.end;
+            self.rec = self.end;
+            if self.eof || !self.fill()? {
+                break;
+            }
+            i = self.pos;
+        }
+        let len = self.base + self.end as u64 - start;
+        self.line = line;
+        if st != St::Quoted {
+            return Ok(self.too_long(rec_line, shown, len));
+        }
+        let unterminated = |(qline, qfield): (u64, usize), raw: Vec<u8>, raw_len: u64| ReadReject {
+            line: qline,
+            field: format!("#{qfield}"),
+            message: format!(
+                "an unterminated quote opened at line {qline} (field {qfield}) runs to the end of the input; \
+                 fix the quoting or set Quote"
+            ),
+            raw,
+            raw_len,
+        };
+        let Some((at, at_line, opened)) = first_break else {
+            // Opened on the last line: nothing after it to resynchronise on.
+            return Ok(unterminated(open, shown, len));
+        };
+        let Some(seek) = self.seek else {
+            let (qline, qfield) = opened;
+            return Err(Error::io(
+                &self.name,
+                std::io::Error::other(format!(
+                    "an unterminated quote opened at line {qline} (field {qfield}) runs to the end of the input, \
+                     more than MaxRecordBytes = {} bytes, and this input cannot be read again to recover the lines after it",
+                    self.max_record
+                )),
+                "fix the quoting, set Quote, or read from a regular file",
+            ));
+        };
+        seek(&mut self.input, at).map_err(|e| Error::io(&self.name, e, "cannot seek back in the input file"))?;
+        self.base = at;
+        self.end = 0;
+        self.pos = 0;
+        self.rec = 0;
+        self.eof = false;
+        self.line = at_line;
+        Ok(unterminated(opened, shown, at - start))
     }
 
     /// Rejects the record whose quoted field opened at buffer index `open` on `line`, and
@@ -1093,7 +1293,7 @@ impl<R: Read> Splitter<R> {
     fn skip_line(&mut self) -> Result<u64> {
         let mut dropped = 0u64;
         if !self.resync_long_lines {
-            self.eof = true;
+            self.halted = true;
             self.rec = self.pos;
             return Ok(0);
         }
@@ -1120,8 +1320,8 @@ impl<R: Read> Splitter<R> {
         let n = buf.len();
         let (eof, quote, delim) = (self.eof, self.quote, self.delim);
         let mut field = 0usize;
-        // The first quoted field that runs over a line break: where resynchronising starts
-        // when the record turns out too long.
+        // The first quoted field that runs over a line break: reported when the record
+        // turns out too long while planning or without SkipMalformedRows.
         let mut spanned = None;
         loop {
             field += 1;
@@ -1554,6 +1754,52 @@ mod tests {
         while let Next::Record = sp.next_record(&mut raw).unwrap() {}
         assert_eq!(raw.lines, [1, 3, 4]);
         assert_eq!(raw.record(1, None).iter().collect::<Vec<_>>(), [&b"f"[..], b"g"]);
+    }
+
+    /// Records and rejects (line, first raw bytes) read by a skipping splitter.
+    type Skipped = (Vec<u64>, Vec<(u64, Vec<u8>)>);
+
+    fn split_skipping<R: Read>(mut sp: Splitter<R>) -> Result<Skipped> {
+        sp.resync_long_lines = true;
+        let mut raw = RawChunk::default();
+        let mut rejects = Vec::new();
+        loop {
+            match sp.next_record(&mut raw)? {
+                Next::Record => {}
+                Next::Rejected(r) => rejects.push((r.line, r.raw[..r.raw.len().min(4)].to_vec())),
+                Next::Eof => return Ok((raw.lines.clone(), rejects)),
+            }
+        }
+    }
+
+    #[test]
+    fn an_over_long_quoted_field_is_skipped_to_its_end_streaming() {
+        let mut input = b"a,b\n1,\"".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 300_000));
+        input.extend_from_slice(b"\n2,x\n\"\"3\",\"y\nz\" q\n4,w\n");
+        let sp = Splitter::new(&input[..], "t".into(), b',', b'"', 1024);
+        let (lines, rejects) = split_skipping(sp).unwrap();
+        assert_eq!(lines, [1, 6]);
+        assert_eq!(rejects, [(2, b"1,\"x".to_vec())]);
+    }
+
+    #[test]
+    fn an_over_long_unterminated_quote_seeks_back_or_fails() {
+        let mut input = b"a,b\n1,\"".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 300_000));
+        input.extend_from_slice(b"\n2,x\r\n3,y\n");
+        let mut sp = Splitter::new(std::io::Cursor::new(&input[..]), "t".into(), b',', b'"', 1024);
+        sp.seek = Some(|c, off| {
+            c.set_position(off);
+            Ok(())
+        });
+        let (lines, rejects) = split_skipping(sp).unwrap();
+        assert_eq!(lines, [1, 3, 4]);
+        assert_eq!(rejects, [(2, b"1,\"x".to_vec())]);
+        // Without seeking back, the lines after the quote cannot be recovered: an error.
+        let sp = Splitter::new(&input[..], "t".into(), b',', b'"', 1024);
+        let e = split_skipping(sp).unwrap_err().to_string();
+        assert!(e.contains("unterminated quote opened at line 2 (field 2)"), "{e}");
     }
 
     #[test]
