@@ -570,6 +570,15 @@ enum Bad<'a> {
     Raw(&'a ReadReject),
 }
 
+/// The dead-letter CSV, with its header: `line,field,reason,record`.
+fn open_dead_letters(path: &std::path::Path) -> Result<csv::Writer<AtomicOutput>> {
+    let out = AtomicOutput::create(path, Publish::Overwrite, true, 1 << 16)?;
+    let mut w = csv::WriterBuilder::new().from_writer(out);
+    w.write_record(["line", "field", "reason", "record"])
+        .map_err(|e| Error::io(path, e.into(), "cannot write dead letters"))?;
+    Ok(w)
+}
+
 impl DelimitedSource {
     fn reject(&mut self, err: Error, bad: Bad<'_>, rejected: &mut u64) -> Result<()> {
         if !self.cfg.skip_malformed_rows {
@@ -578,11 +587,7 @@ impl DelimitedSource {
         *rejected += 1;
         if let Some(path) = &self.cfg.dead_letter_file {
             if self.dead_letters.is_none() {
-                let out = AtomicOutput::create(path, Publish::Overwrite, true, 1 << 16)?;
-                let mut w = csv::WriterBuilder::new().from_writer(out);
-                w.write_record(["line", "field", "reason", "record"])
-                    .map_err(|e| Error::io(path, e.into(), "cannot write dead letters"))?;
-                self.dead_letters = Some(w);
+                self.dead_letters = Some(open_dead_letters(path)?);
             }
             if let Some(w) = &mut self.dead_letters {
                 let record = match bad {
@@ -688,6 +693,13 @@ impl Source for DelimitedSource {
     }
 
     fn prepare(&mut self) -> Result<()> {
+        // A run that rejected nothing still publishes its (empty) dead-letter file, so the
+        // file never shows an earlier run's rejections as this run's.
+        if let (None, Some(path)) = (&self.dead_letters, &self.cfg.dead_letter_file) {
+            if path.as_os_str() != "-" {
+                self.dead_letters = Some(open_dead_letters(path)?);
+            }
+        }
         if let Some(w) = self.dead_letters.take() {
             let path = self.cfg.dead_letter_file.clone().unwrap_or_default();
             let mut out = w
