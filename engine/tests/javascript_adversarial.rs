@@ -180,3 +180,47 @@ fn an_inexact_number_into_int64_is_rejected() {
     c.ok();
     assert_eq!(c.rows(), vec!["9007199254740993", "9007199254740995"]);
 }
+
+fn js_workers(p: &Pipeline) -> usize {
+    let step = p.config().steps.iter().find(|s| s.name == "JS").unwrap();
+    match step.config.settings::<flowengine::steps::javascript::JavaScriptConfig>() {
+        Some(c) => c.workers,
+        None => panic!("JS is {:?}", step.config),
+    }
+}
+
+/// Dedup keeping its state on a property of `process`: only one engine sees every row.
+const DEDUP_ON_PROCESS: &str = "function process(c) {
+  process.s = process.s || {};
+  const a = c.input.current().a;
+  if (process.s[a]) return false;
+  process.s[a] = true;
+  c.output.setField('a', a);
+  return true;
+}";
+
+#[test]
+fn state_on_a_property_of_process_runs_on_one_worker_by_default() {
+    let mut csv = String::from("a\n");
+    for i in 0..20_000 {
+        writeln!(csv, "{}", i % 1000).unwrap();
+    }
+    let one = Case::new(&csv, &[("a", "int32")], DEDUP_ON_PROCESS, &[("a", "int32", true)])
+        .chunk_size(100)
+        .extra("Workers: 1");
+    one.ok();
+    let want = one.rows();
+    assert_eq!(want.len(), 1000);
+    let default = Case::new(&csv, &[("a", "int32")], DEDUP_ON_PROCESS, &[("a", "int32", true)]).chunk_size(100);
+    let s = default.ok();
+    assert_eq!(default.rows(), want, "default Workers must not split the state");
+    assert_eq!(js_workers(&default.build().unwrap()), 1);
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
+        let note = s
+            .notes
+            .iter()
+            .find(|n| n.contains("keeps state across rows"))
+            .expect("a note says why");
+        assert!(note.contains("`process.s`") && note.contains("line 2"), "{note}");
+    }
+}

@@ -68,7 +68,8 @@
 //! compiled once; the engine runs one chunk per call and the pipeline restores chunk order.
 //! A script's global state is per worker, so a script that keeps state across rows (a
 //! top-level `let`/`var`, a top-level `const` holding an object, a function assigning to
-//! globals; see `state.rs`) runs on one worker unless `Workers` is set explicitly, and the
+//! globals or to a property of anything but its own locals (`process.cache = …`), a
+//! property set or defined on `globalThis`/`this` at the top level; see `state.rs`) runs on one worker unless `Workers` is set explicitly, and the
 //! run's notes say so; with `Workers` > 1 set on such a script, the notes warn that the
 //! output may differ from a single worker's.
 
