@@ -224,3 +224,20 @@ fn state_on_a_property_of_process_runs_on_one_worker_by_default() {
         assert!(note.contains("`process.s`") && note.contains("line 2"), "{note}");
     }
 }
+
+#[test]
+fn a_lone_surrogate_is_a_row_error_not_invalid_utf8() {
+    let script = "function process(c) { const a = c.input.current().a; c.output.setField('b', a === 2 ? 'a\\ud800b' : 'é' + a + '\\ud83d\\ude00'); return true; }";
+    let fields = [("a", "int32", true), ("b", "string", false)];
+    let c = Case::new("a\n1\n2\n3\n", &[("a", "int32")], script, &fields);
+    let (line, field, message) = script_error(c.run());
+    assert_eq!((line, field.as_deref()), (Some(3), Some("b")), "{message}");
+    assert!(message.contains("not valid Unicode (a lone surrogate"), "{message}");
+
+    let c = Case::new("a\n1\n2\n3\n", &[("a", "int32")], script, &fields).extra("OnError: Skip");
+    let s = c.ok();
+    let bytes = std::fs::read(c.dir.path().join("out.csv")).unwrap();
+    assert!(std::str::from_utf8(&bytes).is_ok(), "the output is UTF-8: {bytes:x?}");
+    assert_eq!(c.rows(), vec!["1,é1😀", "3,é3😀"]);
+    assert_eq!(s.step("JS").unwrap().rows_rejected, 1);
+}

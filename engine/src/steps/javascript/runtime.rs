@@ -1210,9 +1210,14 @@ fn read_column<'js>(
             col.push_null();
             Ok(())
         } else if v.is_string() {
-            // QuickJS hands out its own UTF-8 buffer for ASCII text: no copy.
+            // QuickJS hands out its own UTF-8 buffer for ASCII text: no copy. A lone
+            // surrogate comes out as its 3-byte encoding (ED A0 80), which is not UTF-8, so
+            // the bytes are checked before they are used as text (valid text costs one scan).
             let s = v.into_string().ok_or(rquickjs::Error::Unknown)?.to_cstring()?;
-            push_text(&mut col, s.as_str()).map_err(|m| clip_value_in(m, s.as_str()))
+            match std::str::from_utf8(s.as_str().as_bytes()) {
+                Ok(t) => push_text(&mut col, t).map_err(|m| clip_value_in(m, t)),
+                Err(_) => Err(LONE_SURROGATE.to_owned()),
+            }
         } else if let Some(input) = exact_input.filter(|input| pass_through(input, r, &v)) {
             // The double the script was given, set back unchanged: the exact input value.
             // A decimal loses only its trailing zeros (`1.10` is written `1.1`, as the
@@ -1254,6 +1259,8 @@ fn read_column<'js>(
             (text.rearm)();
             match text.to_text.call::<_, String>((v,)) {
                 Ok(t) => push_text(&mut col, &t).map_err(|m| clip_value_in(m, &t)),
+                // The text has a lone surrogate (rquickjs checks it is UTF-8).
+                Err(rquickjs::Error::Utf8(_)) => Err(LONE_SURROGATE.to_owned()),
                 // The script's toString/toJSON threw: a row error, unless the engine itself
                 // stopped (timeout, cancellation, memory), which fails the chunk.
                 Err(rquickjs::Error::Exception) if !stopping(ctx, text.stopped.get()) => {
@@ -1321,6 +1328,9 @@ fn js_number(f: f64) -> String {
         f.to_string()
     }
 }
+
+/// A string with half of a UTF-16 surrogate pair ('a\ud800b') has no UTF-8 form.
+const LONE_SURROGATE: &str = "the text is not valid Unicode (a lone surrogate, e.g. '\\ud800'); it cannot be written";
 
 /// 2^53: above it, not every integer is a double.
 const MAX_SAFE: f64 = 9_007_199_254_740_992.0;
