@@ -241,3 +241,24 @@ fn a_lone_surrogate_is_a_row_error_not_invalid_utf8() {
     assert_eq!(c.rows(), vec!["1,é1😀", "3,é3😀"]);
     assert_eq!(s.step("JS").unwrap().rows_rejected, 1);
 }
+
+#[test]
+fn a_thrown_value_that_cannot_be_described_is_still_a_row_error() {
+    for thrown in [
+        "new Proxy({}, { get() { throw 1; } })",
+        "new Proxy(new Error('x'), { get() { throw 1; }, getPrototypeOf() { throw 2; } })",
+        "Object.create(Error.prototype, { message: { get() { throw 3; } }, name: { get() { throw 4; } } })",
+    ] {
+        let script =
+            format!("function process(c) {{ if (c.input.current().a === 2) throw {thrown}; c.output.setField('a', 7); return true; }}");
+        let c = Case::new("a\n1\n2\n3\n", &[("a", "int32")], &script, &[("a", "int32", true)]).extra("OnError: Skip");
+        let s = c.run().unwrap_or_else(|e| panic!("{thrown}: the run failed: {e}"));
+        assert_eq!(c.rows(), vec!["7", "7"], "{thrown}");
+        assert_eq!(s.step("JS").unwrap().rows_rejected, 1, "{thrown}");
+
+        let c = Case::new("a\n1\n2\n3\n", &[("a", "int32")], &script, &[("a", "int32", true)]);
+        let (line, _, message) = script_error(c.run());
+        assert_eq!(line, Some(3), "{thrown}: {message}");
+        assert!(message.contains("uncaught"), "{thrown}: {message}");
+    }
+}
