@@ -6,10 +6,10 @@
 //!
 //! | API | what it does |
 //! |---|---|
-//! | `context.input.current()` | the row as an object: ints, doubles and decimals as numbers (a decimal becomes the nearest double, 15–17 significant digits; int64 beyond 2^53 loses precision), strings, booleans; dates, date-times and times as ISO strings (`2024-01-31`, `2024-01-31T13:45:00`, `13:45:00`); null as `null`. The same object is reused for every row |
+//! | `context.input.current()` | the row as an object: ints, doubles and decimals as numbers (a decimal becomes the nearest double, 15–17 significant digits; an int64 beyond 2^53 the nearest double; a value set back unchanged stays exact, see `setField`), strings, booleans; dates, date-times and times as ISO strings (`2024-01-31`, `2024-01-31T13:45:00`, `13:45:00`); null as `null`. The same object is reused for every row |
 //! | `context.input.getValue(name)` | one field of the row (`undefined` for an unknown name) |
 //! | `context.input.schema()` | `{fields: [{name, type, required}], fieldNames}` |
-//! | `context.output.setField(name, value)` | sets an output field (the last call wins); `null` sets null, `undefined` leaves it unset. An unknown name is a row error |
+//! | `context.output.setField(name, value)` | sets an output field (the last call wins); `null` sets null, `undefined` leaves it unset. An unknown name is a row error. Exact values: a number set into a decimal or int64 field that equals the very double the script was given for the input field of the same name in this row is a pass-through and keeps the exact input value (`12345678901234567890.123456789` and `9007199254740993` are not rounded; a decimal drops only trailing zeros, `1.10` is written `1.1` like any number); any other number into an int64 field must be at most 2^53 in magnitude (else a row error: not exactly representable; use a BigInt or a string; -2^63 is accepted); any other number into a decimal goes through its shortest round-trip text (exact for the double the script computed). A BigInt or a string is always exact |
 //! | `context.output.removeField(name)` | the field becomes null (and is not copied from the input) |
 //! | `context.output.getField(name)` | what this row set so far |
 //! | `context.output.addMetadata(key, value)` / `getMetadata()` | per-row notes for the script itself; chunks carry no metadata, so nothing is written |
@@ -68,7 +68,8 @@
 //! compiled once; the engine runs one chunk per call and the pipeline restores chunk order.
 //! A script's global state is per worker, so a script that keeps state across rows (a
 //! top-level `let`/`var`, a top-level `const` holding an object, a function assigning to
-//! globals; see `state.rs`) runs on one worker unless `Workers` is set explicitly, and the
+//! globals or to a property of anything but its own locals (`process.cache = …`), a
+//! property set or defined on `globalThis`/`this` at the top level; see `state.rs`) runs on one worker unless `Workers` is set explicitly, and the
 //! run's notes say so; with `Workers` > 1 set on such a script, the notes warn that the
 //! output may differ from a single worker's.
 

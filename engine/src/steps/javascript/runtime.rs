@@ -294,6 +294,10 @@ pub(crate) struct Shared {
     /// Per output field: the input column of the same name, copied when the script leaves
     /// the field unset.
     copy_from: Vec<Option<usize>>,
+    /// Per output field of type decimal or int64: the decimal or int64 input column of the
+    /// same name. A number set there that equals the double the script was given for that
+    /// row is a pass-through, and keeps the exact input value ([`pass_through`]).
+    exact_from: Vec<Option<usize>>,
     queues: Vec<String>,
     timeout: Duration,
     memory_limit: usize,
@@ -315,6 +319,16 @@ impl Shared {
             .iter()
             .map(|f| if config.copy_input_fields { input.index_of(&f.name) } else { None })
             .collect();
+        let exact = |t: DataType| matches!(t, DataType::Decimal | DataType::Int64);
+        let exact_from = output
+            .fields()
+            .iter()
+            .map(|f| {
+                input
+                    .index_of(&f.name)
+                    .filter(|&k| exact(f.data_type) && exact(input.fields()[k].data_type))
+            })
+            .collect();
         let runner_config = runner_config(&input, &output, &queues);
         Shared {
             step: step.to_owned(),
@@ -323,6 +337,7 @@ impl Shared {
             runner_config,
             output,
             copy_from,
+            exact_from,
             queues,
             timeout: config.timeout,
             memory_limit: config.memory_limit,
@@ -1180,6 +1195,7 @@ fn read_column<'js>(
     let mut col = Column::with_capacity(ty, n);
     let text_type = matches!(ty, DataType::String | DataType::Date | DataType::DateTime | DataType::Time);
     let mut int_text = itoa::Buffer::new();
+    let exact_input = shared.exact_from[j].map(|k| &**chunk.column(k));
     for (r, &need) in needed.iter().enumerate() {
         if !need {
             col.push_null();
@@ -1194,9 +1210,26 @@ fn read_column<'js>(
             col.push_null();
             Ok(())
         } else if v.is_string() {
-            // QuickJS hands out its own UTF-8 buffer for ASCII text: no copy.
+            // QuickJS hands out its own UTF-8 buffer for ASCII text: no copy. A lone
+            // surrogate comes out as its 3-byte encoding (ED A0 80), which is not UTF-8, so
+            // the bytes are checked before they are used as text (valid text costs one scan).
             let s = v.into_string().ok_or(rquickjs::Error::Unknown)?.to_cstring()?;
-            push_text(&mut col, s.as_str()).map_err(|m| clip_value_in(m, s.as_str()))
+            match std::str::from_utf8(s.as_str().as_bytes()) {
+                Ok(t) => push_text(&mut col, t).map_err(|m| clip_value_in(m, t)),
+                Err(_) => Err(LONE_SURROGATE.to_owned()),
+            }
+        } else if let Some(input) = exact_input.filter(|input| pass_through(input, r, &v)) {
+            // The double the script was given, set back unchanged: the exact input value.
+            // A decimal loses only its trailing zeros (`1.10` is written `1.1`, as the
+            // number path writes it), never a digit.
+            match input.data() {
+                ColumnData::Decimal(d) => col.push_value(&Value::Decimal(d[r].normalize())),
+                _ if input.data_type() == ty => {
+                    col.push_from(input, r);
+                    Ok(())
+                }
+                _ => col.push_value(&input.get(r)),
+            }
         } else if let Some(i) = v.as_int() {
             if text_type {
                 push_text(&mut col, int_text.format(i))
@@ -1226,6 +1259,8 @@ fn read_column<'js>(
             (text.rearm)();
             match text.to_text.call::<_, String>((v,)) {
                 Ok(t) => push_text(&mut col, &t).map_err(|m| clip_value_in(m, &t)),
+                // The text has a lone surrogate (rquickjs checks it is UTF-8).
+                Err(rquickjs::Error::Utf8(_)) => Err(LONE_SURROGATE.to_owned()),
                 // The script's toString/toJSON threw: a row error, unless the engine itself
                 // stopped (timeout, cancellation, memory), which fails the chunk.
                 Err(rquickjs::Error::Exception) if !stopping(ctx, text.stopped.get()) => {
@@ -1245,6 +1280,23 @@ fn read_column<'js>(
         }
     }
     Ok(Ok(col))
+}
+
+/// True when `v` is a number equal to the double the script was given for row `r` of the
+/// decimal or int64 column `input` (`decimal_to_f64`, or the int64 as `f64`): setting it
+/// back is not a change, so the exact input value is kept, not the double.
+fn pass_through(input: &Column, r: usize, v: &JsValue<'_>) -> bool {
+    let Some(f) = v.as_int().map(f64::from).or_else(|| v.as_float()) else {
+        return false;
+    };
+    if input.is_null(r) {
+        return false;
+    }
+    match input.data() {
+        ColumnData::Decimal(d) => decimal_to_f64(&d[r]) == f,
+        ColumnData::Int64(i) => i[r] as f64 == f,
+        _ => false,
+    }
 }
 
 /// True when the engine itself stopped the script: the interrupt handler's flag says so
@@ -1277,6 +1329,12 @@ fn js_number(f: f64) -> String {
     }
 }
 
+/// A string with half of a UTF-16 surrogate pair ('a\ud800b') has no UTF-8 form.
+const LONE_SURROGATE: &str = "the text is not valid Unicode (a lone surrogate, e.g. '\\ud800'); it cannot be written";
+
+/// 2^53: above it, not every integer is a double.
+const MAX_SAFE: f64 = 9_007_199_254_740_992.0;
+
 /// A JS number into a non-text column: whole and in range for ints, finite for ints and
 /// decimals, 0 or 1 for booleans.
 fn push_number(col: &mut Column, f: f64) -> std::result::Result<(), String> {
@@ -1291,6 +1349,15 @@ fn push_number(col: &mut Column, f: f64) -> std::result::Result<(), String> {
             let limit = (2.0f64).powi(bits);
             if f < -limit || f >= limit {
                 return Err(format!("{} is out of range for {ty}", js_number(f)));
+            }
+            // Above 2^53 a double has lost digits the script cannot see (9007199254740993
+            // reads as 9007199254740992): refused rather than written as another integer.
+            // -2^63 (the int64 minimum, exact as `-(2 ** 63)`) is kept.
+            if ty == DataType::Int64 && f.abs() > MAX_SAFE && f != -limit {
+                return Err(format!(
+                    "{} is not exactly representable; use a BigInt or a string (a number above 2^53 in magnitude may have been rounded)",
+                    js_number(f)
+                ));
             }
             if ty == DataType::Int32 {
                 col.push_value(&Value::Int32(f as i32))

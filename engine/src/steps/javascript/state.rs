@@ -12,8 +12,15 @@
 //!   array literal, `new ...`, a call, a tagged template, or a `/g` or `/y` regular
 //!   expression (its `lastIndex` changes),
 //! - a function assigns to (or increments) a name it does not declare itself, other than a
-//!   top-level `const` (an implicit global, or a top-level binding), or
-//! - a function outside a class assigns to a property of `this` or `globalThis`.
+//!   top-level `const` (an implicit global, or a top-level binding),
+//! - a function (its body or a default parameter) assigns to a property of anything but a
+//!   local binding of an enclosing function: `process.cache = …` (a property of a function
+//!   lives as long as the function), `seen.x = …` with a global `seen`, `globalThis.x = …`,
+//!   or `this.x = …` outside a class,
+//! - the top level assigns to a property of the global object (`globalThis`, `this`,
+//!   `window`, `self`), or
+//! - anything calls `Object.defineProperty`, `Object.defineProperties`, `Object.assign`,
+//!   `Reflect.set` or `Reflect.defineProperty` on the global object.
 //!
 //! The analysis is syntactic and errs on the side of "stateful": the price of a false
 //! positive is running on one worker (and a note saying why), the price of a false negative
@@ -23,7 +30,9 @@ use std::collections::HashSet;
 use std::fmt;
 
 use oxc_allocator::Allocator;
-use oxc_ast::ast::{Expression, FormalParameters, FunctionBody, RegExpFlags, SimpleAssignmentTarget, Statement, VariableDeclarationKind};
+use oxc_ast::ast::{
+    CallExpression, Expression, FormalParameters, FunctionBody, RegExpFlags, SimpleAssignmentTarget, Statement, VariableDeclarationKind,
+};
 use oxc_ast::AstKind;
 use oxc_ast_visit::{walk, Visit};
 use oxc_parser::Parser;
@@ -137,8 +146,9 @@ fn is_mutable(e: &Expression<'_>) -> bool {
 /// `this.x` / `globalThis.x`.
 struct Assigns<'s> {
     source: &'s str,
-    /// Names declared by each enclosing function (params and body, not nested functions).
-    scopes: Vec<HashSet<String>>,
+    /// Names declared by each enclosing function (params and body, not nested functions),
+    /// and the function's own name (not a local binding for a property set on it).
+    scopes: Vec<(HashSet<String>, Option<String>)>,
     /// Depth of enclosing classes (`this` there is an instance, not the global object).
     classes: usize,
     top_consts: &'s HashSet<String>,
@@ -153,10 +163,27 @@ impl Assigns<'_> {
         if let Some(body) = body {
             b.visit_function_body(body);
         }
-        if let Some(id) = id {
-            b.names.insert(id.to_owned());
+        self.scopes.push((b.names, id.map(str::to_owned)));
+    }
+
+    /// Whether `name` is declared by an enclosing function (its own name included when
+    /// `own_name` is true).
+    fn declared(&self, name: &str, own_name: bool) -> bool {
+        self.scopes
+            .iter()
+            .any(|(names, own)| names.contains(name) || (own_name && own.as_deref() == Some(name)))
+    }
+
+    /// Whether `e` is the global object: `globalThis`, `window`, `self`, or `this` outside
+    /// a class.
+    fn is_global_object(&self, e: &Expression<'_>) -> bool {
+        match e.without_parentheses() {
+            Expression::ThisExpression(_) => self.classes == 0,
+            Expression::Identifier(i) => {
+                matches!(i.name.as_str(), "globalThis" | "window" | "self") && !self.declared(i.name.as_str(), true)
+            }
+            _ => false,
         }
-        self.scopes.push(b.names);
     }
 
     fn text(&self, span: Span) -> String {
@@ -190,33 +217,61 @@ impl<'a> Visit<'a> for Assigns<'_> {
     }
 
     fn visit_simple_assignment_target(&mut self, it: &SimpleAssignmentTarget<'a>) {
-        if !self.scopes.is_empty() {
-            if let SimpleAssignmentTarget::AssignmentTargetIdentifier(id) = it {
-                let name = id.name.as_str();
-                if !self.scopes.iter().any(|s| s.contains(name)) && !self.top_consts.contains(name) {
-                    self.found
-                        .push((name.to_owned(), id.span, "assigned inside a function that does not declare it"));
+        if let SimpleAssignmentTarget::AssignmentTargetIdentifier(id) = it {
+            let name = id.name.as_str();
+            if !self.scopes.is_empty() && !self.declared(name, true) && !self.top_consts.contains(name) {
+                self.found
+                    .push((name.to_owned(), id.span, "assigned inside a function that does not declare it"));
+            }
+        } else if let Some(member) = it.as_member_expression() {
+            let mut object = member.object();
+            while let Some(inner) = object.without_parentheses().as_member_expression() {
+                object = inner.object();
+            }
+            let why = if self.is_global_object(object) {
+                Some(if self.scopes.is_empty() {
+                    "a property of the global object set at the top level"
+                } else {
+                    "a property of the global object set inside a function"
+                })
+            } else {
+                match object.without_parentheses() {
+                    // A property of a function's own name, a global, or a top-level binding
+                    // outlives the call.
+                    Expression::Identifier(i) if !self.scopes.is_empty() && !self.declared(i.name.as_str(), false) => {
+                        Some("a property of a binding the function does not declare, set inside a function")
+                    }
+                    _ => None,
                 }
-            } else if let Some(member) = it.as_member_expression() {
-                let mut object = member.object();
-                while let Some(inner) = object.without_parentheses().as_member_expression() {
-                    object = inner.object();
-                }
-                let global = match object.without_parentheses() {
-                    Expression::ThisExpression(_) => self.classes == 0,
-                    Expression::Identifier(i) => i.name == "globalThis",
-                    _ => false,
-                };
-                if global {
-                    self.found.push((
-                        self.text(it.span()),
-                        it.span(),
-                        "a property of the global object set inside a function",
-                    ));
-                }
+            };
+            if let Some(why) = why {
+                self.found.push((self.text(it.span()), it.span(), why));
             }
         }
         walk::walk_simple_assignment_target(self, it);
+    }
+
+    fn visit_call_expression(&mut self, it: &CallExpression<'a>) {
+        let defines = [
+            ("Object", "defineProperty"),
+            ("Object", "defineProperties"),
+            ("Object", "assign"),
+            ("Reflect", "set"),
+            ("Reflect", "defineProperty"),
+        ]
+        .iter()
+        .any(|(o, p)| it.callee.without_parentheses().is_specific_member_access(o, p));
+        if defines
+            && it
+                .arguments
+                .first()
+                .and_then(|a| a.as_expression())
+                .is_some_and(|e| self.is_global_object(e))
+        {
+            self.found
+                .push((self.text(it.span), it.span, "properties defined on the global object"));
+        }
+        walk::walk_call_expression(self, it);
     }
 }
 
@@ -296,6 +351,69 @@ mod tests {
                 ("this.calls".to_owned(), 9),
             ]
         );
+    }
+
+    #[test]
+    fn state_on_the_global_object_or_on_functions_is_state() {
+        for (s, name, line) in [
+            (
+                "globalThis.seen = new Set();\nfunction process(c) { if (seen.has(c.input.current().a)) return false; seen.add(c.input.current().a); return true; }",
+                "globalThis.seen",
+                1,
+            ),
+            ("this.s = {};\nfunction process(c) { return true; }", "this.s", 1),
+            ("\nwindow.s = {};\nfunction process(c) { return true; }", "window.s", 2),
+            (
+                "Object.defineProperty(globalThis, 's', { value: {} });\nfunction process(c) { return true; }",
+                "Object.defineProperty(globalThis, 's', { value: {} })",
+                1,
+            ),
+            (
+                "function process(c) {\n  Object.assign(globalThis, { s: 1 });\n  return true;\n}",
+                "Object.assign(globalThis, { s: 1 })",
+                2,
+            ),
+            (
+                "function process(c) {\n  process.s = process.s || {};\n  return true;\n}",
+                "process.s",
+                2,
+            ),
+            (
+                "function process(c, s = process.cache || (process.cache = {})) {\n  return true;\n}",
+                "process.cache",
+                1,
+            ),
+            (
+                "function process(c) {\n  seen[c.input.current().a] = true;\n  return true;\n}",
+                "seen[c.input.current().a]",
+                2,
+            ),
+            (
+                "const f = () => {\n  f.n = (f.n || 0) + 1;\n};\nfunction process(c) { f(); return true; }",
+                "f.n",
+                2,
+            ),
+        ] {
+            let found = find_state(s);
+            assert!(
+                found.iter().any(|b| b.name == name && b.line == line),
+                "{s}: expected `{name}` on line {line}, found {found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn mutating_locals_and_calling_the_context_stay_stateless() {
+        for s in [
+            "function process(c) { const o = {}; o.x = 1; o['y'] = 2; const a = []; a[0] = 1; c.output.setField('o', JSON.stringify(o)); return true; }",
+            "function process(context) { const row = context.input.current(); if (row.a > 1) context.route.send('big'); context.route.sendCopy('all'); return true; }",
+            "function process(context) { const o = { n: 0 }; [1, 2].forEach((k) => { o.n += k; }); context.output.setField('n', o.n); return true; }",
+            "function helper(out) { out.total = 1; return out; }\nfunction process(c) { return helper({}).total === 1; }",
+            "class Acc { constructor() { this.n = 0; } add() { this.n++; } }\nfunction process(c) { const a = new Acc(); a.add(); return true; }",
+            "function process(c) { const o = {}; Object.assign(o, { a: 1 }); Object.defineProperty(o, 'b', { value: 2 }); return true; }",
+        ] {
+            assert_eq!(names(s), Vec::<(String, usize)>::new(), "{s}");
+        }
     }
 
     #[test]

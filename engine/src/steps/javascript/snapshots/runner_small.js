@@ -306,9 +306,33 @@ const LOG_LEVEL_OF = Object.freeze(Object.assign(Object.create(null), {"critical
 
   const context = { input, output, validate, route, utils };
 
+  // Describing a thrown value runs the script's code (getters, proxy traps, toString), which
+  // may throw in turn: that must not escape the row loop and fail the whole chunk.
   function describe(e) {
-    if (e instanceof Error) return e.name && e.name !== 'Error' ? `${e.name}: ${e.message}` : String(e.message);
-    return 'uncaught ' + text(e);
+    try {
+      if (e instanceof Error) return e.name && e.name !== 'Error' ? `${e.name}: ${e.message}` : String(e.message);
+      return 'uncaught ' + text(e);
+    } catch (_) {
+      return 'uncaught exception (describing the thrown value threw as well)';
+    }
+  }
+  function fieldOf(e) {
+    try {
+      return e instanceof Error && typeof e.feField === 'string' ? e.feField : null;
+    } catch (_) {
+      return null;
+    }
+  }
+  // Running out of memory is the engine's failure, not the row's. When even the error
+  // object cannot be allocated, QuickJS throws null: Rust tells that from a script's own
+  // `throw null` (a row error like any other thrown value) by the heap's size.
+  function outOfMemory(e) {
+    if (e === null) return OOM();
+    try {
+      return e instanceof Error && e.name === 'InternalError' && /out of memory/.test(e.message);
+    } catch (_) {
+      return false;
+    }
   }
 
   // Row status: EMIT, FILTERED (process returned false) or FAILED (Rust turns emitted rows
@@ -326,7 +350,6 @@ const LOG_LEVEL_OF = Object.freeze(Object.assign(Object.create(null), {"critical
     const ctx = context;
     const tick = TICK;
     const tickMask = TICK_MASK;
-    const oom = OOM;
     const filtered = FILTERED;
     const failed = FAILED;
     const c0 = cols[0]; const m0 = masks[0];
@@ -352,14 +375,12 @@ R = r;
 try {
   if (proc(ctx) === false) status[r] = filtered;
 } catch (e) {
-  // Running out of memory is the engine's failure, not the row's. When even the error
-  // object cannot be allocated, QuickJS throws null: Rust tells that from a script's own
-  // `throw null` (a row error like any other thrown value) by the heap's size.
-  if ((e === null && oom()) || (e instanceof Error && e.name === 'InternalError' && /out of memory/.test(e.message))) throw e;
+  // Running out of memory is the engine's failure, not the row's (see outOfMemory).
+  if (outOfMemory(e)) throw e;
   // Drop the routes of the failed row (they are the last entries).
   while (ROUTES.length > 0 && ROUTES[ROUTES.length - ROUTE_STRIDE] === r) ROUTES.length -= ROUTE_STRIDE;
   status[r] = failed;
-  errors.push(r, e instanceof Error && e.feField !== undefined ? e.feField : null, describe(e));
+  errors.push(r, fieldOf(e), describe(e));
 }
 
       }
@@ -378,14 +399,12 @@ R = r;
 try {
   if (proc(ctx) === false) status[r] = filtered;
 } catch (e) {
-  // Running out of memory is the engine's failure, not the row's. When even the error
-  // object cannot be allocated, QuickJS throws null: Rust tells that from a script's own
-  // `throw null` (a row error like any other thrown value) by the heap's size.
-  if ((e === null && oom()) || (e instanceof Error && e.name === 'InternalError' && /out of memory/.test(e.message))) throw e;
+  // Running out of memory is the engine's failure, not the row's (see outOfMemory).
+  if (outOfMemory(e)) throw e;
   // Drop the routes of the failed row (they are the last entries).
   while (ROUTES.length > 0 && ROUTES[ROUTES.length - ROUTE_STRIDE] === r) ROUTES.length -= ROUTE_STRIDE;
   status[r] = failed;
-  errors.push(r, e instanceof Error && e.feField !== undefined ? e.feField : null, describe(e));
+  errors.push(r, fieldOf(e), describe(e));
 }
 
       }
