@@ -515,7 +515,8 @@ fn a_signal_while_the_plan_blocks_on_stdin_exits_130() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // Time to start and install the handler, generously (a loaded machine is slow).
+    std::thread::sleep(Duration::from_millis(2000));
     signal(child.id(), "TERM");
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
