@@ -92,7 +92,7 @@ pub trait Chunk: Sized + Send + Sync {
     fn set_all(&self, name: &str, value: &Value) -> Self;
 
     /// The chunk-level transform the benches time: a new chunk with column `target` set, on
-    /// every row, to [`derive`] of that row's columns `a` and `b` (a computed field, like
+    /// every row, to [`derive()`] of that row's columns `a` and `b` (a computed field, like
     /// `full_name = first + ' ' + last`). The original is unchanged.
     fn compute(&self, target: &str, a: &str, b: &str) -> Self;
 }
