@@ -522,3 +522,32 @@ fn a_signal_while_the_plan_blocks_on_stdin_exits_130() {
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(s.files(), vec!["p.yaml".to_string()]);
 }
+
+#[test]
+fn with_several_workers_the_error_reported_is_the_first_in_input_order() {
+    let s = Scenario::new();
+    let mut csv = String::from("id\n");
+    for i in 0..2_000 {
+        csv.push_str(&format!("{i}\n"));
+    }
+    s.write("in.csv", &csv);
+    // Later chunks fail fast, the first chunk fails slowly: the first error must still win.
+    let yaml = r#"
+Pipeline:
+  Name: t
+  Plugins:
+    - { Name: src, Type: DelimitedSource, Config: { FilePath: in.csv, ChunkSize: 10, OutputSchema: { Columns: [ { Name: id, Type: int32 } ] } } }
+    - Name: js
+      Type: JavaScriptTransform
+      Config:
+        Workers: 2
+        Script: "function process(c) { const id = c.input.current().id; if (id < 10) { let x = 0; for (let i = 0; i < 300000; i++) { x += i; } } throw new Error('bad ' + id); }"
+        OutputSchema: { Fields: [ { Name: id, Type: int32 } ] }
+    - { Name: out, Type: DelimitedSink, Config: { FilePath: out.csv } }
+"#;
+    for _ in 0..3 {
+        let e = s.run(yaml).unwrap_err();
+        assert_eq!(e.line(), Some(2), "{e}");
+        assert!(e.to_string().contains("bad 0"), "{e}");
+    }
+}

@@ -40,10 +40,11 @@ pub(crate) fn run_ordered(
                 .name(format!("{name}-worker-{w}"))
                 .spawn_scoped(scope, move || {
                     let mut local = Emitter::buffering(names, metrics);
+                    // A worker keeps going after a failed chunk: chunks before it (in input
+                    // order) must still come back, so that the error reported is the first.
                     for (seq, chunk) in work_rx {
                         let r = t.process(chunk, &mut local).map(|()| local.take_buffer());
-                        let failed = r.is_err();
-                        if done_tx.send((seq, r)).is_err() || failed {
+                        if done_tx.send((seq, r)).is_err() {
                             break;
                         }
                     }
@@ -63,6 +64,7 @@ pub(crate) fn run_ordered(
             sent: 0,
             next_seq: 0,
             input_done: false,
+            first_failed: None,
         };
         let result = pool.drive(cancel);
         let (sent, next) = (pool.sent, pool.next_seq);
@@ -90,10 +92,13 @@ struct Reorder<'a> {
     /// Chunks read but not yet handed to a worker.
     queue: VecDeque<(u64, Arc<Chunk>)>,
     /// Results that arrived ahead of their turn.
-    pending: BTreeMap<u64, Emitted>,
+    pending: BTreeMap<u64, Result<Emitted>>,
     sent: u64,
     next_seq: u64,
     input_done: bool,
+    /// The lowest sequence number that failed: nothing more is dispatched, and the error
+    /// is returned when its turn comes (earlier chunks are forwarded first).
+    first_failed: Option<u64>,
 }
 
 impl Reorder<'_> {
@@ -103,8 +108,8 @@ impl Reorder<'_> {
             if !self.dispatch_or_collect()? {
                 return Ok(());
             }
-            while let Some(v) = self.pending.remove(&self.next_seq) {
-                for (oi, chunk) in v {
+            while let Some(r) = self.pending.remove(&self.next_seq) {
+                for (oi, chunk) in r? {
                     self.out.forward(oi, chunk)?;
                 }
                 self.next_seq += 1;
@@ -140,10 +145,10 @@ impl Reorder<'_> {
                     self.queue.push_front(item);
                     match msg {
                         Ok((seq, r)) => {
-                            self.pending.insert(seq, r?);
+                            self.collect(seq, r);
                             Ok(true)
                         }
-                        Err(_) => Ok(false),
+                        Err(_) => self.workers_gone(),
                     }
                 }
             }
@@ -154,13 +159,35 @@ impl Reorder<'_> {
             }
             match self.done_rx.recv() {
                 Ok((seq, r)) => {
-                    self.pending.insert(seq, r?);
+                    self.collect(seq, r);
                     Ok(true)
                 }
-                Err(_) => Ok(false),
+                Err(_) => self.workers_gone(),
             }
         } else {
             Ok(true)
+        }
+    }
+
+    /// Keeps a worker's result for its turn; a failure stops reading and dispatching.
+    fn collect(&mut self, seq: u64, r: Result<Emitted>) {
+        if r.is_err() {
+            self.first_failed = Some(self.first_failed.map_or(seq, |f| f.min(seq)));
+            self.input_done = true;
+            self.work_tx = None;
+            // Chunks read but not dispatched will never be processed.
+            self.sent -= self.queue.len() as u64;
+            self.queue.clear();
+        }
+        self.pending.insert(seq, r);
+    }
+
+    /// Every worker has stopped: return the first held error, if any (a worker that
+    /// panicked leaves its chunk missing, which the caller reports).
+    fn workers_gone(&mut self) -> Result<bool> {
+        match self.first_failed.and_then(|f| self.pending.remove(&f)) {
+            Some(Err(e)) => Err(e),
+            _ => Ok(false),
         }
     }
 }
