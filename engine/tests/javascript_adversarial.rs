@@ -3,103 +3,11 @@
 //! parallel run reports.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
+mod common;
+
+use common::js::Case;
 use flowengine::{Error, Pipeline, RunSummary};
-
-/// One test pipeline: `Src` (CSV) -> `JS` -> `Out` (CSV).
-struct Case {
-    dir: tempfile::TempDir,
-    csv: String,
-    columns: Vec<(String, &'static str)>,
-    chunk_size: usize,
-    script: String,
-    fields: Vec<(&'static str, &'static str, bool)>,
-    js_extra: String,
-}
-
-impl Case {
-    fn new(csv: &str, columns: &[(&str, &'static str)], script: &str, fields: &[(&'static str, &'static str, bool)]) -> Case {
-        Case {
-            dir: tempfile::tempdir().unwrap(),
-            csv: csv.to_owned(),
-            columns: columns.iter().map(|(n, t)| ((*n).to_owned(), *t)).collect(),
-            chunk_size: 1000,
-            script: script.to_owned(),
-            fields: fields.to_vec(),
-            js_extra: String::new(),
-        }
-    }
-
-    fn extra(mut self, yaml: &str) -> Case {
-        self.js_extra.push_str(yaml);
-        self.js_extra.push('\n');
-        self
-    }
-
-    fn chunk_size(mut self, n: usize) -> Case {
-        self.chunk_size = n;
-        self
-    }
-
-    fn yaml(&self) -> String {
-        let mut y = String::new();
-        writeln!(y, "Pipeline:\n  Name: test\n  Plugins:").unwrap();
-        writeln!(
-            y,
-            "    - Name: Src\n      Type: DelimitedSource\n      Config:\n        FilePath: in.csv\n        HasHeaders: true\n        ChunkSize: {}\n        OutputSchema:\n          Columns:",
-            self.chunk_size
-        )
-        .unwrap();
-        for (name, ty) in &self.columns {
-            writeln!(y, "            - {{ Name: \"{name}\", Type: \"{ty}\", IsNullable: true }}").unwrap();
-        }
-        writeln!(
-            y,
-            "    - Name: JS\n      Type: JavaScriptTransform\n      Config:\n        Script: |"
-        )
-        .unwrap();
-        for line in self.script.lines() {
-            writeln!(y, "          {line}").unwrap();
-        }
-        writeln!(y, "        OutputSchema:\n          Fields:").unwrap();
-        for (name, ty, required) in &self.fields {
-            writeln!(y, "            - {{ Name: \"{name}\", Type: \"{ty}\", Required: {required} }}").unwrap();
-        }
-        for line in self.js_extra.lines() {
-            writeln!(y, "        {line}").unwrap();
-        }
-        writeln!(
-            y,
-            "    - Name: Out\n      Type: DelimitedSink\n      Config:\n        FilePath: out.csv"
-        )
-        .unwrap();
-        writeln!(y, "  Connections:\n    - {{ From: Src, To: JS }}\n    - {{ From: JS, To: Out }}").unwrap();
-        y
-    }
-
-    fn build(&self) -> flowengine::Result<Pipeline> {
-        std::fs::write(self.dir.path().join("in.csv"), &self.csv).unwrap();
-        Pipeline::from_yaml_str(&self.yaml(), self.dir.path(), &[])
-    }
-
-    fn run(&self) -> flowengine::Result<RunSummary> {
-        self.build()?.run()
-    }
-
-    fn ok(&self) -> RunSummary {
-        self.run().unwrap_or_else(|e| panic!("run failed: {e}"))
-    }
-
-    fn rows(&self) -> Vec<String> {
-        read_rows(&self.dir.path().join("out.csv"))
-    }
-}
-
-fn read_rows(path: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines().skip(1).map(str::to_owned).collect()
-}
 
 /// The script error of a failed run: (line, field, message).
 fn script_error(r: flowengine::Result<RunSummary>) -> (Option<u64>, Option<String>, String) {
@@ -117,7 +25,10 @@ fn a_decimal_passed_through_js_keeps_every_digit() {
     let c = Case::new(csv, &[("a", "decimal")], PASS_A, &[("a", "decimal", false)]).chunk_size(2);
     c.ok();
     // Trailing zeros go (`1.10` is `1.1`, as any number written into a decimal), digits never.
-    assert_eq!(c.rows(), vec!["12345678901234567890.123456789", "1.1", "-0.000000000000000000001"]);
+    assert_eq!(
+        c.rows("out.csv"),
+        vec!["12345678901234567890.123456789", "1.1", "-0.000000000000000000001"]
+    );
 }
 
 #[test]
@@ -125,11 +36,11 @@ fn an_int64_passed_through_js_keeps_every_digit() {
     let csv = "a\n9007199254740993\n-9223372036854775807\n5\n";
     let c = Case::new(csv, &[("a", "long")], PASS_A, &[("a", "long", false)]);
     c.ok();
-    assert_eq!(c.rows(), vec!["9007199254740993", "-9223372036854775807", "5"]);
+    assert_eq!(c.rows("out.csv"), vec!["9007199254740993", "-9223372036854775807", "5"]);
     // Into a decimal column of the same name: exact too.
     let c = Case::new(csv, &[("a", "long")], PASS_A, &[("a", "decimal", false)]);
     c.ok();
-    assert_eq!(c.rows(), vec!["9007199254740993", "-9223372036854775807", "5"]);
+    assert_eq!(c.rows("out.csv"), vec!["9007199254740993", "-9223372036854775807", "5"]);
 }
 
 #[test]
@@ -137,15 +48,15 @@ fn computed_exact_values_still_convert() {
     let double = "function process(c) { c.output.setField('a', c.input.current().a * 2); return true; }";
     let c = Case::new("a\n1.10\n3\n", &[("a", "decimal")], double, &[("a", "decimal", false)]);
     c.ok();
-    assert_eq!(c.rows(), vec!["2.2", "6"]);
+    assert_eq!(c.rows("out.csv"), vec!["2.2", "6"]);
     let c = Case::new("a\n5\n-21\n", &[("a", "long")], double, &[("a", "long", false)]);
     c.ok();
-    assert_eq!(c.rows(), vec!["10", "-42"]);
+    assert_eq!(c.rows("out.csv"), vec!["10", "-42"]);
     // A pass-through into a differently named field is a computed value: through its double.
     let other = "function process(c) { c.output.setField('b', c.input.current().a); return true; }";
     let c = Case::new("a\n1.10\n", &[("a", "decimal")], other, &[("b", "decimal", false)]);
     c.ok();
-    assert_eq!(c.rows(), vec!["1.1"]);
+    assert_eq!(c.rows("out.csv"), vec!["1.1"]);
 }
 
 #[test]
@@ -171,14 +82,14 @@ fn an_inexact_number_into_int64_is_rejected() {
         "function process(c) { const a = c.input.current().a; c.output.setField('a', a === 2 ? 2 ** 60 + 2 ** 8 : a); return true; }";
     let c = Case::new("a\n1\n2\n9007199254740993\n", &[("a", "long")], script, &[("a", "long", false)]).extra("OnError: Skip");
     let s = c.ok();
-    assert_eq!(c.rows(), vec!["1", "9007199254740993"]);
+    assert_eq!(c.rows("out.csv"), vec!["1", "9007199254740993"]);
     assert_eq!(s.step("JS").unwrap().rows_rejected, 1);
     // A BigInt and a string are exact.
     let script =
         "function process(c) { c.output.setField('a', c.input.current().a === 1 ? 9007199254740993n : '9007199254740995'); return true; }";
     let c = Case::new("a\n1\n2\n", &[("a", "long")], script, &[("a", "long", false)]);
     c.ok();
-    assert_eq!(c.rows(), vec!["9007199254740993", "9007199254740995"]);
+    assert_eq!(c.rows("out.csv"), vec!["9007199254740993", "9007199254740995"]);
 }
 
 fn js_workers(p: &Pipeline) -> usize {
@@ -209,11 +120,11 @@ fn state_on_a_property_of_process_runs_on_one_worker_by_default() {
         .chunk_size(100)
         .extra("Workers: 1");
     one.ok();
-    let want = one.rows();
+    let want = one.rows("out.csv");
     assert_eq!(want.len(), 1000);
     let default = Case::new(&csv, &[("a", "int32")], DEDUP_ON_PROCESS, &[("a", "int32", true)]).chunk_size(100);
     let s = default.ok();
-    assert_eq!(default.rows(), want, "default Workers must not split the state");
+    assert_eq!(default.rows("out.csv"), want, "default Workers must not split the state");
     assert_eq!(js_workers(&default.build().unwrap()), 1);
     if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
         let note = s
@@ -238,7 +149,7 @@ fn a_lone_surrogate_is_a_row_error_not_invalid_utf8() {
     let s = c.ok();
     let bytes = std::fs::read(c.dir.path().join("out.csv")).unwrap();
     assert!(std::str::from_utf8(&bytes).is_ok(), "the output is UTF-8: {bytes:x?}");
-    assert_eq!(c.rows(), vec!["1,é1😀", "3,é3😀"]);
+    assert_eq!(c.rows("out.csv"), vec!["1,é1😀", "3,é3😀"]);
     assert_eq!(s.step("JS").unwrap().rows_rejected, 1);
 }
 
@@ -253,7 +164,7 @@ fn a_thrown_value_that_cannot_be_described_is_still_a_row_error() {
             format!("function process(c) {{ if (c.input.current().a === 2) throw {thrown}; c.output.setField('a', 7); return true; }}");
         let c = Case::new("a\n1\n2\n3\n", &[("a", "int32")], &script, &[("a", "int32", true)]).extra("OnError: Skip");
         let s = c.run().unwrap_or_else(|e| panic!("{thrown}: the run failed: {e}"));
-        assert_eq!(c.rows(), vec!["7", "7"], "{thrown}");
+        assert_eq!(c.rows("out.csv"), vec!["7", "7"], "{thrown}");
         assert_eq!(s.step("JS").unwrap().rows_rejected, 1, "{thrown}");
 
         let c = Case::new("a\n1\n2\n3\n", &[("a", "int32")], &script, &[("a", "int32", true)]);

@@ -4,117 +4,12 @@
 //! and error messages never quote whole huge values.
 
 use std::fmt::Write as _;
-use std::path::Path;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::js::Case;
 use flowengine::{Error, Pipeline, RunSummary};
-
-/// One test pipeline: `Src` (CSV) -> `JS` -> `Out` (CSV).
-struct Case {
-    dir: tempfile::TempDir,
-    csv: String,
-    columns: Vec<(String, &'static str)>,
-    chunk_size: usize,
-    script: String,
-    fields: Vec<(&'static str, &'static str, bool)>,
-    js_extra: String,
-}
-
-impl Case {
-    fn new(csv: &str, columns: &[(&str, &'static str)], script: &str, fields: &[(&'static str, &'static str, bool)]) -> Case {
-        Case {
-            dir: tempfile::tempdir().unwrap(),
-            csv: csv.to_owned(),
-            columns: columns.iter().map(|(n, t)| ((*n).to_owned(), *t)).collect(),
-            chunk_size: 1000,
-            script: script.to_owned(),
-            fields: fields.to_vec(),
-            js_extra: String::new(),
-        }
-    }
-
-    fn extra(mut self, yaml: &str) -> Case {
-        self.js_extra.push_str(yaml);
-        self.js_extra.push('\n');
-        self
-    }
-
-    fn chunk_size(mut self, n: usize) -> Case {
-        self.chunk_size = n;
-        self
-    }
-
-    fn yaml(&self) -> String {
-        let mut y = String::new();
-        writeln!(y, "Pipeline:\n  Name: test\n  Plugins:").unwrap();
-        writeln!(
-            y,
-            "    - Name: Src\n      Type: DelimitedSource\n      Config:\n        FilePath: in.csv\n        HasHeaders: true\n        ChunkSize: {}\n        OutputSchema:\n          Columns:",
-            self.chunk_size
-        )
-        .unwrap();
-        for (name, ty) in &self.columns {
-            writeln!(y, "            - {{ Name: \"{name}\", Type: \"{ty}\", IsNullable: true }}").unwrap();
-        }
-        writeln!(
-            y,
-            "    - Name: JS\n      Type: JavaScriptTransform\n      Config:\n        Script: |"
-        )
-        .unwrap();
-        for line in self.script.lines() {
-            writeln!(y, "          {line}").unwrap();
-        }
-        writeln!(y, "        OutputSchema:\n          Fields:").unwrap();
-        for (name, ty, required) in &self.fields {
-            writeln!(y, "            - {{ Name: \"{name}\", Type: \"{ty}\", Required: {required} }}").unwrap();
-        }
-        for line in self.js_extra.lines() {
-            writeln!(y, "        {line}").unwrap();
-        }
-        writeln!(
-            y,
-            "    - Name: Out\n      Type: DelimitedSink\n      Config:\n        FilePath: out.csv"
-        )
-        .unwrap();
-        writeln!(y, "  Connections:\n    - {{ From: Src, To: JS }}\n    - {{ From: JS, To: Out }}").unwrap();
-        y
-    }
-
-    fn build(&self) -> flowengine::Result<Pipeline> {
-        std::fs::write(self.dir.path().join("in.csv"), &self.csv).unwrap();
-        Pipeline::from_yaml_str(&self.yaml(), self.dir.path(), &[])
-    }
-
-    fn run(&self) -> flowengine::Result<RunSummary> {
-        self.build()?.run()
-    }
-
-    fn ok(&self) -> RunSummary {
-        self.run().unwrap_or_else(|e| panic!("run failed: {e}"))
-    }
-
-    fn rows(&self) -> Vec<String> {
-        read_rows(&self.dir.path().join("out.csv"))
-    }
-
-    /// Runs on another thread; panics when the run has not ended within `limit` (a hang).
-    fn run_within(self, limit: Duration) -> flowengine::Result<RunSummary> {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let r = self.run();
-            let _ = tx.send(r);
-            drop(self);
-        });
-        rx.recv_timeout(limit)
-            .unwrap_or_else(|_| panic!("the run did not end within {limit:?}: the deadline does not cover it"))
-    }
-}
-
-fn read_rows(path: &Path) -> Vec<String> {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    text.lines().skip(1).map(str::to_owned).collect()
-}
 
 /// The script error of a failed run: (line, field, message).
 fn script_error(r: flowengine::Result<RunSummary>) -> (Option<u64>, Option<String>, String) {
@@ -145,7 +40,7 @@ fn a_bigint_beyond_int64_is_a_row_error_not_a_wrapped_value() {
     // Under Skip the row is rejected and the others keep their exact values.
     let c = Case::new(THREE, &[("id", "int32")], &script, &[("id", "int32", true), ("out", "long", false)]).extra("OnError: Skip");
     let s = c.ok();
-    assert_eq!(c.rows(), vec!["1,1000000000000", "3,3000000000000"]);
+    assert_eq!(c.rows("out.csv"), vec!["1,1000000000000", "3,3000000000000"]);
     assert_eq!(s.step("JS").unwrap().rows_rejected, 1);
 }
 
@@ -172,7 +67,7 @@ fn a_bigint_is_range_checked_for_int32_and_exact_for_decimal() {
     );
     c.ok();
     assert_eq!(
-        c.rows(),
+        c.rows("out.csv"),
         vec!["1,-9007199254740993", "2,12345678901234567890123", "3,-9007199254740993"]
     );
 }
@@ -198,7 +93,7 @@ fn booleans_are_not_numbers() {
         &[("id", "int32", true), ("out", "boolean", false)],
     );
     c.ok();
-    assert_eq!(c.rows(), vec!["1,false", "2,true", "3,true"]);
+    assert_eq!(c.rows("out.csv"), vec!["1,false", "2,true", "3,true"]);
 }
 
 #[test]
@@ -227,7 +122,10 @@ fn fractions_nan_infinity_and_out_of_range_numbers_are_rejected() {
     let script = set_on_row_2("-(2 ** 63)", "2 ** 53");
     let c = Case::new(THREE, &[("id", "int32")], &script, &[("id", "int32", true), ("out", "long", false)]);
     c.ok();
-    assert_eq!(c.rows(), vec!["1,9007199254740992", "2,-9223372036854775808", "3,9007199254740992"]);
+    assert_eq!(
+        c.rows("out.csv"),
+        vec!["1,9007199254740992", "2,-9223372036854775808", "3,9007199254740992"]
+    );
 }
 
 /// Keeps the first row of each key: correct only when one engine sees every row.
@@ -274,13 +172,13 @@ fn a_stateful_script_gives_the_same_output_with_default_workers_as_with_one() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let one = dedup_case(Some(1));
     let s1 = one.ok();
-    let want = one.rows();
+    let want = one.rows("out.csv");
     assert_eq!(want.len(), 500, "one row per key");
     assert!(s1.notes.is_empty(), "Workers: 1 is what the script needs: {:?}", s1.notes);
 
     let default = dedup_case(None);
     let s = default.ok();
-    let got = default.rows();
+    let got = default.rows("out.csv");
     assert_eq!(got.len(), want.len(), "rows kept with default Workers ({cores} cores)");
     assert_eq!(got, want, "default Workers ({cores} cores) must not split the dedup state");
     assert_eq!(
@@ -360,7 +258,7 @@ fn a_throwing_to_string_is_a_row_error() {
     )
     .extra("OnError: Skip");
     let s = c.ok();
-    assert_eq!(c.rows(), vec!["1,ok", "3,ok"]);
+    assert_eq!(c.rows("out.csv"), vec!["1,ok", "3,ok"]);
     assert_eq!(s.step("JS").unwrap().rows_rejected, 1);
 }
 
@@ -371,7 +269,7 @@ fn throw_null_and_undefined_follow_on_error() {
             format!("function process(context) {{ const row = context.input.current(); if (row.id === 2) throw {thrown}; return true; }}");
         let c = Case::new(THREE, &[("id", "int32")], &script, &[("id", "int32", true)]).extra("OnError: Skip");
         let s = c.ok();
-        assert_eq!(c.rows(), vec!["1", "3"], "throw {thrown}");
+        assert_eq!(c.rows("out.csv"), vec!["1", "3"], "throw {thrown}");
         assert_eq!(s.step("JS").unwrap().rows_rejected, 1, "throw {thrown}");
 
         let c = Case::new(THREE, &[("id", "int32")], &script, &[("id", "int32", true)]);
@@ -396,7 +294,7 @@ fn ten_thousand_input_columns_build_and_run() {
         Case::new(&csv, &columns, script, &[("sum", "int32", true), ("n", "int32", true)]).extra("Engine: { Timeout: 5000 }\nWorkers: 1");
     let start = Instant::now();
     c.ok();
-    assert_eq!(c.rows(), vec!["10000,10000"]);
+    assert_eq!(c.rows("out.csv"), vec!["10000,10000"]);
     assert!(start.elapsed() < Duration::from_secs(60), "{:?}", start.elapsed());
 }
 

@@ -1,6 +1,8 @@
 //! Helpers shared by the scenario tests.
 #![allow(dead_code)]
 
+pub mod js;
+
 use std::path::{Path, PathBuf};
 
 use flowengine::{Error, Pipeline, RunSummary};
