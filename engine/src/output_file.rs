@@ -219,6 +219,8 @@ pub struct AtomicOutput {
     /// The finished temp file, between prepare and commit.
     prepared: Option<tempfile::NamedTempFile>,
     published: Option<Published>,
+    /// Appending: bytes written first when the target is empty (a header).
+    header: Vec<u8>,
 }
 
 impl AtomicOutput {
@@ -270,6 +272,7 @@ impl AtomicOutput {
             writer: Some(BufWriter::with_capacity(buffer.max(4096), Dest::Temp(tmp))),
             prepared: None,
             published: None,
+            header: Vec::new(),
         })
     }
 
@@ -283,7 +286,15 @@ impl AtomicOutput {
             writer: Some(BufWriter::with_capacity(buffer.max(4096), Dest::Stdout(io::stdout()))),
             prepared: None,
             published: None,
+            header: Vec::new(),
         }
+    }
+
+    /// Appending: write `header` first when the target is empty at the moment of appending
+    /// (checked under the target's lock, so concurrent appends write it once).
+    pub fn header_if_empty(mut self, header: Vec<u8>) -> Self {
+        self.header = header;
+        self
     }
 
     /// Also fsync the data before publishing (the rename is atomic either way; without
@@ -426,6 +437,7 @@ impl AtomicOutput {
                     dst.write_all(b"torn,ro").and(Err(io::Error::from(io::ErrorKind::StorageFull)))
                 } else {
                     (if needs_newline { dst.write_all(b"\n") } else { Ok(()) })
+                        .and_then(|_| if old_len == 0 { dst.write_all(&self.header) } else { Ok(()) })
                         .and_then(|_| io::copy(&mut src, &mut dst))
                         .and_then(|_| if self.durable { dst.sync_all() } else { Ok(()) })
                 };

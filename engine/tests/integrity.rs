@@ -458,7 +458,7 @@ fn concurrent_appends_take_turns() {
     for n in 0..4 {
         let p = s.write(
             &format!("p{n}.yaml"),
-            "Pipeline:\n  Name: t\n  Plugins:\n    - { Name: src, Type: DelimitedSource, Config: { FilePath: in.csv, InferSchema: true } }\n    - { Name: out, Type: DelimitedSink, Config: { FilePath: app.csv, AppendMode: true, HasHeaders: false } }\n",
+            "Pipeline:\n  Name: t\n  Plugins:\n    - { Name: src, Type: DelimitedSource, Config: { FilePath: in.csv, InferSchema: true } }\n    - { Name: out, Type: DelimitedSink, Config: { FilePath: app.csv, AppendMode: true } }\n",
         );
         children.push(
             Command::new(env!("CARGO_BIN_EXE_flowengine"))
@@ -470,10 +470,14 @@ fn concurrent_appends_take_turns() {
     for mut c in children {
         assert!(c.wait().unwrap().success());
     }
+    // One header (the runs race to a new file; the first append writes it), then whole rows.
     let text = s.read("app.csv");
-    assert_eq!(text.lines().count(), 200_000);
+    assert_eq!(text.lines().count(), 200_001);
+    assert_eq!(text.lines().filter(|l| *l == "i,k").count(), 1);
+    assert_eq!(text.lines().next(), Some("i,k"));
     assert!(text
         .lines()
+        .skip(1)
         .all(|l| l.split(',').count() == 2 && l.ends_with("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx")));
 }
 

@@ -204,20 +204,25 @@ impl DelimitedSink {
         } else {
             AtomicOutput::create(&self.cfg.file_path, publish, self.cfg.create_directories, self.cfg.buffer_size)?.durable(self.cfg.durable)
         };
-        let appending_to_data = !stdout && self.cfg.append && std::fs::metadata(file.target()).map(|m| m.len() > 0).unwrap_or(false);
-        if self.cfg.bom && !appending_to_data {
-            file.write_all(b"\xEF\xBB\xBF").map_err(|e| self.io(e))?;
+        let mut head = Vec::new();
+        if self.cfg.bom {
+            head.extend_from_slice(b"\xEF\xBB\xBF");
         }
-        if self.cfg.has_headers && !appending_to_data {
-            let mut line = Vec::new();
+        if self.cfg.has_headers {
             for (i, name) in self.schema.names().enumerate() {
                 if i > 0 {
-                    line.push(self.cfg.delimiter);
+                    head.push(self.cfg.delimiter);
                 }
-                write_field(&mut line, name.as_bytes(), self.cfg.delimiter);
+                write_field(&mut head, name.as_bytes(), self.cfg.delimiter);
             }
-            self.end_record(&mut line);
-            file.write_all(&line).map_err(|e| self.io(e))?;
+            self.end_record(&mut head);
+        }
+        if self.cfg.append && !stdout {
+            // Whether the target is empty is decided when appending, under its lock: two
+            // runs appending to a new file write one header between them.
+            file = file.header_if_empty(head);
+        } else {
+            file.write_all(&head).map_err(|e| self.io(e))?;
         }
         self.out = Some(BackgroundWriter::start(file)?);
         Ok(())
