@@ -191,6 +191,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 }
             }
             let performance = p.config().settings.performance.clone();
+            let config_notes = p.config().notes.len();
             started.store(true, Ordering::SeqCst);
             let progress = p.progress();
             let show_bar = !quiet && std::io::stderr().is_terminal();
@@ -214,7 +215,8 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else if !quiet {
-                eprint!("{}", render_summary(&summary));
+                // The pipeline's notes were printed before the run; print only the new ones.
+                eprint!("{}", render_summary(&summary, config_notes));
             }
             Ok(())
         }
@@ -293,7 +295,7 @@ fn grouped(n: u64) -> String {
     out
 }
 
-fn render_summary(s: &RunSummary) -> String {
+fn render_summary(s: &RunSummary, notes_already_printed: usize) -> String {
     let mut out = format!("pipeline '{}' finished in {:.3} s\n", s.pipeline, s.elapsed.as_secs_f64());
     out.push_str(&format!(
         "{:<24} {:<10} {:>12} {:>12} {:>10} {:>10} {:>9} {:>14}\n",
@@ -319,7 +321,7 @@ fn render_summary(s: &RunSummary) -> String {
     if let Some(peak) = s.peak_rss_bytes {
         out.push_str(&format!("peak memory: {:.1} MiB\n", peak as f64 / (1024.0 * 1024.0)));
     }
-    for n in &s.notes {
+    for n in s.notes.iter().skip(notes_already_printed) {
         out.push_str(&format!("note: {n}\n"));
     }
     out

@@ -238,3 +238,16 @@ fn log_lines_leave_no_frozen_progress_bar() {
     }
     assert!(metrics_lines >= 2, "{body:?}");
 }
+
+#[test]
+fn each_note_is_printed_once() {
+    let s = Scenario::new();
+    let p = s.write(
+        "p.yaml",
+        "Pipeline:\n  Name: n\n  Plugins:\n    - { Name: gen, Type: DataGenerator, Assembly: x.dll, Config: { RowCount: 5 } }\n    - { Name: out, Type: DelimitedSink, Config: { FilePath: o.csv } }\n",
+    );
+    let out = flowengine(&["run", p.to_str().unwrap()]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.matches("Assembly 'x.dll' ignored").count(), 1, "{stderr}");
+}
