@@ -171,13 +171,23 @@ impl Error {
 
     /// Gives a plan error (e.g. from a step's builder) the position of its step, when it has
     /// none yet.
-    pub(crate) fn located(self, pos: &Position) -> Self {
+    pub(crate) fn located(self, pos: &Position, step_name: &str) -> Self {
         match self {
             Error::Plan { step, message, at: None } => Error::Plan {
                 step,
                 message,
                 at: pos.known(),
             },
+            // A file the step could not open at build time: say which step asked for it.
+            Error::Io { path, source, hint } => {
+                let at = pos.known().map(|p| format!(" at {p}")).unwrap_or_default();
+                let hint = if hint.is_empty() {
+                    format!("step '{step_name}'{at}")
+                } else {
+                    format!("step '{step_name}'{at}: {hint}")
+                };
+                Error::Io { path, source, hint }
+            }
             other => other,
         }
     }

@@ -138,6 +138,10 @@ fn exit_codes_and_json_name_the_kind_of_failure() {
     std::fs::remove_file(s.path("in.csv")).unwrap();
     let out = flowengine(&["run", p.to_str().unwrap(), "--json", "--quiet"]);
     assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    // The I/O error says which step (and where in the file) asked for the file.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("step 'src' at ") && stderr.contains("p.yaml:4"), "{stderr}");
+    assert_eq!(stderr.matches("No such file or directory").count(), 1, "{stderr}");
     // Success: durations are seconds, sinks report what they wrote, outputs are listed.
     s.write("in.csv", "id\n1\n2\n");
     let out = flowengine(&["run", p.to_str().unwrap(), "--json", "--quiet"]);

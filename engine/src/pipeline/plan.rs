@@ -217,7 +217,7 @@ fn build_in_order(config: &PipelineConfig, edges: &[Edge], order: &[usize], posi
         let inputs: Vec<&Edge> = edges.iter().filter(|e| e.to == i).collect();
         let input = input_schema(&def.name, &inputs, &built, at)?;
         let ctx = BuildContext { name: &def.name, input };
-        let runtime = def.config.build(&ctx).map_err(|e| e.located(at))?;
+        let runtime = def.config.build(&ctx).map_err(|e| e.located(at, &def.name))?;
         let planned = planned(&def.name, runtime, at)?;
         match (planned.kind, inputs.is_empty()) {
             (StepKind::Source, false) => {
