@@ -249,3 +249,23 @@ fn a_huge_max_record_bytes_is_out_of_range() {
     assert!(e.contains("is out of range; allowed: 16 to 1073741824"), "{e}");
     assert!(!e.contains("18446744073709551615"), "{e}");
 }
+
+#[test]
+fn a_line_break_or_non_ascii_quote_is_a_config_error() {
+    let s = Scenario::new();
+    s.write("in.csv", "a,b\n1,x\n");
+    for (quote, says) in [
+        ("\"\\n\"", "cannot be a line break"),
+        ("\"\\r\"", "cannot be a line break"),
+        ("\"é\"", "one ASCII character"),
+    ] {
+        let yaml = format!(
+            "Pipeline:\n  Name: q\n  Plugins:\n    - {{ Name: src, Type: DelimitedSource, Config: {{ FilePath: in.csv, InferSchema: true, Quote: {quote} }} }}\n    - {{ Name: out, Type: DelimitedSink, Config: {{ FilePath: out.csv }} }}\n"
+        );
+        let e = s.run(&yaml).unwrap_err();
+        assert!(
+            matches!(e, flowengine::Error::Config { .. }) && e.to_string().contains(says),
+            "{quote}: {e}"
+        );
+    }
+}

@@ -186,8 +186,9 @@ impl DelimitedSourceConfig {
         if let Some(n) = o.take(&["Quote", "QuoteChar", "QuoteCharacter"])? {
             let s = n.string()?;
             c.quote = match s.as_bytes() {
-                [b] => *b,
-                _ => return Err(n.err("Quote must be one character")),
+                [b'\n' | b'\r'] => return Err(n.err("Quote cannot be a line break: records end at line breaks")),
+                [b] if b.is_ascii() => *b,
+                _ => return Err(n.err("Quote must be one ASCII character")),
             };
             if c.quote == c.delimiter {
                 return Err(n.err(same(c.quote)));
