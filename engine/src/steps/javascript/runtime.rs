@@ -971,20 +971,10 @@ fn column_to_js<'js>(ctx: &Ctx<'js>, column: &Column) -> rquickjs::Result<(JsVal
     Ok((values, mask))
 }
 
-/// The double nearest to a decimal. When the mantissa and the power of ten are both exact
-/// doubles (|m| < 2^53, scale <= 22), one division is correctly rounded; otherwise
-/// the slower general conversion.
+/// The double nearest to a decimal ([`crate::decimal::Decimal::to_f64`], which takes one
+/// correctly rounded division when it can), as the script sees it.
 pub(crate) fn decimal_to_f64(d: &crate::decimal::Decimal) -> f64 {
-    const POW10: [f64; 23] = [
-        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
-    ];
-    let m = d.mantissa();
-    let scale = d.scale() as usize;
-    if m.unsigned_abs() < (1u128 << 53) && scale < POW10.len() {
-        m as f64 / POW10[scale]
-    } else {
-        d.to_f64().unwrap_or(f64::NAN)
-    }
+    d.to_f64().unwrap_or(f64::NAN)
 }
 
 /// A date, date-time or time column as a JS array of ISO strings.
