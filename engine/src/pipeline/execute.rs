@@ -102,11 +102,7 @@ pub(crate) fn execute(config: &PipelineConfig, plan: Plan, cancel: CancelToken) 
         error = publish(&mut finished).err();
     } else {
         for f in &mut finished {
-            match &mut f.runtime {
-                StepRuntime::Source(s) => s.abort(),
-                StepRuntime::Sink(s) => s.abort(),
-                StepRuntime::Transform(_) => {}
-            }
+            f.runtime.abort();
         }
     }
     let elapsed = start.elapsed();
@@ -225,27 +221,11 @@ fn run_step(
 /// Two-phase publish: prepare every output, then commit each; a failure part-way rolls back
 /// the outputs already committed (restoring what they replaced) and aborts the rest.
 fn publish(finished: &mut [Finished]) -> Result<()> {
-    let mut result = Ok(());
-    for f in finished.iter_mut() {
-        let r = match &mut f.runtime {
-            StepRuntime::Source(s) => s.prepare(),
-            StepRuntime::Sink(s) => s.prepare(),
-            StepRuntime::Transform(_) => Ok(()),
-        };
-        if let Err(e) = r {
-            result = Err(e);
-            break;
-        }
-    }
+    let mut result = finished.iter_mut().try_for_each(|f| f.runtime.prepare());
     let mut committed = 0;
     if result.is_ok() {
         for f in finished.iter_mut() {
-            let r = match &mut f.runtime {
-                StepRuntime::Source(s) => s.commit(),
-                StepRuntime::Sink(s) => s.commit(),
-                StepRuntime::Transform(_) => Ok(()),
-            };
-            if let Err(e) = r {
+            if let Err(e) = f.runtime.commit() {
                 result = Err(e);
                 break;
             }
@@ -254,12 +234,10 @@ fn publish(finished: &mut [Finished]) -> Result<()> {
     }
     if result.is_err() {
         for (i, f) in finished.iter_mut().enumerate().rev() {
-            match (&mut f.runtime, i < committed) {
-                (StepRuntime::Source(s), true) => s.rollback(),
-                (StepRuntime::Sink(s), true) => s.rollback(),
-                (StepRuntime::Source(s), false) => s.abort(),
-                (StepRuntime::Sink(s), false) => s.abort(),
-                (StepRuntime::Transform(_), _) => {}
+            if i < committed {
+                f.runtime.rollback();
+            } else {
+                f.runtime.abort();
             }
         }
     }

@@ -332,6 +332,42 @@ pub enum StepRuntime {
     Sink(Box<dyn Sink>),
 }
 
+/// Publishing, for whichever kind of step writes files (sources: dead letters; sinks: their
+/// output; transforms: nothing).
+impl StepRuntime {
+    pub(crate) fn prepare(&mut self) -> Result<()> {
+        match self {
+            StepRuntime::Source(s) => s.prepare(),
+            StepRuntime::Sink(s) => s.prepare(),
+            StepRuntime::Transform(_) => Ok(()),
+        }
+    }
+
+    pub(crate) fn commit(&mut self) -> Result<()> {
+        match self {
+            StepRuntime::Source(s) => s.commit(),
+            StepRuntime::Sink(s) => s.commit(),
+            StepRuntime::Transform(_) => Ok(()),
+        }
+    }
+
+    pub(crate) fn rollback(&mut self) {
+        match self {
+            StepRuntime::Source(s) => s.rollback(),
+            StepRuntime::Sink(s) => s.rollback(),
+            StepRuntime::Transform(_) => {}
+        }
+    }
+
+    pub(crate) fn abort(&mut self) {
+        match self {
+            StepRuntime::Source(s) => s.abort(),
+            StepRuntime::Sink(s) => s.abort(),
+            StepRuntime::Transform(_) => {}
+        }
+    }
+}
+
 /// What a step's builder gets.
 pub struct BuildContext<'a> {
     /// The step's name.
