@@ -124,6 +124,13 @@ impl Port {
         }
     }
 
+    /// A chunk left the buffer: release its bytes and wake a waiting producer.
+    fn taken(&self, chunk: Arc<Chunk>, bytes: usize) -> Arc<Chunk> {
+        self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+        self.made_room();
+        chunk
+    }
+
     fn made_room(&self) {
         let _guard = self.room.0.lock().unwrap_or_else(|e| e.into_inner());
         self.room.1.notify_all();
@@ -203,11 +210,7 @@ impl Port {
     pub fn recv(&self) -> Result<Option<Arc<Chunk>>> {
         loop {
             match self.rx.recv_timeout(POLL) {
-                Ok(Msg::Chunk(chunk, b)) => {
-                    self.bytes.fetch_sub(b, Ordering::AcqRel);
-                    self.made_room();
-                    return Ok(Some(chunk));
-                }
+                Ok(Msg::Chunk(chunk, b)) => return Ok(Some(self.taken(chunk, b))),
                 Ok(Msg::Closed) | Err(RecvTimeoutError::Timeout) => {
                     if self.senders.load(Ordering::Acquire) == 0 && self.rx.is_empty() {
                         return Ok(None);
@@ -247,11 +250,7 @@ impl Port {
     /// finished (every sender done, nothing buffered), `None` when it is merely empty.
     fn try_take(&self) -> Option<Option<Arc<Chunk>>> {
         match self.rx.try_recv() {
-            Ok(Msg::Chunk(chunk, b)) => {
-                self.bytes.fetch_sub(b, Ordering::AcqRel);
-                self.made_room();
-                Some(Some(chunk))
-            }
+            Ok(Msg::Chunk(chunk, b)) => Some(Some(self.taken(chunk, b))),
             Ok(Msg::Closed) | Err(crossbeam_channel::TryRecvError::Empty) => {
                 (self.senders.load(Ordering::Acquire) == 0 && self.rx.is_empty()).then_some(None)
             }
