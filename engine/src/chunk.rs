@@ -66,6 +66,21 @@ impl StrColumn {
     fn len(&self) -> usize {
         self.offsets.len() - 1
     }
+
+    /// The offsets (`len + 1`, starting at 0) and the text they index.
+    pub(crate) fn parts(&self) -> (&[usize], &str) {
+        (&self.offsets, &self.data)
+    }
+
+    /// Rebuilds a column from [`StrColumn::parts`]; `None` when the offsets do not index
+    /// `data` on character boundaries.
+    pub(crate) fn from_parts(offsets: Vec<usize>, data: String) -> Option<StrColumn> {
+        let ok = offsets.first() == Some(&0)
+            && offsets.last() == Some(&data.len())
+            && offsets.windows(2).all(|w| w[0] <= w[1])
+            && offsets.iter().all(|&o| data.is_char_boundary(o));
+        ok.then_some(StrColumn { offsets, data })
+    }
 }
 
 /// The typed storage of a column.
@@ -123,6 +138,21 @@ impl Column {
             DataType::Time => ColumnData::Time(Vec::with_capacity(rows)),
         };
         Column { data, nulls: None }
+    }
+
+    /// Rebuilds a column from its storage and null mask; `None` when the mask's length
+    /// does not match.
+    pub(crate) fn from_parts(data: ColumnData, nulls: Option<Vec<bool>>) -> Option<Column> {
+        let c = Column { data, nulls: None };
+        match nulls {
+            Some(n) if n.len() != c.len() => None,
+            n => Some(Column { nulls: n, ..c }),
+        }
+    }
+
+    /// The null mask, when the column has had a null.
+    pub(crate) fn null_mask(&self) -> Option<&[bool]> {
+        self.nulls.as_deref()
     }
 
     /// The typed storage.

@@ -17,6 +17,11 @@ pub const DEFAULT_BUFFER_SIZE_CHUNKS: usize = 16;
 /// whatever `BufferSize` says (at least one chunk is always admitted).
 pub const DEFAULT_PORT_BYTE_BUDGET: usize = 16 * 1024 * 1024;
 
+/// Fraction of a spillable step's memory share at which it starts spilling
+/// (`Settings.Memory.SpillThreshold`). Seed 000's prior: "if spillover works smoothly → keep
+/// the current design (80 %)"; the engine-level A/B (`scripts/bench.sh --decisions`) decides.
+pub const DEFAULT_SPILL_THRESHOLD: f64 = 0.8;
+
 /// Row representation of [`crate::Chunk`].
 pub const ROW_REPRESENTATION: &str = "columnar";
 

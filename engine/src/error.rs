@@ -102,6 +102,14 @@ pub enum Error {
         /// Numbers behind the verdict.
         message: String,
     },
+    /// The run's memory budget cannot hold what a step needs, and the step cannot spill.
+    #[error("step '{step}': out of memory budget: {message}")]
+    ResourcesExhausted {
+        /// The step.
+        step: String,
+        /// What it holds and needs, the limit, and what to change.
+        message: String,
+    },
     /// The run was cancelled (Ctrl-C or [`crate::CancelToken::cancel`]).
     #[error("run cancelled")]
     Cancelled,
@@ -193,7 +201,7 @@ impl Error {
     }
 
     /// Who is at fault, as the CLI reports it: `config` (the pipeline file or DAG), `data`
-    /// (rows or a script), `io`, `policy` (a port policy or the performance gate),
+    /// (rows or a script), `io`, `policy` (a port policy or the performance gate), `resources` (the memory budget),
     /// `cancelled`, `internal`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -201,19 +209,21 @@ impl Error {
             Error::Data { .. } | Error::TooManyErrors { .. } | Error::Script { .. } => "data",
             Error::Io { .. } => "io",
             Error::Port { .. } | Error::Regression { .. } => "policy",
+            Error::ResourcesExhausted { .. } => "resources",
             Error::Cancelled => "cancelled",
             Error::Internal(_) => "internal",
         }
     }
 
     /// The CLI's exit code for this error: 2 configuration, 3 data, 4 I/O, 5 policy,
-    /// 130 cancelled, 1 internal.
+    /// 6 resources (the memory budget), 130 cancelled, 1 internal.
     pub fn exit_code(&self) -> u8 {
         match self.kind() {
             "config" => 2,
             "data" => 3,
             "io" => 4,
             "policy" => 5,
+            "resources" => 6,
             "cancelled" => 130,
             _ => 1,
         }
@@ -230,6 +240,7 @@ impl Error {
             Error::TooManyErrors { step, .. } => (Some(step), None, None),
             Error::Io { path, .. } => (None, Some(path.display().to_string()), None),
             Error::Port { to, .. } => (Some(to), None, None),
+            Error::ResourcesExhausted { step, .. } => (Some(step), None, None),
             _ => (None, None, None),
         };
         serde_json::json!({

@@ -34,6 +34,10 @@ enum Command {
         /// Print the summary as JSON on stdout.
         #[arg(long)]
         json: bool,
+        /// The run's memory budget, e.g. 64MiB or 2GiB (overrides Settings.Memory); steps
+        /// that hold rows (Sort, Aggregate, Lookup) spill to disk to stay under it.
+        #[arg(long, value_name = "SIZE", value_parser = parse_memory_limit)]
+        memory_limit: Option<usize>,
     },
     /// List the step types (built-in), or show one.
     Steps {
@@ -60,6 +64,14 @@ enum Command {
         #[arg(long)]
         config_only: bool,
     },
+}
+
+fn parse_memory_limit(s: &str) -> Result<usize, String> {
+    let b = flowengine::memory::parse_size(s)?;
+    if b < 16 << 20 {
+        return Err("the memory limit must be at least 16MiB".into());
+    }
+    Ok(b)
 }
 
 fn parse_vars(vars: &[String]) -> anyhow::Result<Vec<(String, String)>> {
@@ -159,6 +171,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             vars,
             quiet,
             json,
+            memory_limit,
         } => {
             let vars = parse_vars(&vars)?;
             let cancel = CancelToken::new();
@@ -176,6 +189,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                         // Second signal (the user means it), or nothing is running yet.
                         // Destructors will not run, so remove the temp files here.
                         flowengine::output_file::remove_live_temp_files();
+                        flowengine::spill::remove_live_dirs();
                         eprintln!("\ncancelled");
                         std::process::exit(130);
                     }
@@ -184,7 +198,11 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 })
                 .context("cannot install the signal handler")?;
             }
-            let p = Pipeline::from_file(&pipeline, &vars)?;
+            let mut config = PipelineConfig::from_file(&pipeline, &vars)?;
+            if let Some(limit) = memory_limit {
+                config.settings.memory.limit = Some(limit);
+            }
+            let p = Pipeline::build(config)?;
             if !quiet {
                 for n in &p.config().notes {
                     eprintln!("note: {n}");
@@ -295,6 +313,8 @@ fn grouped(n: u64) -> String {
     out
 }
 
+use flowengine::memory::fmt_bytes;
+
 fn render_summary(s: &RunSummary, notes_already_printed: usize) -> String {
     let mut out = format!("pipeline '{}' finished in {:.3} s\n", s.pipeline, s.elapsed.as_secs_f64());
     out.push_str(&format!(
@@ -317,9 +337,24 @@ fn render_summary(s: &RunSummary, notes_already_printed: usize) -> String {
         for o in &st.outputs {
             out.push_str(&format!("{:<24} -> {o}\n", ""));
         }
+        if st.memory.spill_files > 0 {
+            out.push_str(&format!(
+                "{:<24} spilled {} rows in {} files ({}); peak reserved {}\n",
+                "",
+                grouped(st.memory.spill_rows),
+                st.memory.spill_files,
+                fmt_bytes(st.memory.spill_bytes as usize),
+                fmt_bytes(st.memory.peak_reserved_bytes as usize)
+            ));
+        }
     }
     if let Some(peak) = s.peak_rss_bytes {
-        out.push_str(&format!("peak memory: {:.1} MiB\n", peak as f64 / (1024.0 * 1024.0)));
+        out.push_str(&format!(
+            "peak memory: {:.1} MiB resident; {} of the {} budget reserved at most\n",
+            peak as f64 / (1024.0 * 1024.0),
+            fmt_bytes(s.peak_reserved_bytes as usize),
+            fmt_bytes(s.memory_limit_bytes as usize)
+        ));
     }
     for n in s.notes.iter().skip(notes_already_printed) {
         out.push_str(&format!("note: {n}\n"));

@@ -54,6 +54,7 @@ impl StepMetrics {
             busy: Duration::from_nanos(self.busy_nanos.load(Relaxed)),
             elapsed,
             outputs: Vec::new(),
+            memory: crate::memory::StepMemory::default(),
         }
     }
 }
@@ -87,6 +88,9 @@ pub struct StepSummary {
     pub elapsed: std::time::Duration,
     /// Files the step wrote (sinks, dead letters), as configured.
     pub outputs: Vec<String>,
+    /// Peak memory reserved from the run's budget, and what the step spilled.
+    #[serde(flatten)]
+    pub memory: crate::memory::StepMemory,
 }
 
 /// Durations serialize as seconds (a number), not `{secs, nanos}`.

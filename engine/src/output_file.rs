@@ -74,7 +74,7 @@ pub fn remove_live_temp_files() {
 
 /// Whether process `pid` is alive. Without `/proc` we cannot tell, and assume it is (a temp
 /// file is then left rather than another run's file removed).
-fn process_alive(pid: u32) -> bool {
+pub(crate) fn process_alive(pid: u32) -> bool {
     if pid == std::process::id() {
         return true;
     }

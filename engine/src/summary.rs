@@ -48,6 +48,10 @@ pub struct RunSummary {
     pub rows_per_sec: f64,
     /// Peak resident memory of the process, when known.
     pub peak_rss_bytes: Option<u64>,
+    /// The run's memory budget (`Settings.Memory`, `--memory-limit`, or the machine's default).
+    pub memory_limit_bytes: u64,
+    /// Most bytes reserved from the budget at once, all steps together.
+    pub peak_reserved_bytes: u64,
     /// Notes from loading (e.g. ignored keys).
     pub notes: Vec<String>,
 }

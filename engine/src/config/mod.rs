@@ -246,6 +246,8 @@ pub struct Settings {
     /// Named channel profiles (`channels: { highThroughput: {..} }`), which a connection
     /// uses by name (`Channel: highThroughput`); each starts from the default channel.
     pub channel_profiles: Vec<(String, ChannelConfig)>,
+    /// The run's memory budget and spilling (`Memory`, or seed 003's `isolation` keys).
+    pub memory: crate::memory::MemoryConfig,
     /// Seed 003's `isolation` block.
     pub isolation: IsolationConfig,
     /// Seed 003's `memoryPools` block.
@@ -653,6 +655,38 @@ fn parse_channels(n: &Node<'_>, s: &mut Settings, had_default: bool, notes: &mut
     Ok(())
 }
 
+/// `Settings.Memory: { LimitMB | Limit, SpillThreshold, SpillPath, EnableSpill }`.
+fn parse_memory(n: &Node<'_>, base_dir: &Path, m: &mut crate::memory::MemoryConfig) -> Result<()> {
+    let mut o = n.obj()?;
+    if let Some(v) = o.take(&["LimitMB", "LimitMb"])? {
+        m.limit = Some((v.u64_in(16, 1 << 30)? as usize) << 20);
+    }
+    if let Some(v) = o.take(&["Limit"])? {
+        let bytes = crate::memory::parse_size(&v.string()?).map_err(|e| v.err(e))?;
+        if bytes < 16 << 20 {
+            return Err(v.err("the memory limit must be at least 16 MiB"));
+        }
+        m.limit = Some(bytes);
+    }
+    if let Some(v) = o.take(&["SpillThreshold"])? {
+        let t = v.f64()?;
+        // Either a fraction (0.8) or a percentage (80).
+        let t = if t > 1.0 { t / 100.0 } else { t };
+        if !(0.05..=1.0).contains(&t) {
+            return Err(v.err("SpillThreshold is a fraction of the step's memory share: 0.05 to 1 (or 5 to 100 percent)"));
+        }
+        m.spill_threshold = t;
+    }
+    if let Some(v) = o.take(&["SpillPath"])? {
+        let raw = v.string()?;
+        m.spill_path = Some(crate::paths::resolve(&raw, base_dir).map_err(|e| v.err(e))?);
+    }
+    if let Some(v) = o.take(&["EnableSpill"])? {
+        m.enable_spill = v.bool()?;
+    }
+    o.finish()
+}
+
 /// Seed 003's `isolation` block.
 fn parse_isolation(n: &Node<'_>, base_dir: &Path, notes: &mut Vec<String>) -> Result<IsolationConfig> {
     let mut o = n.obj()?;
@@ -665,7 +699,6 @@ fn parse_isolation(n: &Node<'_>, base_dir: &Path, notes: &mut Vec<String>) -> Re
     };
     if let Some(v) = o.take(&["defaultMemoryLimitMB"])? {
         iso.default_memory_limit_mb = Some(v.u64_in(1, 1 << 30)?);
-        noted(&v, "steps have no per-step memory budget yet");
     }
     if let Some(v) = o.take(&["defaultTimeoutSeconds"])? {
         iso.default_timeout = Some(v.seconds_in(crate::defaults::limits::MAX_SECONDS)?);
@@ -676,12 +709,10 @@ fn parse_isolation(n: &Node<'_>, base_dir: &Path, notes: &mut Vec<String>) -> Re
     }
     if let Some(v) = o.take(&["enableSpillover"])? {
         iso.enable_spillover = v.bool()?;
-        noted(&v, "nothing spills to disk yet");
     }
     if let Some(v) = o.take(&["spilloverPath"])? {
         let raw = v.string()?;
         iso.spillover_path = Some(crate::paths::resolve(&raw, base_dir).map_err(|m| v.err(m))?);
-        noted(&v, "nothing spills to disk yet");
     }
     if let Some(v) = o.take(&["dynamicMemoryLimits"])? {
         iso.dynamic_memory_limits = v.bool()?;
@@ -731,8 +762,18 @@ fn parse_settings(node: &Node<'_>, base_dir: &Path, notes: &mut Vec<String>) -> 
     if let Some(n) = o.take(&["Channels"])? {
         parse_channels(&n, &mut s, default_channel.is_some(), notes)?;
     }
-    if let Some(n) = o.take(&["Isolation"])? {
-        s.isolation = parse_isolation(&n, base_dir, notes)?;
+    let isolation = o.take(&["Isolation"])?;
+    if let Some(n) = &isolation {
+        s.isolation = parse_isolation(n, base_dir, notes)?;
+        // Seed 003's spellings are aliases of `Memory`'s keys (which win when both are set).
+        s.memory.limit = s.isolation.default_memory_limit_mb.map(|mb| (mb as usize) << 20);
+        s.memory.spill_path.clone_from(&s.isolation.spillover_path);
+        if n.obj()?.take(&["enableSpillover"])?.is_some() {
+            s.memory.enable_spill = s.isolation.enable_spillover;
+        }
+    }
+    if let Some(n) = o.take(&["Memory"])? {
+        parse_memory(&n, base_dir, &mut s.memory)?;
     }
     if let Some(n) = o.take(&["MemoryPools"])? {
         let mut m = n.obj()?;

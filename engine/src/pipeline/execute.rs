@@ -47,7 +47,14 @@ impl FirstError<'_> {
 /// Runs the plan to completion or until `cancel` is set.
 pub(crate) fn execute(config: &PipelineConfig, plan: Plan, cancel: CancelToken) -> Result<RunSummary> {
     let start = Instant::now();
-    let Plan { steps, edges, .. } = plan;
+    let Plan {
+        steps,
+        edges,
+        memory,
+        port_reservations,
+        ..
+    } = plan;
+    memory.spill.remove_stale();
     let (mut inputs, mut outputs) = wire(&steps, &edges, &cancel);
     let first = FirstError {
         slot: Mutex::new(None),
@@ -106,6 +113,8 @@ pub(crate) fn execute(config: &PipelineConfig, plan: Plan, cancel: CancelToken) 
         }
     }
     let elapsed = start.elapsed();
+    drop(port_reservations);
+    let consumers = memory.pool.consumers();
     if let Some(e) = error {
         return Err(e);
     }
@@ -116,6 +125,7 @@ pub(crate) fn execute(config: &PipelineConfig, plan: Plan, cancel: CancelToken) 
         .filter_map(|def| finished.iter().find(|f| f.name == def.name).map(|f| (def, f)))
         .map(|(def, f)| {
             let mut s = f.metrics.snapshot(&f.name, f.kind, f.elapsed);
+            s.memory = crate::memory::step_memory(&consumers, &f.name);
             s.outputs = def
                 .config
                 .file_paths()
@@ -132,6 +142,8 @@ pub(crate) fn execute(config: &PipelineConfig, plan: Plan, cancel: CancelToken) 
         elapsed,
         rows_per_sec: 0.0,
         peak_rss_bytes: crate::metrics::peak_rss_bytes(),
+        memory_limit_bytes: memory.pool.limit() as u64,
+        peak_reserved_bytes: memory.pool.peak() as u64,
         notes: config.notes.clone(),
     };
     summary.rows_per_sec = summary.source_rows_per_sec();

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::config::{ChannelConfig, PipelineConfig};
 use crate::error::{Error, Position, Result};
+use crate::memory::{MemoryReservation, RunMemory};
 use crate::metrics::StepMetrics;
 use crate::schema::SchemaRef;
 use crate::steps::{BuildContext, OutputId, PathRole, StepKind, StepRuntime};
@@ -46,6 +47,9 @@ pub(crate) struct Plan {
     pub steps: Vec<Planned>,
     pub edges: Vec<Edge>,
     pub order: Vec<usize>,
+    pub memory: RunMemory,
+    /// The ports' byte budgets, reserved from the run's pool for as long as the plan lives.
+    pub port_reservations: Vec<MemoryReservation>,
 }
 
 /// Builds the plan (see [`crate::Pipeline::build`] for the errors).
@@ -55,9 +59,46 @@ pub(crate) fn plan(config: &PipelineConfig) -> Result<Plan> {
     let edges = edges(config, &index)?;
     check_paths(config, &positions)?;
     let order = topo_order(config, &edges, &positions)?;
-    let steps = build_in_order(config, &edges, &order, &positions)?;
+    let memory = RunMemory::new(&config.settings.memory);
+    let mut edges = edges;
+    let port_reservations = reserve_ports(config, &mut edges, &memory)?;
+    let steps = build_in_order(config, &edges, &order, &positions, &memory)?;
     check_outputs(&steps, &edges, &positions)?;
-    Ok(Plan { steps, edges, order })
+    Ok(Plan {
+        steps,
+        edges,
+        order,
+        memory,
+        port_reservations,
+    })
+}
+
+/// Ports take at most a quarter of the run's memory limit between them: each port's byte
+/// budget is its `MaxBytes`, lowered to that share, and reserved from the pool now.
+fn reserve_ports(config: &PipelineConfig, edges: &mut [Edge], memory: &RunMemory) -> Result<Vec<MemoryReservation>> {
+    if edges.is_empty() {
+        return Ok(Vec::new());
+    }
+    let share = (memory.pool.limit() / 4 / edges.len()).max(64 << 10);
+    let mut out = Vec::with_capacity(edges.len());
+    for e in edges.iter_mut() {
+        e.channel.max_bytes = e.channel.max_bytes.min(share);
+        let to = &config.steps[e.to].name;
+        let r = memory
+            .pool
+            .reserve_fixed(
+                to,
+                "input port",
+                e.channel.max_bytes,
+                "raise the memory limit or lower MaxBytes of the connections",
+            )
+            .map_err(|err| match err {
+                Error::ResourcesExhausted { step, message } => Error::plan_at(&e.at, step, message),
+                other => other,
+            })?;
+        out.push(r);
+    }
+    Ok(out)
 }
 
 fn step_index<'a>(config: &'a PipelineConfig, positions: &[Position]) -> Result<HashMap<&'a str, usize>> {
@@ -209,14 +250,24 @@ fn find_cycle(n: usize, edges: &[Edge], indeg: &[usize]) -> Vec<usize> {
 }
 
 /// Builds each step in topological order, so that it sees its input schema.
-fn build_in_order(config: &PipelineConfig, edges: &[Edge], order: &[usize], positions: &[Position]) -> Result<Vec<Planned>> {
+fn build_in_order(
+    config: &PipelineConfig,
+    edges: &[Edge],
+    order: &[usize],
+    positions: &[Position],
+    memory: &RunMemory,
+) -> Result<Vec<Planned>> {
     let mut built: Vec<Option<Planned>> = (0..config.steps.len()).map(|_| None).collect();
     for &i in order {
         let def = &config.steps[i];
         let at = &positions[i];
         let inputs: Vec<&Edge> = edges.iter().filter(|e| e.to == i).collect();
         let input = input_schema(&def.name, &inputs, &built, at)?;
-        let ctx = BuildContext { name: &def.name, input };
+        let ctx = BuildContext {
+            name: &def.name,
+            input,
+            memory,
+        };
         let runtime = def.config.build(&ctx).map_err(|e| e.located(at, &def.name))?;
         let planned = planned(&def.name, runtime, at)?;
         match (planned.kind, inputs.is_empty()) {

@@ -12,6 +12,7 @@
 //! | `JavaScriptTransform` | transform | [`javascript`] |
 //! | `DataGenerator` | source | [`data_generator`] |
 //! | `ConsoleOutput` | sink | [`console_output`] |
+//! | `Sort` | transform | [`sort`] |
 
 pub mod common;
 pub mod console_output;
@@ -20,6 +21,7 @@ pub mod delimited_sink;
 pub mod delimited_source;
 pub mod javascript;
 mod registry;
+pub mod sort;
 
 pub use registry::{ParseFn, PathRole, PluginSettings, Registry, StepConfig, StepPlugin, StepSettings, StepType};
 
@@ -30,6 +32,7 @@ pub(crate) const BUILT_IN: &[&StepType] = &[
     &javascript::STEP_TYPE,
     &data_generator::STEP_TYPE,
     &console_output::STEP_TYPE,
+    &sort::STEP_TYPE,
 ];
 
 use std::sync::Arc;
@@ -374,6 +377,9 @@ pub struct BuildContext<'a> {
     pub name: &'a str,
     /// The schema of its input, `None` for sources. Fan-in inputs have been checked to agree.
     pub input: Option<SchemaRef>,
+    /// The run's memory budget and spill space: a step that holds rows registers a
+    /// reservation here ([`crate::memory::MemoryPool::register`]).
+    pub memory: &'a crate::memory::RunMemory,
 }
 
 impl BuildContext<'_> {
