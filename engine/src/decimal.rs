@@ -256,6 +256,25 @@ impl PartialOrd for Decimal {
 
 impl Ord for Decimal {
     fn cmp(&self, other: &Decimal) -> Ordering {
+        // Fast paths (sorts and merges compare millions of values): the same scale, or a
+        // rescale of the narrower one that cannot overflow.
+        if self.scale == other.scale {
+            return self.mantissa.cmp(&other.mantissa);
+        }
+        let (a_up, b_up) = if self.scale < other.scale {
+            (
+                self.mantissa.checked_mul(pow10(u32::from(other.scale - self.scale))),
+                Some(other.mantissa),
+            )
+        } else {
+            (
+                Some(self.mantissa),
+                other.mantissa.checked_mul(pow10(u32::from(self.scale - other.scale))),
+            )
+        };
+        if let (Some(a), Some(b)) = (a_up, b_up) {
+            return a.cmp(&b);
+        }
         // Compare at a common scale; the wider mantissa may need 10^38 × 10^38, so compare
         // integer parts first, then fractions at the common scale (each < 10^38).
         let (a, b) = (self.normalize(), other.normalize());

@@ -17,10 +17,11 @@
 //!   last unless `NullsFirst: true`, in either direction.
 //! - **Stable.** Rows with equal keys keep their input order.
 //! - **Memory.** Input chunks are held (shared, not copied) while they fit under
-//!   `SpillThreshold` × the step's share of the budget. Past that, the held rows are sorted
-//!   (the two halves on two threads, then merged) and written to a spill file as one sorted
-//!   run. At the end, the runs are merged k-way (several passes when too many runs to keep
-//!   one chunk of each in memory); with no run spilled, the rows are sorted in memory.
+//!   `SpillThreshold` × the step's share of the budget. Every 65,536 rows are sorted into a
+//!   compact in-memory run (small enough that gathering the sorted rows stays in the CPU
+//!   cache). Past the threshold, the in-memory runs are merged into one sorted run on disk.
+//!   At the end, the runs are merged k-way (several passes when too many runs to keep one
+//!   chunk of each in memory).
 //! - **Emits** nothing until its input ends, then every row once, in chunks of `ChunkSize`
 //!   rows (default 5000). Rows keep their source line numbers.
 
@@ -33,7 +34,7 @@ use crate::config::{Obj, ParseEnv};
 use crate::error::{Error, Result};
 use crate::memory::MemoryReservation;
 use crate::port::CancelToken;
-use crate::rows::{compare_rows, ChunkBuilder, Collation, SortKey};
+use crate::rows::{compare_rows, gather, key_prefix, ChunkBuilder, Collation, SortKey};
 use crate::schema::SchemaRef;
 use crate::spill::{SpillFile, SpillReader, SpillSpace};
 use crate::steps::{BuildContext, Emitter, StepRuntime, Transform};
@@ -189,8 +190,9 @@ impl SortConfig {
             schema,
             keys: Arc::from(keys),
             chunk_size: self.chunk_size,
-            held: Vec::new(),
-            held_rows: 0,
+            pending: Vec::new(),
+            pending_rows: 0,
+            mem_runs: Vec::new(),
             runs: Vec::new(),
             reservation,
             spill: Arc::clone(&ctx.memory.spill),
@@ -218,8 +220,17 @@ impl crate::steps::StepSettings for SortConfig {
     }
 }
 
-/// Bytes of index per held row (chunk and row numbers).
-const INDEX_BYTES: usize = 8;
+/// One pending row in the sort: its first key's prefix, its chunk and its row.
+type Entry = (u64, u32, u32);
+
+/// Bytes of index per pending row.
+const INDEX_BYTES: usize = std::mem::size_of::<Entry>();
+
+/// Rows sorted together into one in-memory run. Small enough that gathering the sorted
+/// rows hits the CPU cache (a single sort of millions of rows spends most of its time on
+/// cache misses while gathering); runs are then merged, reading each one sequentially.
+const RUN_ROWS: usize = 65_536;
+
 /// Reader buffer of one run during the merge: 64 KiB, less under a tiny budget.
 fn read_buffer(share: usize) -> usize {
     (share / 16).clamp(4 << 10, 64 << 10)
@@ -230,8 +241,12 @@ struct SortTransform {
     schema: SchemaRef,
     keys: Arc<[SortKey]>,
     chunk_size: usize,
-    held: Vec<Arc<Chunk>>,
-    held_rows: usize,
+    /// Chunks received since the last in-memory run was cut.
+    pending: Vec<Arc<Chunk>>,
+    pending_rows: usize,
+    /// Sorted runs held in memory, in input order.
+    mem_runs: Vec<Vec<Arc<Chunk>>>,
+    /// Sorted runs spilled to disk, in input order (all before `mem_runs`).
     runs: Vec<SpillFile>,
     reservation: MemoryReservation,
     spill: Arc<SpillSpace>,
@@ -240,91 +255,94 @@ struct SortTransform {
     max_run_chunk: usize,
 }
 
+/// Where a merge reads one sorted run from.
+enum RunReader {
+    Memory(std::vec::IntoIter<Arc<Chunk>>),
+    File(SpillReader),
+}
+
+impl RunReader {
+    fn next_chunk(&mut self) -> Result<Option<Arc<Chunk>>> {
+        match self {
+            RunReader::Memory(it) => Ok(it.next()),
+            RunReader::File(r) => Ok(r.next_chunk()?.map(Arc::new)),
+        }
+    }
+}
+
 impl SortTransform {
-    /// The held rows' order: a stable sort, its two halves on two threads when large.
-    fn sorted_order(&self) -> Vec<(u32, u32)> {
-        let mut idx: Vec<(u32, u32)> = Vec::with_capacity(self.held_rows);
-        for (c, chunk) in self.held.iter().enumerate() {
-            idx.extend((0..chunk.len()).map(|r| (c as u32, r as u32)));
+    /// The pending rows' order: a stable sort of (first-key prefix, chunk, row).
+    fn sorted_order(&self) -> Vec<Entry> {
+        let mut idx: Vec<Entry> = Vec::with_capacity(self.pending_rows);
+        let first = &self.keys[0];
+        for (c, chunk) in self.pending.iter().enumerate() {
+            idx.extend((0..chunk.len()).map(|r| (key_prefix(first, chunk, r), c as u32, r as u32)));
         }
-        let held = &self.held;
+        let held = &self.pending;
         let keys = &*self.keys;
-        let cmp = |a: &(u32, u32), b: &(u32, u32)| compare_rows(keys, &held[a.0 as usize], a.1 as usize, &held[b.0 as usize], b.1 as usize);
-        if idx.len() < 65_536 {
-            idx.sort_by(cmp);
-            return idx;
-        }
-        let mid = idx.len() / 2;
-        let (left, right) = idx.split_at_mut(mid);
-        std::thread::scope(|s| {
-            s.spawn(|| left.sort_by(cmp));
-            right.sort_by(cmp);
+        idx.sort_by(|a: &Entry, b: &Entry| {
+            a.0.cmp(&b.0)
+                .then_with(|| compare_rows(keys, &held[a.1 as usize], a.2 as usize, &held[b.1 as usize], b.2 as usize))
         });
-        // Stable merge: on ties the left (earlier) half goes first.
-        let mut out = Vec::with_capacity(idx.len());
-        let (mut i, mut j) = (0, mid);
-        while i < mid && j < idx.len() {
-            if cmp(&idx[j], &idx[i]) == Ordering::Less {
-                out.push(idx[j]);
-                j += 1;
-            } else {
-                out.push(idx[i]);
-                i += 1;
-            }
-        }
-        out.extend_from_slice(&idx[i..mid]);
-        out.extend_from_slice(&idx[j..]);
-        out
+        idx
     }
 
-    /// Sorts the held rows and writes them as one run; frees their memory.
-    fn spill_run(&mut self) -> Result<()> {
-        if self.held.is_empty() {
+    /// Sorts the pending rows into one in-memory run (compact copies; the input chunks go).
+    fn cut_run(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
             return Ok(());
         }
         let order = self.sorted_order();
-        let mut w = self.spill.create(&self.name)?;
-        let mut b = ChunkBuilder::new(Arc::clone(&self.schema), self.chunk_size);
-        for (k, &(c, r)) in order.iter().enumerate() {
-            b.push(&self.held[c as usize], r as usize);
-            if b.is_full() || k + 1 == order.len() {
-                let chunk = b.take();
-                self.max_run_chunk = self.max_run_chunk.max(chunk.byte_size());
-                w.write(&chunk)?;
-                if self.cancel.is_cancelled() {
-                    return Err(Error::Cancelled);
-                }
-            }
+        let run: Vec<Arc<Chunk>> = order
+            .chunks(self.chunk_size)
+            .map(|part| {
+                Arc::new(gather(
+                    &self.schema,
+                    &self.pending,
+                    part.iter().map(|e| (e.1 as usize, e.2 as usize)),
+                ))
+            })
+            .collect();
+        self.pending.clear();
+        self.pending_rows = 0;
+        self.mem_runs.push(run);
+        if self.cancel.is_cancelled() {
+            return Err(Error::Cancelled);
         }
+        Ok(())
+    }
+
+    /// Bytes held: pending chunks with their index, and the in-memory runs.
+    fn held_bytes(&self) -> usize {
+        let pending: usize = self.pending.iter().map(|c| c.byte_size() + c.len() * INDEX_BYTES).sum();
+        let runs: usize = self.mem_runs.iter().flatten().map(|c| c.byte_size()).sum();
+        pending + runs
+    }
+
+    /// Writes everything held as one sorted run on disk (a merge of the in-memory runs) and
+    /// frees its memory.
+    fn spill_all(&mut self) -> Result<()> {
+        self.cut_run()?;
+        if self.mem_runs.is_empty() {
+            return Ok(());
+        }
+        let sources: Vec<RunReader> = self.mem_runs.drain(..).map(|r| RunReader::Memory(r.into_iter())).collect();
+        let mut w = self.spill.create(&self.name)?;
+        let mut biggest = self.max_run_chunk;
+        self.merge(sources, |c| {
+            biggest = biggest.max(c.byte_size());
+            w.write(&c)
+        })?;
+        self.max_run_chunk = biggest;
         let file = w.finish()?;
         self.reservation.stats().record_spill(file.bytes(), file.rows());
         self.runs.push(file);
-        self.held.clear();
-        self.held_rows = 0;
         self.reservation.free();
         Ok(())
     }
 
-    /// Emits the held rows in order (nothing was spilled).
-    fn emit_in_memory(&mut self, out: &mut Emitter) -> Result<()> {
-        let order = self.sorted_order();
-        let mut b = ChunkBuilder::new(Arc::clone(&self.schema), self.chunk_size);
-        for (k, &(c, r)) in order.iter().enumerate() {
-            b.push(&self.held[c as usize], r as usize);
-            if b.is_full() || k + 1 == order.len() {
-                if self.cancel.is_cancelled() {
-                    return Err(Error::Cancelled);
-                }
-                out.emit(b.take())?;
-            }
-        }
-        self.held.clear();
-        self.reservation.free();
-        Ok(())
-    }
-
-    /// How many runs one merge may read at once: one chunk (plus its decode buffer and a
-    /// read buffer) of each must fit the step's share.
+    /// How many spilled runs one merge may read at once: one chunk (plus its decode buffer
+    /// and a read buffer) of each must fit the step's share.
     fn fan_in(&self) -> usize {
         let share = self.merge_share();
         (share / self.per_run(share)).clamp(2, 1024)
@@ -334,36 +352,32 @@ impl SortTransform {
         (self.reservation.share() as f64 * self.reservation.pool().threshold()) as usize
     }
 
-    /// Memory one run takes in a merge: its current chunk, the block being decoded, and the
-    /// read buffer.
+    /// Memory one spilled run takes in a merge: its current chunk, the block being decoded,
+    /// and the read buffer.
     fn per_run(&self, share: usize) -> usize {
         2 * self.max_run_chunk.max(1) + read_buffer(share)
     }
 
-    /// Merges runs `first..first+n` into one sorted stream, handing each output chunk to
-    /// `sink`.
-    fn merge(&mut self, runs: Vec<SpillFile>, mut sink: impl FnMut(Chunk) -> Result<()>) -> Result<()> {
+    fn open_files(&mut self, files: Vec<SpillFile>) -> Result<Vec<RunReader>> {
         let share = self.merge_share();
-        let per_run = self.per_run(share);
         // Reserve the merge's buffers; a budget too small for even two runs fails clearly.
-        self.reservation.try_grow(per_run.saturating_mul(runs.len()))?;
-        let mut readers: Vec<SpillReader> = runs
+        self.reservation.try_grow(self.per_run(share).saturating_mul(files.len()))?;
+        files
             .into_iter()
-            .map(|f| f.reader_with_buffer(Arc::clone(&self.schema), read_buffer(share)))
-            .collect::<Result<_>>()?;
-        let mut heap = BinaryHeap::with_capacity(readers.len());
-        for (run, r) in readers.iter_mut().enumerate() {
+            .map(|f| Ok(RunReader::File(f.reader_with_buffer(Arc::clone(&self.schema), read_buffer(share))?)))
+            .collect()
+    }
+
+    /// Merges sorted runs (in input order) into one sorted stream of chunks for `sink`.
+    fn merge(&self, mut sources: Vec<RunReader>, mut sink: impl FnMut(Chunk) -> Result<()>) -> Result<()> {
+        let mut heap = BinaryHeap::with_capacity(sources.len());
+        for (run, r) in sources.iter_mut().enumerate() {
             if let Some(chunk) = r.next_chunk()? {
-                heap.push(Head {
-                    chunk: Arc::new(chunk),
-                    row: 0,
-                    run,
-                    keys: Arc::clone(&self.keys),
-                });
+                heap.push(Head::new(chunk, 0, run, &self.keys));
             }
         }
         let mut b = ChunkBuilder::new(Arc::clone(&self.schema), self.chunk_size);
-        while let Some(mut head) = heap.pop() {
+        while let Some(head) = heap.pop() {
             b.push(&head.chunk, head.row);
             if b.is_full() {
                 if self.cancel.is_cancelled() {
@@ -371,19 +385,16 @@ impl SortTransform {
                 }
                 sink(b.take())?;
             }
-            head.row += 1;
-            if head.row < head.chunk.len() {
-                heap.push(head);
-            } else if let Some(next) = readers[head.run].next_chunk()? {
-                head.chunk = Arc::new(next);
-                head.row = 0;
-                heap.push(head);
+            let (chunk, row, run) = (head.chunk, head.row + 1, head.run);
+            if row < chunk.len() {
+                heap.push(Head::new(chunk, row, run, &self.keys));
+            } else if let Some(next) = sources[run].next_chunk()? {
+                heap.push(Head::new(next, 0, run, &self.keys));
             }
         }
         if !b.is_empty() {
             sink(b.take())?;
         }
-        self.reservation.free();
         Ok(())
     }
 }
@@ -391,10 +402,23 @@ impl SortTransform {
 /// The current row of one run in the merge. The heap is a max-heap: the order is reversed,
 /// and on equal keys the earlier run wins (stability).
 struct Head {
+    prefix: u64,
     chunk: Arc<Chunk>,
     row: usize,
     run: usize,
     keys: Arc<[SortKey]>,
+}
+
+impl Head {
+    fn new(chunk: Arc<Chunk>, row: usize, run: usize, keys: &Arc<[SortKey]>) -> Head {
+        Head {
+            prefix: key_prefix(&keys[0], &chunk, row),
+            chunk,
+            row,
+            run,
+            keys: Arc::clone(keys),
+        }
+    }
 }
 
 impl PartialEq for Head {
@@ -410,7 +434,9 @@ impl PartialOrd for Head {
 }
 impl Ord for Head {
     fn cmp(&self, other: &Self) -> Ordering {
-        compare_rows(&self.keys, &self.chunk, self.row, &other.chunk, other.row)
+        self.prefix
+            .cmp(&other.prefix)
+            .then_with(|| compare_rows(&self.keys, &self.chunk, self.row, &other.chunk, other.row))
             .then(self.run.cmp(&other.run))
             .reverse()
     }
@@ -431,27 +457,40 @@ impl Transform for SortTransform {
         }
         let need = chunk.byte_size() + chunk.len() * INDEX_BYTES;
         let can_spill = self.reservation.pool().spill_enabled();
-        if can_spill && !self.held.is_empty() && self.reservation.over_threshold(need) {
-            self.spill_run()?;
+        let holding = !self.pending.is_empty() || !self.mem_runs.is_empty();
+        if can_spill && holding && self.reservation.over_threshold(need) {
+            self.spill_all()?;
         }
         if let Err(e) = self.reservation.try_grow(need) {
             // The pool is short (other steps hold the rest): spill what is held and retry.
-            if !can_spill || self.held.is_empty() {
+            if !can_spill || !holding {
                 return Err(e);
             }
-            self.spill_run()?;
+            self.spill_all()?;
             self.reservation.try_grow(need)?;
         }
-        self.held_rows += chunk.len();
-        self.held.push(chunk);
+        self.pending_rows += chunk.len();
+        self.pending.push(chunk);
+        if self.pending_rows >= RUN_ROWS {
+            self.cut_run()?;
+            // The run's compact copies replace the chunks and their index.
+            let held = self.held_bytes();
+            if self.reservation.resize(held).is_err() {
+                self.spill_all()?;
+            }
+        }
         Ok(())
     }
 
     fn finish(&mut self, out: &mut Emitter) -> Result<()> {
         if self.runs.is_empty() {
-            return self.emit_in_memory(out);
+            self.cut_run()?;
+            let sources: Vec<RunReader> = self.mem_runs.drain(..).map(|r| RunReader::Memory(r.into_iter())).collect();
+            self.merge(sources, |c| out.emit(c))?;
+            self.reservation.free();
+            return Ok(());
         }
-        self.spill_run()?;
+        self.spill_all()?;
         // Too many runs to read at once: merge the first ones into one, keeping run order
         // (the merged run takes the place of the first, so ties keep input order).
         loop {
@@ -460,13 +499,18 @@ impl Transform for SortTransform {
                 break;
             }
             let first: Vec<SpillFile> = self.runs.drain(..fan_in).collect();
+            let sources = self.open_files(first)?;
             let mut w = self.spill.create(&self.name)?;
-            self.merge(first, |c| w.write(&c))?;
+            self.merge(sources, |c| w.write(&c))?;
+            self.reservation.free();
             let file = w.finish()?;
             self.reservation.stats().record_spill(file.bytes(), file.rows());
             self.runs.insert(0, file);
         }
         let runs = std::mem::take(&mut self.runs);
-        self.merge(runs, |c| out.emit(c))
+        let sources = self.open_files(runs)?;
+        self.merge(sources, |c| out.emit(c))?;
+        self.reservation.free();
+        Ok(())
     }
 }
