@@ -21,8 +21,10 @@
 //! # Ok::<(), flowengine::Error>(())
 //! ```
 
+pub mod breaker;
 pub mod chunk;
 pub mod config;
+pub mod dead_letter;
 pub mod decimal;
 pub mod defaults;
 pub mod error;
@@ -33,6 +35,7 @@ pub mod paths;
 pub mod pipeline;
 pub mod port;
 pub mod regression;
+pub mod retry;
 pub mod schema;
 pub mod steps;
 pub mod summary;
