@@ -84,7 +84,7 @@ pub const STEP_TYPE: StepType = StepType {
     aliases: &["Http", "HttpOutput", "WebhookSink"],
     kind: StepKind::Sink,
     parse: |o, env| Ok(StepConfig::new("HttpSink", HttpSinkConfig::parse(o, env)?)),
-    summary: "Sends rows as JSON to an HTTP endpoint in batches (Url, Method, Format, BatchSize, Headers, TimeoutSeconds, Retry, CircuitBreaker, OnError, DeadLetterFilePath); cannot be rolled back",
+    summary: "Sends rows as JSON to an HTTP endpoint in batches, with retries and a circuit breaker (cannot be rolled back)",
 };
 
 /// Longest part of a response body quoted in errors and dead letters.
@@ -325,8 +325,9 @@ enum Problem {
     Status { code: u16, body: String },
     /// The request did not get an answer (connect, timeout, I/O) or could not be made.
     Transport(String),
-    /// The circuit breaker refused the call.
-    BreakerOpen { retry_in: Duration },
+    /// The circuit breaker refused the call; `last` is the batch's own last failure, when
+    /// it had one before the breaker opened.
+    BreakerOpen { retry_in: Duration, last: Option<Box<Problem>> },
 }
 
 impl std::fmt::Display for Problem {
@@ -335,11 +336,16 @@ impl std::fmt::Display for Problem {
             Problem::Status { code, body } if body.is_empty() => write!(f, "HTTP {code}"),
             Problem::Status { code, body } => write!(f, "HTTP {code}: {body}"),
             Problem::Transport(m) => f.write_str(m),
-            Problem::BreakerOpen { retry_in } => write!(
-                f,
-                "circuit breaker open (too many consecutive failures; next trial call in {:.1} s)",
-                retry_in.as_secs_f64()
-            ),
+            Problem::BreakerOpen { retry_in, last } => {
+                if let Some(last) = last {
+                    write!(f, "{last}; then ")?;
+                }
+                write!(
+                    f,
+                    "circuit breaker open (too many consecutive failures; next trial call in {:.1} s)",
+                    retry_in.as_secs_f64()
+                )
+            }
         }
     }
 }
@@ -511,6 +517,7 @@ impl HttpSink {
         let cancel = self.cancel.clone();
         let mut sleep = |d: Duration| crate::retry::sleep_cancellable(d, &cancel);
         let (agent, cfg, breaker) = (&self.agent, &self.cfg, &mut self.breaker);
+        let mut last: Option<Problem> = None;
         let outcome = crate::retry::run(&cfg.retry, &mut self.rng, &mut sleep, |_| {
             if cancel.is_cancelled() {
                 return Attempt::Permanent(None);
@@ -518,10 +525,11 @@ impl HttpSink {
             if !breaker.allow() {
                 return Attempt::Permanent(Some(Problem::BreakerOpen {
                     retry_in: breaker.remaining_open(),
+                    last: last.take().map(Box::new),
                 }));
             }
             requests += 1;
-            match HttpSink::send_once(agent, cfg, body) {
+            let attempt = match HttpSink::send_once(agent, cfg, body) {
                 Ok((code, _, _)) if (200..300).contains(&code) => {
                     breaker.on_success();
                     Attempt::Done(())
@@ -549,7 +557,11 @@ impl HttpSink {
                         Attempt::Permanent(problem)
                     }
                 }
+            };
+            if let Attempt::Transient { error: Some(p), .. } = &attempt {
+                last = Some(p.clone());
             }
+            attempt
         });
         match outcome? {
             Ok(((), _)) => Ok(Ok(requests)),
