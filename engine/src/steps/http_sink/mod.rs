@@ -273,10 +273,7 @@ impl HttpSinkConfig {
         if let Some(n) = &dl {
             c.dead_letter_file = Some(env.path(n)?);
             if c.on_error == OnError::Fail {
-                env.note_ignored(
-                    n,
-                    "OnError is Fail, so an undeliverable batch fails the run; set OnError: DeadLetter",
-                );
+                env.notes.push(format!("{} (line {}) has no effect: OnError is Fail, so an undeliverable batch fails the run; set OnError: DeadLetter to keep rejected rows", n.path, n.node.line));
             }
         }
         if let (Some(v), None, OnError::DeadLetter) = (&on_error, &dl, c.on_error) {
@@ -308,9 +305,10 @@ impl StepSettings for HttpSinkConfig {
         HttpSinkConfig::build(self, ctx)
     }
     fn file_paths(&self) -> Vec<(PathRole, &'static str, &std::path::Path)> {
-        match &self.dead_letter_file {
-            Some(d) => vec![(PathRole::Output, "DeadLetterFilePath", d.as_path())],
-            None => Vec::new(),
+        // Under `OnError: Fail` the file is never written.
+        match (&self.dead_letter_file, self.on_error) {
+            (Some(d), OnError::Skip | OnError::DeadLetter) => vec![(PathRole::Output, "DeadLetterFilePath", d.as_path())],
+            _ => Vec::new(),
         }
     }
     fn as_any(&self) -> &dyn std::any::Any {

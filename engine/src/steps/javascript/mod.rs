@@ -112,9 +112,10 @@ impl crate::steps::StepSettings for JavaScriptConfig {
         JavaScriptConfig::build(self, ctx)
     }
     fn file_paths(&self) -> Vec<(crate::steps::PathRole, &'static str, &std::path::Path)> {
-        match &self.dead_letter_file {
-            Some(d) => vec![(crate::steps::PathRole::Output, "DeadLetterFilePath", d.as_path())],
-            None => Vec::new(),
+        // Under `OnError: Fail` the file is never written.
+        match (&self.dead_letter_file, self.on_error) {
+            (Some(d), OnError::Skip | OnError::DeadLetter) => vec![(crate::steps::PathRole::Output, "DeadLetterFilePath", d.as_path())],
+            _ => Vec::new(),
         }
     }
     fn as_any(&self) -> &dyn std::any::Any {
@@ -339,10 +340,7 @@ impl JavaScriptConfig {
         if let Some(n) = &dead_letter_node {
             c.dead_letter_file = Some(env.path(n)?);
             if c.on_error == OnError::Fail {
-                env.note_ignored(
-                    n,
-                    "OnError is Fail, so the first rejected row fails the run; set OnError: DeadLetter",
-                );
+                env.notes.push(format!("{} (line {}) has no effect: OnError is Fail, so the first rejected row fails the run; set OnError: DeadLetter to keep rejected rows", n.path, n.node.line));
             }
         }
         if let (Some(v), None, OnError::DeadLetter) = (&on_error_node, &dead_letter_node, c.on_error) {
