@@ -2,7 +2,7 @@
 //!
 //! Variants are grouped by who is at fault: the pipeline file ([`Error::Config`]), the DAG
 //! ([`Error::Plan`]), the data ([`Error::Data`]), a script ([`Error::Script`]), the
-//! environment ([`Error::Io`]), a policy ([`Error::Port`], [`Error::Regression`]) or the
+//! environment ([`Error::Io`], [`Error::Delivery`]), a policy ([`Error::Port`], [`Error::Regression`]) or the
 //! user ([`Error::Cancelled`]). Every variant carries the position it knows: the file and
 //! line, the step, the field.
 
@@ -85,6 +85,20 @@ pub enum Error {
         source: std::io::Error,
         /// What to do about it.
         hint: String,
+    },
+    /// A sink could not deliver rows to a remote service (an `HttpSink` after its retries,
+    /// or with its circuit breaker open) under `OnError: Fail`.
+    #[error("step '{step}': {message}")]
+    Delivery {
+        /// The sink.
+        step: String,
+        /// Where the rows were going (the URL).
+        target: String,
+        /// Attempts made for the failed batch.
+        attempts: u32,
+        /// What happened (method, URL, status, a snippet of the response), and what was not
+        /// delivered.
+        message: String,
     },
     /// A port policy failed the run (`FullMode: ThrowException`, or a `Wait` timeout).
     #[error("connection {from} -> {to}: {message}")]
@@ -207,7 +221,7 @@ impl Error {
         match self {
             Error::Config { .. } | Error::Plan { .. } => "config",
             Error::Data { .. } | Error::TooManyErrors { .. } | Error::Script { .. } => "data",
-            Error::Io { .. } => "io",
+            Error::Io { .. } | Error::Delivery { .. } => "io",
             Error::Port { .. } | Error::Regression { .. } => "policy",
             Error::ResourcesExhausted { .. } => "resources",
             Error::Cancelled => "cancelled",
@@ -241,6 +255,7 @@ impl Error {
             Error::Io { path, .. } => (None, Some(path.display().to_string()), None),
             Error::Port { to, .. } => (Some(to), None, None),
             Error::ResourcesExhausted { step, .. } => (Some(step), None, None),
+            Error::Delivery { step, .. } => (Some(step), None, None),
             _ => (None, None, None),
         };
         serde_json::json!({

@@ -21,8 +21,10 @@
 //! # Ok::<(), flowengine::Error>(())
 //! ```
 
+pub mod breaker;
 pub mod chunk;
 pub mod config;
+pub mod dead_letter;
 pub mod decimal;
 pub mod defaults;
 pub mod error;
@@ -35,6 +37,7 @@ pub mod pipeline;
 pub mod port;
 pub mod regression;
 pub mod rows;
+pub mod retry;
 pub mod schema;
 pub mod spill;
 pub mod steps;

@@ -318,18 +318,19 @@ use flowengine::memory::fmt_bytes;
 fn render_summary(s: &RunSummary, notes_already_printed: usize) -> String {
     let mut out = format!("pipeline '{}' finished in {:.3} s\n", s.pipeline, s.elapsed.as_secs_f64());
     out.push_str(&format!(
-        "{:<24} {:<10} {:>12} {:>12} {:>10} {:>10} {:>9} {:>14}\n",
-        "step", "kind", "rows in", "rows out", "rejected", "dropped", "time s", "rows/s"
+        "{:<24} {:<10} {:>12} {:>12} {:>10} {:>13} {:>10} {:>9} {:>14}\n",
+        "step", "kind", "rows in", "rows out", "rejected", "dead-lettered", "dropped", "time s", "rows/s"
     ));
     for st in &s.steps {
         let out_rows = if st.kind == "sink" { st.rows_written } else { st.rows_out };
         out.push_str(&format!(
-            "{:<24} {:<10} {:>12} {:>12} {:>10} {:>10} {:>9.3} {:>14}\n",
+            "{:<24} {:<10} {:>12} {:>12} {:>10} {:>13} {:>10} {:>9.3} {:>14}\n",
             st.name,
             st.kind.as_str(),
             grouped(st.rows_in),
             grouped(out_rows),
             grouped(st.rows_rejected),
+            grouped(st.rows_dead_lettered),
             grouped(st.rows_dropped),
             st.elapsed.as_secs_f64(),
             grouped(st.throughput().round() as u64)
@@ -347,6 +348,9 @@ fn render_summary(s: &RunSummary, notes_already_printed: usize) -> String {
                 fmt_bytes(st.memory.peak_reserved_bytes as usize)
             ));
         }
+    }
+    if s.steps.iter().any(|st| st.rows_dead_lettered > 0) {
+        out.push_str("(dead-lettered: rejected rows written to the step's DeadLetterFilePath; they are counted in rejected too)\n");
     }
     if let Some(peak) = s.peak_rss_bytes {
         out.push_str(&format!(

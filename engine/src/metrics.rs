@@ -11,8 +11,11 @@ pub struct StepMetrics {
     pub rows_in: AtomicU64,
     /// Rows emitted on all outputs.
     pub rows_out: AtomicU64,
-    /// Rows rejected (malformed, failed validation, script error under Skip).
+    /// Rows rejected (malformed, failed validation, script error under Skip, a batch an
+    /// HTTP sink could not deliver), dead-lettered or not.
     pub rows_rejected: AtomicU64,
+    /// Rejected rows written to the step's dead-letter file (a subset of `rows_rejected`).
+    pub rows_dead_lettered: AtomicU64,
     /// Rows a downstream port dropped (DropOldest / DropNewest).
     pub rows_dropped: AtomicU64,
     /// Rows a sink wrote.
@@ -47,6 +50,7 @@ impl StepMetrics {
             rows_in: self.rows_in.load(Relaxed),
             rows_out,
             rows_rejected: self.rows_rejected.load(Relaxed),
+            rows_dead_lettered: self.rows_dead_lettered.load(Relaxed),
             rows_dropped: self.rows_dropped.load(Relaxed),
             rows_written: self.rows_written.load(Relaxed),
             rows_filtered: self.rows_filtered.load(Relaxed),
@@ -70,8 +74,15 @@ pub struct StepSummary {
     pub rows_in: u64,
     /// Rows out (all outputs).
     pub rows_out: u64,
-    /// Rows rejected.
+    /// Rows rejected. Every row is accounted for: a source reads `rows_in` = `rows_out` +
+    /// `rows_rejected`; a transform has `rows_in` = rows emitted on its main output +
+    /// `rows_filtered` + `rows_rejected` (routed copies add to `rows_out`); a sink has
+    /// `rows_in` = `rows_written` + `rows_rejected`.
     pub rows_rejected: u64,
+    /// Rejected rows that were written to the step's dead-letter file: a dead-lettered row
+    /// counts in `rows_rejected` too (`rows_dead_lettered` ≤ `rows_rejected`; the difference
+    /// is rows rejected with no dead-letter file configured).
+    pub rows_dead_lettered: u64,
     /// Rows dropped by full ports downstream of this step.
     pub rows_dropped: u64,
     /// Rows written (sinks).

@@ -300,6 +300,10 @@ Pipeline:
     assert_eq!((src.rows_out, src.rows_dropped), (3, 3));
 }
 
+fn notes_mention(notes: &[String], what: &str) -> bool {
+    notes.iter().any(|n| n.contains(what))
+}
+
 #[test]
 fn seed_003_settings_are_accepted_and_channels_take_effect() {
     let s = Scenario::new();
@@ -316,17 +320,16 @@ fn seed_003_settings_are_accepted_and_channels_take_effect() {
     let d = p.describe();
     assert!(d.contains("source -> archive (BufferSize 50, Wait)"), "{d}");
     assert!(d.contains("source -> fast (BufferSize 2000, Wait)"), "{d}");
-    // Isolation and pools are kept, and each says it has no effect yet.
+    // The isolation keys that have a meaning now drive the run's memory budget; the others
+    // are kept, and each says it has no effect yet.
     assert_eq!(settings.isolation.default_memory_limit_mb, Some(200));
+    assert_eq!(settings.memory.limit, Some(200 << 20));
+    assert!(!notes_mention(&p.config().notes, "defaultMemoryLimitMB"));
     assert_eq!(settings.memory_pools.chunk_pool.unwrap().max, 1000);
     let notes = &p.config().notes;
     has_note(
         notes,
         "pipeline.settings.channels.default.enableMemoryPressureAdaptation (line 30) is accepted but has no effect yet: port sizes do not adapt to memory pressure; MaxBytes bounds each port",
-    );
-    has_note(
-        notes,
-        "pipeline.settings.isolation.defaultMemoryLimitMB (line 35) is accepted but has no effect yet: steps have no per-step memory budget yet",
     );
     has_note(
         notes,

@@ -205,7 +205,7 @@ fn run_step(
     let result = match &mut runtime {
         StepRuntime::Source(src) => src.run(&mut emitter, cancel),
         StepRuntime::Transform(ts) => run_transform(&name, ts, input.as_mut(), &mut emitter, &metrics, cancel, &out_names),
-        StepRuntime::Sink(sink) => run_sink(sink.as_mut(), input.as_mut(), &metrics),
+        StepRuntime::Sink(sink) => run_sink(sink.as_mut(), input.as_mut(), &metrics, cancel),
     };
     StepMetrics::add(&metrics.busy_nanos, t0.elapsed().as_nanos() as u64);
     for p in &all_outs {
@@ -279,13 +279,17 @@ fn monitor(progress: &[(String, Arc<StepMetrics>)], interval: Duration, done: &A
     }
 }
 
-fn run_sink(sink: &mut dyn Sink, input: Option<&mut Inputs>, metrics: &StepMetrics) -> Result<()> {
+fn run_sink(sink: &mut dyn Sink, input: Option<&mut Inputs>, metrics: &Arc<StepMetrics>, cancel: &CancelToken) -> Result<()> {
     let input = input.ok_or_else(|| Error::Internal("sink without input".into()))?;
+    sink.bind_run(cancel, metrics);
+    let engine_counts = !sink.counts_rows();
     while let Some(chunk) = input.recv()? {
         let n = chunk.len() as u64;
         StepMetrics::add(&metrics.rows_in, n);
         sink.write(&chunk)?;
-        StepMetrics::add(&metrics.rows_written, n);
+        if engine_counts {
+            StepMetrics::add(&metrics.rows_written, n);
+        }
     }
     sink.finish()
 }

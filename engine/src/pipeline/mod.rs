@@ -230,4 +230,48 @@ Pipeline:
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(left, vec![std::ffi::OsString::from("in.csv")], "{left:?}");
     }
+
+    /// A transform's dead letters are published with the run's outputs: committed, then
+    /// rolled back (the old file restored) when a sink fails to publish.
+    #[test]
+    fn a_transforms_dead_letters_are_rolled_back_with_the_sinks() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("in.csv"), "id\n1\n2\n3\n").unwrap();
+        std::fs::write(dir.path().join("dead.csv"), "OLD\n").unwrap();
+        let yaml = r#"
+Pipeline:
+  Name: t
+  Plugins:
+    - Name: src
+      Type: DelimitedSource
+      Config: { FilePath: in.csv, OutputSchema: { Columns: [ { Name: id, Type: int32 } ] } }
+    - Name: js
+      Type: JavaScriptTransform
+      Config:
+        Script: "function process(c) { if (c.input.getValue('id') === 2) throw new Error('two'); return true; }"
+        OnError: DeadLetter
+        DeadLetterFilePath: dead.csv
+        Workers: 2
+    - { Name: out, Type: DelimitedSink, Config: { FilePath: out.csv } }
+"#;
+        let out = std::fs::canonicalize(dir.path()).unwrap().join("out.csv");
+        crate::output_file::failpoint::arm(out.clone());
+        let r = Pipeline::from_yaml_str(yaml, dir.path(), &[]).unwrap().run();
+        crate::output_file::failpoint::disarm(&out);
+        assert!(r.is_err());
+        assert_eq!(std::fs::read_to_string(dir.path().join("dead.csv")).unwrap(), "OLD\n");
+        let mut left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        left.sort();
+        assert_eq!(left, vec![std::ffi::OsString::from("dead.csv"), "in.csv".into()], "{left:?}");
+        // Without the failure, the row is there.
+        let s = Pipeline::from_yaml_str(yaml, dir.path(), &[]).unwrap().run().unwrap();
+        assert_eq!(
+            (s.step("js").unwrap().rows_rejected, s.step("js").unwrap().rows_dead_lettered),
+            (1, 1)
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("dead.csv")).unwrap(),
+            "id,_error_step,_error_reason,_error_line,_error_attempts\n2,js,two,3,1\n"
+        );
+    }
 }

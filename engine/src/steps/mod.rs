@@ -13,12 +13,14 @@
 //! | `DataGenerator` | source | [`data_generator`] |
 //! | `ConsoleOutput` | sink | [`console_output`] |
 //! | `Sort` | transform | [`sort`] |
+//! | `HttpSink` | sink | [`http_sink`] |
 
 pub mod common;
 pub mod console_output;
 pub mod data_generator;
 pub mod delimited_sink;
 pub mod delimited_source;
+pub mod http_sink;
 pub mod javascript;
 mod registry;
 pub mod sort;
@@ -33,6 +35,7 @@ pub(crate) const BUILT_IN: &[&StepType] = &[
     &data_generator::STEP_TYPE,
     &console_output::STEP_TYPE,
     &sort::STEP_TYPE,
+    &http_sink::STEP_TYPE,
 ];
 
 use std::sync::Arc;
@@ -283,6 +286,28 @@ pub trait Transform: Send {
     /// # Errors
     /// A row error beyond the step's policy, cancellation.
     fn process(&mut self, chunk: Arc<Chunk>, out: &mut Emitter) -> Result<()>;
+    /// Phase one of publishing a side output (a dead-letter file), as [`Sink::prepare`].
+    /// Called on every instance of the step: instances sharing one file make these calls
+    /// idempotent.
+    ///
+    /// # Errors
+    /// I/O.
+    fn prepare(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// The run succeeded: make side outputs visible.
+    ///
+    /// # Errors
+    /// I/O.
+    fn commit(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// Undo a commit because another output failed to publish.
+    fn rollback(&mut self) {
+        self.abort();
+    }
+    /// The run failed or was cancelled: remove side outputs.
+    fn abort(&mut self) {}
 }
 
 /// Where rows end.
@@ -300,6 +325,16 @@ pub trait Sink: Send {
     /// # Errors
     /// I/O.
     fn write(&mut self, chunk: &Chunk) -> Result<()>;
+    /// Called once before the first chunk with the run's cancellation token and the step's
+    /// metrics, for a sink that waits (retry backoff) and must stop when the run is
+    /// cancelled, or that counts its own rows ([`Sink::counts_rows`]).
+    fn bind_run(&mut self, _cancel: &CancelToken, _metrics: &Arc<StepMetrics>) {}
+    /// True when the sink counts `rows_written` and `rows_rejected` itself (rows it could
+    /// not deliver are not written). Default false: the engine counts every chunk
+    /// [`Sink::write`] accepted as written.
+    fn counts_rows(&self) -> bool {
+        false
+    }
     /// All input has arrived; flush.
     ///
     /// # Errors
@@ -335,14 +370,14 @@ pub enum StepRuntime {
     Sink(Box<dyn Sink>),
 }
 
-/// Publishing, for whichever kind of step writes files (sources: dead letters; sinks: their
-/// output; transforms: nothing).
+/// Publishing, for whichever kind of step writes files (sources and transforms: dead
+/// letters; sinks: their output and dead letters). A transform's hooks run on each instance.
 impl StepRuntime {
     pub(crate) fn prepare(&mut self) -> Result<()> {
         match self {
             StepRuntime::Source(s) => s.prepare(),
             StepRuntime::Sink(s) => s.prepare(),
-            StepRuntime::Transform(_) => Ok(()),
+            StepRuntime::Transform(ts) => ts.iter_mut().try_for_each(|t| t.prepare()),
         }
     }
 
@@ -350,7 +385,7 @@ impl StepRuntime {
         match self {
             StepRuntime::Source(s) => s.commit(),
             StepRuntime::Sink(s) => s.commit(),
-            StepRuntime::Transform(_) => Ok(()),
+            StepRuntime::Transform(ts) => ts.iter_mut().try_for_each(|t| t.commit()),
         }
     }
 
@@ -358,7 +393,7 @@ impl StepRuntime {
         match self {
             StepRuntime::Source(s) => s.rollback(),
             StepRuntime::Sink(s) => s.rollback(),
-            StepRuntime::Transform(_) => {}
+            StepRuntime::Transform(ts) => ts.iter_mut().for_each(|t| t.rollback()),
         }
     }
 
@@ -366,7 +401,7 @@ impl StepRuntime {
         match self {
             StepRuntime::Source(s) => s.abort(),
             StepRuntime::Sink(s) => s.abort(),
-            StepRuntime::Transform(_) => {}
+            StepRuntime::Transform(ts) => ts.iter_mut().for_each(|t| t.abort()),
         }
     }
 }

@@ -1497,7 +1497,11 @@ impl DelimitedSource {
                 };
                 StepMetrics::add(&out.metrics().rows_in, 1);
                 StepMetrics::add(&out.metrics().rows_rejected, 1);
-                self.reject(err, bad, &mut rejected)
+                let r = self.reject(err, bad, &mut rejected);
+                if r.is_ok() && self.cfg.dead_letter_file.is_some() {
+                    StepMetrics::add(&out.metrics().rows_dead_lettered, 1);
+                }
+                r
             })?;
             StepMetrics::add(&out.metrics().bytes_read, raw.byte_pos.saturating_sub(last_bytes));
             last_bytes = raw.byte_pos;

@@ -47,6 +47,15 @@
 //! default) stops the run at the first; `OnError: Skip` counts the row as rejected and goes
 //! on, until more than `MaxErrors` rows of the step failed.
 //!
+//! # Dead letters
+//! `DeadLetterFilePath` receives every rejected row (see [`crate::dead_letter`]): the row as
+//! the step received it (its input columns), then `_error_step`, `_error_reason` (the
+//! exception message, with the field when there is one), `_error_line` (the row's source
+//! line) and `_error_attempts` (1). `OnError: DeadLetter` is `Skip` that requires
+//! `DeadLetterFilePath`; `Skip` with a `DeadLetterFilePath` writes it too. The file is
+//! published with the run's other outputs, only when the run succeeds. With several workers,
+//! rows of different chunks may be written in another order than they were read.
+//!
 //! # Routed queues
 //! Every queue is an extra output of the step, reachable as `From: "Step.queue"`, with the
 //! same schema as the main output. Queue names come from `Queues: [..]` and from the string
@@ -102,6 +111,13 @@ impl crate::steps::StepSettings for JavaScriptConfig {
     fn build(&self, ctx: &BuildContext<'_>) -> Result<StepRuntime> {
         JavaScriptConfig::build(self, ctx)
     }
+    fn file_paths(&self) -> Vec<(crate::steps::PathRole, &'static str, &std::path::Path)> {
+        // Under `OnError: Fail` the file is never written.
+        match (&self.dead_letter_file, self.on_error) {
+            (Some(d), OnError::Skip | OnError::DeadLetter) => vec![(crate::steps::PathRole::Output, "DeadLetterFilePath", d.as_path())],
+            _ => Vec::new(),
+        }
+    }
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
@@ -141,8 +157,11 @@ pub enum OnError {
     /// Fail the run at the first row error (default).
     #[default]
     Fail,
-    /// Skip the row, count it as rejected, up to `MaxErrors`.
+    /// Skip the row, count it as rejected, up to `MaxErrors` (and write it to
+    /// `DeadLetterFilePath` when one is set).
     Skip,
+    /// As `Skip`, and `DeadLetterFilePath` is required.
+    DeadLetter,
 }
 
 /// `Workers: 0` (and no `Workers`) means one per available core.
@@ -182,6 +201,8 @@ pub struct JavaScriptConfig {
     /// Lowest `utils.log` level printed (`LogLevel`: trace, debug, info, warn, error; default
     /// info).
     pub log_level: String,
+    /// Where rejected rows go (`DeadLetterFilePath`).
+    pub dead_letter_file: Option<std::path::PathBuf>,
 }
 
 impl JavaScriptConfig {
@@ -271,6 +292,7 @@ impl JavaScriptConfig {
             queues: Vec::new(),
             copy_input_fields: true,
             log_level: "info".to_owned(),
+            dead_letter_file: None,
         };
         // `Workers` as written: unset (and 0, "available cores") let a stateful script fall
         // back to one worker.
@@ -304,13 +326,25 @@ impl JavaScriptConfig {
             c.workers = workers_or_cores(n);
         }
         c.check_state(explicit_workers, env.notes);
-        if let Some(v) = o.take(&["OnError", "ErrorPolicy"])? {
+        let on_error_node = o.take(&["OnError", "ErrorPolicy"])?;
+        if let Some(v) = &on_error_node {
             let s = v.string()?;
             c.on_error = match s.to_ascii_lowercase().as_str() {
                 "fail" | "stop" => OnError::Fail,
                 "skip" | "continue" => OnError::Skip,
-                _ => return Err(v.err(format!("unknown OnError '{s}'; use Fail or Skip"))),
+                "deadletter" | "dead-letter" | "dead_letter" => OnError::DeadLetter,
+                _ => return Err(v.err(format!("unknown OnError '{s}'; use Fail, Skip or DeadLetter"))),
             };
+        }
+        let dead_letter_node = o.take(&["DeadLetterFilePath", "DeadLetterFile", "RejectFilePath"])?;
+        if let Some(n) = &dead_letter_node {
+            c.dead_letter_file = Some(env.path(n)?);
+            if c.on_error == OnError::Fail {
+                env.notes.push(format!("{} (line {}) has no effect: OnError is Fail, so the first rejected row fails the run; set OnError: DeadLetter to keep rejected rows", n.path, n.node.line));
+            }
+        }
+        if let (Some(v), None, OnError::DeadLetter) = (&on_error_node, &dead_letter_node, c.on_error) {
+            return Err(v.err("OnError: DeadLetter needs DeadLetterFilePath (where rejected rows go)"));
         }
         if let Some(v) = o.take(&["MaxErrors"])? {
             c.max_errors = v.u64()?;
@@ -441,7 +475,14 @@ impl JavaScriptConfig {
                 format!("queue name '{q}' must be non-empty and contain no '.'"),
             ));
         }
-        let shared = Arc::new(runtime::Shared::new(self, ctx.name, input, output, queues));
+        let dead_letters = match (&self.dead_letter_file, self.on_error) {
+            (Some(path), OnError::Skip | OnError::DeadLetter) => {
+                crate::dead_letter::check_schema(ctx.name, &input)?;
+                Some(crate::dead_letter::DeadLetters::shared(path, ctx.name, &input))
+            }
+            _ => None,
+        };
+        let shared = Arc::new(runtime::Shared::new(self, ctx.name, input, output, queues).with_dead_letters(dead_letters));
         runtime::check_compiles(&shared)?;
         let instances = (0..self.workers.max(1))
             .map(|_| Box::new(runtime::JsTransform::new(Arc::clone(&shared))) as Box<dyn Transform>)

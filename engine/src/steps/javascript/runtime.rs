@@ -310,6 +310,9 @@ pub(crate) struct Shared {
     /// The run's cancellation token, once bound ([`JsTransform::bind_cancel`]): every
     /// engine's interrupt handler checks it, so cancelling stops a running script.
     cancel: Arc<OnceLock<CancelToken>>,
+    /// Where rejected rows go (`DeadLetterFilePath` under Skip / DeadLetter), one file for
+    /// every worker.
+    dead_letters: Option<crate::dead_letter::SharedDeadLetters>,
 }
 
 impl Shared {
@@ -347,7 +350,14 @@ impl Shared {
             min_log_level: level_rank(&config.log_level),
             log_capture: None,
             cancel: Arc::new(OnceLock::new()),
+            dead_letters: None,
         }
+    }
+
+    /// Rejected rows go to `dead_letters`.
+    pub(crate) fn with_dead_letters(mut self, dead_letters: Option<crate::dead_letter::SharedDeadLetters>) -> Shared {
+        self.dead_letters = dead_letters;
+        self
     }
 
     /// Keeps `utils.log` lines (level, message) in `sink` as well.
@@ -573,6 +583,32 @@ impl Transform for JsTransform {
         self.shared.queues.clone()
     }
 
+    fn prepare(&mut self) -> Result<()> {
+        match &self.shared.dead_letters {
+            Some(d) => crate::dead_letter::lock(d).prepare(),
+            None => Ok(()),
+        }
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        match &self.shared.dead_letters {
+            Some(d) => crate::dead_letter::lock(d).commit(),
+            None => Ok(()),
+        }
+    }
+
+    fn rollback(&mut self) {
+        if let Some(d) = &self.shared.dead_letters {
+            crate::dead_letter::lock(d).rollback();
+        }
+    }
+
+    fn abort(&mut self) {
+        if let Some(d) = &self.shared.dead_letters {
+            crate::dead_letter::lock(d).abort();
+        }
+    }
+
     fn process(&mut self, chunk: Arc<Chunk>, out: &mut Emitter) -> Result<()> {
         if chunk.is_empty() {
             return Ok(());
@@ -622,11 +658,20 @@ fn finish_chunk(shared: &Shared, chunk: &Chunk, mut res: ChunkResult, out: &mut 
         }
         let errors = std::mem::take(&mut res.errors);
         for e in errors {
-            let err = shared.script_error(chunk.line(e.row), e.field, e.message);
+            let reason = match &e.field {
+                Some(f) => format!("field '{}': {}", clip(f), e.message),
+                None => e.message.clone(),
+            };
+            let (row, line) = (e.row, chunk.line(e.row));
+            let err = shared.script_error(line, e.field, e.message);
             if shared.on_error == OnError::Fail {
                 return Err(err);
             }
             StepMetrics::add(&out.metrics().rows_rejected, 1);
+            if let Some(d) = &shared.dead_letters {
+                crate::dead_letter::lock(d).write(chunk, row, &clip_message(reason), line, 1)?;
+                StepMetrics::add(&out.metrics().rows_dead_lettered, 1);
+            }
             let count = shared.errors.fetch_add(1, Ordering::Relaxed) + 1;
             if count > shared.max_errors {
                 return Err(Error::TooManyErrors {

@@ -41,6 +41,7 @@ fn config(script: &str) -> JavaScriptConfig {
         queues: Vec::new(),
         copy_input_fields: true,
         log_level: "none".into(),
+        dead_letter_file: None,
     }
 }
 
