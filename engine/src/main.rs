@@ -348,6 +348,11 @@ fn render_summary(s: &RunSummary, notes_already_printed: usize) -> String {
             ));
         }
     }
+    let st = &s.strategy;
+    out.push_str(&format!(
+        "strategy: ports {}, pooling {} ({} buffers allocated, {} reused), chunk size {}, buffer size {}\n",
+        st.port_flavour, st.pooling, s.buffer_pool.allocated, s.buffer_pool.reused, st.chunk_size, st.buffer_size
+    ));
     if let Some(peak) = s.peak_rss_bytes {
         out.push_str(&format!(
             "peak memory: {:.1} MiB resident; {} of the {} budget reserved at most\n",
