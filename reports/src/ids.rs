@@ -238,9 +238,9 @@ names!(
 names!(
     /// Engine A/B experiments: each feeds one decision.
     Experiment, "engine A/B experiment" {
-        /// Source `ChunkSize`.
+        /// `Settings.Engine.ChunkSize` (the source sets none).
         ChunkSize => "chunk-size",
-        /// Connection `BufferSize` (byte budget raised).
+        /// `Settings.Engine.BufferSize` (the connections set none; byte budget raised).
         BufferSize => "buffer-size",
         /// `Settings.Engine.PortFlavour` at a fan-out.
         PortFlavour => "port-flavour",
