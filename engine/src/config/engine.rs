@@ -24,7 +24,8 @@ pub struct EngineSettings {
     pub port_flavour: PortFlavour,
     /// How the I/O buffers are recycled.
     pub pooling: Pooling,
-    /// Rows per chunk of sources that set no `ChunkSize` (`BatchSize`) of their own.
+    /// Rows per chunk of sources (and of `Sort`'s output) that set no `ChunkSize`
+    /// (`BatchSize`) of their own.
     pub chunk_size: usize,
     /// Chunks per port when neither the connection nor `Settings.DefaultChannel` (or
     /// `channels.default`) sets `BufferSize`.
