@@ -9,14 +9,16 @@
 //!
 //! | experiment | config(s) | alternatives (incumbent first) | how the alternative is set |
 //! |---|---|---|---|
-//! | `chunk-size` | `default` | 5000; 500, 1000, 2000, 10000, 20000, 50000 | source `ChunkSize`; every connection `Channel: { BufferSize: 16, MaxBytes: 4 GiB }` so the byte budget never binds |
-//! | `buffer-size` | `default` | 16; 1, 2, 4, 8, 32, 64 | every connection `Channel: { BufferSize: N, MaxBytes: 4 GiB }` |
+//! | `chunk-size` | `default` | 5000; 500, 1000, 2000, 10000, 20000, 50000 | `Settings.Engine.ChunkSize` (the source sets none) |
+//! | `buffer-size` | `default` | 16; 1, 2, 4, 8, 32, 64 | `Settings.Engine.BufferSize` (the connections set none) |
 //! | `port-flavour` | `fan-out-1`, `-2`, `-10`, `-100` | crossbeam; flume | `Settings.Engine.PortFlavour`; the transform feeds N sinks |
 //! | `pooling` | `default` | lock-free; none, object-pool | `Settings.Engine.Pooling` |
 //!
-//! When the engine rejects `Settings.Engine` (or one of its keys or values) the experiment is
-//! recorded with `"status": "not-measured"` and the engine's message; nothing is fabricated.
-//! Spill has no engine switch yet and is not run.
+//! Every case sets all four `Settings.Engine` switches, the incumbent's value for the three
+//! it does not vary, and every connection `Channel: { MaxBytes: 4 GiB }` so the byte budget
+//! never binds. When the engine rejects `Settings.Engine` (or one of its keys or values) the
+//! experiment is recorded with `"status": "not-measured"` and the engine's message; nothing
+//! is fabricated. Spill has no engine switch yet and is not run.
 //!
 //! Each run records its wall time (around `Pipeline::run`, not process start-up), its peak RSS
 //! (`VmHWM` of the child) and its allocation count (a counting global allocator in the child;
@@ -177,24 +179,30 @@ impl Case {
 
     /// The pipeline YAML of this case.
     fn yaml(&self) -> Result<String, String> {
-        let (mut chunk, mut buffer) = (5000u64, 16u64);
-        let mut engine = String::new();
-        let alt = &self.alternative;
+        // The incumbents (`EXPERIMENTS[_].alternatives[0]`); the case's experiment varies one.
+        let (mut chunk, mut buffer, mut flavour, mut pooling) = ("5000", "16", "crossbeam", "lock-free");
+        let alt = self.alternative.as_str();
         match self.experiment.as_str() {
-            "chunk-size" => chunk = alt.parse().map_err(|_| format!("bad chunk size {alt:?}"))?,
-            "buffer-size" => buffer = alt.parse().map_err(|_| format!("bad buffer size {alt:?}"))?,
-            "port-flavour" => engine = format!("  Settings: {{ Engine: {{ PortFlavour: {alt} }} }}\n"),
-            "pooling" => engine = format!("  Settings: {{ Engine: {{ Pooling: {alt} }} }}\n"),
+            "chunk-size" => chunk = alt,
+            "buffer-size" => buffer = alt,
+            "port-flavour" => flavour = alt,
+            "pooling" => pooling = alt,
             e => return Err(format!("unknown experiment {e:?}")),
         }
+        for (what, n) in [("chunk size", chunk), ("buffer size", buffer)] {
+            n.parse::<u64>().map_err(|_| format!("bad {what} {n:?}"))?;
+        }
         let sinks = self.fan_out()?;
-        let channel = format!("Channel: {{ BufferSize: {buffer}, MaxBytes: {RAISED_MAX_BYTES} }}");
+        let channel = format!("Channel: {{ MaxBytes: {RAISED_MAX_BYTES} }}");
         let mut y = String::from("Pipeline:\n  Name: engine-ab\n");
-        y.push_str(&engine);
+        let _ = writeln!(
+            y,
+            "  Settings: {{ Engine: {{ PortFlavour: {flavour}, Pooling: {pooling}, ChunkSize: {chunk}, BufferSize: {buffer} }} }}"
+        );
         y.push_str("  Plugins:\n");
         let _ = write!(
             y,
-            "    - Name: src\n      Type: DelimitedSource\n      Config:\n        FilePath: \"{}\"\n        HasHeaders: true\n        ChunkSize: {chunk}\n        OutputSchema:\n          Columns:\n",
+            "    - Name: src\n      Type: DelimitedSource\n      Config:\n        FilePath: \"{}\"\n        HasHeaders: true\n        OutputSchema:\n          Columns:\n",
             self.input.display()
         );
         for (n, t) in COLUMNS {

@@ -352,6 +352,11 @@ fn render_summary(s: &RunSummary, notes_already_printed: usize) -> String {
     if s.steps.iter().any(|st| st.rows_dead_lettered > 0) {
         out.push_str("(dead-lettered: rejected rows written to the step's DeadLetterFilePath; they are counted in rejected too)\n");
     }
+    let st = &s.strategy;
+    out.push_str(&format!(
+        "strategy: ports {}, pooling {} ({} buffers allocated, {} reused), chunk size {}, buffer size {}\n",
+        st.port_flavour, st.pooling, s.buffer_pool.allocated, s.buffer_pool.reused, st.chunk_size, st.buffer_size
+    ));
     if let Some(peak) = s.peak_rss_bytes {
         out.push_str(&format!(
             "peak memory: {:.1} MiB resident; {} of the {} budget reserved at most\n",

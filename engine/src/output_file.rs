@@ -25,9 +25,8 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crossbeam_queue::ArrayQueue;
-
 use crate::error::{Error, Result};
+use crate::pool::{BufferPool, Pooling};
 
 /// How the final file is produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -567,23 +566,34 @@ impl Write for AtomicOutput {
 pub struct BackgroundWriter {
     target: PathBuf,
     tx: Option<crossbeam_channel::Sender<Vec<u8>>>,
-    /// Written buffers come back here for reuse: a lock-free bounded pool, the strategy the
-    /// decision matrix selected (`pooling = "lock-free"`).
-    free: Arc<ArrayQueue<Vec<u8>>>,
+    /// Written buffers come back here for reuse (`Settings.Engine.Pooling`; the decision
+    /// matrix selected a lock-free bounded pool, `pooling = "lock-free"`).
+    free: Arc<BufferPool<Vec<u8>>>,
     handle: Option<std::thread::JoinHandle<io::Result<AtomicOutput>>>,
 }
 
 const DEPTH: usize = 3;
 
+/// Idle buffers a [`BackgroundWriter`]'s pool should hold: every buffer in flight.
+pub const WRITER_POOL: usize = DEPTH + 1;
+
 impl BackgroundWriter {
-    /// Starts the writer thread.
+    /// Starts the writer thread, recycling buffers through a lock-free pool (the default).
     ///
     /// # Errors
     /// The thread cannot be started.
-    pub fn start(mut out: AtomicOutput) -> Result<BackgroundWriter> {
+    pub fn start(out: AtomicOutput) -> Result<BackgroundWriter> {
+        Self::start_pooled(out, BufferPool::new(Pooling::LockFree, WRITER_POOL, Default::default()))
+    }
+
+    /// Starts the writer thread, recycling buffers through `free`.
+    ///
+    /// # Errors
+    /// The thread cannot be started.
+    pub fn start_pooled(mut out: AtomicOutput, free: BufferPool<Vec<u8>>) -> Result<BackgroundWriter> {
         let target = out.target().to_path_buf();
         let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(DEPTH);
-        let free = Arc::new(ArrayQueue::new(DEPTH + 1));
+        let free = Arc::new(free);
         let free_tx = Arc::clone(&free);
         let handle = std::thread::Builder::new()
             .name("output-writer".into())
@@ -591,7 +601,7 @@ impl BackgroundWriter {
                 for mut buf in rx {
                     out.write_all(&buf)?;
                     buf.clear();
-                    let _ = free_tx.push(buf);
+                    free_tx.give(buf);
                 }
                 Ok(out)
             })
@@ -606,7 +616,7 @@ impl BackgroundWriter {
 
     /// An empty buffer, recycled when one is free.
     pub fn buffer(&self) -> Vec<u8> {
-        self.free.pop().unwrap_or_default()
+        self.free.take()
     }
 
     /// Queues a filled buffer for writing.

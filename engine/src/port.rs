@@ -3,27 +3,108 @@
 //! A port is one connection: it carries `Arc<Chunk>` messages from one upstream output to one
 //! downstream step, with that connection's own settings. Fan-out is one port per downstream
 //! step, each handed a clone of the same `Arc`; fan-in is one port per incoming connection,
-//! read together through [`Inputs`], so each connection's `FullMode` and drops are its own. A port is bounded twice: by `BufferSize` chunks and by a byte budget, so that neither
-//! a large `BufferSize` nor wide rows can blow memory. What happens when it is full is the
+//! read together through [`Inputs`], so each connection's `FullMode` and drops are its own.
+//! A port is bounded twice: by `BufferSize` chunks and by a byte budget, so that neither a
+//! large `BufferSize` nor wide rows can blow memory. What happens when it is full is the
 //! connection's [`FullMode`].
 //!
-//! The queue is a bounded `crossbeam-channel`: the decision matrix
-//! (`reports/decisions.toml`, `port_flavour = "chunked-crossbeam"`) measured chunk messages
-//! 12.5× faster than row messages, crossbeam 1.41× std's channel producer→consumer, and
-//! crossbeam the fastest channel that keeps over half its per-delivery throughput at
-//! fan-out 100. The channel is MPMC, so `DropOldest` pops the oldest chunk from the sending
-//! side; the byte budget and the `BackpressureThreshold` hysteresis are kept beside it.
+//! # The queue: `Settings.Engine.PortFlavour`
+//! The queue behind a port is one of four bounded channels ([`PortFlavour`]); the port's
+//! semantics — every `FullMode`, the byte budget, the `BackpressureThreshold` hysteresis,
+//! cancellation, fan-in, `receiver_done` — are the same with each, since the port only
+//! needs "try to send", "try to receive", "how many are queued" from its queue, and keeps the
+//! byte budget, the producers' wake-up (a condvar) and the drop accounting beside it.
+//!
+//! | flavour | queue | blocking receive | fan-in wait | `DropOldest` | cost per chunk beyond the channel's own |
+//! |---|---|---|---|---|---|
+//! | `crossbeam` (default) | `crossbeam_channel::bounded` (MPMC) | native `recv_timeout` | `crossbeam_channel::Select` | the producer pops the oldest chunk itself | none |
+//! | `flume` | `flume::bounded` (MPMC) | native `recv_timeout` | doorbell | the producer pops the oldest chunk itself | fan-in: one doorbell ring (mutex + notify) per send |
+//! | `std` | `std::sync::mpsc::sync_channel` (single consumer) | `try_recv` + doorbell | doorbell | the producer pops through the receiver's mutex | one receiver mutex per receive, one doorbell ring per send, an atomic length counter (std has no `len`) |
+//! | `tokio` | `tokio::sync::mpsc::channel` (single consumer), only `try_send`/`try_recv`, no runtime | `try_recv` + doorbell | doorbell | the producer pops through the receiver's mutex | one receiver mutex per receive, one doorbell ring per send |
+//!
+//! The *doorbell* is a generation counter under a mutex with a condvar: a sender bumps it
+//! after each successful send; a receiver reads the generation, tries every queue, and sleeps
+//! only if the generation is unchanged (no lost wake-up), at most `POLL` (to see
+//! cancellation). `std` and `tokio` receivers are single-consumer and not `Sync`, so the port
+//! keeps them behind a mutex; a `DropOldest` producer takes that mutex to pop the oldest
+//! chunk (the receiver holds it only for a `try_recv`, never while sleeping), so `DropOldest`
+//! drops exactly the oldest chunk with every flavour.
+//!
+//! The default is `crossbeam`: the decision matrix (`reports/decisions.toml`,
+//! `port_flavour = "chunked-crossbeam"`) measured chunk messages 12.5× faster than row
+//! messages, crossbeam 1.41× std's channel producer→consumer, and crossbeam the fastest
+//! channel that keeps over half its per-delivery throughput at fan-out 100. Its path takes no
+//! lock and allocates nothing per chunk beyond what it did before the switch existed (the
+//! doorbell is never installed on an all-crossbeam run).
 
+use std::fmt;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
 use crate::chunk::Chunk;
 use crate::config::{ChannelConfig, FullMode};
 use crate::error::{Error, Result};
 use crate::metrics::StepMetrics;
+
+/// The queue behind every port of a run (`Settings.Engine.PortFlavour`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PortFlavour {
+    /// `crossbeam-channel` bounded (MPMC); the default.
+    Crossbeam,
+    /// `flume` bounded (MPMC).
+    Flume,
+    /// `std::sync::mpsc::sync_channel`.
+    Std,
+    /// `tokio::sync::mpsc` bounded, used without a runtime (`try_send`/`try_recv`).
+    Tokio,
+}
+
+impl PortFlavour {
+    /// Every flavour.
+    pub const ALL: [PortFlavour; 4] = [PortFlavour::Crossbeam, PortFlavour::Flume, PortFlavour::Std, PortFlavour::Tokio];
+
+    /// The spelling used in pipeline files and run summaries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortFlavour::Crossbeam => "crossbeam",
+            PortFlavour::Flume => "flume",
+            PortFlavour::Std => "std",
+            PortFlavour::Tokio => "tokio",
+        }
+    }
+}
+
+impl Default for PortFlavour {
+    fn default() -> Self {
+        crate::defaults::DEFAULT_PORT_FLAVOUR
+    }
+}
+
+impl fmt::Display for PortFlavour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for PortFlavour {
+    type Err = String;
+    /// `crossbeam`, `flume`, `std`, `tokio` (case does not matter).
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let norm = crate::config::tree::norm_key(s);
+        PortFlavour::ALL
+            .into_iter()
+            .find(|p| p.as_str() == norm)
+            .ok_or_else(|| format!("unknown PortFlavour '{s}'; use crossbeam, flume, std or tokio"))
+    }
+}
+
+impl serde::Serialize for PortFlavour {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
 
 /// A cooperative cancellation flag shared by every step of a run.
 #[derive(Debug, Clone, Default)]
@@ -53,6 +134,152 @@ enum Msg {
     Closed,
 }
 
+/// One port's channel. The port owns both ends, so it is never disconnected.
+enum Queue {
+    Crossbeam(crossbeam_channel::Sender<Msg>, crossbeam_channel::Receiver<Msg>),
+    Flume(flume::Sender<Msg>, flume::Receiver<Msg>),
+    Std {
+        tx: mpsc::SyncSender<Msg>,
+        rx: Mutex<mpsc::Receiver<Msg>>,
+        /// Messages queued: std's channel has no `len`. Raised before a send (lowered again
+        /// if it fails), so it never underflows; it may over-count for an instant.
+        len: AtomicUsize,
+    },
+    Tokio(tokio::sync::mpsc::Sender<Msg>, Mutex<tokio::sync::mpsc::Receiver<Msg>>),
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Queue {
+    fn new(flavour: PortFlavour, capacity: usize) -> Queue {
+        match flavour {
+            PortFlavour::Crossbeam => {
+                let (tx, rx) = crossbeam_channel::bounded(capacity);
+                Queue::Crossbeam(tx, rx)
+            }
+            PortFlavour::Flume => {
+                let (tx, rx) = flume::bounded(capacity);
+                Queue::Flume(tx, rx)
+            }
+            PortFlavour::Std => {
+                let (tx, rx) = mpsc::sync_channel(capacity);
+                Queue::Std {
+                    tx,
+                    rx: Mutex::new(rx),
+                    len: AtomicUsize::new(0),
+                }
+            }
+            PortFlavour::Tokio => {
+                let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+                Queue::Tokio(tx, Mutex::new(rx))
+            }
+        }
+    }
+
+    fn flavour(&self) -> PortFlavour {
+        match self {
+            Queue::Crossbeam(..) => PortFlavour::Crossbeam,
+            Queue::Flume(..) => PortFlavour::Flume,
+            Queue::Std { .. } => PortFlavour::Std,
+            Queue::Tokio(..) => PortFlavour::Tokio,
+        }
+    }
+
+    /// Messages queued (a `Closed` wake-up included).
+    fn len(&self) -> usize {
+        match self {
+            Queue::Crossbeam(_, rx) => rx.len(),
+            Queue::Flume(_, rx) => rx.len(),
+            Queue::Std { len, .. } => len.load(Ordering::Acquire),
+            // A permit is taken by a send and given back by the receive.
+            Queue::Tokio(tx, _) => tx.max_capacity() - tx.capacity(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sends without blocking; gives the message back when the channel is full.
+    fn try_send(&self, m: Msg) -> std::result::Result<(), Msg> {
+        match self {
+            Queue::Crossbeam(tx, _) => tx.try_send(m).map_err(crossbeam_channel::TrySendError::into_inner),
+            Queue::Flume(tx, _) => tx.try_send(m).map_err(flume::TrySendError::into_inner),
+            Queue::Std { tx, len, .. } => {
+                len.fetch_add(1, Ordering::AcqRel);
+                tx.try_send(m).map_err(|e| {
+                    len.fetch_sub(1, Ordering::AcqRel);
+                    match e {
+                        mpsc::TrySendError::Full(m) | mpsc::TrySendError::Disconnected(m) => m,
+                    }
+                })
+            }
+            Queue::Tokio(tx, _) => tx.try_send(m).map_err(|e| match e {
+                tokio::sync::mpsc::error::TrySendError::Full(m) | tokio::sync::mpsc::error::TrySendError::Closed(m) => m,
+            }),
+        }
+    }
+
+    /// Receives without blocking.
+    fn try_recv(&self) -> Option<Msg> {
+        match self {
+            Queue::Crossbeam(_, rx) => rx.try_recv().ok(),
+            Queue::Flume(_, rx) => rx.try_recv().ok(),
+            Queue::Std { rx, len, .. } => {
+                let m = lock(rx).try_recv().ok();
+                if m.is_some() {
+                    len.fetch_sub(1, Ordering::AcqRel);
+                }
+                m
+            }
+            Queue::Tokio(_, rx) => lock(rx).try_recv().ok(),
+        }
+    }
+
+    /// Whether the channel itself can block a receiver (else the port uses its doorbell).
+    fn blocks(&self) -> bool {
+        matches!(self, Queue::Crossbeam(..) | Queue::Flume(..))
+    }
+
+    /// Waits up to `timeout` for a message (channels that [`Queue::blocks`] only).
+    fn recv_timeout(&self, timeout: Duration) -> Option<Msg> {
+        match self {
+            Queue::Crossbeam(_, rx) => rx.recv_timeout(timeout).ok(),
+            Queue::Flume(_, rx) => rx.recv_timeout(timeout).ok(),
+            Queue::Std { .. } | Queue::Tokio(..) => self.try_recv(),
+        }
+    }
+}
+
+/// Wakes a receiver that waits without a blocking receive of its channel: a generation
+/// counter, bumped by every send, and a condvar.
+#[derive(Default)]
+struct Doorbell {
+    generation: Mutex<u64>,
+    rung: Condvar,
+}
+
+impl Doorbell {
+    fn ring(&self) {
+        *lock(&self.generation) += 1;
+        self.rung.notify_all();
+    }
+
+    fn generation(&self) -> u64 {
+        *lock(&self.generation)
+    }
+
+    /// Sleeps until the generation moves past `seen` (or `timeout`).
+    fn wait(&self, seen: u64, timeout: Duration) {
+        let g = lock(&self.generation);
+        if *g == seen {
+            let _ = self.rung.wait_timeout(g, timeout);
+        }
+    }
+}
+
 /// One connection's bounded buffer.
 pub struct Port {
     /// `step` or `step.output`.
@@ -60,40 +287,69 @@ pub struct Port {
     /// Downstream step.
     pub to: String,
     cfg: ChannelConfig,
-    tx: Sender<Msg>,
-    rx: Receiver<Msg>,
+    queue: Queue,
     bytes: AtomicUsize,
     senders: AtomicUsize,
     receiver_gone: AtomicBool,
     /// A `Wait` producer sleeps here until the receiver has made room.
     room: (Mutex<()>, Condvar),
+    /// Rung by every send once installed: by a receiver whose channel cannot block
+    /// (std, tokio), or by [`Inputs`] reading several non-crossbeam ports. Never installed
+    /// on the crossbeam path.
+    bell: OnceLock<Arc<Doorbell>>,
     cancel: CancelToken,
     upstream: Arc<StepMetrics>,
 }
 
 impl Port {
-    /// A port with `senders` upstream outputs feeding it.
+    /// A port with `senders` upstream outputs feeding it, over the default queue
+    /// ([`crate::defaults::DEFAULT_PORT_FLAVOUR`]).
     pub fn new(from: String, to: String, cfg: ChannelConfig, senders: usize, cancel: CancelToken, upstream: Arc<StepMetrics>) -> Port {
+        Port::with_flavour(crate::defaults::DEFAULT_PORT_FLAVOUR, from, to, cfg, senders, cancel, upstream)
+    }
+
+    /// A port over the `flavour` queue.
+    pub fn with_flavour(
+        flavour: PortFlavour,
+        from: String,
+        to: String,
+        cfg: ChannelConfig,
+        senders: usize,
+        cancel: CancelToken,
+        upstream: Arc<StepMetrics>,
+    ) -> Port {
         // One extra slot for the `Closed` wake-up, so it never waits for room.
-        let (tx, rx) = crossbeam_channel::bounded(cfg.buffer_size.max(1) + 1);
+        let queue = Queue::new(flavour, cfg.buffer_size.max(1) + 1);
         Port {
             from,
             to,
             cfg,
-            tx,
-            rx,
+            queue,
             bytes: AtomicUsize::new(0),
             senders: AtomicUsize::new(senders),
             receiver_gone: AtomicBool::new(false),
             room: (Mutex::new(()), Condvar::new()),
+            bell: OnceLock::new(),
             cancel,
             upstream,
         }
     }
 
+    /// The queue behind this port.
+    pub fn flavour(&self) -> PortFlavour {
+        self.queue.flavour()
+    }
+
     fn chunks(&self) -> usize {
         // `Closed` is sent only after every chunk, so counting it is harmless.
-        self.rx.len()
+        self.queue.len()
+    }
+
+    /// A message was queued: wake a receiver waiting on the doorbell, if one is installed.
+    fn ring(&self) {
+        if let Some(b) = self.bell.get() {
+            b.ring();
+        }
     }
 
     fn is_full(&self, incoming: usize) -> bool {
@@ -155,14 +411,17 @@ impl Port {
             if !full {
                 let chunk = msg.take().ok_or_else(|| Error::Internal("port message lost".into()))?;
                 self.bytes.fetch_add(bytes, Ordering::AcqRel);
-                match self.tx.try_send(Msg::Chunk(chunk, bytes)) {
-                    Ok(()) => return Ok(()),
-                    Err(TrySendError::Full(Msg::Chunk(c, _)) | TrySendError::Disconnected(Msg::Chunk(c, _))) => {
+                match self.queue.try_send(Msg::Chunk(chunk, bytes)) {
+                    Ok(()) => {
+                        self.ring();
+                        return Ok(());
+                    }
+                    Err(Msg::Chunk(c, _)) => {
                         // Another producer of a fan-in took the slot.
                         self.bytes.fetch_sub(bytes, Ordering::AcqRel);
                         msg = Some(c);
                     }
-                    Err(_) => return Err(Error::Internal("port sent a wake-up in place of a chunk".into())),
+                    Err(Msg::Closed) => return Err(Error::Internal("port sent a wake-up in place of a chunk".into())),
                 }
             }
             match self.cfg.full_mode {
@@ -183,7 +442,7 @@ impl Port {
                     self.wait_for_room(bytes);
                 }
                 FullMode::DropOldest => {
-                    if let Ok(Msg::Chunk(old, b)) = self.rx.try_recv() {
+                    if let Some(Msg::Chunk(old, b)) = self.queue.try_recv() {
                         self.bytes.fetch_sub(b, Ordering::AcqRel);
                         StepMetrics::add(&self.upstream.rows_dropped, old.len() as u64);
                     }
@@ -208,19 +467,37 @@ impl Port {
     /// # Errors
     /// [`Error::Cancelled`].
     pub fn recv(&self) -> Result<Option<Arc<Chunk>>> {
+        if !self.queue.blocks() {
+            return self.recv_by_doorbell();
+        }
         loop {
-            match self.rx.recv_timeout(POLL) {
-                Ok(Msg::Chunk(chunk, b)) => return Ok(Some(self.taken(chunk, b))),
-                Ok(Msg::Closed) | Err(RecvTimeoutError::Timeout) => {
-                    if self.senders.load(Ordering::Acquire) == 0 && self.rx.is_empty() {
+            match self.queue.recv_timeout(POLL) {
+                Some(Msg::Chunk(chunk, b)) => return Ok(Some(self.taken(chunk, b))),
+                Some(Msg::Closed) | None => {
+                    if self.senders.load(Ordering::Acquire) == 0 && self.queue.is_empty() {
                         return Ok(None);
                     }
                     if self.cancel.is_cancelled() {
                         return Err(Error::Cancelled);
                     }
                 }
-                Err(RecvTimeoutError::Disconnected) => return Ok(None),
             }
+        }
+    }
+
+    /// [`Port::recv`] for a channel that cannot block its receiver (std, tokio): try, then
+    /// sleep on the doorbell unless a send rang it since the try began.
+    fn recv_by_doorbell(&self) -> Result<Option<Arc<Chunk>>> {
+        let bell = Arc::clone(self.bell.get_or_init(Default::default));
+        loop {
+            let seen = bell.generation();
+            if let Some(done) = self.try_take() {
+                return Ok(done);
+            }
+            if self.cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            bell.wait(seen, POLL);
         }
     }
 
@@ -229,14 +506,15 @@ impl Port {
         if self.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
             // The spare slot makes this succeed unless a fan-in sender raced into it; then the
             // receiver still finds `senders == 0` at its next poll.
-            let _ = self.tx.try_send(Msg::Closed);
+            let _ = self.queue.try_send(Msg::Closed);
+            self.ring();
         }
     }
 
     /// The downstream step has stopped; buffered chunks are released.
     pub fn receiver_done(&self) {
         self.receiver_gone.store(true, Ordering::Release);
-        while self.rx.try_recv().is_ok() {}
+        while self.queue.try_recv().is_some() {}
         self.bytes.store(0, Ordering::Release);
         self.made_room();
     }
@@ -249,12 +527,9 @@ impl Port {
     /// Takes a chunk if one is ready: `Some(Some(chunk))`, `Some(None)` when the port is
     /// finished (every sender done, nothing buffered), `None` when it is merely empty.
     fn try_take(&self) -> Option<Option<Arc<Chunk>>> {
-        match self.rx.try_recv() {
-            Ok(Msg::Chunk(chunk, b)) => Some(Some(self.taken(chunk, b))),
-            Ok(Msg::Closed) | Err(crossbeam_channel::TryRecvError::Empty) => {
-                (self.senders.load(Ordering::Acquire) == 0 && self.rx.is_empty()).then_some(None)
-            }
-            Err(crossbeam_channel::TryRecvError::Disconnected) => Some(None),
+        match self.queue.try_recv() {
+            Some(Msg::Chunk(chunk, b)) => Some(Some(self.taken(chunk, b))),
+            Some(Msg::Closed) | None => (self.senders.load(Ordering::Acquire) == 0 && self.queue.is_empty()).then_some(None),
         }
     }
 }
@@ -265,13 +540,30 @@ pub struct Inputs {
     ports: Vec<Arc<Port>>,
     open: Vec<bool>,
     next: usize,
+    /// Rung by every port, when some port is not crossbeam (whose `Select` waits otherwise).
+    bell: Option<Arc<Doorbell>>,
 }
 
 impl Inputs {
-    /// Reads from these ports.
+    /// Reads from these ports. Call it before anything is sent: it installs the fan-in
+    /// doorbell on ports that are not crossbeam (a port that already has a doorbell keeps it,
+    /// and the fan-in then sees its chunks at the next `POLL`).
     pub fn new(ports: Vec<Arc<Port>>) -> Inputs {
         let open = vec![true; ports.len()];
-        Inputs { ports, open, next: 0 }
+        let all_crossbeam = ports.iter().all(|p| p.flavour() == PortFlavour::Crossbeam);
+        let bell = (ports.len() > 1 && !all_crossbeam).then(|| {
+            let bell = Arc::new(Doorbell::default());
+            for p in &ports {
+                let _ = p.bell.set(Arc::clone(&bell));
+            }
+            bell
+        });
+        Inputs {
+            ports,
+            open,
+            next: 0,
+            bell,
+        }
     }
 
     /// The ports (one per connection).
@@ -288,6 +580,7 @@ impl Inputs {
             return self.ports[0].recv();
         }
         loop {
+            let seen = self.bell.as_ref().map(|b| b.generation());
             // Round-robin over ready ports, so one busy connection cannot starve another.
             let n = self.ports.len();
             for k in 0..n {
@@ -310,13 +603,17 @@ impl Inputs {
             if self.ports.iter().any(|p| p.cancel.is_cancelled()) {
                 return Err(Error::Cancelled);
             }
+            // Wait for any port to have something (or POLL, to see cancellation).
+            if let (Some(bell), Some(seen)) = (&self.bell, seen) {
+                bell.wait(seen, POLL);
+                continue;
+            }
             let mut sel = crossbeam_channel::Select::new();
             for (i, p) in self.ports.iter().enumerate() {
-                if self.open[i] {
-                    sel.recv(&p.rx);
+                if let (true, Queue::Crossbeam(_, rx)) = (self.open[i], &p.queue) {
+                    sel.recv(rx);
                 }
             }
-            // Wait for any port to have something (or POLL, to see cancellation).
             let _ = sel.ready_timeout(POLL);
         }
     }
@@ -344,7 +641,7 @@ mod tests {
         Arc::new(Chunk::from_columns(schema, vec![c], vec![]))
     }
 
-    fn port(mode: FullMode, cap: usize) -> (Port, Arc<StepMetrics>) {
+    fn flavoured(flavour: PortFlavour, mode: FullMode, cap: usize) -> (Port, Arc<StepMetrics>) {
         let m = Arc::new(StepMetrics::default());
         let cfg = ChannelConfig {
             buffer_size: cap,
@@ -352,40 +649,108 @@ mod tests {
             timeout: Duration::from_millis(200),
             ..Default::default()
         };
-        (Port::new("a".into(), "b".into(), cfg, 1, CancelToken::new(), Arc::clone(&m)), m)
+        (
+            Port::with_flavour(flavour, "a".into(), "b".into(), cfg, 1, CancelToken::new(), Arc::clone(&m)),
+            m,
+        )
     }
 
     #[test]
     fn drop_newest_and_drop_oldest_count_what_they_lose() {
-        let (p, m) = port(FullMode::DropNewest, 2);
-        for n in [1, 2, 3] {
-            p.send(chunk(n)).unwrap();
-        }
-        p.sender_done();
-        assert_eq!(m.rows_dropped.load(Ordering::Relaxed), 3);
-        assert_eq!(p.recv().unwrap().unwrap().len(), 1);
-        assert_eq!(p.recv().unwrap().unwrap().len(), 2);
-        assert!(p.recv().unwrap().is_none());
+        for f in PortFlavour::ALL {
+            let (p, m) = flavoured(f, FullMode::DropNewest, 2);
+            assert_eq!(p.flavour(), f);
+            for n in [1, 2, 3] {
+                p.send(chunk(n)).unwrap();
+            }
+            p.sender_done();
+            assert_eq!(m.rows_dropped.load(Ordering::Relaxed), 3, "{f}");
+            assert_eq!(p.recv().unwrap().unwrap().len(), 1, "{f}");
+            assert_eq!(p.recv().unwrap().unwrap().len(), 2, "{f}");
+            assert!(p.recv().unwrap().is_none(), "{f}");
 
-        let (p, m) = port(FullMode::DropOldest, 2);
-        for n in [1, 2, 3] {
-            p.send(chunk(n)).unwrap();
+            let (p, m) = flavoured(f, FullMode::DropOldest, 2);
+            for n in [1, 2, 3] {
+                p.send(chunk(n)).unwrap();
+            }
+            assert_eq!(m.rows_dropped.load(Ordering::Relaxed), 1, "{f}");
+            assert_eq!(p.buffered(), 2, "{f}");
+            assert_eq!(p.recv().unwrap().unwrap().len(), 2, "{f}");
         }
-        assert_eq!(m.rows_dropped.load(Ordering::Relaxed), 1);
-        assert_eq!(p.recv().unwrap().unwrap().len(), 2);
     }
 
     #[test]
     fn throw_exception_and_wait_timeout_fail_with_the_connection_named() {
-        let (p, _) = port(FullMode::ThrowException, 1);
-        p.send(chunk(1)).unwrap();
-        let e = p.send(chunk(1)).unwrap_err().to_string();
-        assert!(e.contains("a -> b") && e.contains("ThrowException"), "{e}");
-        let (p, m) = port(FullMode::Wait, 1);
-        p.send(chunk(1)).unwrap();
-        let e = p.send(chunk(1)).unwrap_err().to_string();
-        assert!(e.contains("not keeping up"), "{e}");
-        assert_eq!(m.backpressure_waits.load(Ordering::Relaxed), 1);
+        for f in PortFlavour::ALL {
+            let (p, _) = flavoured(f, FullMode::ThrowException, 1);
+            p.send(chunk(1)).unwrap();
+            let e = p.send(chunk(1)).unwrap_err().to_string();
+            assert!(e.contains("a -> b") && e.contains("ThrowException"), "{f}: {e}");
+            let (p, m) = flavoured(f, FullMode::Wait, 1);
+            p.send(chunk(1)).unwrap();
+            let e = p.send(chunk(1)).unwrap_err().to_string();
+            assert!(e.contains("not keeping up"), "{f}: {e}");
+            assert_eq!(m.backpressure_waits.load(Ordering::Relaxed), 1, "{f}");
+        }
+    }
+
+    #[test]
+    fn a_waiting_receiver_sees_cancellation_and_receiver_done_releases_everything() {
+        for f in PortFlavour::ALL {
+            let cancel = CancelToken::new();
+            let m = Arc::new(StepMetrics::default());
+            let p = Arc::new(Port::with_flavour(
+                f,
+                "a".into(),
+                "b".into(),
+                ChannelConfig::default(),
+                1,
+                cancel.clone(),
+                m,
+            ));
+            let r = {
+                let p = Arc::clone(&p);
+                std::thread::spawn(move || p.recv())
+            };
+            std::thread::sleep(Duration::from_millis(20));
+            cancel.cancel();
+            assert!(matches!(r.join().unwrap(), Err(Error::Cancelled)), "{f}");
+
+            let (p, _) = flavoured(f, FullMode::Wait, 4);
+            p.send(chunk(3)).unwrap();
+            p.send(chunk(3)).unwrap();
+            p.receiver_done();
+            assert_eq!(p.buffered(), 0, "{f}");
+            assert!(matches!(p.send(chunk(1)), Err(Error::Cancelled)), "{f}");
+        }
+    }
+
+    #[test]
+    fn fan_in_reads_every_port_of_every_flavour() {
+        for f in PortFlavour::ALL {
+            let ports: Vec<Arc<Port>> = (0..3).map(|_| Arc::new(flavoured(f, FullMode::Wait, 2).0)).collect();
+            let mut inputs = Inputs::new(ports.clone());
+            let producers: Vec<_> = ports
+                .iter()
+                .map(|p| {
+                    let p = Arc::clone(p);
+                    std::thread::spawn(move || {
+                        for n in 1..=20 {
+                            p.send(chunk(n)).unwrap();
+                        }
+                        p.sender_done();
+                    })
+                })
+                .collect();
+            let mut rows = 0;
+            while let Some(c) = inputs.recv().unwrap() {
+                rows += c.len();
+            }
+            for t in producers {
+                t.join().unwrap();
+            }
+            assert_eq!(rows, 3 * 210, "{f}");
+        }
     }
 
     #[test]
@@ -408,7 +773,13 @@ mod tests {
 
     #[test]
     fn wait_is_backpressure_and_loses_nothing() {
-        let (p, m) = port(FullMode::Wait, 2);
+        for f in PortFlavour::ALL {
+            wait_loses_nothing(f);
+        }
+    }
+
+    fn wait_loses_nothing(f: PortFlavour) {
+        let (p, m) = flavoured(f, FullMode::Wait, 2);
         let p = Arc::new(p);
         let producer = {
             let p = Arc::clone(&p);
@@ -426,5 +797,17 @@ mod tests {
         producer.join().unwrap();
         assert_eq!(got, (1..=50).collect::<Vec<_>>());
         assert_eq!(m.rows_dropped.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn flavour_spellings() {
+        for f in PortFlavour::ALL {
+            assert_eq!(f.as_str().parse::<PortFlavour>(), Ok(f));
+        }
+        assert_eq!("Tokio".parse::<PortFlavour>(), Ok(PortFlavour::Tokio));
+        assert!("chunked-crossbeam"
+            .parse::<PortFlavour>()
+            .unwrap_err()
+            .contains("crossbeam, flume, std or tokio"));
     }
 }

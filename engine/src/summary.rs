@@ -4,7 +4,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::EngineSettings;
 use crate::metrics::{StepMetrics, StepSummary};
+use crate::pool::PoolCounts;
 use crate::steps::StepKind;
 
 /// Live view of a running pipeline, for progress displays.
@@ -54,6 +56,12 @@ pub struct RunSummary {
     pub peak_reserved_bytes: u64,
     /// Notes from loading (e.g. ignored keys).
     pub notes: Vec<String>,
+    /// The engine switches the run used (`Settings.Engine`, else the defaults):
+    /// `{ port_flavour, pooling, chunk_size, buffer_size }` in JSON. `chunk_size` and
+    /// `buffer_size` are the defaults of sources and connections that set none.
+    pub strategy: EngineSettings,
+    /// What the run's buffer pools did: buffers created and buffers reused.
+    pub buffer_pool: PoolCounts,
 }
 
 impl RunSummary {

@@ -66,10 +66,10 @@ impl FromStr for ChunkedPorts {
     fn from_str(s: &str) -> Result<Self, String> {
         let f = s
             .strip_prefix("chunked-")
-            .ok_or_else(|| format!("port flavour `{s}` must be chunked-<crossbeam|flume>"))?;
+            .ok_or_else(|| format!("port flavour `{s}` must be chunked-<crossbeam|flume|std|tokio>"))?;
         match f.parse::<PortFlavour>()? {
-            p @ (PortFlavour::Crossbeam | PortFlavour::Flume) => Ok(ChunkedPorts(p)),
-            p => Err(format!("the engine has no `{p}` ports (crossbeam | flume)")),
+            p if p.is_engine_port() => Ok(ChunkedPorts(p)),
+            p => Err(format!("the engine has no `{p}` ports (crossbeam | flume | std | tokio)")),
         }
     }
 }
@@ -1064,7 +1064,12 @@ mod tests {
         assert_eq!(back, d);
         let bad = text.replace("pooling = \"lock-free\"", "pooling = \"lockfree\"");
         assert!(Decisions::from_toml(&bad).is_err());
-        let bad = text.replace("\"chunked-crossbeam\"", "\"chunked-tokio\"");
+        let bad = text.replace("\"chunked-crossbeam\"", "\"chunked-callback\"");
         assert!(Decisions::from_toml(&bad).is_err());
+        let tokio = text.replace("\"chunked-crossbeam\"", "\"chunked-tokio\"");
+        assert_eq!(
+            Decisions::from_toml(&tokio).unwrap().defaults.port_flavour,
+            ChunkedPorts(PortFlavour::Tokio)
+        );
     }
 }

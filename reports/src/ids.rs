@@ -170,7 +170,7 @@ impl Width {
 
 names!(
     /// Port implementations: the prototypes' six, of which the engine can switch between
-    /// `crossbeam` and `flume` (`Settings.Engine.PortFlavour`).
+    /// the four channels (`Settings.Engine.PortFlavour`: crossbeam, flume, std, tokio).
     PortFlavour, "port flavour" {
         /// `std::sync::mpsc::sync_channel`.
         Std => "std",
@@ -194,6 +194,12 @@ impl PortFlavour {
             self,
             PortFlavour::Std | PortFlavour::Crossbeam | PortFlavour::Flume | PortFlavour::Tokio
         )
+    }
+
+    /// Whether the engine's ports can use this flavour (`Settings.Engine.PortFlavour`): every
+    /// channel.
+    pub fn is_engine_port(self) -> bool {
+        self.is_channel()
     }
 }
 
@@ -232,9 +238,9 @@ names!(
 names!(
     /// Engine A/B experiments: each feeds one decision.
     Experiment, "engine A/B experiment" {
-        /// Source `ChunkSize`.
+        /// `Settings.Engine.ChunkSize` (the source sets none).
         ChunkSize => "chunk-size",
-        /// Connection `BufferSize` (byte budget raised).
+        /// `Settings.Engine.BufferSize` (the connections set none; byte budget raised).
         BufferSize => "buffer-size",
         /// `Settings.Engine.PortFlavour` at a fan-out.
         PortFlavour => "port-flavour",
@@ -470,8 +476,8 @@ pub fn parse_ab_value(exp: Experiment, s: &str) -> Result<AbValue, IdError> {
         Experiment::BufferSize => AbValue::BufferSize(count(&id, s, "buffer size")?),
         Experiment::PortFlavour => {
             let p: PortFlavour = s.parse().map_err(|m| err(&id, m))?;
-            if !matches!(p, PortFlavour::Crossbeam | PortFlavour::Flume) {
-                return Err(err(&id, "the engine's port flavours are crossbeam and flume"));
+            if !p.is_engine_port() {
+                return Err(err(&id, "the engine's port flavours are crossbeam, flume, std and tokio"));
             }
             AbValue::PortFlavour(p)
         }
@@ -622,7 +628,11 @@ mod tests {
             Ok(AbValue::Pooling(PoolVariant::ObjectPool))
         );
         assert_eq!(parse_ab_value(Experiment::ChunkSize, "50000"), Ok(AbValue::ChunkSize(50_000)));
-        assert!(parse_ab_value(Experiment::PortFlavour, "tokio").is_err());
+        assert_eq!(
+            parse_ab_value(Experiment::PortFlavour, "tokio"),
+            Ok(AbValue::PortFlavour(PortFlavour::Tokio))
+        );
+        assert!(parse_ab_value(Experiment::PortFlavour, "callback").is_err());
         assert!(parse_ab_value(Experiment::ChunkSize, "5k").is_err());
         assert!(parse_ab_value(Experiment::Pooling, "thread-local").is_err());
     }

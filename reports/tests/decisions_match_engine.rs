@@ -2,7 +2,7 @@
 //! must agree. After a new benchmark run, `scripts/report.sh` rewrites decisions.toml; this
 //! test then fails until the engine's constants are updated to match (or the other way round).
 
-use flowengine::defaults;
+use flowengine::{defaults, Pooling, PortFlavour};
 use flowengine_reports::decide::Decisions;
 
 fn committed() -> Decisions {
@@ -42,8 +42,32 @@ fn engine_defaults_match_committed_decisions() {
         defaults::ROW_REPRESENTATION.to_owned(),
         d.row_representation.to_string(),
     );
-    check("PORT_FLAVOUR", defaults::PORT_FLAVOUR.to_owned(), d.port_flavour.to_string());
-    check("POOLING", defaults::POOLING.to_owned(), d.pooling.to_string());
+    // The switches are typed in the engine: the decision (`chunked-crossbeam`, `lock-free`)
+    // must name one of the engine's values, and that value must be the engine's default.
+    match d.port_flavour.0.name().parse::<PortFlavour>() {
+        Ok(f) if f == defaults::DEFAULT_PORT_FLAVOUR => {}
+        Ok(f) => mismatches.push(format!(
+            "DEFAULT_PORT_FLAVOUR: engine/src/defaults.rs has PortFlavour::{:?}, reports/decisions.toml has {} (PortFlavour::{f:?})",
+            defaults::DEFAULT_PORT_FLAVOUR,
+            d.port_flavour
+        )),
+        Err(e) => mismatches.push(format!(
+            "DEFAULT_PORT_FLAVOUR: reports/decisions.toml has {}, which is not an engine port flavour ({e})",
+            d.port_flavour
+        )),
+    }
+    match d.pooling.name().parse::<Pooling>() {
+        Ok(p) if p == defaults::DEFAULT_POOLING => {}
+        Ok(p) => mismatches.push(format!(
+            "DEFAULT_POOLING: engine/src/defaults.rs has Pooling::{:?}, reports/decisions.toml has {} (Pooling::{p:?})",
+            defaults::DEFAULT_POOLING,
+            d.pooling
+        )),
+        Err(e) => mismatches.push(format!(
+            "DEFAULT_POOLING: reports/decisions.toml has {}, which is not an engine pooling strategy ({e})",
+            d.pooling
+        )),
+    }
     assert!(
         mismatches.is_empty(),
         "the engine's defaults disagree with the committed decisions:\n  {}\n\

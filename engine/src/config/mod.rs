@@ -35,6 +35,7 @@
 //! Keys of the original's config classes that mean nothing here are accepted with a note
 //! naming the key and why ([`ParseEnv::accept_ignored`]), never dropped silently.
 
+pub mod engine;
 pub mod tree;
 pub mod vars;
 
@@ -44,6 +45,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::steps::{Registry, StepConfig};
+pub use engine::EngineSettings;
 pub use tree::{Ctx, Node, Obj, YKind, YNode};
 use vars::Vars;
 
@@ -248,6 +250,8 @@ pub struct Settings {
     pub channel_profiles: Vec<(String, ChannelConfig)>,
     /// The run's memory budget and spilling (`Memory`, or seed 003's `isolation` keys).
     pub memory: crate::memory::MemoryConfig,
+    /// `Engine`: port flavour, pooling, default chunk and buffer sizes.
+    pub engine: EngineSettings,
     /// Seed 003's `isolation` block.
     pub isolation: IsolationConfig,
     /// Seed 003's `memoryPools` block.
@@ -306,6 +310,8 @@ pub struct ParseEnv<'a> {
     pub notes: &'a mut Vec<String>,
     /// `validate --config-only`: steps must not open their inputs when built.
     pub config_only: bool,
+    /// `Settings.Engine`: e.g. the `ChunkSize` of sources that set none.
+    pub engine: EngineSettings,
 }
 
 impl ParseEnv<'_> {
@@ -500,6 +506,7 @@ impl PipelineConfig {
                 registry,
                 notes: &mut notes,
                 config_only: options.config_only,
+                engine: settings.engine,
             };
             steps.push(parse_step(&item, &mut env)?);
         }
@@ -646,7 +653,7 @@ fn parse_channels(n: &Node<'_>, s: &mut Settings, had_default: bool, notes: &mut
         if had_default {
             return Err(d.err("Settings.DefaultChannel and Settings.channels.default are the same setting; keep one"));
         }
-        s.default_channel = ChannelConfig::parse(&d, &ChannelConfig::default(), notes)?;
+        s.default_channel = ChannelConfig::parse(&d, &s.default_channel, notes)?;
     }
     for (name, profile) in c.take_rest() {
         let cfg = ChannelConfig::parse(&profile, &s.default_channel, notes)?;
@@ -751,13 +758,14 @@ fn parse_pool(n: &Node<'_>) -> Result<PoolSize> {
 fn parse_settings(node: &Node<'_>, base_dir: &Path, notes: &mut Vec<String>) -> Result<Settings> {
     let mut o = node.obj()?;
     let mut s = Settings::default();
+    engine::parse_into(&mut o, &mut s)?;
     if let Some(n) = o.take(&["BaseDirectory", "BaseDir"])? {
         let raw = n.string()?;
         s.base_directory = Some(crate::paths::resolve(&raw, base_dir).map_err(|m| n.err(m))?);
     }
     let default_channel = o.take(&["DefaultChannel"])?;
     if let Some(n) = &default_channel {
-        s.default_channel = ChannelConfig::parse(n, &ChannelConfig::default(), notes)?;
+        s.default_channel = ChannelConfig::parse(n, &s.default_channel, notes)?;
     }
     if let Some(n) = o.take(&["Channels"])? {
         parse_channels(&n, &mut s, default_channel.is_some(), notes)?;

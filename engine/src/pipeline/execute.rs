@@ -9,7 +9,7 @@ use super::plan::{Edge, Plan, Planned};
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
 use crate::metrics::{StepMetrics, StepSummary};
-use crate::port::{CancelToken, Inputs, Port};
+use crate::port::{CancelToken, Inputs, Port, PortFlavour};
 use crate::steps::{Emitter, OutputId, Sink, StepKind, StepRuntime, Transform};
 use crate::summary::RunSummary;
 
@@ -52,10 +52,11 @@ pub(crate) fn execute(config: &PipelineConfig, plan: Plan, cancel: CancelToken) 
         edges,
         memory,
         port_reservations,
+        pool_stats,
         ..
     } = plan;
     memory.spill.remove_stale();
-    let (mut inputs, mut outputs) = wire(&steps, &edges, &cancel);
+    let (mut inputs, mut outputs) = wire(&steps, &edges, config.settings.engine.port_flavour, &cancel);
     let first = FirstError {
         slot: Mutex::new(None),
         cancel: &cancel,
@@ -145,6 +146,8 @@ pub(crate) fn execute(config: &PipelineConfig, plan: Plan, cancel: CancelToken) 
         memory_limit_bytes: memory.pool.limit() as u64,
         peak_reserved_bytes: memory.pool.peak() as u64,
         notes: config.notes.clone(),
+        strategy: config.settings.engine,
+        buffer_pool: pool_stats.counts(),
     };
     summary.rows_per_sec = summary.source_rows_per_sec();
     Ok(summary)
@@ -155,11 +158,12 @@ type Wiring = (Vec<Option<Inputs>>, Vec<Vec<Vec<Arc<Port>>>>);
 /// One port per connection, with that connection's settings and drop accounting; a step
 /// with several inputs reads them together (fan-in), an output with several connections
 /// sends to each (fan-out).
-fn wire(steps: &[Planned], edges: &[Edge], cancel: &CancelToken) -> Wiring {
+fn wire(steps: &[Planned], edges: &[Edge], flavour: PortFlavour, cancel: &CancelToken) -> Wiring {
     let mut input_ports: Vec<Vec<Arc<Port>>> = (0..steps.len()).map(|_| Vec::new()).collect();
     let mut outputs: Vec<Vec<Vec<Arc<Port>>>> = steps.iter().map(|s| vec![Vec::new(); s.outputs.len()]).collect();
     for e in edges {
-        let port = Arc::new(Port::new(
+        let port = Arc::new(Port::with_flavour(
+            flavour,
             format!("{}{}", steps[e.from].name, e.output.suffix()),
             steps[e.to].name.clone(),
             e.channel.clone(),

@@ -10,6 +10,7 @@ use crate::config::{ChannelConfig, PipelineConfig};
 use crate::error::{Error, Position, Result};
 use crate::memory::{MemoryReservation, RunMemory};
 use crate::metrics::StepMetrics;
+use crate::pool::PoolStats;
 use crate::schema::SchemaRef;
 use crate::steps::{BuildContext, OutputId, PathRole, StepKind, StepRuntime};
 
@@ -50,6 +51,8 @@ pub(crate) struct Plan {
     pub memory: RunMemory,
     /// The ports' byte budgets, reserved from the run's pool for as long as the plan lives.
     pub port_reservations: Vec<MemoryReservation>,
+    /// What the steps' buffer pools do during the run (`Settings.Engine.Pooling`).
+    pub pool_stats: Arc<PoolStats>,
 }
 
 /// Builds the plan (see [`crate::Pipeline::build`] for the errors).
@@ -62,7 +65,8 @@ pub(crate) fn plan(config: &PipelineConfig) -> Result<Plan> {
     let memory = RunMemory::new(&config.settings.memory);
     let mut edges = edges;
     let port_reservations = reserve_ports(config, &mut edges, &memory)?;
-    let steps = build_in_order(config, &edges, &order, &positions, &memory)?;
+    let pool_stats = Arc::new(PoolStats::default());
+    let steps = build_in_order(config, &edges, &order, &positions, &memory, &pool_stats)?;
     check_outputs(&steps, &edges, &positions)?;
     Ok(Plan {
         steps,
@@ -70,6 +74,7 @@ pub(crate) fn plan(config: &PipelineConfig) -> Result<Plan> {
         order,
         memory,
         port_reservations,
+        pool_stats,
     })
 }
 
@@ -256,6 +261,7 @@ fn build_in_order(
     order: &[usize],
     positions: &[Position],
     memory: &RunMemory,
+    pool_stats: &Arc<PoolStats>,
 ) -> Result<Vec<Planned>> {
     let mut built: Vec<Option<Planned>> = (0..config.steps.len()).map(|_| None).collect();
     for &i in order {
@@ -267,6 +273,8 @@ fn build_in_order(
             name: &def.name,
             input,
             memory,
+            engine: config.settings.engine,
+            pool_stats: Arc::clone(pool_stats),
         };
         let runtime = def.config.build(&ctx).map_err(|e| e.located(at, &def.name))?;
         let planned = planned(&def.name, runtime, at)?;

@@ -415,9 +415,19 @@ pub struct BuildContext<'a> {
     /// The run's memory budget and spill space: a step that holds rows registers a
     /// reservation here ([`crate::memory::MemoryPool::register`]).
     pub memory: &'a crate::memory::RunMemory,
+    /// The run's `Settings.Engine` switches.
+    pub engine: crate::config::EngineSettings,
+    /// Where the run's buffer pools count what they do.
+    pub(crate) pool_stats: Arc<crate::pool::PoolStats>,
 }
 
 impl BuildContext<'_> {
+    /// A buffer pool with the run's `Settings.Engine.Pooling` strategy, holding at most
+    /// `capacity` idle buffers and counting into the run's summary.
+    pub fn buffer_pool<T: Default + Send>(&self, capacity: usize) -> crate::pool::BufferPool<T> {
+        crate::pool::BufferPool::new(self.engine.pooling, capacity, Arc::clone(&self.pool_stats))
+    }
+
     /// The input schema, or the error every step without input gets.
     ///
     /// # Errors

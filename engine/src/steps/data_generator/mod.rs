@@ -43,7 +43,10 @@ impl Default for DataGeneratorConfig {
 
 impl DataGeneratorConfig {
     pub(crate) fn parse(o: &mut Obj<'_>, env: &mut ParseEnv<'_>) -> Result<Self> {
-        let mut c = DataGeneratorConfig::default();
+        let mut c = DataGeneratorConfig {
+            batch_size: env.engine.chunk_size,
+            ..Default::default()
+        };
         env.accept_ignored(o, &["Name"], "the step's name is its Name in Plugins")?;
         // The original's Phase3TemplatePlugin.TemplatePlugin (an alias of this step) chose
         // what to generate with DataType.

@@ -9,6 +9,7 @@ use crate::chunk::Chunk;
 use crate::config::{Obj, ParseEnv};
 use crate::error::{Error, Result};
 use crate::output_file::{AtomicOutput, BackgroundWriter, Publish};
+use crate::pool::BufferPool;
 use crate::schema::{DataType, SchemaRef};
 use crate::steps::common::{check_encoding, parse_delimiter};
 use crate::steps::{BuildContext, Sink, StepRuntime};
@@ -171,6 +172,7 @@ impl DelimitedSinkConfig {
             out: None,
             done: None,
             field: Vec::new(),
+            pool: Some(ctx.buffer_pool(crate::output_file::WRITER_POOL)),
         })))
     }
 }
@@ -183,6 +185,9 @@ pub struct DelimitedSink {
     /// The finished output, waiting for commit.
     done: Option<AtomicOutput>,
     field: Vec<u8>,
+    /// Text buffers between the sink and its writer thread (`Settings.Engine.Pooling`),
+    /// handed to the writer when the output opens.
+    pool: Option<BufferPool<Vec<u8>>>,
 }
 
 impl DelimitedSink {
@@ -224,7 +229,10 @@ impl DelimitedSink {
         } else {
             file.write_all(&head).map_err(|e| self.io(e))?;
         }
-        self.out = Some(BackgroundWriter::start(file)?);
+        self.out = Some(match self.pool.take() {
+            Some(pool) => BackgroundWriter::start_pooled(file, pool)?,
+            None => BackgroundWriter::start(file)?,
+        });
         Ok(())
     }
 

@@ -60,6 +60,7 @@ use crate::config::{Obj, ParseEnv};
 use crate::error::{Error, Result};
 use crate::metrics::StepMetrics;
 use crate::output_file::{AtomicOutput, Publish};
+use crate::pool::BufferPool;
 use crate::port::CancelToken;
 use crate::schema::{DataType, Field, Schema, SchemaRef};
 use crate::steps::common::{check_encoding, parse_delimiter, parse_output_schema, ColumnDef};
@@ -166,6 +167,7 @@ impl DelimitedSourceConfig {
         let mut c = DelimitedSourceConfig {
             file_path,
             config_only: env.config_only,
+            chunk_size: env.engine.chunk_size,
             ..Default::default()
         };
         let infer_note_at = path_node.path.clone();
@@ -461,6 +463,7 @@ impl DelimitedSourceConfig {
                 dead_letters_done: None,
                 input: None,
                 size: None,
+                recycled: Arc::new(ctx.buffer_pool(RAW_CHUNK_POOL)),
             })));
         }
         let (input, size) = self.open()?;
@@ -479,6 +482,7 @@ impl DelimitedSourceConfig {
             dead_letters_done: None,
             input: Some(sp),
             size,
+            recycled: Arc::new(ctx.buffer_pool(RAW_CHUNK_POOL)),
         })))
     }
 }
@@ -537,7 +541,14 @@ pub struct DelimitedSource {
     input: Option<Splitter<Input>>,
     /// Input size when it is a regular file.
     size: Option<u64>,
+    /// Parsed raw chunks go back to the reader through this pool
+    /// (`Settings.Engine.Pooling`; default lock-free), so the reader's buffers are allocated once.
+    recycled: Arc<BufferPool<RawChunk>>,
 }
+
+/// Idle raw chunks the source's pool holds: the reader→parser channel holds 2, so 4 covers
+/// every chunk in flight.
+const RAW_CHUNK_POOL: usize = 4;
 
 /// The opened input: a regular file (which can seek), or a stream (stdin, a FIFO).
 enum Input {
@@ -661,10 +672,9 @@ impl Source for DelimitedSource {
         sp.cancel = Some(cancel.clone());
         sp.resync_long_lines = self.cfg.skip_malformed_rows;
         let (tx, rx) = crossbeam_channel::bounded::<RawChunk>(2);
-        // Parsed raw chunks go back to the reader through a lock-free pool (decisions.toml:
-        // `pooling = "lock-free"`), so the reader's buffers are allocated once.
-        let recycled = crossbeam_queue::ArrayQueue::<RawChunk>::new(4);
-        let recycled = &recycled;
+        // Parsed raw chunks go back to the reader through the pool.
+        let recycled = Arc::clone(&self.recycled);
+        let recycled = &*recycled;
         let chunk_size = self.cfg.chunk_size;
         let stop_at_reject = !self.cfg.skip_malformed_rows;
         let step = self.step.clone();
@@ -1437,10 +1447,10 @@ fn read_raw<R: Read>(
     max_bytes: usize,
     stop_at_reject: bool,
     tx: &crossbeam_channel::Sender<RawChunk>,
-    recycle: &crossbeam_queue::ArrayQueue<RawChunk>,
+    recycle: &BufferPool<RawChunk>,
     cancel: &CancelToken,
 ) -> Result<()> {
-    let mut raw = recycle.pop().unwrap_or_default();
+    let mut raw = recycle.take();
     loop {
         let done = match sp.next_record(&mut raw)? {
             Next::Record => false,
@@ -1456,7 +1466,7 @@ fn read_raw<R: Read>(
                 return Err(Error::Cancelled);
             }
             raw.byte_pos = sp.offset();
-            let next = recycle.pop().unwrap_or_default();
+            let next = recycle.take();
             if tx.send(std::mem::replace(&mut raw, next)).is_err() {
                 // The parser stopped (it failed, and reports why).
                 return Ok(());
@@ -1473,7 +1483,7 @@ impl DelimitedSource {
     fn parse_all(
         &mut self,
         rx: &crossbeam_channel::Receiver<RawChunk>,
-        recycle: &crossbeam_queue::ArrayQueue<RawChunk>,
+        recycle: &BufferPool<RawChunk>,
         out: &mut Emitter,
         cancel: &CancelToken,
     ) -> Result<()> {
@@ -1506,7 +1516,7 @@ impl DelimitedSource {
             StepMetrics::add(&out.metrics().bytes_read, raw.byte_pos.saturating_sub(last_bytes));
             last_bytes = raw.byte_pos;
             raw.clear();
-            let _ = recycle.push(raw);
+            recycle.give(raw);
             StepMetrics::add(&out.metrics().rows_in, lines.len() as u64);
             if !lines.is_empty() {
                 out.emit(Chunk::from_columns(Arc::clone(&self.schema), columns, lines))?;
@@ -1830,7 +1840,7 @@ mod tests {
         }
         let mut sp = Splitter::new(&input[..], "t".into(), b',', b'"', DEFAULT_MAX_RECORD_BYTES);
         let (tx, rx) = crossbeam_channel::unbounded();
-        let pool = crossbeam_queue::ArrayQueue::new(4);
+        let pool = BufferPool::new(crate::pool::Pooling::LockFree, 4, Default::default());
         read_raw(&mut sp, 5000, RAW_CHUNK_BYTES, false, &tx, &pool, &CancelToken::new()).unwrap();
         drop(tx);
         let chunks: Vec<RawChunk> = rx.iter().collect();

@@ -78,11 +78,12 @@ pub(crate) fn parse_collation(n: &crate::config::Node<'_>) -> Result<Collation> 
 }
 
 impl SortConfig {
-    pub(crate) fn parse(o: &mut Obj<'_>, _env: &mut ParseEnv<'_>) -> Result<Self> {
+    pub(crate) fn parse(o: &mut Obj<'_>, env: &mut ParseEnv<'_>) -> Result<Self> {
         let mut c = SortConfig {
             keys: Vec::new(),
             collation: Collation::Binary,
-            chunk_size: crate::defaults::DEFAULT_CHUNK_SIZE,
+            // Its output chunks, like a source's: `Settings.Engine.ChunkSize` unless set here.
+            chunk_size: env.engine.chunk_size,
         };
         let keys = o.require(&["Keys", "SortBy", "OrderBy"])?;
         for k in keys.list()? {

@@ -46,6 +46,8 @@ fn run_sort(cfg: &SortConfig, rows: &[Row], chunk: usize, limit: usize) -> (Vec<
         name: "sort",
         input: Some(schema()),
         memory: &memory,
+        engine: Default::default(),
+        pool_stats: Default::default(),
     };
     let StepRuntime::Transform(mut ts) = cfg.build(&ctx).unwrap() else {
         panic!()
@@ -225,6 +227,8 @@ fn a_chunk_larger_than_the_budget_is_a_clear_error() {
         name: "big",
         input: Some(schema()),
         memory: &memory,
+        engine: Default::default(),
+        pool_stats: Default::default(),
     };
     let cfg = SortConfig {
         keys: vec![key("k", false, false)],
@@ -249,6 +253,8 @@ fn an_unknown_key_column_names_the_key_and_suggests() {
         name: "s",
         input: Some(schema()),
         memory: &memory,
+        engine: Default::default(),
+        pool_stats: Default::default(),
     };
     let cfg = SortConfig {
         keys: vec![key("kk", false, false)],
