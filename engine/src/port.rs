@@ -299,6 +299,19 @@ pub struct Port {
     bell: OnceLock<Arc<Doorbell>>,
     cancel: CancelToken,
     upstream: Arc<StepMetrics>,
+    /// `FullMode: Spill`: chunks that did not fit, on disk, oldest first.
+    overflow: Option<Overflow>,
+}
+
+/// The disk side of a `FullMode: Spill` port. Every chunk in memory is older than every
+/// chunk on disk: a sender writes to memory only while nothing is on disk (decided under
+/// the lock), and the receiver takes from memory first, then from disk.
+struct Overflow {
+    space: Arc<crate::spill::SpillSpace>,
+    /// Accounts the spill files to the downstream step.
+    stats: crate::memory::MemoryReservation,
+    files: Mutex<std::collections::VecDeque<(crate::spill::SpillFile, crate::schema::SchemaRef)>>,
+    on_disk: AtomicUsize,
 }
 
 impl Port {
@@ -332,7 +345,80 @@ impl Port {
             bell: OnceLock::new(),
             cancel,
             upstream,
+            overflow: None,
         }
+    }
+
+    /// Gives a `FullMode: Spill` port its spill space; its spill files are accounted to
+    /// `stats` (a reservation of the downstream step).
+    pub fn with_overflow(mut self, space: Arc<crate::spill::SpillSpace>, stats: crate::memory::MemoryReservation) -> Port {
+        self.overflow = Some(Overflow {
+            space,
+            stats,
+            files: Mutex::new(std::collections::VecDeque::new()),
+            on_disk: AtomicUsize::new(0),
+        });
+        self
+    }
+
+    /// `FullMode: Spill`: into memory when there is room and nothing waits on disk, else
+    /// onto disk (one spill file per chunk, read back verified and deleted).
+    fn send_or_spill(&self, of: &Overflow, chunk: Arc<Chunk>, bytes: usize) -> Result<()> {
+        let mut files = lock(&of.files);
+        if files.is_empty() && !self.is_full(bytes) {
+            self.bytes.fetch_add(bytes, Ordering::AcqRel);
+            match self.queue.try_send(Msg::Chunk(chunk, bytes)) {
+                Ok(()) => {
+                    drop(files);
+                    self.ring();
+                    return Ok(());
+                }
+                Err(Msg::Chunk(c, _)) => {
+                    self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+                    return self.spill_chunk(of, &mut files, c);
+                }
+                Err(Msg::Closed) => return Err(Error::Internal("port sent a wake-up in place of a chunk".into())),
+            }
+        }
+        self.spill_chunk(of, &mut files, chunk)
+    }
+
+    fn spill_chunk(
+        &self,
+        of: &Overflow,
+        files: &mut std::collections::VecDeque<(crate::spill::SpillFile, crate::schema::SchemaRef)>,
+        chunk: Arc<Chunk>,
+    ) -> Result<()> {
+        let mut w = of.space.create(&format!("{}-to-{}", self.from, self.to))?;
+        w.write(&chunk)?;
+        let f = w.finish()?;
+        of.stats.stats().record_spill(f.bytes(), f.rows());
+        files.push_back((f, Arc::clone(chunk.schema())));
+        of.on_disk.fetch_add(1, Ordering::AcqRel);
+        self.ring();
+        Ok(())
+    }
+
+    /// The oldest chunk on disk, if any (only once memory is empty: memory is older).
+    fn take_spilled(&self) -> Result<Option<Arc<Chunk>>> {
+        let Some(of) = &self.overflow else { return Ok(None) };
+        if of.on_disk.load(Ordering::Acquire) == 0 {
+            return Ok(None);
+        }
+        let next = {
+            let mut files = lock(&of.files);
+            let n = files.pop_front();
+            if n.is_some() {
+                of.on_disk.fetch_sub(1, Ordering::AcqRel);
+            }
+            n
+        };
+        let Some((file, schema)) = next else { return Ok(None) };
+        let mut r = file.reader_with_buffer(schema, 64 << 10)?;
+        let chunk = r
+            .next_chunk()?
+            .ok_or_else(|| Error::Internal(format!("an overflow file of {} -> {} is empty", self.from, self.to)))?;
+        Ok(Some(Arc::new(chunk)))
     }
 
     /// The queue behind this port.
@@ -406,6 +492,10 @@ impl Port {
                 // Downstream has stopped (it failed, and cancellation follows).
                 return Err(Error::Cancelled);
             }
+            if let Some(of) = &self.overflow {
+                let chunk = msg.take().ok_or_else(|| Error::Internal("port message lost".into()))?;
+                return self.send_or_spill(of, chunk, bytes);
+            }
             // A producer that had to wait resumes below the threshold, not at the first slot.
             let full = self.is_full(bytes) || (waited_since.is_some() && !self.below_threshold());
             if !full {
@@ -451,6 +541,10 @@ impl Port {
                     StepMetrics::add(&self.upstream.rows_dropped, rows);
                     return Ok(());
                 }
+                FullMode::Spill => {
+                    // Without a spill space (a port built by hand): backpressure.
+                    self.wait_for_room(bytes);
+                }
                 FullMode::ThrowException => {
                     return Err(self.port_error(format!(
                         "port is full ({} chunks, {} bytes) and FullMode is ThrowException; raise BufferSize or use Wait",
@@ -467,7 +561,7 @@ impl Port {
     /// # Errors
     /// [`Error::Cancelled`].
     pub fn recv(&self) -> Result<Option<Arc<Chunk>>> {
-        if !self.queue.blocks() {
+        if self.overflow.is_some() || !self.queue.blocks() {
             return self.recv_by_doorbell();
         }
         loop {
@@ -491,7 +585,7 @@ impl Port {
         let bell = Arc::clone(self.bell.get_or_init(Default::default));
         loop {
             let seen = bell.generation();
-            if let Some(done) = self.try_take() {
+            if let Some(done) = self.try_take()? {
                 return Ok(done);
             }
             if self.cancel.is_cancelled() {
@@ -515,6 +609,10 @@ impl Port {
     pub fn receiver_done(&self) {
         self.receiver_gone.store(true, Ordering::Release);
         while self.queue.try_recv().is_some() {}
+        if let Some(of) = &self.overflow {
+            lock(&of.files).clear();
+            of.on_disk.store(0, Ordering::Release);
+        }
         self.bytes.store(0, Ordering::Release);
         self.made_room();
     }
@@ -526,10 +624,19 @@ impl Port {
 
     /// Takes a chunk if one is ready: `Some(Some(chunk))`, `Some(None)` when the port is
     /// finished (every sender done, nothing buffered), `None` when it is merely empty.
-    fn try_take(&self) -> Option<Option<Arc<Chunk>>> {
+    ///
+    /// # Errors
+    /// An overflow file that cannot be read back.
+    fn try_take(&self) -> Result<Option<Option<Arc<Chunk>>>> {
         match self.queue.try_recv() {
-            Some(Msg::Chunk(chunk, b)) => Some(Some(self.taken(chunk, b))),
-            Some(Msg::Closed) | None => (self.senders.load(Ordering::Acquire) == 0 && self.queue.is_empty()).then_some(None),
+            Some(Msg::Chunk(chunk, b)) => Ok(Some(Some(self.taken(chunk, b)))),
+            Some(Msg::Closed) | None => {
+                if let Some(chunk) = self.take_spilled()? {
+                    return Ok(Some(Some(chunk)));
+                }
+                let on_disk = self.overflow.as_ref().map_or(0, |o| o.on_disk.load(Ordering::Acquire));
+                Ok((self.senders.load(Ordering::Acquire) == 0 && self.queue.is_empty() && on_disk == 0).then_some(None))
+            }
         }
     }
 }
@@ -588,7 +695,7 @@ impl Inputs {
                 if !self.open[i] {
                     continue;
                 }
-                match self.ports[i].try_take() {
+                match self.ports[i].try_take()? {
                     Some(Some(chunk)) => {
                         self.next = (i + 1) % n;
                         return Ok(Some(chunk));

@@ -27,7 +27,7 @@
 //! # Seed 003 settings
 //! `Settings.channels.default` is `DefaultChannel`; any other key of `channels` is a named
 //! profile (starting from the default channel) that a connection uses with
-//! `Channel: name`. `allowOverflow: true` is refused until ports can spill to disk.
+//! `Channel: name`. `allowOverflow: true` is `FullMode: Spill` (the port overflows to disk).
 //! `isolation.*`, `memoryPools.*`, `enableMemoryPressureAdaptation` and
 //! `dynamicMemoryLimits` are accepted and kept in [`Settings`], each with a note saying it
 //! has no effect yet.
@@ -62,6 +62,12 @@ pub enum FullMode {
     DropNewest,
     /// Fail the run at the first full port (`ThrowException` in the original).
     ThrowException,
+    /// Overflow to disk: a full port writes further chunks to spill files (in the run's spill
+    /// directory) instead of blocking, and the receiver reads them back in order. Loses
+    /// nothing and does not stall the producer (a slow branch of a fan-out no longer holds
+    /// back the fast one); costs disk space and a write and read per overflowing chunk.
+    /// Seed 003's `allowOverflow: true`.
+    Spill,
 }
 
 impl FullMode {
@@ -71,6 +77,7 @@ impl FullMode {
             "dropoldest" => FullMode::DropOldest,
             "dropnewest" | "dropwrite" => FullMode::DropNewest,
             "throwexception" | "throw" | "fail" => FullMode::ThrowException,
+            "spill" | "spilltodisk" | "overflowtodisk" => FullMode::Spill,
             _ => return None,
         })
     }
@@ -126,7 +133,7 @@ impl ChannelConfig {
             let s = n.string()?;
             c.full_mode = FullMode::parse(&s).ok_or_else(|| {
                 n.err(format!(
-                    "unknown FullMode '{s}'; use Wait, DropOldest, DropNewest or ThrowException"
+                    "unknown FullMode '{s}'; use Wait, DropOldest, DropNewest, ThrowException or Spill"
                 ))
             })?;
         }
@@ -137,11 +144,9 @@ impl ChannelConfig {
             c.max_bytes = n.u64_in(1, crate::defaults::limits::MAX_PORT_BYTES)? as usize;
         }
         if let Some(n) = o.take(&["AllowOverflow"])? {
+            // The original's "overflow instead of blocking": a port that spills to disk.
             if n.bool()? {
-                return Err(n.err(
-                    "allowOverflow: true needs ports that spill to disk, which are not available yet; \
-                     use FullMode: Wait (backpressure, loses nothing) or raise BufferSize / MaxBytes",
-                ));
+                c.full_mode = FullMode::Spill;
             }
         }
         if let Some(n) = o.take(&["EnableMemoryPressureAdaptation"])? {

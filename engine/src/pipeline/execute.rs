@@ -56,7 +56,7 @@ pub(crate) fn execute(config: &PipelineConfig, plan: Plan, cancel: CancelToken) 
         ..
     } = plan;
     memory.spill.remove_stale();
-    let (mut inputs, mut outputs) = wire(&steps, &edges, config.settings.engine.port_flavour, &cancel);
+    let (mut inputs, mut outputs) = wire(&steps, &edges, config.settings.engine.port_flavour, &cancel, &memory);
     let first = FirstError {
         slot: Mutex::new(None),
         cancel: &cancel,
@@ -158,19 +158,29 @@ type Wiring = (Vec<Option<Inputs>>, Vec<Vec<Vec<Arc<Port>>>>);
 /// One port per connection, with that connection's settings and drop accounting; a step
 /// with several inputs reads them together (fan-in), an output with several connections
 /// sends to each (fan-out).
-fn wire(steps: &[Planned], edges: &[Edge], flavour: PortFlavour, cancel: &CancelToken) -> Wiring {
+fn wire(steps: &[Planned], edges: &[Edge], flavour: PortFlavour, cancel: &CancelToken, memory: &crate::memory::RunMemory) -> Wiring {
     let mut input_ports: Vec<Vec<Arc<Port>>> = (0..steps.len()).map(|_| Vec::new()).collect();
     let mut outputs: Vec<Vec<Vec<Arc<Port>>>> = steps.iter().map(|s| vec![Vec::new(); s.outputs.len()]).collect();
     for e in edges {
-        let port = Arc::new(Port::with_flavour(
+        let from = format!("{}{}", steps[e.from].name, e.output.suffix());
+        let mut port = Port::with_flavour(
             flavour,
-            format!("{}{}", steps[e.from].name, e.output.suffix()),
+            from.clone(),
             steps[e.to].name.clone(),
             e.channel.clone(),
             1,
             cancel.clone(),
             Arc::clone(&steps[e.from].metrics),
-        ));
+        );
+        // `FullMode: Spill`: the port overflows into the run's spill space, accounted to the
+        // downstream step.
+        if e.channel.full_mode == crate::config::FullMode::Spill {
+            let stats = memory
+                .pool
+                .register(&steps[e.to].name, Some(&format!("overflow from {from}")), false);
+            port = port.with_overflow(Arc::clone(&memory.spill), stats);
+        }
+        let port = Arc::new(port);
         let oi = steps[e.from].outputs.iter().position(|o| *o == e.output).unwrap_or(0);
         outputs[e.from][oi].push(Arc::clone(&port));
         input_ports[e.to].push(port);
