@@ -352,11 +352,10 @@ fn seed_003_settings_are_accepted_and_channels_take_effect() {
 fn seed_003_channel_errors_say_what_to_do() {
     let s = Scenario::new();
     let seed = include_str!("compat/seed003-settings.yaml");
-    let e = build_err(&s, &seed.replace("allowOverflow: false", "allowOverflow: true"));
-    assert_eq!(
-        e,
-        "pipeline.yaml:33: pipeline.settings.channels.highThroughput.allowOverflow: allowOverflow: true needs ports that spill to disk, which are not available yet; use FullMode: Wait (backpressure, loses nothing) or raise BufferSize / MaxBytes"
-    );
+    // allowOverflow: true is a port that spills to disk.
+    let p = s.write("overflow.yaml", &seed.replace("allowOverflow: false", "allowOverflow: true"));
+    let p = Pipeline::from_file(&p, &[]).unwrap();
+    assert_eq!(p.config().settings.channel_profiles[0].1.full_mode, flowengine::FullMode::Spill);
     let e = build_err(&s, &seed.replace("channel: \"highThroughput\"", "channel: \"highThroughtput\""));
     assert_eq!(
         e,
