@@ -446,6 +446,7 @@ impl DelimitedSourceConfig {
     }
 
     pub(crate) fn build(&self, ctx: &BuildContext<'_>) -> Result<StepRuntime> {
+        let (raw_chunk_bytes, reserved) = reserve_read_buffers(ctx)?;
         if self.config_only && !self.is_stdin() {
             // `validate --config-only`: the declared schema, the input left unopened. Without
             // a declared one the schema is unknown (no columns): the steps downstream are
@@ -464,6 +465,8 @@ impl DelimitedSourceConfig {
                 input: None,
                 size: None,
                 recycled: Arc::new(ctx.buffer_pool(RAW_CHUNK_POOL)),
+                raw_chunk_bytes,
+                _reserved: reserved,
             })));
         }
         let (input, size) = self.open()?;
@@ -483,6 +486,8 @@ impl DelimitedSourceConfig {
             input: Some(sp),
             size,
             recycled: Arc::new(ctx.buffer_pool(RAW_CHUNK_POOL)),
+            raw_chunk_bytes,
+            _reserved: reserved,
         })))
     }
 }
@@ -544,6 +549,28 @@ pub struct DelimitedSource {
     /// Parsed raw chunks go back to the reader through this pool
     /// (`Settings.Engine.Pooling`; default lock-free), so the reader's buffers are allocated once.
     recycled: Arc<BufferPool<RawChunk>>,
+    /// Bytes of text after which the reader cuts a chunk (fewer than `ChunkSize` rows when
+    /// rows are wide): [`RAW_CHUNK_BYTES`], or 1/64 of an explicit memory limit.
+    raw_chunk_bytes: usize,
+    /// The read buffers' share of the run's memory budget.
+    _reserved: crate::memory::MemoryReservation,
+}
+
+/// Raw bytes per chunk under the run's memory settings, and their fixed reservation: the
+/// reader→parser channel (2), the pool (4) and the chunk being filled, as text and parsed.
+fn reserve_read_buffers(ctx: &BuildContext<'_>) -> Result<(usize, crate::memory::MemoryReservation)> {
+    let raw = if ctx.memory.explicit {
+        (ctx.memory.pool.limit() / 64).clamp(256 << 10, RAW_CHUNK_BYTES)
+    } else {
+        RAW_CHUNK_BYTES
+    };
+    let r = ctx.memory.pool.reserve_fixed(
+        ctx.name,
+        "read buffers",
+        raw * 8,
+        "raise the memory limit; the source needs about 8 chunks of text in flight",
+    )?;
+    Ok((raw, r))
 }
 
 /// Idle raw chunks the source's pool holds: the reader→parser channel holds 2, so 4 covers
@@ -676,13 +703,14 @@ impl Source for DelimitedSource {
         let recycled = Arc::clone(&self.recycled);
         let recycled = &*recycled;
         let chunk_size = self.cfg.chunk_size;
+        let raw_chunk_bytes = self.raw_chunk_bytes;
         let stop_at_reject = !self.cfg.skip_malformed_rows;
         let step = self.step.clone();
         std::thread::scope(|scope| {
             let reader = std::thread::Builder::new()
                 .name(format!("{step}-reader"))
                 .spawn_scoped(scope, move || {
-                    read_raw(&mut sp, chunk_size, RAW_CHUNK_BYTES, stop_at_reject, &tx, recycled, cancel)
+                    read_raw(&mut sp, chunk_size, raw_chunk_bytes, stop_at_reject, &tx, recycled, cancel)
                 })
                 .map_err(|e| Error::Internal(format!("cannot start the reader thread: {e}")))?;
             let parsed = self.parse_all(&rx, recycled, out, cancel);

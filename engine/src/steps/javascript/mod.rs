@@ -482,9 +482,27 @@ impl JavaScriptConfig {
             }
             _ => None,
         };
-        let shared = Arc::new(runtime::Shared::new(self, ctx.name, input, output, queues).with_dead_letters(dead_letters));
+        // Each worker's heap comes from the run's budget: under an explicit limit, at most a
+        // quarter of it is shared by the workers (at least 16 MiB each).
+        let workers = self.workers.max(1);
+        let heap = if ctx.memory.explicit {
+            self.memory_limit.min((ctx.memory.pool.limit() / 4 / workers).max(16 << 20))
+        } else {
+            self.memory_limit
+        };
+        let reserved = ctx.memory.pool.reserve_fixed(
+            ctx.name,
+            "script heaps",
+            heap.saturating_mul(workers),
+            "raise the memory limit, or lower Workers or Engine.MemoryLimit",
+        )?;
+        let shared = Arc::new(
+            runtime::Shared::new(self, ctx.name, input, output, queues)
+                .with_dead_letters(dead_letters)
+                .with_heap_limit(heap, reserved),
+        );
         runtime::check_compiles(&shared)?;
-        let instances = (0..self.workers.max(1))
+        let instances = (0..workers)
             .map(|_| Box::new(runtime::JsTransform::new(Arc::clone(&shared))) as Box<dyn Transform>)
             .collect();
         Ok(StepRuntime::Transform(instances))

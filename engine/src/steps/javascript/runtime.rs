@@ -286,6 +286,8 @@ type LogCapture = Arc<Mutex<Vec<(String, String)>>>;
 /// Everything the instances of one step share: the compiled plan, the limits and the error
 /// count (MaxErrors is per step, not per worker).
 pub(crate) struct Shared {
+    /// The engines' heaps, reserved from the run's memory budget.
+    _heap_reserved: Option<crate::memory::MemoryReservation>,
     step: String,
     script: String,
     runner_source: String,
@@ -316,6 +318,13 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Each engine's heap limit, lowered to fit the run's memory budget.
+    pub(crate) fn with_heap_limit(mut self, bytes: usize, reserved: crate::memory::MemoryReservation) -> Shared {
+        self.memory_limit = bytes;
+        self._heap_reserved = Some(reserved);
+        self
+    }
+
     pub(crate) fn new(config: &JavaScriptConfig, step: &str, input: SchemaRef, output: SchemaRef, queues: Vec<String>) -> Shared {
         let copy_from = output
             .fields()
@@ -334,6 +343,7 @@ impl Shared {
             .collect();
         let runner_config = runner_config(&input, &output, &queues);
         Shared {
+            _heap_reserved: None,
             step: step.to_owned(),
             script: config.script.clone(),
             runner_source: runner_source(&input),
@@ -758,6 +768,9 @@ impl Engine {
     fn new(shared: &Shared) -> std::result::Result<Engine, String> {
         let runtime = Runtime::new().map_err(|e| e.to_string())?;
         runtime.set_memory_limit(shared.memory_limit);
+        // Collect cycles well before the limit (QuickJS frees most garbage by reference
+        // counting; its cycle collector otherwise runs only as the heap doubles).
+        runtime.set_gc_threshold((shared.memory_limit / 4).max(1 << 20));
         // Worker threads have Rust's default 2 MiB stack; keep QuickJS well inside it.
         runtime.set_max_stack_size(1 << 20);
         let timeout = shared.timeout;
