@@ -21,7 +21,7 @@
 //! the port byte budget that admitted it), the binary and thread stacks. With a 64 MiB
 //! limit these add roughly 10–15 MiB to the process's resident memory.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
@@ -137,8 +137,9 @@ pub struct RunMemory {
 impl RunMemory {
     /// From the run's settings.
     pub fn new(cfg: &MemoryConfig) -> RunMemory {
+        let pool = MemoryPool::new(cfg.effective_limit(), cfg.spill_threshold, cfg.enable_spill);
         RunMemory {
-            pool: MemoryPool::new(cfg.effective_limit(), cfg.spill_threshold, cfg.enable_spill),
+            pool: if cfg.limit.is_some() { pool } else { pool.lenient() },
             spill: crate::spill::SpillSpace::new(cfg.spill_path.as_deref()),
             explicit: cfg.limit.is_some(),
         }
@@ -193,6 +194,10 @@ pub struct MemoryPool {
     spillable: AtomicUsize,
     threshold: f64,
     enable_spill: bool,
+    /// False when the limit was derived from the machine, not set: fixed reservations are
+    /// then recorded even past the limit (a pipeline that ran before a budget existed keeps
+    /// running), while operators still spill at their share.
+    strict: AtomicBool,
     consumers: Mutex<Vec<Arc<ConsumerStats>>>,
 }
 
@@ -207,8 +212,16 @@ impl MemoryPool {
             spillable: AtomicUsize::new(0),
             threshold: threshold.clamp(0.01, 1.0),
             enable_spill,
+            strict: AtomicBool::new(true),
             consumers: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Fixed reservations past the limit are recorded instead of refused (a budget derived
+    /// from the machine rather than set by the user).
+    pub fn lenient(self: Arc<Self>) -> Arc<Self> {
+        self.strict.store(false, Ordering::Relaxed);
+        self
     }
 
     /// A pool with no practical limit (tests, code that builds steps by hand).
@@ -269,8 +282,12 @@ impl MemoryPool {
     pub fn reserve_fixed(self: &Arc<Self>, step: &str, what: &str, bytes: usize, hint: &str) -> Result<MemoryReservation> {
         let mut r = self.register(step, Some(what), false);
         r.fixed = true;
-        r.try_grow_hint(bytes, hint)?;
-        self.fixed.fetch_add(bytes, Ordering::AcqRel);
+        if self.strict.load(Ordering::Relaxed) {
+            r.try_grow_hint(bytes, hint)?;
+        } else {
+            r.force_grow(bytes);
+        }
+        self.fixed.fetch_add(r.size, Ordering::AcqRel);
         Ok(r)
     }
 
@@ -349,6 +366,15 @@ impl MemoryReservation {
     /// [`Error::ResourcesExhausted`] when the pool cannot give them.
     pub fn try_grow(&mut self, bytes: usize) -> Result<()> {
         self.try_grow_hint(bytes, "raise Settings.Memory.LimitMB (or --memory-limit), or lower ChunkSize")
+    }
+
+    /// Records `bytes` even past the limit (fixed reservations of a derived budget).
+    fn force_grow(&mut self, bytes: usize) {
+        let now = self.pool.used.fetch_add(bytes, Ordering::AcqRel) + bytes;
+        self.pool.peak.fetch_max(now, Ordering::AcqRel);
+        self.size += bytes;
+        self.stats.current.store(self.size, Ordering::Relaxed);
+        self.stats.peak.fetch_max(self.size, Ordering::Relaxed);
     }
 
     fn try_grow_hint(&mut self, bytes: usize, hint: &str) -> Result<()> {
@@ -472,6 +498,20 @@ mod tests {
         assert!(r.over_threshold(401));
         let e = pool.reserve_fixed("q", "port", 900, "lower BufferSize").unwrap_err();
         assert!(e.to_string().contains("lower BufferSize"), "{e}");
+    }
+
+    #[test]
+    fn a_derived_budget_records_fixed_reservations_past_its_limit_but_operators_stay_under() {
+        let pool = MemoryPool::new(1000, 0.8, true).lenient();
+        let _ports = pool.reserve_fixed("p", "ports", 900, "x").unwrap();
+        let _sink = pool.reserve_fixed("s", "write buffers", 300, "x").unwrap();
+        assert_eq!(pool.used(), 1200);
+        let mut op = pool.register("sort", None, true);
+        assert_eq!(op.share(), 0);
+        assert!(op.try_grow(1).is_err());
+        let strict = MemoryPool::new(1000, 0.8, true);
+        let _p = strict.reserve_fixed("p", "ports", 900, "x").unwrap();
+        assert!(strict.reserve_fixed("s", "write buffers", 300, "x").is_err());
     }
 
     #[test]

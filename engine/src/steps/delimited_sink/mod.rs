@@ -166,7 +166,22 @@ impl DelimitedSinkConfig {
 
     pub(crate) fn build(&self, ctx: &BuildContext<'_>) -> Result<StepRuntime> {
         let schema = ctx.require_input()?;
+        // The text buffers between the sink and its writer thread, each about one chunk of
+        // text: reserved from the run's budget (a chunk's text is bounded like the source's
+        // raw chunks: 1/64 of an explicit limit, else 8 MiB).
+        let per_buffer = if ctx.memory.explicit {
+            (ctx.memory.pool.limit() / 64).clamp(256 << 10, 8 << 20)
+        } else {
+            8 << 20
+        };
+        let reserved = ctx.memory.pool.reserve_fixed(
+            ctx.name,
+            "write buffers",
+            per_buffer * crate::output_file::WRITER_POOL,
+            "raise the memory limit; the sink keeps a few chunks of text in flight",
+        )?;
         Ok(StepRuntime::Sink(Box::new(DelimitedSink {
+            _reserved: reserved,
             cfg: self.clone(),
             schema,
             out: None,
@@ -179,6 +194,8 @@ impl DelimitedSinkConfig {
 
 /// The running `DelimitedSink`.
 pub struct DelimitedSink {
+    /// The write buffers' share of the run's memory budget.
+    _reserved: crate::memory::MemoryReservation,
     cfg: DelimitedSinkConfig,
     schema: SchemaRef,
     out: Option<BackgroundWriter>,
