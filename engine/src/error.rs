@@ -116,6 +116,14 @@ pub enum Error {
         /// Numbers behind the verdict.
         message: String,
     },
+    /// No step made progress for `defaultTimeoutSeconds`.
+    #[error("step '{step}': stalled: {message}")]
+    Stalled {
+        /// The first step still running.
+        step: String,
+        /// How long, which steps, what to do.
+        message: String,
+    },
     /// The run's memory budget cannot hold what a step needs, and the step cannot spill.
     #[error("step '{step}': out of memory budget: {message}")]
     ResourcesExhausted {
@@ -222,7 +230,7 @@ impl Error {
             Error::Config { .. } | Error::Plan { .. } => "config",
             Error::Data { .. } | Error::TooManyErrors { .. } | Error::Script { .. } => "data",
             Error::Io { .. } | Error::Delivery { .. } => "io",
-            Error::Port { .. } | Error::Regression { .. } => "policy",
+            Error::Port { .. } | Error::Regression { .. } | Error::Stalled { .. } => "policy",
             Error::ResourcesExhausted { .. } => "resources",
             Error::Cancelled => "cancelled",
             Error::Internal(_) => "internal",
@@ -254,7 +262,7 @@ impl Error {
             Error::TooManyErrors { step, .. } => (Some(step), None, None),
             Error::Io { path, .. } => (None, Some(path.display().to_string()), None),
             Error::Port { to, .. } => (Some(to), None, None),
-            Error::ResourcesExhausted { step, .. } => (Some(step), None, None),
+            Error::ResourcesExhausted { step, .. } | Error::Stalled { step, .. } => (Some(step), None, None),
             Error::Delivery { step, .. } => (Some(step), None, None),
             _ => (None, None, None),
         };

@@ -331,10 +331,8 @@ fn seed_003_settings_are_accepted_and_channels_take_effect() {
         notes,
         "pipeline.settings.channels.default.enableMemoryPressureAdaptation (line 30) is accepted but has no effect yet: port sizes do not adapt to memory pressure; MaxBytes bounds each port",
     );
-    has_note(
-        notes,
-        "pipeline.settings.isolation.defaultTimeoutSeconds (line 36) is accepted but has no effect yet: a step's inactivity is not bounded yet (a connection's TimeoutSeconds bounds a full port)",
-    );
+    assert_eq!(settings.isolation.default_timeout, Some(std::time::Duration::from_secs(60)));
+    assert!(!notes_mention(notes, "defaultTimeoutSeconds"));
     has_note(
         notes,
         "pipeline.settings.isolation.dynamicMemoryLimits (line 39) is accepted but has no effect yet: the memory budget is not derived from the cgroup limit yet",
@@ -346,6 +344,32 @@ fn seed_003_settings_are_accepted_and_channels_take_effect() {
     let r = p.run().unwrap();
     assert_eq!(r.step("fast").unwrap().rows_written, 500);
     assert_eq!(r.step("archive").unwrap().rows_written, 500);
+}
+
+/// `isolation.defaultTimeoutSeconds` bounds a stalled run: no step made progress for that
+/// long, so it fails naming the steps still running, instead of hanging.
+#[test]
+fn seed_003_default_timeout_fails_a_stalled_run() {
+    let s = Scenario::new();
+    let yaml = r#"
+pipeline:
+  name: stalled
+  settings:
+    isolation: { defaultTimeoutSeconds: 1 }
+  plugins:
+    - { name: gen, type: DataGenerator, config: { RowCount: 100, BatchSize: 10, DelayMs: 30000 } }
+    - { name: out, type: DelimitedSink, config: { FilePath: out.csv } }
+"#;
+    let t0 = std::time::Instant::now();
+    let e = s.run(yaml).unwrap_err();
+    assert!(t0.elapsed().as_secs() < 20, "took {:?}", t0.elapsed());
+    assert_eq!(e.kind(), "policy");
+    let m = e.to_string();
+    assert!(
+        m.starts_with("step 'gen': stalled: no step made progress for 1 s (Settings.isolation.defaultTimeoutSeconds); still running: 'gen' (10 rows in, 10 out), 'out' (10 rows in, 10 out) — "),
+        "{m}"
+    );
+    assert_eq!(s.files(), vec!["pipeline.yaml"]);
 }
 
 #[test]

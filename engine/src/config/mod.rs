@@ -714,10 +714,6 @@ fn parse_isolation(n: &Node<'_>, base_dir: &Path, notes: &mut Vec<String>) -> Re
     }
     if let Some(v) = o.take(&["defaultTimeoutSeconds"])? {
         iso.default_timeout = Some(v.seconds_in(crate::defaults::limits::MAX_SECONDS)?);
-        noted(
-            &v,
-            "a step's inactivity is not bounded yet (a connection's TimeoutSeconds bounds a full port)",
-        );
     }
     if let Some(v) = o.take(&["enableSpillover"])? {
         iso.enable_spillover = v.bool()?;

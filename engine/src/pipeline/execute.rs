@@ -69,6 +69,7 @@ pub(crate) fn execute(config: &PipelineConfig, plan: Plan, cancel: CancelToken) 
         Duration::ZERO
     };
     let done = AtomicBool::new(false);
+    let running: Vec<AtomicBool> = steps.iter().map(|_| AtomicBool::new(true)).collect();
     let progress: Vec<(String, Arc<StepMetrics>)> = steps.iter().map(|s| (s.name.clone(), Arc::clone(&s.metrics))).collect();
     let mut finished: Vec<Finished> = Vec::new();
     std::thread::scope(|scope| {
@@ -76,14 +77,22 @@ pub(crate) fn execute(config: &PipelineConfig, plan: Plan, cancel: CancelToken) 
             let (progress, done) = (&progress, &done);
             scope.spawn(move || monitor(progress, interval, done, start));
         }
+        if let Some(limit) = config.settings.isolation.default_timeout.filter(|t| !t.is_zero()) {
+            let (progress, done, running, first) = (&progress, &done, &running, &first);
+            scope.spawn(move || watchdog(progress, running, limit, done, first));
+        }
         let mut handles = Vec::new();
         for (i, step) in steps.into_iter().enumerate() {
             let input = inputs[i].take();
             let outs = std::mem::take(&mut outputs[i]);
-            let (cancel, first) = (cancel.clone(), &first);
+            let (cancel, first, running) = (cancel.clone(), &first, &running);
             let spawned = std::thread::Builder::new()
                 .name(format!("step-{}", step.name))
-                .spawn_scoped(scope, move || run_step(step, input, outs, &cancel, first, tracing, start));
+                .spawn_scoped(scope, move || {
+                    let f = run_step(step, input, outs, &cancel, first, tracing, start);
+                    running[i].store(false, Ordering::Release);
+                    f
+                });
             match spawned {
                 Ok(h) => handles.push(h),
                 Err(e) => first.fail(Error::Internal(format!("cannot start a thread: {e}"))),
@@ -268,6 +277,69 @@ fn publish(finished: &mut [Finished]) -> Result<()> {
         }
     }
     result
+}
+
+/// Everything a step has done so far, as one number that only grows.
+fn activity(m: &StepMetrics) -> u64 {
+    [
+        &m.rows_in,
+        &m.rows_out,
+        &m.rows_written,
+        &m.rows_rejected,
+        &m.rows_dropped,
+        &m.bytes_read,
+    ]
+    .iter()
+    .map(|c| c.load(Ordering::Relaxed))
+    .fold(0u64, u64::wrapping_add)
+}
+
+/// Seed 003's `isolation.defaultTimeoutSeconds`: when no step has made progress (read,
+/// emitted, written, rejected or dropped a row) for that long, the run fails naming the steps
+/// still running, instead of hanging (e.g. a source waiting on a FIFO nobody writes).
+fn watchdog(progress: &[(String, Arc<StepMetrics>)], running: &[AtomicBool], limit: Duration, done: &AtomicBool, first: &FirstError<'_>) {
+    let total = || progress.iter().map(|(_, m)| activity(m)).fold(0u64, u64::wrapping_add);
+    let mut last = total();
+    let mut since = Instant::now();
+    while !done.load(Ordering::Relaxed) && !first.cancel.is_cancelled() {
+        std::thread::sleep(Duration::from_millis(50).min(limit));
+        let now = total();
+        if now != last {
+            last = now;
+            since = Instant::now();
+            continue;
+        }
+        if since.elapsed() < limit {
+            continue;
+        }
+        let stalled: Vec<String> = progress
+            .iter()
+            .zip(running)
+            .filter(|(_, r)| r.load(Ordering::Acquire))
+            .map(|((n, m), _)| {
+                format!(
+                    "'{n}' ({} rows in, {} out)",
+                    m.rows_in.load(Ordering::Relaxed),
+                    m.rows_out.load(Ordering::Relaxed).max(m.rows_written.load(Ordering::Relaxed))
+                )
+            })
+            .collect();
+        let step = progress
+            .iter()
+            .zip(running)
+            .find(|(_, r)| r.load(Ordering::Acquire))
+            .map(|((n, _), _)| n.clone())
+            .unwrap_or_default();
+        first.fail(Error::Stalled {
+            step,
+            message: format!(
+                "no step made progress for {:.0} s (Settings.isolation.defaultTimeoutSeconds); still running: {} — an input may be waiting for data that never comes; check the inputs or raise defaultTimeoutSeconds",
+                limit.as_secs_f64(),
+                stalled.join(", ")
+            ),
+        });
+        return;
+    }
 }
 
 /// The periodic metrics line (`Settings.Monitoring.MetricsIntervalSeconds`).

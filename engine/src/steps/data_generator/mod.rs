@@ -178,8 +178,17 @@ impl Source for DataGenerator {
             }
             crate::metrics::StepMetrics::add(&out.metrics().rows_in, n as u64);
             out.emit(Chunk::from_columns(Arc::clone(&self.schema), cols, Vec::new()))?;
-            if self.cfg.delay_ms > 0 {
-                std::thread::sleep(Duration::from_millis(self.cfg.delay_ms));
+            // The pause is cancellable: a cancelled run does not wait it out.
+            let until = std::time::Instant::now() + Duration::from_millis(self.cfg.delay_ms);
+            while std::time::Instant::now() < until {
+                if cancel.is_cancelled() {
+                    return Err(Error::Cancelled);
+                }
+                std::thread::sleep(
+                    until
+                        .saturating_duration_since(std::time::Instant::now())
+                        .min(Duration::from_millis(20)),
+                );
             }
         }
         Ok(())
