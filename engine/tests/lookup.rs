@@ -135,7 +135,10 @@ fn a_duplicate_lookup_key_fails_naming_both_source_lines() {
     let e = s.run(&pipeline("left", "", "To: Enrich.lookup")).unwrap_err();
     let msg = e.to_string();
     assert_eq!(e.kind(), "data", "{msg}");
-    assert!(msg.contains("duplicate key customer_id=1") && msg.contains("source lines 2 and 4"), "{msg}");
+    assert!(
+        msg.contains("duplicate key customer_id=1") && msg.contains("source lines 2 and 4"),
+        "{msg}"
+    );
     assert!(!s.path("out.csv").exists());
 }
 
@@ -169,7 +172,10 @@ fn named_input_plan_errors_give_the_line_and_what_to_do() {
     let yaml = good.replace("To: Enrich.lookup", "To: Enrich.lokup");
     let e = plan_error(&s, &yaml);
     let at = format!("pipeline.yaml:{}", line_of(&yaml, "Enrich.lokup"));
-    assert!(e.contains(&at) && e.contains("no input 'lokup'") && e.contains("did you mean 'Enrich.lookup'"), "{e}");
+    assert!(
+        e.contains(&at) && e.contains("no input 'lokup'") && e.contains("did you mean 'Enrich.lookup'"),
+        "{e}"
+    );
 
     // A named input of a step that has none.
     let yaml = good.replace("{ From: Enrich, To: out }", "{ From: Enrich, To: out.lookup }");
@@ -178,10 +184,16 @@ fn named_input_plan_errors_give_the_line_and_what_to_do() {
     assert!(e.contains(&at) && e.contains("has only its main input"), "{e}");
 
     // A Lookup with nothing connected to `lookup`.
-    let yaml = good.replace("    - { From: segments, To: Enrich.lookup }\n", "    - { From: segments, To: out }\n");
+    let yaml = good.replace(
+        "    - { From: segments, To: Enrich.lookup }\n",
+        "    - { From: segments, To: out }\n",
+    );
     let e = plan_error(&s, &yaml);
     let at = format!("pipeline.yaml:{}", line_of(&yaml, "Name: Enrich"));
-    assert!(e.contains(&at) && e.contains("no lookup input") && e.contains("To: Enrich.lookup"), "{e}");
+    assert!(
+        e.contains(&at) && e.contains("no lookup input") && e.contains("To: Enrich.lookup"),
+        "{e}"
+    );
 
     // A key missing on the lookup side (did you mean), with the key's line.
     let yaml = good.replace(
@@ -199,7 +211,10 @@ fn named_input_plan_errors_give_the_line_and_what_to_do() {
     // A key missing on the main side.
     let yaml = good.replace("Keys: [customer_id]", "Keys: [{ Main: customer, Lookup: customer_id }]");
     let e = plan_error(&s, &yaml);
-    assert!(e.contains("'customer' is not a column of the main input") && e.contains("did you mean 'customer_id'"), "{e}");
+    assert!(
+        e.contains("'customer' is not a column of the main input") && e.contains("did you mean 'customer_id'"),
+        "{e}"
+    );
 
     // An added column clashing with a main column.
     let yaml = good.replace("{ Column: region, As: customer_region }", "{ Column: region, As: name }");
@@ -224,4 +239,30 @@ fn named_input_plan_errors_give_the_line_and_what_to_do() {
         );
     let e = plan_error(&s, &yaml);
     assert!(e.contains("schema mismatch on fan-in") && e.contains("Enrich.lookup"), "{e}");
+}
+
+/// `examples/bench/lookup.yaml` runs as shipped, on a few generated rows.
+#[test]
+fn the_bench_pipeline_runs_on_small_data() {
+    let s = Scenario::new();
+    let mut customers = String::from("customer_id,first_name,last_name,age,email,account_value\n");
+    for i in 1..=50 {
+        customers.push_str(&format!("{i},F{i},L{i},30,f{i}@x.org,{i}.50\n"));
+    }
+    s.write("c.csv", &customers);
+    let mut segments = String::from("customer_id,segment\n");
+    for i in (1..=40).rev() {
+        segments.push_str(&format!("{i},s{}\n", i % 3));
+    }
+    s.write("s.csv", &segments);
+    let yaml = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/bench/lookup.yaml");
+    let var = |k: &str, v: &str| (k.to_owned(), s.path(v).display().to_string());
+    let vars = [var("In", "c.csv"), var("Segments", "s.csv"), var("Out", "o.csv")];
+    let r = flowengine::Pipeline::from_file(yaml, &vars).unwrap().run().unwrap();
+    assert_eq!(r.step("Sink").unwrap().rows_written, 50);
+    let out = s.read("o.csv");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "customer_id,first_name,last_name,age,email,account_value,segment");
+    assert_eq!(lines[3], "3,F3,L3,30,f3@x.org,3.50,s0");
+    assert_eq!(lines[50], "50,F50,L50,30,f50@x.org,50.50,");
 }
