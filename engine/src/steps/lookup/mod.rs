@@ -37,7 +37,9 @@
 //!   built and its main rows joined. A partition whose table still does not fit is
 //!   re-partitioned with another hash seed, up to [`MAX_DEPTH`] levels (past that, a clear
 //!   resources error: usually very many rows share one key). Main rows with a null key do
-//!   not go to disk: they come out (left) or are filtered (inner) at once.
+//!   not go to disk: they come out (left) or are filtered (inner) at once. Not reserved: the
+//!   write buffers of the partitions being written (256 KiB each, one per partition), like
+//!   any chunk a step is working on.
 //! - **Order.** In memory, the output keeps the main input's order. Spilled, it comes
 //!   partition by partition (main-input order within a partition), not in main-input order.
 //!   Rows keep their source line numbers.

@@ -395,3 +395,33 @@ fn without_columns_every_non_key_column_is_added_nullable_on_a_left_join() {
     assert_eq!(s.names().collect::<Vec<_>>(), ["id", "k", "s", "seg", "v"]);
     assert!(s.fields()[3].nullable && s.fields()[4].nullable);
 }
+
+#[test]
+fn a_cancelled_run_stops_the_grace_join_and_leaves_no_spill_files() {
+    let (main, side) = many(3000);
+    let memory = RunMemory {
+        pool: MemoryPool::new(60_000, 0.8, true),
+        spill: crate::spill::SpillSpace::new(None),
+        explicit: true,
+    };
+    let cfg = config(JoinType::Left, OnDuplicateKey::Error, 4);
+    let StepRuntime::Transform(mut ts) = cfg.build(&context(&memory, Some(side_schema()))).unwrap() else {
+        panic!()
+    };
+    let cancel = CancelToken::new();
+    ts[0].bind_cancel(&cancel);
+    let mut out = Emitter::buffering(vec![OutputId::Main], Arc::new(StepMetrics::default()));
+    for part in side.chunks(200) {
+        ts[0].process_input(LOOKUP_INPUT, Arc::new(side_chunk(part, 2)), &mut out).unwrap();
+    }
+    ts[0].input_finished(LOOKUP_INPUT, &mut out).unwrap();
+    for part in main.chunks(200) {
+        ts[0].process(Arc::new(main_chunk(part)), &mut out).unwrap();
+    }
+    let dir = memory.spill.dir().expect("spilled");
+    cancel.cancel();
+    assert!(matches!(ts[0].finish(&mut out), Err(Error::Cancelled)));
+    drop(ts);
+    drop(memory);
+    assert!(!dir.exists(), "spill directory left behind");
+}
