@@ -162,7 +162,8 @@ impl ChannelConfig {
     }
 }
 
-/// One connection: `From: step` or `From: step.queue` (a named extra output) to `To: step`.
+/// One connection: `From: step` or `From: step.queue` (a named extra output) to `To: step`
+/// (its main input) or `To: step.input` (a named input, e.g. `Enrich.lookup` of a `Lookup`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConnectionConfig {
     /// Upstream step.
@@ -171,6 +172,8 @@ pub struct ConnectionConfig {
     pub from_port: Option<String>,
     /// Downstream step.
     pub to: String,
+    /// Downstream input (`ToPort`); `None` is the main input (so are `input` and `main`).
+    pub to_port: Option<String>,
     /// The port; `None` uses `Settings.DefaultChannel`.
     pub channel: Option<ChannelConfig>,
     /// Line in the pipeline file (0 when built in code).
@@ -604,8 +607,13 @@ fn parse_connection(item: &Node<'_>, settings: &Settings, notes: &mut Vec<String
         Some(n) => Some(n.string()?).filter(|p| !p.trim().is_empty()),
         None => None,
     };
+    // `ToPort: input` (the original's spelling of a step's one input) and `main` name the
+    // main input, like no `ToPort` at all.
+    let to_port = match o.take(&["ToPort"])? {
+        Some(n) => Some(n.string()?).filter(|p| !crate::steps::is_main_input(p)),
+        None => None,
+    };
     for (key, why) in [
-        ("ToPort", "a step has one input; rows of every connection to it arrive there"),
         ("Type", "every connection is a bounded in-memory channel"),
         ("Metadata", "connection metadata is not used"),
     ] {
@@ -646,6 +654,7 @@ fn parse_connection(item: &Node<'_>, settings: &Settings, notes: &mut Vec<String
         from: from_raw,
         from_port,
         to,
+        to_port,
         channel,
         line: item.node.line,
     })

@@ -83,7 +83,7 @@ pub(crate) fn execute(config: &PipelineConfig, plan: Plan, cancel: CancelToken) 
         }
         let mut handles = Vec::new();
         for (i, step) in steps.into_iter().enumerate() {
-            let input = inputs[i].take();
+            let input = std::mem::take(&mut inputs[i]);
             let outs = std::mem::take(&mut outputs[i]);
             let (cancel, first, running) = (cancel.clone(), &first, &running);
             let spawned = std::thread::Builder::new()
@@ -162,20 +162,51 @@ pub(crate) fn execute(config: &PipelineConfig, plan: Plan, cancel: CancelToken) 
     Ok(summary)
 }
 
-type Wiring = (Vec<Option<Inputs>>, Vec<Vec<Vec<Arc<Port>>>>);
+/// A step's inputs: its main input (fan-in of every connection to it), and each connected
+/// named input (fan-in per name), in the order the step reads them.
+#[derive(Default)]
+struct StepInputs {
+    main: Option<Inputs>,
+    named: Vec<(String, Inputs)>,
+}
+
+impl StepInputs {
+    /// The step has stopped reading: every port of every input releases its chunks.
+    fn receiver_done(&self) {
+        if let Some(p) = &self.main {
+            p.receiver_done();
+        }
+        for (_, p) in &self.named {
+            p.receiver_done();
+        }
+    }
+}
+
+type Wiring = (Vec<StepInputs>, Vec<Vec<Vec<Arc<Port>>>>);
+
+/// One input of a step (`None`: the main input) and the ports of its connections.
+type InputPorts = (Option<String>, Vec<Arc<Port>>);
 
 /// One port per connection, with that connection's settings and drop accounting; a step
-/// with several inputs reads them together (fan-in), an output with several connections
-/// sends to each (fan-out).
+/// with several connections to one input reads them together (fan-in), an output with
+/// several connections sends to each (fan-out).
 fn wire(steps: &[Planned], edges: &[Edge], flavour: PortFlavour, cancel: &CancelToken, memory: &crate::memory::RunMemory) -> Wiring {
-    let mut input_ports: Vec<Vec<Arc<Port>>> = (0..steps.len()).map(|_| Vec::new()).collect();
+    // Per step: the main input's ports, then each named input's, in the step's order.
+    let mut input_ports: Vec<Vec<InputPorts>> = steps
+        .iter()
+        .map(|s| {
+            std::iter::once((None, Vec::new()))
+                .chain(s.named_inputs.iter().map(|n| (Some(n.clone()), Vec::new())))
+                .collect()
+        })
+        .collect();
     let mut outputs: Vec<Vec<Vec<Arc<Port>>>> = steps.iter().map(|s| vec![Vec::new(); s.outputs.len()]).collect();
     for e in edges {
         let from = format!("{}{}", steps[e.from].name, e.output.suffix());
         let mut port = Port::with_flavour(
             flavour,
             from.clone(),
-            steps[e.to].name.clone(),
+            format!("{}{}", steps[e.to].name, e.input_suffix()),
             e.channel.clone(),
             1,
             cancel.clone(),
@@ -192,11 +223,25 @@ fn wire(steps: &[Planned], edges: &[Edge], flavour: PortFlavour, cancel: &Cancel
         let port = Arc::new(port);
         let oi = steps[e.from].outputs.iter().position(|o| *o == e.output).unwrap_or(0);
         outputs[e.from][oi].push(Arc::clone(&port));
-        input_ports[e.to].push(port);
+        if let Some((_, ports)) = input_ports[e.to].iter_mut().find(|(n, _)| *n == e.input) {
+            ports.push(port);
+        }
     }
     let inputs = input_ports
         .into_iter()
-        .map(|ports| (!ports.is_empty()).then(|| Inputs::new(ports)))
+        .map(|per_input| {
+            let mut si = StepInputs::default();
+            for (name, ports) in per_input {
+                if ports.is_empty() {
+                    continue;
+                }
+                match name {
+                    None => si.main = Some(Inputs::new(ports)),
+                    Some(n) => si.named.push((n, Inputs::new(ports))),
+                }
+            }
+            si
+        })
         .collect();
     (inputs, outputs)
 }
@@ -204,7 +249,7 @@ fn wire(steps: &[Planned], edges: &[Edge], flavour: PortFlavour, cancel: &Cancel
 /// The body of one step's thread.
 fn run_step(
     step: Planned,
-    mut input: Option<Inputs>,
+    mut input: StepInputs,
     outs: Vec<Vec<Arc<Port>>>,
     cancel: &CancelToken,
     first: &FirstError<'_>,
@@ -227,16 +272,14 @@ fn run_step(
     let t0 = Instant::now();
     let result = match &mut runtime {
         StepRuntime::Source(src) => src.run(&mut emitter, cancel),
-        StepRuntime::Transform(ts) => run_transform(&name, ts, input.as_mut(), &mut emitter, &metrics, cancel, &out_names),
-        StepRuntime::Sink(sink) => run_sink(sink.as_mut(), input.as_mut(), &metrics, cancel),
+        StepRuntime::Transform(ts) => run_transform(&name, ts, &mut input, &mut emitter, &metrics, cancel, &out_names),
+        StepRuntime::Sink(sink) => run_sink(sink.as_mut(), input.main.as_mut(), &metrics, cancel),
     };
     StepMetrics::add(&metrics.busy_nanos, t0.elapsed().as_nanos() as u64);
     for p in &all_outs {
         p.sender_done();
     }
-    if let Some(p) = &input {
-        p.receiver_done();
-    }
+    input.receiver_done();
     if tracing {
         let state = if result.is_ok() { "done" } else { "failed" };
         crate::log::line(&format!("[{:>8.3}s] {name}: {state}", start.elapsed().as_secs_f64()));
@@ -380,19 +423,38 @@ fn run_sink(sink: &mut dyn Sink, input: Option<&mut Inputs>, metrics: &Arc<StepM
     sink.finish()
 }
 
+/// Runs a transform: its named inputs first, each to its end (see [`Transform`]), then its
+/// main input. `rows_in` counts the main input's rows (the rows every output row or
+/// filtered row accounts for).
 fn run_transform(
     name: &str,
     instances: &mut [Box<dyn Transform>],
-    input: Option<&mut Inputs>,
+    inputs: &mut StepInputs,
     out: &mut Emitter,
     metrics: &Arc<StepMetrics>,
     cancel: &CancelToken,
     out_names: &[OutputId],
 ) -> Result<()> {
-    let input = input.ok_or_else(|| Error::Internal("transform without input".into()))?;
     for t in instances.iter_mut() {
         t.bind_cancel(cancel);
     }
+    if !inputs.named.is_empty() {
+        let [t] = instances else {
+            return Err(Error::Internal("a transform with named inputs runs as one instance".into()));
+        };
+        for (input_name, input) in &mut inputs.named {
+            while let Some(chunk) = input.recv()? {
+                t.process_input(input_name, chunk, out)?;
+            }
+            t.input_finished(input_name, out)?;
+            // Its ports have nothing more to give: release them now.
+            input.receiver_done();
+        }
+    }
+    let input = inputs
+        .main
+        .as_mut()
+        .ok_or_else(|| Error::Internal("transform without input".into()))?;
     if let [t] = instances {
         while let Some(chunk) = input.recv()? {
             StepMetrics::add(&metrics.rows_in, chunk.len() as u64);

@@ -54,7 +54,8 @@ impl Pipeline {
     ///
     /// # Errors
     /// [`crate::Error::Plan`] naming the step and its `file:line` for: a duplicate name, a
-    /// connection to an unknown step or output, a connection listed twice, a cycle (listing
+    /// connection to an unknown step, output or named input (`To: Step.input`), a named
+    /// input sharing an upstream step with the main input, a connection listed twice, a cycle (listing
     /// its steps), a step without input (or a source with one), an unconnected output, a
     /// fan-in schema mismatch, two outputs on one file or an output on an input, several
     /// instances of a stateful transform; plus whatever a step's builder reports (e.g. a
@@ -88,10 +89,11 @@ impl Pipeline {
             out.push('\n');
             for e in self.plan.edges.iter().filter(|e| e.from == i) {
                 out.push_str(&format!(
-                    "    {}{} -> {} (BufferSize {}, {:?})\n",
+                    "    {}{} -> {}{} (BufferSize {}, {:?})\n",
                     s.name,
                     e.output.suffix(),
                     steps[e.to].name,
+                    e.input_suffix(),
                     e.channel.buffer_size,
                     e.channel.full_mode
                 ));
@@ -101,7 +103,8 @@ impl Pipeline {
     }
 
     /// The DAG in Graphviz DOT: one node per step (name, type, kind), one edge per
-    /// connection (output name, BufferSize, FullMode). `flowengine graph` prints it.
+    /// connection (output name, `-> input` for a named input, BufferSize, FullMode).
+    /// `flowengine graph` prints it.
     pub fn to_dot(&self) -> String {
         let q = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
         let mut out = format!("digraph \"{}\" {{\n  rankdir=LR;\n", q(&self.config.name));
@@ -116,8 +119,9 @@ impl Pipeline {
         }
         for e in &self.plan.edges {
             let label = format!(
-                "{}{} {:?}",
+                "{}{}{} {:?}",
                 e.output.suffix().trim_start_matches('.'),
+                e.input.as_ref().map(|n| format!(" -> {n} ")).unwrap_or_default(),
                 e.channel.buffer_size,
                 e.channel.full_mode
             );

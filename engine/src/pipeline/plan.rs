@@ -19,6 +19,9 @@ pub(crate) struct Edge {
     pub from: usize,
     pub output: OutputId,
     pub to: usize,
+    /// The input of `to` it feeds: `None` is the main input, `Some(name)` a named input
+    /// (`To: Step.name`).
+    pub input: Option<String>,
     pub channel: ChannelConfig,
     /// Index in `Connections` (`None` when the steps are chained implicitly).
     pub index: Option<usize>,
@@ -26,6 +29,11 @@ pub(crate) struct Edge {
 }
 
 impl Edge {
+    /// How a connection names the input it feeds after the step: `""` or `.name`.
+    pub fn input_suffix(&self) -> String {
+        self.input.as_ref().map(|n| format!(".{n}")).unwrap_or_default()
+    }
+
     /// `Connections[i]`, or the implicit chain.
     pub fn label(&self) -> String {
         self.index
@@ -40,6 +48,8 @@ pub(crate) struct Planned {
     pub runtime: StepRuntime,
     pub output_schema: Option<SchemaRef>,
     pub outputs: Vec<OutputId>,
+    /// Its connected named inputs, in the order the step reads them.
+    pub named_inputs: Vec<String>,
     pub metrics: Arc<StepMetrics>,
 }
 
@@ -60,8 +70,10 @@ pub(crate) fn plan(config: &PipelineConfig) -> Result<Plan> {
     let positions: Vec<Position> = config.steps.iter().map(|s| Position::new(&config.file, s.line)).collect();
     let index = step_index(config, &positions)?;
     let edges = edges(config, &index)?;
+    check_inputs(config, &edges)?;
     check_paths(config, &positions)?;
     let order = topo_order(config, &edges, &positions)?;
+    check_named_input_upstreams(config, &edges)?;
     let memory = RunMemory::new(&config.settings.memory);
     let mut edges = edges;
     let port_reservations = reserve_ports(config, &mut edges, &memory)?;
@@ -135,6 +147,7 @@ fn edges(config: &PipelineConfig, index: &HashMap<&str, usize>) -> Result<Vec<Ed
                 from: i - 1,
                 output: OutputId::Main,
                 to: i,
+                input: None,
                 channel: config.settings.default_channel.clone(),
                 index: None,
                 at: Position::new(&config.file, config.steps[i].line),
@@ -167,11 +180,25 @@ fn edges(config: &PipelineConfig, index: &HashMap<&str, usize>) -> Result<Vec<Ed
                 _ => (find(&c.from, "From")?, OutputId::Main),
             },
         };
-        let to = find(&c.to, "To")?;
+        // `To: Step` is the main input; `To: Step.input` (step names may contain dots: an
+        // exact step name wins) or `ToPort: input` a named input.
+        let (to, input) = match (&c.to_port, index.get(c.to.as_str())) {
+            (Some(p), _) => (find(&c.to, "To")?, Some(p.clone())),
+            (None, Some(&i)) => (i, None),
+            (None, None) => match c.to.rsplit_once('.') {
+                Some((step, port)) if index.contains_key(step) => {
+                    (index[step], Some(port.to_owned()).filter(|p| !crate::steps::is_main_input(p)))
+                }
+                _ => (find(&c.to, "To")?, None),
+            },
+        };
         if from == to {
             return Err(Error::plan_at(&at, &c.to, "a connection from a step to itself is a cycle"));
         }
-        if let Some(e) = edges.iter().find(|e| e.from == from && e.to == to && e.output == output) {
+        if let Some(e) = edges
+            .iter()
+            .find(|e| e.from == from && e.to == to && e.output == output && e.input == input)
+        {
             return Err(Error::plan_at(
                 &at,
                 &label,
@@ -188,12 +215,90 @@ fn edges(config: &PipelineConfig, index: &HashMap<&str, usize>) -> Result<Vec<Ed
             from,
             output,
             to,
+            input,
             channel: c.channel.clone().unwrap_or_else(|| config.settings.default_channel.clone()),
             index: Some(ci),
             at,
         });
     }
     Ok(edges)
+}
+
+/// Every named input a connection feeds must be one its step lists
+/// ([`crate::steps::StepSettings::input_names`]).
+fn check_inputs(config: &PipelineConfig, edges: &[Edge]) -> Result<()> {
+    for e in edges {
+        let Some(input) = &e.input else { continue };
+        let def = &config.steps[e.to];
+        let known = def.config.input_names();
+        if known.iter().any(|k| k == input) {
+            continue;
+        }
+        let hint = crate::error::suggest(input, known.iter().map(String::as_str))
+            .map(|k| format!(" (did you mean '{}.{k}'?)", def.name))
+            .unwrap_or_default();
+        let has = if known.is_empty() {
+            format!("it has only its main input: connect To: {}", def.name)
+        } else {
+            format!(
+                "its inputs: the main input ({}) and {}",
+                def.name,
+                known.iter().map(|k| format!("{}.{k}", def.name)).collect::<Vec<_>>().join(", ")
+            )
+        };
+        return Err(Error::plan_at(
+            &e.at,
+            &def.name,
+            format!(
+                "{} goes to '{}.{input}', but '{}' ({}) has no input '{input}'{hint}; {has}",
+                e.label(),
+                def.name,
+                def.name,
+                def.config.type_name()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Steps from which `start` is reachable, `start` included.
+fn upstream_of(start: usize, edges: &[Edge], n: usize) -> Vec<bool> {
+    let mut seen = vec![false; n];
+    let mut stack = vec![start];
+    while let Some(i) = stack.pop() {
+        if !std::mem::replace(&mut seen[i], true) {
+            stack.extend(edges.iter().filter(|e| e.to == i).map(|e| e.from));
+        }
+    }
+    seen
+}
+
+/// A step reads its named inputs to their end before its main input: when both descend from
+/// one step, that step would block on the full main input while the named input waits for
+/// rows it never gets (or lose rows, under a dropping `FullMode`). Refused with the shared step.
+fn check_named_input_upstreams(config: &PipelineConfig, edges: &[Edge]) -> Result<()> {
+    let n = config.steps.len();
+    for e in edges.iter().filter(|e| e.input.is_some()) {
+        let named = upstream_of(e.from, edges, n);
+        for m in edges.iter().filter(|m| m.to == e.to && m.input.is_none()) {
+            let main = upstream_of(m.from, edges, n);
+            if let Some(shared) = (0..n).find(|&i| named[i] && main[i]) {
+                let step = &config.steps[e.to].name;
+                return Err(Error::plan_at(
+                    &e.at,
+                    step,
+                    format!(
+                        "the main input of '{step}' and its input '{}' both come from '{}'; '{step}' reads '{}' to its end before its main input, so '{}' would stall on the full main input — read the data twice (a second source) instead",
+                        e.input.as_deref().unwrap_or_default(),
+                        config.steps[shared].name,
+                        e.input.as_deref().unwrap_or_default(),
+                        config.steps[shared].name,
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Kahn's order; on a cycle, the error lists the steps that form one.
@@ -267,17 +372,40 @@ fn build_in_order(
     for &i in order {
         let def = &config.steps[i];
         let at = &positions[i];
-        let inputs: Vec<&Edge> = edges.iter().filter(|e| e.to == i).collect();
+        let inputs: Vec<&Edge> = edges.iter().filter(|e| e.to == i && e.input.is_none()).collect();
         let input = input_schema(&def.name, &inputs, &built, at)?;
+        let mut named_inputs = Vec::new();
+        for name in def.config.input_names() {
+            let feeding: Vec<&Edge> = edges.iter().filter(|e| e.to == i && e.input.as_ref() == Some(&name)).collect();
+            if let Some(schema) = input_schema(&format!("{}.{name}", def.name), &feeding, &built, at)? {
+                named_inputs.push((name, schema));
+            }
+        }
+        let named: Vec<String> = named_inputs.iter().map(|(n, _)| n.clone()).collect();
         let ctx = BuildContext {
             name: &def.name,
             input,
+            named_inputs,
             memory,
             engine: config.settings.engine,
             pool_stats: Arc::clone(pool_stats),
         };
         let runtime = def.config.build(&ctx).map_err(|e| e.located(at, &def.name))?;
-        let planned = planned(&def.name, runtime, at)?;
+        let mut planned = planned(&def.name, runtime, at)?;
+        if let (StepRuntime::Transform(ts), false) = (&planned.runtime, named.is_empty()) {
+            if ts.len() > 1 {
+                return Err(Error::plan_at(
+                    at,
+                    &def.name,
+                    format!(
+                        "'{}' has named inputs ({}), which one instance reads before its main input; set Workers: 1",
+                        def.name,
+                        named.join(", ")
+                    ),
+                ));
+            }
+        }
+        planned.named_inputs = named;
         match (planned.kind, inputs.is_empty()) {
             (StepKind::Source, false) => {
                 return Err(Error::plan_at(
@@ -372,6 +500,7 @@ fn planned(name: &str, runtime: StepRuntime, at: &Position) -> Result<Planned> {
         runtime,
         output_schema,
         outputs,
+        named_inputs: Vec::new(),
         metrics: Arc::new(StepMetrics::default()),
     })
 }

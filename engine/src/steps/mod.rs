@@ -14,6 +14,7 @@
 //! | `ConsoleOutput` | sink | [`console_output`] |
 //! | `Sort` | transform | [`sort`] |
 //! | `HttpSink` | sink | [`http_sink`] |
+//! | `Lookup` | transform (main input + named input `lookup`) | [`lookup`] |
 
 pub mod common;
 pub mod console_output;
@@ -22,6 +23,7 @@ pub mod delimited_sink;
 pub mod delimited_source;
 pub mod http_sink;
 pub mod javascript;
+pub mod lookup;
 mod registry;
 pub mod sort;
 
@@ -36,6 +38,7 @@ pub(crate) const BUILT_IN: &[&StepType] = &[
     &console_output::STEP_TYPE,
     &sort::STEP_TYPE,
     &http_sink::STEP_TYPE,
+    &lookup::STEP_TYPE,
 ];
 
 use std::sync::Arc;
@@ -115,6 +118,12 @@ impl OutputId {
             OutputId::Named(n) => format!(".{n}"),
         }
     }
+}
+
+/// True when a connection's `ToPort` names the main input: empty, `input` or `main`.
+pub fn is_main_input(port: &str) -> bool {
+    let p = port.trim();
+    p.is_empty() || p.eq_ignore_ascii_case("input") || p.eq_ignore_ascii_case("main")
 }
 
 /// Where a step sends its chunks: its outputs, each fanned out to one or more ports.
@@ -258,6 +267,13 @@ pub trait Source: Send {
 ///   the chunks, and the engine restores input order at the output. Only a transform whose
 ///   output for a chunk depends on that chunk alone may do that: it says so with
 ///   [`Transform::parallel_safe`], and the planner refuses several instances of any other.
+/// - **Named inputs.** A step type that accepts inputs besides its main one lists them in
+///   [`StepSettings::input_names`]; connections reach them as `To: Step.name` (or
+///   `To: Step` + `ToPort: name`). The engine reads each connected named input to its end,
+///   one after the other in that order ([`Transform::process_input`], then
+///   [`Transform::input_finished`]), before it reads the first chunk of the main input
+///   ([`Transform::process`]); meanwhile the main input's ports apply backpressure. Such a
+///   step runs as one instance.
 pub trait Transform: Send {
     /// Schema of every chunk emitted, on every output.
     fn output_schema(&self) -> SchemaRef;
@@ -286,6 +302,23 @@ pub trait Transform: Send {
     /// # Errors
     /// A row error beyond the step's policy, cancellation.
     fn process(&mut self, chunk: Arc<Chunk>, out: &mut Emitter) -> Result<()>;
+    /// Processes one chunk of the named input `input` (see the contract above). Default: an
+    /// internal error (a step without named inputs never gets one: the planner refuses
+    /// connections to inputs a step does not list).
+    ///
+    /// # Errors
+    /// As [`Transform::process`].
+    fn process_input(&mut self, input: &str, _chunk: Arc<Chunk>, _out: &mut Emitter) -> Result<()> {
+        Err(Error::Internal(format!("this transform has no input '{input}'")))
+    }
+    /// The named input `input` has ended (called once, after its last chunk and before the
+    /// main input is read). Default: nothing.
+    ///
+    /// # Errors
+    /// As [`Transform::process`].
+    fn input_finished(&mut self, _input: &str, _out: &mut Emitter) -> Result<()> {
+        Ok(())
+    }
     /// Phase one of publishing a side output (a dead-letter file), as [`Sink::prepare`].
     /// Called on every instance of the step: instances sharing one file make these calls
     /// idempotent.
@@ -412,6 +445,10 @@ pub struct BuildContext<'a> {
     pub name: &'a str,
     /// The schema of its input, `None` for sources. Fan-in inputs have been checked to agree.
     pub input: Option<SchemaRef>,
+    /// The schema of each connected named input (`To: Step.name`), in the order of
+    /// [`StepSettings::input_names`]; fan-in has been checked per input. An input nobody
+    /// connected is absent.
+    pub named_inputs: Vec<(String, SchemaRef)>,
     /// The run's memory budget and spill space: a step that holds rows registers a
     /// reservation here ([`crate::memory::MemoryPool::register`]).
     pub memory: &'a crate::memory::RunMemory,
@@ -421,7 +458,25 @@ pub struct BuildContext<'a> {
     pub(crate) pool_stats: Arc<crate::pool::PoolStats>,
 }
 
-impl BuildContext<'_> {
+impl<'a> BuildContext<'a> {
+    /// A context for a step built by hand (tests, tools): no named inputs, default engine
+    /// settings.
+    pub fn new(name: &'a str, input: Option<SchemaRef>, memory: &'a crate::memory::RunMemory) -> BuildContext<'a> {
+        BuildContext {
+            name,
+            input,
+            named_inputs: Vec::new(),
+            memory,
+            engine: crate::config::EngineSettings::default(),
+            pool_stats: Arc::default(),
+        }
+    }
+
+    /// The schema of the named input `name`, when something is connected to it.
+    pub fn named_input(&self, name: &str) -> Option<SchemaRef> {
+        self.named_inputs.iter().find(|(n, _)| n == name).map(|(_, s)| Arc::clone(s))
+    }
+
     /// A buffer pool with the run's `Settings.Engine.Pooling` strategy, holding at most
     /// `capacity` idle buffers and counting into the run's summary.
     pub fn buffer_pool<T: Default + Send>(&self, capacity: usize) -> crate::pool::BufferPool<T> {

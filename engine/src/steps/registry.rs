@@ -33,6 +33,12 @@ pub trait StepSettings: std::fmt::Debug + Send + Sync + 'static {
     fn file_paths(&self) -> Vec<(PathRole, &'static str, &Path)> {
         Vec::new()
     }
+    /// The named inputs the step accepts besides its main input (`To: Step.name` in a
+    /// connection), in the order the engine reads them (see [`crate::steps::Transform`]).
+    /// Default: none. The planner refuses a connection to any other input.
+    fn input_names(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// For downcasting to the concrete config type ([`StepConfig::settings`]).
     fn as_any(&self) -> &dyn Any;
 }
@@ -69,6 +75,11 @@ impl StepConfig {
         self.settings.file_paths()
     }
 
+    /// See [`StepSettings::input_names`].
+    pub fn input_names(&self) -> Vec<String> {
+        self.settings.input_names()
+    }
+
     pub(crate) fn build(&self, ctx: &BuildContext<'_>) -> Result<StepRuntime> {
         self.settings.build(ctx)
     }
@@ -103,6 +114,10 @@ pub trait StepPlugin: Send + Sync {
     /// # Errors
     /// Return [`Error::Plan`] naming the step for a bad config.
     fn build(&self, config: &serde_json::Value, ctx: &BuildContext<'_>) -> Result<StepRuntime>;
+    /// Named inputs besides the main one (see [`StepSettings::input_names`]). Default: none.
+    fn input_names(&self, _config: &serde_json::Value) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// A user plugin's settings: its config block as JSON, validated when built.
@@ -122,6 +137,9 @@ impl std::fmt::Debug for PluginSettings {
 impl StepSettings for PluginSettings {
     fn build(&self, ctx: &BuildContext<'_>) -> Result<StepRuntime> {
         self.plugin.build(&self.config, ctx)
+    }
+    fn input_names(&self) -> Vec<String> {
+        self.plugin.input_names(&self.config)
     }
     fn as_any(&self) -> &dyn Any {
         self

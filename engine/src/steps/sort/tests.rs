@@ -42,13 +42,7 @@ fn run_sort(cfg: &SortConfig, rows: &[Row], chunk: usize, limit: usize) -> (Vec<
         spill: crate::spill::SpillSpace::new(None),
         explicit: true,
     };
-    let ctx = BuildContext {
-        name: "sort",
-        input: Some(schema()),
-        memory: &memory,
-        engine: Default::default(),
-        pool_stats: Default::default(),
-    };
+    let ctx = BuildContext::new("sort", Some(schema()), &memory);
     let StepRuntime::Transform(mut ts) = cfg.build(&ctx).unwrap() else {
         panic!()
     };
@@ -223,13 +217,7 @@ fn a_chunk_larger_than_the_budget_is_a_clear_error() {
         spill: crate::spill::SpillSpace::new(None),
         explicit: true,
     };
-    let ctx = BuildContext {
-        name: "big",
-        input: Some(schema()),
-        memory: &memory,
-        engine: Default::default(),
-        pool_stats: Default::default(),
-    };
+    let ctx = BuildContext::new("big", Some(schema()), &memory);
     let cfg = SortConfig {
         keys: vec![key("k", false, false)],
         collation: Collation::Binary,
@@ -249,13 +237,7 @@ fn a_chunk_larger_than_the_budget_is_a_clear_error() {
 #[test]
 fn an_unknown_key_column_names_the_key_and_suggests() {
     let memory = RunMemory::unbounded();
-    let ctx = BuildContext {
-        name: "s",
-        input: Some(schema()),
-        memory: &memory,
-        engine: Default::default(),
-        pool_stats: Default::default(),
-    };
+    let ctx = BuildContext::new("s", Some(schema()), &memory);
     let cfg = SortConfig {
         keys: vec![key("kk", false, false)],
         collation: Collation::Binary,
