@@ -13,8 +13,10 @@
 //! | `DataGenerator` | source | [`data_generator`] |
 //! | `ConsoleOutput` | sink | [`console_output`] |
 //! | `Sort` | transform | [`sort`] |
+//! | `Aggregate` | transform | [`aggregate`] |
 //! | `HttpSink` | sink | [`http_sink`] |
 
+pub mod aggregate;
 pub mod common;
 pub mod console_output;
 pub mod data_generator;
@@ -35,6 +37,7 @@ pub(crate) const BUILT_IN: &[&StepType] = &[
     &data_generator::STEP_TYPE,
     &console_output::STEP_TYPE,
     &sort::STEP_TYPE,
+    &aggregate::STEP_TYPE,
     &http_sink::STEP_TYPE,
 ];
 
