@@ -8,7 +8,7 @@
 //!   Config:
 //!     GroupBy: [last_name, age]       # may be empty: one group over all rows
 //!     Aggregates:
-//!       - { Function: count, As: n }                   # count(*); with Column: non-null values
+//!       - { Function: count, As: "n" }                 # count(*); with Column: non-null values
 //!       - { Function: sum, Column: account_value, As: total }
 //!       - { Function: max, Column: account_value }     # As defaults to max_account_value
 //!       - { Function: avg, Column: account_value, As: mean }
@@ -166,6 +166,17 @@ pub struct AggregateConfig {
     pub chunk_size: usize,
 }
 
+/// A column name written in the config. YAML reads `y`, `n`, `yes`, `no`, `on`, `off`
+/// unquoted as booleans: refuse those rather than name a column `false`.
+fn name_text(n: &crate::config::Node<'_>, what: &str) -> Result<String> {
+    if let crate::config::YKind::Bool(b) = n.node.kind {
+        return Err(n.err(format!(
+            "{what} was read as the boolean {b} (YAML reads unquoted y, n, yes, no, on, off, true and false as booleans); quote the name, e.g. {what}: \"n\""
+        )));
+    }
+    Ok(n.string()?.trim().to_owned())
+}
+
 impl AggregateConfig {
     pub(crate) fn parse(o: &mut Obj<'_>, env: &mut ParseEnv<'_>) -> Result<Self> {
         let mut c = AggregateConfig {
@@ -178,10 +189,13 @@ impl AggregateConfig {
             let items: Vec<(String, usize, Option<crate::config::Node<'_>>)> = match g.list() {
                 Ok(items) => items
                     .into_iter()
-                    .map(|it| Ok((it.string()?, it.node.line, Some(it))))
+                    .map(|it| Ok((name_text(&it, "GroupBy")?, it.node.line, Some(it))))
                     .collect::<Result<_>>()?,
                 // `GroupBy: last_name` or `GroupBy: "last_name, age"`.
-                Err(_) => g.string()?.split(',').map(|s| (s.to_owned(), g.node.line, None)).collect(),
+                Err(_) => name_text(&g, "GroupBy")?
+                    .split(',')
+                    .map(|s| (s.to_owned(), g.node.line, None))
+                    .collect(),
             };
             for (name, line, node) in items {
                 let name = name.trim().to_owned();
@@ -207,7 +221,7 @@ impl AggregateConfig {
                 })?;
                 let column = match ao.take(&["Column", "Field"])? {
                     Some(n) => {
-                        let s = n.string()?.trim().to_owned();
+                        let s = name_text(&n, "Column")?;
                         if s.is_empty() {
                             return Err(n.err("Column is empty; name an input column"));
                         }
@@ -218,7 +232,7 @@ impl AggregateConfig {
                 };
                 let alias = match ao.take(&["As", "Alias", "Name"])? {
                     Some(n) => {
-                        let s = n.string()?.trim().to_owned();
+                        let s = name_text(&n, "As")?;
                         if s.is_empty() {
                             return Err(n.err("As is empty; name the output column (or leave As out for a default name)"));
                         }
@@ -242,7 +256,7 @@ impl AggregateConfig {
             return Err(o.ctx().err(
                 o.path(),
                 o.line(),
-                "Aggregate needs GroupBy columns, Aggregates, or both (e.g. Aggregates: [{ Function: count, As: n }])",
+                "Aggregate needs GroupBy columns, Aggregates, or both (e.g. Aggregates: [{ Function: count, As: count }])",
             ));
         }
         if let Some(v) = o.take(&["SortBy", "OrderBy"])? {

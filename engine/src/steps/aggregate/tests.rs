@@ -604,7 +604,7 @@ fn yaml_config_is_checked_with_lines() {
     let ok = build_yaml(
         "        GroupBy: [last_name, age]
         Aggregates:
-          - { Function: count, As: n }
+          - { Function: count, As: \"n\" }
           - { Function: Sum, Column: account_value }
           - { Function: count_distinct, Column: email }
         SortBy: group
@@ -646,6 +646,16 @@ fn yaml_config_is_checked_with_lines() {
         e.contains("Aggregates[0] (line 11)") && e.contains("sum does not apply to string"),
         "{e}"
     );
+    let e = build_yaml(
+        "        Aggregates:
+          - { Function: count, As: n }
+",
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("As was read as the boolean false") && e.contains("quote"), "{e}");
+    assert!(build_yaml("        Aggregates: [{ Function: count, As: \"n\" }]\n").is_ok());
     let e = build_yaml("        SortBy: group\n").err().unwrap().to_string();
     assert!(e.contains("needs GroupBy columns, Aggregates, or both"), "{e}");
 }
