@@ -123,6 +123,15 @@ impl SpillSpace {
     /// # Errors
     /// The directory or file cannot be created.
     pub fn create(&self, step: &str) -> Result<SpillWriter> {
+        self.create_with_buffer(step, 256 << 10)
+    }
+
+    /// As [`SpillSpace::create`], with a write buffer of `buffer` bytes (an operator that
+    /// keeps many files open at once, one per hash partition, keeps each buffer small).
+    ///
+    /// # Errors
+    /// The directory or file cannot be created.
+    pub fn create_with_buffer(&self, step: &str, buffer: usize) -> Result<SpillWriter> {
         let dir = self.ensure_dir()?;
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let safe: String = step
@@ -133,7 +142,7 @@ impl SpillSpace {
         let path = dir.join(format!("{safe}-{n:06}.spill"));
         let file = File::create(&path).map_err(|e| spill_io(&path, e))?;
         let mut w = SpillWriter {
-            out: BufWriter::with_capacity(256 << 10, file),
+            out: BufWriter::with_capacity(buffer.max(4096), file),
             file: SpillFile { path, bytes: 0, rows: 0 },
             buf: Vec::new(),
         };

@@ -13,9 +13,11 @@
 //! | `DataGenerator` | source | [`data_generator`] |
 //! | `ConsoleOutput` | sink | [`console_output`] |
 //! | `Sort` | transform | [`sort`] |
+//! | `Aggregate` | transform | [`aggregate`] |
 //! | `HttpSink` | sink | [`http_sink`] |
 //! | `Lookup` | transform (main input + named input `lookup`) | [`lookup`] |
 
+pub mod aggregate;
 pub mod common;
 pub mod console_output;
 pub mod data_generator;
@@ -37,6 +39,7 @@ pub(crate) const BUILT_IN: &[&StepType] = &[
     &data_generator::STEP_TYPE,
     &console_output::STEP_TYPE,
     &sort::STEP_TYPE,
+    &aggregate::STEP_TYPE,
     &http_sink::STEP_TYPE,
     &lookup::STEP_TYPE,
 ];

@@ -203,6 +203,33 @@ impl SortConfig {
     }
 }
 
+/// A `Sort` of `schema` by `keys` holding its rows under `reservation`, for an operator that
+/// orders its own output (`Aggregate`'s `SortBy: group`): feed it with
+/// [`Transform::process`], then [`Transform::finish`] emits the sorted rows.
+pub(crate) fn sorter(
+    name: &str,
+    schema: SchemaRef,
+    keys: Vec<SortKey>,
+    chunk_size: usize,
+    reservation: MemoryReservation,
+    spill: Arc<SpillSpace>,
+) -> Box<dyn Transform> {
+    Box::new(SortTransform {
+        name: name.to_owned(),
+        schema,
+        keys: Arc::from(keys),
+        chunk_size,
+        pending: Vec::new(),
+        pending_rows: 0,
+        mem_runs: Vec::new(),
+        runs: Vec::new(),
+        reservation,
+        spill,
+        cancel: CancelToken::new(),
+        max_run_chunk: 0,
+    })
+}
+
 /// The `Sort` step type.
 pub const STEP_TYPE: crate::steps::StepType = crate::steps::StepType {
     name: "Sort",
