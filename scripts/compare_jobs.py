@@ -106,7 +106,7 @@ def main():
     fe = [FE, "run", os.path.join(ROOT, f"examples/bench/{job}.yaml"), "--var", f"In={src}",
           "--var", f"Out={out['flowengine']}", "--memory-limit", f"{limit}MiB", "-q"]
     if job == "lookup":
-        fe += ["--var", f"Side={side}"]
+        fe += ["--var", f"Segments={side}"]
 
     def duck(mb):
         q = DUCK[job].format(src=src, side=side, cols=COLUMNS)
