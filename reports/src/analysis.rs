@@ -120,12 +120,21 @@ pub enum AbStatus {
 pub struct AbSample {
     /// Round of the interleaved schedule.
     pub round: u64,
-    /// Wall time, seconds.
+    /// Wall time, seconds (time to the failure when `failed`).
     pub wall_s: f64,
     /// Peak RSS, bytes.
     pub peak_rss_bytes: Option<u64>,
     /// Allocations.
     pub allocations: Option<u64>,
+    /// The run did not complete (the record's `error`): not a wall-time sample.
+    pub failed: bool,
+    /// Whether the output was correct: every row written (`rows_match`) and, where checked,
+    /// in key order (`sorted`); `None` when the harness did not say.
+    pub correct: Option<bool>,
+    /// Spill files the sort wrote (spill runs).
+    pub spill_files: Option<u64>,
+    /// Bytes the sort spilled (spill runs).
+    pub spill_bytes: Option<u64>,
 }
 
 /// One engine A/B experiment at one configuration, typed.
@@ -147,8 +156,10 @@ pub struct AbExperiment {
     pub input_bytes: u64,
     /// Whether it ran.
     pub status: AbStatus,
-    /// Runs per alternative, in round order.
+    /// Runs per alternative, in round order (failed runs included, marked).
     pub runs: BTreeMap<AbValue, Vec<AbSample>>,
+    /// The memory budget the runs used (spill threshold), bytes.
+    pub memory_limit_bytes: Option<u64>,
 }
 
 impl AbExperiment {
@@ -171,7 +182,9 @@ impl AbExperiment {
             if !alternatives.contains(&v) {
                 bail!("{}: a run of `{}`, which is not among the alternatives", r.id, run.alternative);
             }
-            if !(run.wall_s.is_finite() && run.wall_s > 0.0) {
+            let failed = run.error.is_some();
+            let usable_wall = run.wall_s.is_finite() && run.wall_s > 0.0;
+            if !(failed || usable_wall) {
                 bail!("{}: a run of `{}` has wall time {}", r.id, run.alternative, run.wall_s);
             }
             runs.entry(v).or_default().push(AbSample {
@@ -179,6 +192,10 @@ impl AbExperiment {
                 wall_s: run.wall_s,
                 peak_rss_bytes: run.peak_rss_bytes,
                 allocations: run.allocations,
+                failed,
+                correct: run.rows_match.map(|m| m && run.sorted != Some(false)),
+                spill_files: run.spill_files,
+                spill_bytes: run.spill_bytes,
             });
         }
         for v in runs.values_mut() {
@@ -194,28 +211,51 @@ impl AbExperiment {
             input_bytes: r.input_bytes,
             status,
             runs,
+            memory_limit_bytes: r.memory_limit_bytes,
         })
     }
 
-    /// Wall times of `v`, in round order.
+    /// The completed runs of `v`, in round order.
+    fn completed(&self, v: AbValue) -> impl Iterator<Item = &AbSample> {
+        self.runs.get(&v).into_iter().flatten().filter(|s| !s.failed)
+    }
+
+    /// Wall times of `v`'s completed runs, in round order.
     pub fn walls(&self, v: AbValue) -> Vec<f64> {
-        self.runs.get(&v).map_or_else(Vec::new, |r| r.iter().map(|s| s.wall_s).collect())
+        self.completed(v).map(|s| s.wall_s).collect()
     }
 
-    /// Allocation counts of `v`, when every run recorded them.
+    /// Allocation counts of `v`'s completed runs, when every one recorded them.
     pub fn allocations(&self, v: AbValue) -> Option<Vec<f64>> {
-        self.runs.get(&v)?.iter().map(|s| s.allocations.map(|a| a as f64)).collect()
+        self.completed(v).map(|s| s.allocations.map(|a| a as f64)).collect()
     }
 
-    /// Median peak RSS of `v`, bytes.
+    /// Median peak RSS of `v`'s completed runs, bytes.
     pub fn median_rss(&self, v: AbValue) -> Option<f64> {
-        let xs: Vec<f64> = self
-            .runs
-            .get(&v)?
-            .iter()
-            .filter_map(|s| s.peak_rss_bytes.map(|b| b as f64))
-            .collect();
+        let xs: Vec<f64> = self.completed(v).filter_map(|s| s.peak_rss_bytes.map(|b| b as f64)).collect();
         crate::stats::median(&xs)
+    }
+
+    /// Median over `v`'s completed runs of a per-run count (spill files, spill bytes).
+    pub fn median_count(&self, v: AbValue, f: fn(&AbSample) -> Option<u64>) -> Option<f64> {
+        let xs: Vec<f64> = self.completed(v).filter_map(|s| f(s).map(|b| b as f64)).collect();
+        crate::stats::median(&xs)
+    }
+
+    /// What the spill rule needs to know about `v` ([`crate::rules::spill_smoothness`]);
+    /// `None` without a recorded memory budget. A completed run whose correctness was not
+    /// recorded counts as incorrect (the rule asks for correct output, not unknown output).
+    pub fn spill_observation(&self, v: AbValue) -> Option<crate::rules::SpillObservation> {
+        let budget_bytes = self.memory_limit_bytes?;
+        let all = self.runs.get(&v).map_or(&[][..], Vec::as_slice);
+        Some(crate::rules::SpillObservation {
+            runs: all.len(),
+            failed: all.iter().filter(|s| s.failed).count(),
+            incorrect: self.completed(v).filter(|s| s.correct != Some(true)).count(),
+            spilled: self.completed(v).filter(|s| s.spill_files.is_some_and(|n| n > 0)).count(),
+            median_rss_bytes: self.median_rss(v),
+            budget_bytes,
+        })
     }
 
     /// Median wall time of `v`, seconds.
@@ -544,8 +584,10 @@ mod tests {
                     allocated_bytes: None,
                     rows_in: 1000,
                     rows_out: 1000,
+                    ..Default::default()
                 })
                 .collect(),
+            ..Default::default()
         }
     }
 
@@ -583,6 +625,8 @@ mod tests {
             record("engine-ab/chunk-size/default", &["5000"], &[("5000", 0.0)]),
             record("engine-ab/pooling/default", &["lock-free", "thread-local"], &[]),
             record("engine-ab/spill/default", &["80"], &[]),
+            record("engine-ab/spill-threshold/sort", &["80", "0.5"], &[]),
+            record("engine-ab/spill-threshold/default", &["80"], &[]),
         ] {
             let r = Results {
                 ab: vec![bad.clone()],

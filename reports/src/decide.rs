@@ -6,7 +6,9 @@
 //!   (`results/engine-ab/`, interleaved, ≥ 5 runs each); the micro-benches only explain;
 //! - row representation: the row micro-benches' criterion samples (the engine has no switch);
 //! - port byte budget: derived (two chunks of the widest measured row);
-//! - spill threshold: the engine has no spill; "not measured; the prior stands".
+//! - spill threshold: the engine A/B of a spilling `Sort` under a fixed memory budget
+//!   (`engine-ab/spill-threshold/sort`): smoothness first, then the speed bar
+//!   ([`crate::rules::choose_spill`]); without it, "not measured; the prior stands".
 //!
 //! Every value is typed from the measurement to [`Defaults`]; nothing is re-parsed from
 //! display text. When a question was not measured, the decision keeps its prior (the engine's
@@ -20,11 +22,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::{AbExperiment, AbStatus, Analysis};
 use crate::fmt;
-use crate::ids::{AbValue, Experiment, PoolVariant, PortFlavour, RowOp, RowVariant, Width};
+use crate::ids::{self, AbValue, Experiment, PoolVariant, PortFlavour, RowOp, RowVariant, Width};
 use crate::results::Results;
 use crate::rules::{
-    self, family_level, judge, pick, Outcome, Threshold, Verdict, ADOPT_SPEEDUP, CONFIDENCE, MAX_CHUNK_LATENCY_S, POOL_MIN_SAVING,
-    POOL_NOT_SLOWER,
+    self, choose_spill, family_level, judge, pick, spill_smoothness, spill_was_exercised, Outcome, SpillChallenger, SpillChoice, Threshold,
+    Verdict, ADOPT_SPEEDUP, CONFIDENCE, MAX_CHUNK_LATENCY_S, POOL_MIN_SAVING, POOL_NOT_SLOWER,
 };
 use crate::stats::Pair;
 
@@ -48,6 +50,8 @@ impl Prior {
     pub const PORT_FLAVOUR: PortFlavour = PortFlavour::Crossbeam;
     /// The engine's buffer pools: lock-free bounded queues.
     pub const POOLING: PoolVariant = PoolVariant::LockFree;
+    /// `engine/src/defaults.rs` `DEFAULT_SPILL_THRESHOLD` in percent (seed 000's 80 %).
+    pub const SPILL_THRESHOLD_PERCENT: u32 = rules::SPILL_PRIOR_PERCENT;
 }
 
 /// The engine's port flavour as `decisions.toml` and `engine/src/defaults.rs` spell it:
@@ -102,6 +106,18 @@ pub struct Defaults {
     pub port_flavour: ChunkedPorts,
     /// Pooling strategy (`POOLING`).
     pub pooling: PoolVariant,
+    /// Spill threshold in percent of a spillable step's share (`DEFAULT_SPILL_THRESHOLD` ×
+    /// 100). `None` in a decisions file written before the spill was decided: then the
+    /// engine must be at seed 000's prior, 80 %.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "spill_percent_opt")]
+    pub spill_threshold_percent: Option<u32>,
+}
+
+fn spill_percent_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let n = u64::deserialize(d)?;
+    ids::spill_percent("decisions.toml [defaults] spill_threshold_percent", &n.to_string())
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// One comparison behind a decision, as recorded in `decisions.toml`.
@@ -160,6 +176,10 @@ pub struct Decision {
     /// The comparisons, with intervals and margins.
     #[serde(default)]
     pub evidence: Vec<Evidence>,
+    /// Set when the decision keeps a value the evidence does not support (e.g. spill does not
+    /// work smoothly at any threshold): what a reader must look at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flag: Option<String>,
 }
 
 /// The whole `decisions.toml`.
@@ -279,6 +299,7 @@ pub fn decide_rows(a: &Analysis) -> Decided<RowVariant> {
         ),
         rationale: String::new(),
         evidence: Vec::new(),
+        flag: None,
     };
     let mut parts = Vec::new();
     let ops = [RowOp::ReadName, RowOp::ReadIndex, RowOp::With];
@@ -404,6 +425,7 @@ fn decide_size<'a>(
         ),
         rationale: String::new(),
         evidence: Vec::new(),
+        flag: None,
     };
     if let Some(why) = ab_unavailable(&exps) {
         d.rationale = format!("{why}; the prior {prior} stands");
@@ -524,6 +546,7 @@ pub fn decide_ports(a: &Analysis) -> Decided<ChunkedPorts> {
         ),
         rationale: String::new(),
         evidence: Vec::new(),
+        flag: None,
     };
     let mut parts = Vec::new();
     if let Some((s, _)) = a.fan_out_share(Prior::PORT_FLAVOUR, 100) {
@@ -595,6 +618,7 @@ pub fn decide_pooling(a: &Analysis) -> Decided<PoolVariant> {
         ),
         rationale: String::new(),
         evidence: Vec::new(),
+        flag: None,
     };
     if let Some(why) = ab_unavailable(&exps) {
         d.rationale = format!("{why}; the prior `{prior}` stands");
@@ -735,6 +759,7 @@ pub fn decide_byte_budget(results: &Results, chunk: u64) -> Decided<u64> {
             fmt::bytes(budget as f64)
         ),
         evidence: Vec::new(),
+        flag: None,
     };
     (budget, d)
 }
@@ -746,23 +771,196 @@ pub fn round_up_mib_pow2(bytes: u64) -> u64 {
     mib.next_power_of_two() * MIB
 }
 
-/// Spill threshold: the engine has no spill yet, so nothing is measured and seed 000's
-/// current design stands.
-pub fn decide_spill() -> Decision {
-    Decision {
+fn percent(p: u32) -> String {
+    format!("{p} %")
+}
+
+/// Spill threshold (engine A/B of a spilling `Sort` under a fixed memory budget), by the rule
+/// committed before the data (`reports/src/rules.rs`, "The spill-threshold rule"):
+/// 1. the incumbent 80 % must have spilled in every completed run (else "not measured");
+/// 2. each threshold is smooth when all its runs completed with correct output and its median
+///    peak RSS stays within the budget plus [`rules::SPILL_RSS_ALLOWANCE_BYTES`];
+/// 3. a smooth 80 % stays unless a smooth challenger clears the 1.5× bar (Bonferroni over the
+///    challengers); a 80 % that is not smooth gives way to the fastest smooth challenger; with
+///    none smooth, the prior stays, flagged.
+pub fn decide_spill(a: &Analysis) -> Decided<u32> {
+    let prior = Prior::SPILL_THRESHOLD_PERCENT;
+    let exps = a.ab_of(Experiment::SpillThreshold);
+    let mut d = Decision {
         component: "spill threshold".into(),
-        baseline: format!("{} %", rules::SPILL_PRIOR_PERCENT),
-        alternatives: vec!["50 %".into(), "60 %".into(), "70 %".into(), "90 %".into()],
-        decision: format!("{} %", rules::SPILL_PRIOR_PERCENT),
+        baseline: percent(prior),
+        alternatives: rules::SPILL_ALTERNATIVES_PERCENT[1..].iter().map(|p| percent(*p)).collect(),
+        decision: percent(prior),
         measured: false,
         rule: format!(
-            "{}; to be decided by engine A/B of the real spill (wall time, peak RSS) under a fixed memory budget",
-            rules::SPILL_SOURCE
+            "{}: a threshold is smooth when every run completes, every output is correct (all rows, in key order) and the median peak RSS stays within the budget + {} ({}; {}). A smooth {prior} % stays unless a smooth challenger's wall-time speed-up clears {}× at the lower bound ({}; Bonferroni over the challengers); a {prior} % that is not smooth gives way to the fastest smooth challenger; with none smooth the prior stays, flagged. Evidence: engine A/B of CSV → Sort → CSV under a fixed memory budget, spilling at every threshold ({})",
+            rules::SPILL_SOURCE,
+            fmt::bytes(rules::SPILL_RSS_ALLOWANCE_BYTES as f64),
+            rules::SPILL_RSS_ALLOWANCE_SOURCE,
+            rules::SPILL_SMOOTH_SOURCE,
+            ADOPT_SPEEDUP.ratio,
+            quote(&ADOPT_SPEEDUP),
+            rules::SPILL_ALTERNATIVES_SOURCE
         ),
-        rationale: "not measured; the prior stands (the engine has no spill yet; the prototype's spill bench explains, it does not decide)"
-            .into(),
+        rationale: String::new(),
         evidence: Vec::new(),
+        flag: None,
+    };
+    let not_measured = |d: &mut Decision, why: String| {
+        d.rationale =
+            format!("not measured; the prior stands ({why}; the prototype's spill bench explains what spilling costs, it does not decide)");
+        (prior, d.clone())
+    };
+    if let Some(why) = ab_unavailable(&exps) {
+        return not_measured(&mut d, why);
     }
+    let e = exps[0];
+    if e.incumbent != AbValue::SpillThreshold(prior) {
+        return not_measured(&mut d, format!("the A/B incumbent {} is not the engine's {prior}", e.incumbent));
+    }
+    let Some(budget) = e.memory_limit_bytes else {
+        return not_measured(&mut d, format!("`{}` records no memory budget", e.id));
+    };
+    let mut parts = vec![format!(
+        "{} rows ({}) under a {} budget",
+        e.rows,
+        fmt::bytes(e.input_bytes as f64),
+        fmt::bytes(budget as f64)
+    )];
+    // Smoothness of every alternative (the incumbent first).
+    let mut smooth = BTreeMap::new();
+    for v in &e.alternatives {
+        let Some(obs) = e.spill_observation(*v) else {
+            return not_measured(&mut d, format!("`{}` records no memory budget", e.id));
+        };
+        if *v == e.incumbent && !spill_was_exercised(&obs) {
+            return not_measured(
+                &mut d,
+                format!(
+                    "the incumbent's sort did not spill in every completed run ({} of {}), so the run does not ask whether spilling works",
+                    obs.spilled,
+                    obs.runs - obs.failed
+                ),
+            );
+        }
+        let line = spill_note(e, *v, &obs);
+        match spill_smoothness(&obs) {
+            Ok(why) if why.is_empty() => {
+                parts.push(format!("{line}: smooth"));
+                smooth.insert(*v, true);
+            }
+            Ok(why) => {
+                parts.push(format!("{line}: not smooth ({})", why.join("; ")));
+                smooth.insert(*v, false);
+            }
+            Err(x) => parts.push(format!("{line}: not judged ({x})")),
+        }
+    }
+    if smooth.len() != e.alternatives.len() {
+        return not_measured(&mut d, parts.join("; "));
+    }
+    // Wall-time verdicts of every challenger against the incumbent.
+    let level = family_level(e.alternatives.len() - 1);
+    let mut challengers = Vec::new();
+    for c in &e.alternatives[1..] {
+        let verdict = match wall_verdict(&[e], *c, ADOPT_SPEEDUP, level) {
+            Ok(v) => {
+                parts.push(format!("{} vs {}: {}", percent_of(*c), percent_of(e.incumbent), v.describe()));
+                d.evidence.push(Evidence::new(
+                    format!(
+                        "{} vs {} (wall time, {})",
+                        percent_of(*c),
+                        percent_of(e.incumbent),
+                        if smooth[c] { "smooth" } else { "not smooth" }
+                    ),
+                    &v,
+                ));
+                Some(v)
+            }
+            Err(why) => {
+                parts.push(format!("{} vs {}: not judged ({why})", percent_of(*c), percent_of(e.incumbent)));
+                None
+            }
+        };
+        challengers.push(SpillChallenger {
+            value: *c,
+            smooth: smooth[c],
+            median_wall_s: e.median_wall(*c),
+            verdict,
+        });
+    }
+    d.measured = true;
+    let chosen = match choose_spill(smooth[&e.incumbent], &challengers) {
+        SpillChoice::Keep => {
+            parts.push(format!(
+                "spillover works smoothly at {prior} % and no smooth challenger clears the bar: keep current design, {prior} %"
+            ));
+            prior
+        }
+        SpillChoice::AdoptFaster(v) => {
+            parts.push(format!(
+                "{prior} % is smooth, but {} clears the bar: adopt {}",
+                percent_of(v),
+                percent_of(v)
+            ));
+            as_percent(v, prior)
+        }
+        SpillChoice::ReplaceNotSmooth(v) => {
+            parts.push(format!(
+                "spillover does not work smoothly at {prior} %: adopt the fastest smooth threshold, {}",
+                percent_of(v)
+            ));
+            as_percent(v, prior)
+        }
+        SpillChoice::NothingSmooth => {
+            let flag = format!("spill does not work smoothly at any measured threshold; the prior {prior} % is kept unsupported");
+            parts.push(flag.clone());
+            d.flag = Some(flag);
+            prior
+        }
+    };
+    d.decision = percent(chosen);
+    d.rationale = parts.join("; ");
+    (chosen, d)
+}
+
+/// A median count: whole, or with one decimal (the median of an even number of runs).
+pub fn count(x: f64) -> String {
+    if x.fract() == 0.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+fn as_percent(v: AbValue, prior: u32) -> u32 {
+    match v {
+        AbValue::SpillThreshold(p) => p,
+        _ => prior,
+    }
+}
+
+fn percent_of(v: AbValue) -> String {
+    format!("{v} %")
+}
+
+/// `60 %: 7 runs, median 1.23 s, peak RSS 30.1 MiB, 9 spill files / 70.2 MiB (medians)`.
+fn spill_note(e: &AbExperiment, v: AbValue, o: &rules::SpillObservation) -> String {
+    let show = |x: Option<f64>, f: fn(f64) -> String| x.map_or_else(|| "–".to_owned(), f);
+    format!(
+        "{}: {} run(s){}, median {} s, peak RSS {}, {} spill files / {} (medians)",
+        percent_of(v),
+        o.runs,
+        if o.failed > 0 {
+            format!(" ({} failed)", o.failed)
+        } else {
+            String::new()
+        },
+        show(e.median_wall(v), fmt::sig3),
+        show(e.median_rss(v), fmt::bytes),
+        show(e.median_count(v, |s| s.spill_files), count),
+        show(e.median_count(v, |s| s.spill_bytes), fmt::bytes),
+    )
 }
 
 /// All decisions for one run. `rules_commit` names the commit of the rules used.
@@ -773,7 +971,7 @@ pub fn decide(results: &Results, a: &Analysis, rules_commit: &str) -> Decisions 
     let (chunk_v, chunk) = decide_chunk_size(a);
     let (buffer_v, buffer) = decide_buffer(a);
     let (budget_v, budget) = decide_byte_budget(results, chunk_v);
-    let spill = decide_spill();
+    let (spill_v, spill) = decide_spill(a);
     let defaults = Defaults {
         chunk_size: chunk_v,
         buffer_size_chunks: buffer_v,
@@ -781,6 +979,7 @@ pub fn decide(results: &Results, a: &Analysis, rules_commit: &str) -> Decisions 
         row_representation: row_v,
         port_flavour: port_v,
         pooling: pool_v,
+        spill_threshold_percent: Some(spill_v),
     };
     let machine = results.machine.as_ref().map_or_else(
         || NOT_MEASURED.to_owned(),
@@ -821,6 +1020,7 @@ mod tests {
                     allocated_bytes: None,
                     rows_in: 1000,
                     rows_out: 1000,
+                    ..Default::default()
                 });
             }
         }
@@ -834,7 +1034,188 @@ mod tests {
             status: status.into(),
             reason: (status != "measured").then(|| "engine switch missing: unknown key 'Engine'".into()),
             runs,
+            ..Default::default()
         }
+    }
+
+    /// One spill threshold's synthetic runs: median wall `wall` s, peak RSS `rss_mib` MiB,
+    /// the first `failed` rounds failing, the output wrong in `wrong` rounds.
+    struct Alt {
+        percent: &'static str,
+        wall: f64,
+        rss_mib: u64,
+        failed: usize,
+        wrong: usize,
+    }
+
+    fn alt(percent: &'static str, wall: f64, rss_mib: u64) -> Alt {
+        Alt {
+            percent,
+            wall,
+            rss_mib,
+            failed: 0,
+            wrong: 0,
+        }
+    }
+
+    fn spill_rec(alts: &[Alt], rounds: usize) -> AbRecord {
+        let mut runs = Vec::new();
+        for r in 0..rounds {
+            for (i, a) in alts.iter().enumerate() {
+                let wobble = 1.0 + 0.02 * (((r * 7 + i * 3) % 5) as f64 - 2.0) / 2.0;
+                let failed = r < a.failed;
+                let ok = r >= a.wrong;
+                runs.push(AbRun {
+                    alternative: a.percent.into(),
+                    round: r as u64,
+                    position: i as u64,
+                    wall_s: if failed { 0.1 } else { a.wall * wobble },
+                    peak_rss_bytes: Some((a.rss_mib << 20) + (r as u64) * 4096),
+                    error: failed.then(|| "run failed: resources: sort needs 1.0 MiB more".into()),
+                    rows_in: if failed { 0 } else { 1_000_000 },
+                    rows_out: if failed || !ok { 0 } else { 1_000_000 },
+                    rows_match: (!failed).then_some(ok),
+                    sorted: (!failed).then_some(ok),
+                    spill_files: (!failed).then_some(9),
+                    spill_bytes: (!failed).then_some(70 << 20),
+                    memory_limit_bytes: (!failed).then_some(16 << 20),
+                    ..Default::default()
+                });
+            }
+        }
+        AbRecord {
+            id: "engine-ab/spill-threshold/sort".into(),
+            incumbent: alts[0].percent.into(),
+            alternatives: alts.iter().map(|a| a.percent.to_owned()).collect(),
+            rows: 1_000_000,
+            input_bytes: 66_000_000,
+            columns: 6,
+            status: "measured".into(),
+            reason: None,
+            runs,
+            memory_limit_bytes: Some(16 << 20),
+        }
+    }
+
+    fn five(f: impl Fn(&'static str) -> Alt) -> Vec<Alt> {
+        ["80", "50", "60", "70", "90"].into_iter().map(f).collect()
+    }
+
+    #[test]
+    fn spill_smooth_incumbent_without_a_clear_win_stays() {
+        // (a) Everything smooth; 90 % is 20 % faster (a tie under the 1.5× bar), 50 % slower.
+        let d = on(
+            vec![spill_rec(
+                &five(|p| match p {
+                    "90" => alt(p, 0.8, 30),
+                    "50" => alt(p, 1.3, 28),
+                    _ => alt(p, 1.0, 30),
+                }),
+                7,
+            )],
+            vec![],
+        );
+        let s = &d.decisions["spill_threshold"];
+        assert!(s.measured, "{}", s.rationale);
+        assert_eq!(d.defaults.spill_threshold_percent, Some(80), "{}", s.rationale);
+        assert_eq!(s.decision, "80 %");
+        assert!(s.rationale.contains("keep current design"), "{}", s.rationale);
+        assert!(s.rationale.contains("80 %: 7 run(s), median 1"), "{}", s.rationale);
+        assert!(s.rationale.contains("9 spill files"), "{}", s.rationale);
+        assert_eq!(s.evidence.len(), 4, "{:?}", s.evidence);
+        assert!(s.evidence.iter().any(|e| e.outcome == "loss"), "{:?}", s.evidence);
+        assert!(s.evidence.iter().all(|e| e.outcome != "adopt"), "{:?}", s.evidence);
+        assert!(s.evidence[0].level > 0.98, "Bonferroni over four challengers");
+        assert!(s.flag.is_none());
+    }
+
+    #[test]
+    fn spill_incumbent_not_smooth_gives_way_to_the_fastest_smooth_threshold() {
+        // (b) 80 % fails a run; 60 % smooth and fastest among the smooth; 90 % faster but its
+        // RSS is over budget + allowance; 50 % wrote wrong output once.
+        let recs = |inc: Alt| {
+            let mut v = vec![inc];
+            v.push(Alt {
+                wrong: 1,
+                ..alt("50", 0.7, 28)
+            });
+            v.push(alt("60", 1.1, 29));
+            v.push(alt("70", 1.2, 29));
+            v.push(alt("90", 0.5, 41));
+            spill_rec(&v, 7)
+        };
+        let d = on(
+            vec![recs(Alt {
+                failed: 1,
+                ..alt("80", 1.0, 30)
+            })],
+            vec![],
+        );
+        let s = &d.decisions["spill_threshold"];
+        assert_eq!(d.defaults.spill_threshold_percent, Some(60), "{}", s.rationale);
+        assert!(s.rationale.contains("1 of 7 runs failed"), "{}", s.rationale);
+        assert!(s.rationale.contains("exceeds the budget"), "{}", s.rationale);
+        assert!(s.rationale.contains("wrote wrong output"), "{}", s.rationale);
+        assert!(s.rationale.contains("does not work smoothly at 80 %"), "{}", s.rationale);
+        // The same with 80 %'s RSS over the allowance instead of a failed run.
+        let d = on(vec![recs(alt("80", 1.0, 45))], vec![]);
+        assert_eq!(d.defaults.spill_threshold_percent, Some(60));
+        // Nothing smooth: the prior stays, flagged.
+        let all_bad = spill_rec(&five(|p| alt(p, 1.0, 64)), 7);
+        let d = on(vec![all_bad], vec![]);
+        let s = &d.decisions["spill_threshold"];
+        assert!(s.measured);
+        assert_eq!(d.defaults.spill_threshold_percent, Some(80));
+        assert!(
+            s.flag.as_deref().is_some_and(|f| f.contains("spill does not work smoothly")),
+            "{s:?}"
+        );
+        assert!(s.rationale.contains("spill does not work smoothly"), "{}", s.rationale);
+    }
+
+    #[test]
+    fn spill_smooth_challenger_past_the_bar_is_adopted() {
+        // (c) 70 % is 2× faster and smooth: adopted.
+        let d = on(
+            vec![spill_rec(&five(|p| if p == "70" { alt(p, 0.5, 31) } else { alt(p, 1.0, 30) }), 7)],
+            vec![],
+        );
+        let s = &d.decisions["spill_threshold"];
+        assert_eq!(d.defaults.spill_threshold_percent, Some(70), "{}", s.rationale);
+        assert_eq!(s.decision, "70 %");
+        assert!(
+            s.evidence.iter().any(|e| e.outcome == "adopt" && e.margin > 0.0),
+            "{:?}",
+            s.evidence
+        );
+        // The same win by a threshold that is not smooth is not adopted.
+        let d = on(
+            vec![spill_rec(&five(|p| if p == "70" { alt(p, 0.5, 50) } else { alt(p, 1.0, 30) }), 7)],
+            vec![],
+        );
+        assert_eq!(d.defaults.spill_threshold_percent, Some(80));
+    }
+
+    #[test]
+    fn spill_not_measured_keeps_the_prior() {
+        // (d) No A/B data.
+        let d = on(vec![], vec![]);
+        let s = &d.decisions["spill_threshold"];
+        assert!(!s.measured);
+        assert!(s.rationale.starts_with("not measured; the prior stands"), "{}", s.rationale);
+        assert_eq!(d.defaults.spill_threshold_percent, Some(80));
+        // Too few runs, or an incumbent that did not spill: not measured either.
+        let d = on(vec![spill_rec(&five(|p| alt(p, 1.0, 30)), 4)], vec![]);
+        assert!(!d.decisions["spill_threshold"].measured);
+        assert!(d.decisions["spill_threshold"].rationale.contains("only 4 run(s)"));
+        let mut rec = spill_rec(&five(|p| alt(p, 1.0, 30)), 7);
+        for r in rec.runs.iter_mut().filter(|r| r.alternative == "80") {
+            r.spill_files = Some(0);
+        }
+        let d = on(vec![rec], vec![]);
+        let s = &d.decisions["spill_threshold"];
+        assert!(!s.measured);
+        assert!(s.rationale.contains("did not spill"), "{}", s.rationale);
     }
 
     fn on(ab: Vec<AbRecord>, criterion: Vec<CriterionBench>) -> Decisions {
@@ -862,6 +1243,7 @@ mod tests {
             assert!(dec.rationale.contains("not measured"), "{dec:?}");
         }
         assert_eq!(d.decisions["spill_threshold"].decision, "80 %");
+        assert_eq!(d.defaults.spill_threshold_percent, Some(80));
     }
 
     #[test]
@@ -1066,6 +1448,13 @@ mod tests {
         assert!(Decisions::from_toml(&bad).is_err());
         let bad = text.replace("\"chunked-crossbeam\"", "\"chunked-callback\"");
         assert!(Decisions::from_toml(&bad).is_err());
+        assert!(text.contains("spill_threshold_percent = 80"), "{text}");
+        for bad in ["0", "4", "101", "0.8", "\"80\""] {
+            let t = text.replace("spill_threshold_percent = 80", &format!("spill_threshold_percent = {bad}"));
+            assert!(Decisions::from_toml(&t).is_err(), "{bad}");
+        }
+        let old = text.replace("spill_threshold_percent = 80\n", "");
+        assert_eq!(Decisions::from_toml(&old).unwrap().defaults.spill_threshold_percent, None);
         let tokio = text.replace("\"chunked-crossbeam\"", "\"chunked-tokio\"");
         assert_eq!(
             Decisions::from_toml(&tokio).unwrap().defaults.port_flavour,

@@ -14,8 +14,9 @@
 //! dhat       rows-<row-op>-<row-variant>-width-<5|20>
 //!            pooling-<pool-object>-<pool-variant>
 //! engine A/B engine-ab/<experiment>/<config>        (results/engine-ab/*.json "id")
-//!   experiment  chunk-size | buffer-size | port-flavour | pooling
-//!   config      default | fan-out-<n>
+//!   experiment  chunk-size | buffer-size | port-flavour | pooling | spill-threshold
+//!   config      default | fan-out-<n> (port-flavour) | sort (spill-threshold)
+//!   alternative of spill-threshold: a percentage, 5..=100, plain decimal (`80`, not `0.8`)
 //!
 //! row-op        read-name | read-index | with | build | chunk-build | chunk-transform
 //! row-variant   dictionary | persistent | array | pooled | columnar
@@ -246,6 +247,8 @@ names!(
         PortFlavour => "port-flavour",
         /// `Settings.Engine.Pooling`.
         Pooling => "pooling",
+        /// `Settings.Memory.SpillThreshold` of a spilling `Sort` under a fixed budget.
+        SpillThreshold => "spill-threshold",
     }
 );
 
@@ -406,6 +409,8 @@ pub enum AbConfig {
     Default,
     /// The transform feeds this many sinks.
     FanOut(u64),
+    /// CSV → `Sort` → CSV under a fixed memory budget (spill threshold).
+    Sort,
 }
 
 impl fmt::Display for AbConfig {
@@ -413,6 +418,7 @@ impl fmt::Display for AbConfig {
         match self {
             AbConfig::Default => f.write_str("default"),
             AbConfig::FanOut(n) => write!(f, "fan-out-{n}"),
+            AbConfig::Sort => f.write_str("sort"),
         }
     }
 }
@@ -428,6 +434,8 @@ pub enum AbValue {
     PortFlavour(PortFlavour),
     /// Pool strategy.
     Pooling(PoolVariant),
+    /// Spill threshold in percent of a spillable step's share (5..=100).
+    SpillThreshold(u32),
 }
 
 impl fmt::Display for AbValue {
@@ -436,6 +444,7 @@ impl fmt::Display for AbValue {
             AbValue::ChunkSize(n) | AbValue::BufferSize(n) => write!(f, "{n}"),
             AbValue::PortFlavour(p) => write!(f, "{p}"),
             AbValue::Pooling(p) => write!(f, "{p}"),
+            AbValue::SpillThreshold(p) => write!(f, "{p}"),
         }
     }
 }
@@ -452,14 +461,17 @@ pub fn parse_ab_id(id: &str) -> Result<(Experiment, AbConfig), IdError> {
     let exp: Experiment = exp.parse().map_err(|m| err(id, m))?;
     let config = match config {
         "default" => AbConfig::Default,
+        "sort" => AbConfig::Sort,
         c => match c.strip_prefix("fan-out-") {
             Some(n) => AbConfig::FanOut(count(id, n, "fan-out")?),
-            None => return Err(err(id, format!("unknown config `{c}` (default | fan-out-<n>)"))),
+            None => return Err(err(id, format!("unknown config `{c}` (default | fan-out-<n> | sort)"))),
         },
     };
     match (exp, config) {
         (Experiment::PortFlavour, AbConfig::FanOut(n)) if n >= 1 => Ok((exp, config)),
         (Experiment::PortFlavour, _) => Err(err(id, "port-flavour runs at fan-out-<n>, n ≥ 1")),
+        (Experiment::SpillThreshold, AbConfig::Sort) => Ok((exp, config)),
+        (Experiment::SpillThreshold, _) => Err(err(id, "spill-threshold has only the `sort` config")),
         (_, AbConfig::Default) => Ok((exp, config)),
         (_, _) => Err(err(id, format!("{exp} has only the `default` config"))),
     }
@@ -482,7 +494,24 @@ pub fn parse_ab_value(exp: Experiment, s: &str) -> Result<AbValue, IdError> {
             AbValue::PortFlavour(p)
         }
         Experiment::Pooling => AbValue::Pooling(s.parse().map_err(|m| err(&id, m))?),
+        Experiment::SpillThreshold => AbValue::SpillThreshold(spill_percent(&id, s)?),
     })
+}
+
+/// The range of a spill threshold in percent (the engine's `SpillThreshold`: 0.05 to 1).
+pub const SPILL_PERCENT_RANGE: std::ops::RangeInclusive<u32> = 5..=100;
+
+/// A spill threshold in percent: a plain decimal integer in [`SPILL_PERCENT_RANGE`] (`80`;
+/// not `0.8`, `80%` or `080.0`).
+///
+/// # Errors
+/// [`IdError`] naming `id` otherwise.
+pub fn spill_percent(id: &str, s: &str) -> Result<u32, IdError> {
+    let n = count(id, s, "spill threshold (percent)")?;
+    u32::try_from(n)
+        .ok()
+        .filter(|p| SPILL_PERCENT_RANGE.contains(p))
+        .ok_or_else(|| err(id, format!("spill threshold {n} % is outside 5..=100")))
 }
 
 #[cfg(test)]
@@ -617,6 +646,9 @@ mod tests {
             "engine-ab/chunk-size/fan-out-2",
             "engine-ab/port-flavour/default",
             "engine-ab/spill/default",
+            "engine-ab/spill-threshold/default",
+            "engine-ab/chunk-size/sort",
+            "engine-ab/spill-threshold/fan-out-1",
             "engine-ab/chunk-size",
             "engine-ab/chunk-size/default/x",
             "ab/chunk-size/default",
@@ -635,5 +667,18 @@ mod tests {
         assert!(parse_ab_value(Experiment::PortFlavour, "callback").is_err());
         assert!(parse_ab_value(Experiment::ChunkSize, "5k").is_err());
         assert!(parse_ab_value(Experiment::Pooling, "thread-local").is_err());
+        assert_eq!(
+            parse_ab_id("engine-ab/spill-threshold/sort"),
+            Ok((Experiment::SpillThreshold, AbConfig::Sort))
+        );
+        assert_eq!(AbConfig::Sort.to_string(), "sort");
+        assert_eq!(Experiment::SpillThreshold.to_string(), "spill-threshold");
+        assert_eq!(parse_ab_value(Experiment::SpillThreshold, "80"), Ok(AbValue::SpillThreshold(80)));
+        assert_eq!(parse_ab_value(Experiment::SpillThreshold, "5"), Ok(AbValue::SpillThreshold(5)));
+        assert_eq!(parse_ab_value(Experiment::SpillThreshold, "100"), Ok(AbValue::SpillThreshold(100)));
+        assert_eq!(AbValue::SpillThreshold(80).to_string(), "80");
+        for bad in ["0.8", "80%", "80.0", "+80", " 80", "4", "0", "101", "", "99999999999"] {
+            assert!(parse_ab_value(Experiment::SpillThreshold, bad).is_err(), "{bad:?}");
+        }
     }
 }

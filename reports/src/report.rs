@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use crate::analysis::{speedup, sweeps, Analysis};
 use crate::decide::Decisions;
 use crate::fmt::{self, cell};
-use crate::ids::{MessageKind, PoolVariant, PortFlavour, RowOp, RowVariant, Width};
+use crate::ids::{Experiment, MessageKind, PoolVariant, PortFlavour, RowOp, RowVariant, Width};
 use crate::results::{Results, RunResult};
 use crate::rules::{self, ADOPT_SPEEDUP, POOL_MIN_SAVING};
 
@@ -163,12 +163,13 @@ fn matrix(o: &mut String, d: &Decisions) {
     for dec in d.ordered() {
         let _ = writeln!(
             o,
-            "| {} | {} | {} | **{}**{} | {} |",
+            "| {} | {} | {} | **{}**{}{} | {} |",
             cell(&dec.component),
             cell(&dec.baseline),
             cell(&dec.alternatives.join(", ")),
             cell(&dec.decision),
             if dec.measured { "" } else { " _(prior)_" },
+            dec.flag.as_ref().map_or(String::new(), |f| format!(" **⚠ flagged:** {}", cell(f))),
             cell(&dec.rationale)
         );
     }
@@ -204,13 +205,17 @@ fn matrix(o: &mut String, d: &Decisions) {
     let _ = writeln!(
         o,
         "\nEngine defaults (`reports/decisions.toml` `[defaults]`): chunk_size = {}, buffer_size_chunks = {}, \
-         port_byte_budget_bytes = {}, row_representation = \"{}\", port_flavour = \"{}\", pooling = \"{}\".\n",
+         port_byte_budget_bytes = {}, row_representation = \"{}\", port_flavour = \"{}\", pooling = \"{}\", \
+         spill_threshold_percent = {}.\n",
         d.defaults.chunk_size,
         d.defaults.buffer_size_chunks,
         d.defaults.port_byte_budget_bytes,
         d.defaults.row_representation,
         d.defaults.port_flavour,
-        d.defaults.pooling
+        d.defaults.pooling,
+        d.defaults
+            .spill_threshold_percent
+            .map_or_else(|| "not decided (prior 80)".to_owned(), |p| p.to_string())
     );
 }
 
@@ -463,9 +468,15 @@ fn pooling(o: &mut String, a: &Analysis, plots: &PlotLinks) {
 fn spill(o: &mut String, a: &Analysis, results: &Results, d: &Decisions) {
     let _ = writeln!(
         o,
-        "## 5. Spill threshold\n\nSeed question: what is the optimal memory threshold? The engine has no spill \
-         yet; the prototype's spill path below explains what spilling costs, it does not decide the threshold.\n"
+        "## 5. Spill threshold\n\nSeed question: what is the optimal memory threshold? Seed 000: {}. The engine \
+         A/B decides: CSV → `Sort` → CSV under a fixed memory budget, at each `SpillThreshold`, interleaved; a \
+         threshold is smooth when every run completes, every output is correct (all rows, in key order) and \
+         the median peak RSS stays within the budget + {}. The prototype's spill path further below explains \
+         what spilling costs; it does not decide.\n",
+        rules::SPILL_SOURCE,
+        fmt::bytes(rules::SPILL_RSS_ALLOWANCE_BYTES as f64)
     );
+    spill_ab(o, a);
     let runs: Vec<&RunResult> = results.e2e.iter().filter(|r| r.name.starts_with("spill")).collect();
     if a.spill.is_empty() && runs.is_empty() {
         let _ = writeln!(o, "Spill throughput: {NOT_MEASURED}\n");
@@ -498,6 +509,54 @@ fn spill(o: &mut String, a: &Analysis, results: &Results, d: &Decisions) {
     if let Some(s) = d.decisions.get("spill_threshold") {
         let _ = writeln!(o, "Decision: **{}**. {}\n", s.decision, s.rationale);
     }
+}
+
+/// The spill A/B: per threshold, runs, medians, spill volume and smoothness.
+fn spill_ab(o: &mut String, a: &Analysis) {
+    let exps = a.ab_of(Experiment::SpillThreshold);
+    let Some(e) = exps.first() else {
+        let _ = writeln!(o, "Engine A/B of the spill threshold: {NOT_MEASURED}\n");
+        return;
+    };
+    if let crate::analysis::AbStatus::NotMeasured(why) = &e.status {
+        let _ = writeln!(o, "Engine A/B `{}`: not measured ({}).\n", cell(&e.id), cell(why));
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "`{}`: {} rows ({}), memory budget {}.\n",
+        cell(&e.id),
+        e.rows,
+        fmt::bytes(e.input_bytes as f64),
+        e.memory_limit_bytes.map_or("not recorded".into(), |b| fmt::bytes(b as f64))
+    );
+    let _ = writeln!(
+        o,
+        "| Threshold | Runs (failed) | Median wall | Median peak RSS | Spill files (median) | Spill bytes (median) | Correct output | Smooth |\n|---|---|---|---|---|---|---|---|"
+    );
+    for v in &e.alternatives {
+        let obs = e.spill_observation(*v);
+        let smooth = match obs.as_ref().map(rules::spill_smoothness) {
+            None => "no budget recorded".to_owned(),
+            Some(Ok(why)) if why.is_empty() => "yes".to_owned(),
+            Some(Ok(why)) => format!("no: {}", why.join("; ")),
+            Some(Err(x)) => format!("not judged: {x}"),
+        };
+        let (runs, failed, incorrect) = obs.as_ref().map_or((0, 0, 0), |o| (o.runs, o.failed, o.incorrect));
+        let _ = writeln!(
+            o,
+            "| {v} %{} | {runs} ({failed}) | {} | {} | {} | {} | {} of {} | {} |",
+            if *v == e.incumbent { " (incumbent)" } else { "" },
+            e.median_wall(*v).map_or("–".into(), |w| fmt::time(w * 1e9)),
+            e.median_rss(*v).map_or("–".into(), fmt::bytes),
+            e.median_count(*v, |s| s.spill_files).map_or("–".into(), crate::decide::count),
+            e.median_count(*v, |s| s.spill_bytes).map_or("–".into(), fmt::bytes),
+            runs - failed - incorrect,
+            runs - failed,
+            cell(&smooth)
+        );
+    }
+    let _ = writeln!(o);
 }
 
 fn run_table(o: &mut String, runs: &[RunResult]) {
@@ -681,5 +740,54 @@ mod tests {
         assert!(!md.contains("NaN") && !md.contains("inf"));
         assert!(md.contains("commit `c0ffee`"), "the report names the rules' commit");
         assert!(md.contains("## Engine A/B runs"));
+        assert!(md.contains("Engine A/B of the spill threshold: _Not measured in this run._"));
+        assert!(md.contains("spill_threshold_percent = 80"));
+    }
+
+    #[test]
+    fn spill_section_shows_the_engine_ab_table() {
+        use crate::results::{AbRecord, AbRun};
+        let alts = ["80", "50", "60", "70", "90"];
+        let runs = (0..5)
+            .flat_map(|r| {
+                alts.iter().map(move |a| AbRun {
+                    alternative: (*a).into(),
+                    round: r,
+                    wall_s: if *a == "90" { 0.9 } else { 1.0 },
+                    peak_rss_bytes: Some(if *a == "90" { 50 << 20 } else { 30 << 20 }),
+                    rows_match: Some(true),
+                    sorted: Some(true),
+                    spill_files: Some(8),
+                    spill_bytes: Some(64 << 20),
+                    ..Default::default()
+                })
+            })
+            .collect();
+        let results = Results {
+            ab: vec![AbRecord {
+                id: "engine-ab/spill-threshold/sort".into(),
+                incumbent: "80".into(),
+                alternatives: alts.iter().map(|s| (*s).to_owned()).collect(),
+                rows: 1_000_000,
+                input_bytes: 66_000_000,
+                status: "measured".into(),
+                runs,
+                memory_limit_bytes: Some(16 << 20),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let a = Analysis::new(&results).unwrap();
+        let d = decide(&results, &a, "c0ffee");
+        let md = render(&results, &a, &d, &PlotLinks::default());
+        let section = &md[md.find("## 5. Spill threshold").unwrap()..md.find("## 6.").unwrap()];
+        assert!(section.contains("| Threshold | Runs (failed) |"), "{section}");
+        assert!(section.contains("| 80 % (incumbent) | 5 (0) |"), "{section}");
+        assert!(section.contains("| 64.0 MiB | 5 of 5 | yes |"), "{section}");
+        assert!(
+            section.contains("| 90 % | 5 (0) |") && section.contains("no: median peak RSS"),
+            "{section}"
+        );
+        assert!(section.contains("Decision: **80 %**"), "{section}");
     }
 }

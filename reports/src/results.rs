@@ -430,7 +430,7 @@ pub fn parse_samples(text: &str) -> Result<Vec<f64>> {
 }
 
 /// One engine run of an A/B experiment (`results/engine-ab/*.json` `runs[]`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct AbRun {
     /// The alternative this run used, as written by the harness.
     pub alternative: String,
@@ -455,10 +455,29 @@ pub struct AbRun {
     /// Rows the sinks wrote (all sinks).
     #[serde(default)]
     pub rows_out: u64,
+    /// The run did not complete: the engine's error, or why the child died. Its wall time is
+    /// the time to the failure (0 when the child died) and is not a sample.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Whether the sinks wrote every row the source read (once per sink).
+    #[serde(default)]
+    pub rows_match: Option<bool>,
+    /// Spill runs: whether the sorted output is in key order.
+    #[serde(default)]
+    pub sorted: Option<bool>,
+    /// Spill runs: spill files the sort wrote.
+    #[serde(default)]
+    pub spill_files: Option<u64>,
+    /// Spill runs: bytes the sort wrote to spill files.
+    #[serde(default)]
+    pub spill_bytes: Option<u64>,
+    /// Spill runs: the run's memory budget as the engine reports it.
+    #[serde(default)]
+    pub memory_limit_bytes: Option<u64>,
 }
 
 /// One engine A/B experiment at one configuration (`results/engine-ab/<exp>--<config>.json`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct AbRecord {
     /// `engine-ab/<experiment>/<config>` (strictly parsed by [`crate::ids::parse_ab_id`]).
     pub id: String,
@@ -481,6 +500,9 @@ pub struct AbRecord {
     /// The runs, in the order they ran.
     #[serde(default)]
     pub runs: Vec<AbRun>,
+    /// The experiment's memory budget (`Settings.Memory.Limit`), bytes: the spill threshold.
+    #[serde(default)]
+    pub memory_limit_bytes: Option<u64>,
 }
 
 fn parse_throughput(v: &Value) -> Option<Throughput> {

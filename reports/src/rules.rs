@@ -17,6 +17,10 @@
 //! Every verdict carries its margin: lower bound minus threshold (≥ 0 would have adopted).
 //! With several challengers against one incumbent the confidence level is Bonferroni-corrected
 //! ([`family_level`]), and among adopted challengers the one with the highest lower bound wins.
+//!
+//! The spill threshold first asks seed 000's question, "does spillover work smoothly?"
+//! ([`spill_smoothness`]), then applies the same judgement among smooth thresholds
+//! ([`choose_spill`]).
 
 use std::fmt;
 
@@ -91,6 +95,150 @@ pub const CHANNEL_SCALING_SOURCE: Source = Source::Seed("If channels scale poorl
 pub const SPILL_SOURCE: Source = Source::Seed("If spillover works smoothly → Keep current design");
 /// Seed 000's current design: spill at 80 % of the memory budget.
 pub const SPILL_PRIOR_PERCENT: u32 = 80;
+
+// # The spill-threshold rule
+//
+// Seed 000 "Decision Points": "If spillover works smoothly → Keep current design" (current
+// design: spill at 80 %). The seed gives no definition of "smoothly", no alternatives and no
+// memory numbers; everything below that is not the quoted sentence or the 80 % is ours, and
+// says why.
+//
+// The evidence is the engine A/B `engine-ab/spill-threshold/sort`: a spilling `Sort` (CSV →
+// Sort → CSV) under one fixed memory budget (`Settings.Memory.Limit`), at each threshold of
+// [`SPILL_ALTERNATIVES_PERCENT`] (`Settings.Memory.SpillThreshold`), interleaved, ≥
+// [`MIN_RUNS`] runs each. Then:
+// 1. The experiment asks the seed's question only if the incumbent's sort actually spilled in
+//    every completed run; otherwise it is "not measured" (the input fits the budget).
+// 2. A threshold is **smooth** ([`spill_smoothness`]) when every one of its runs completed,
+//    every completed run's output is correct (the sink wrote exactly the rows the source read,
+//    in key order where the harness checked it), and its median peak RSS is at most the
+//    budget plus [`SPILL_RSS_ALLOWANCE_BYTES`].
+// 3. ([`choose_spill`]) When the incumbent 80 % is smooth, it is kept ("keep current
+//    design") unless a smooth challenger's wall-time speed-up over it clears
+//    [`ADOPT_SPEEDUP`] at the interval's lower bound (Bonferroni over all challengers of the
+//    experiment, smooth or not: the family is fixed before the data); among those, the highest
+//    lower bound wins ([`pick`]). When 80 % is not smooth, the fastest smooth challenger (lowest
+//    median wall time) replaces it: the seed's condition for keeping it fails, and a threshold
+//    that works beats one that does not whatever the speed. When no threshold is smooth, the
+//    decision says "spill does not work smoothly", keeps the prior, and is flagged.
+
+/// The thresholds the spill A/B weighs, in percent, incumbent first.
+pub const SPILL_ALTERNATIVES_PERCENT: [u32; 5] = [SPILL_PRIOR_PERCENT, 50, 60, 70, 90];
+/// Why [`SPILL_ALTERNATIVES_PERCENT`]: ours.
+pub const SPILL_ALTERNATIVES_SOURCE: Source = Source::Ours(
+    "seed 000 names only 80 %; 10-point steps down to 50 % (spilling earlier: smaller runs, more files) and one up to 90 % (less headroom for what the reservation does not cover); below 50 % a step spills before it has half its share, above 90 % the threshold is nearly the hard limit",
+);
+
+/// What a threshold's median peak RSS may exceed the run's memory budget by and still be
+/// smooth: the memory the budget does not cover.
+pub const SPILL_RSS_ALLOWANCE_BYTES: u64 = 24 * 1024 * 1024;
+/// Why [`SPILL_RSS_ALLOWANCE_BYTES`]: ours.
+pub const SPILL_RSS_ALLOWANCE_SOURCE: Source = Source::Ours(
+    "the budget does not cover the binary and its libraries, thread stacks, chunks in flight and allocator slack (engine/src/memory.rs: roughly 10-15 MiB at a 64 MiB limit); 24 MiB is the top of that with about 60 % headroom, so allocator noise passes while a spill that fails to hold memory (an input several times budget + allowance held in memory) does not",
+);
+
+/// What "works smoothly" means: ours (the seed does not say).
+pub const SPILL_SMOOTH_SOURCE: Source = Source::Ours(
+    "a spill that fails a run, loses, duplicates or misorders rows, or lets the process grow past the budget plus an allowance is not smooth, whatever its speed; RSS is judged on the median so that one noisy run does not decide, completion and correctness on every run",
+);
+
+/// What the spill A/B observed for one threshold (inputs of [`spill_smoothness`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpillObservation {
+    /// Runs recorded (completed or failed; warm-ups excluded).
+    pub runs: usize,
+    /// Runs that did not complete (the engine returned an error, or the child died).
+    pub failed: usize,
+    /// Completed runs whose output was wrong or unchecked (row count differs from the
+    /// input's, or rows out of key order).
+    pub incorrect: usize,
+    /// Completed runs whose sort wrote at least one spill file.
+    pub spilled: usize,
+    /// Median peak RSS of the completed runs, bytes; `None` when not measured.
+    pub median_rss_bytes: Option<f64>,
+    /// The run's memory budget, bytes.
+    pub budget_bytes: u64,
+}
+
+/// Whether one threshold spills smoothly: `Ok(vec![])` when smooth, `Ok(reasons)` when not.
+///
+/// # Errors
+/// [`NotJudged`] with fewer than [`MIN_RUNS`] runs, or when peak RSS was not measured (and
+/// every run completed, so nothing else can show it is not smooth).
+pub fn spill_smoothness(o: &SpillObservation) -> Result<Vec<String>, NotJudged> {
+    if o.runs < MIN_RUNS {
+        return Err(NotJudged::TooFewRuns { runs: o.runs });
+    }
+    let mut why = Vec::new();
+    if o.failed > 0 {
+        why.push(format!("{} of {} runs failed", o.failed, o.runs));
+    }
+    if o.incorrect > 0 {
+        why.push(format!("{} completed run(s) wrote wrong output", o.incorrect));
+    }
+    let cap = o.budget_bytes.saturating_add(SPILL_RSS_ALLOWANCE_BYTES) as f64;
+    match o.median_rss_bytes {
+        Some(rss) if rss > cap => why.push(format!(
+            "median peak RSS {:.1} MiB exceeds the budget {:.1} MiB + allowance {:.1} MiB",
+            rss / MIB,
+            o.budget_bytes as f64 / MIB,
+            SPILL_RSS_ALLOWANCE_BYTES as f64 / MIB
+        )),
+        Some(_) => {}
+        None if why.is_empty() => return Err(NotJudged::BadSamples),
+        None => {}
+    }
+    Ok(why)
+}
+
+/// Step 1 of the spill rule: whether the experiment asks the seed's question, i.e. the
+/// incumbent's sort spilled in every completed run (and at least one completed).
+pub fn spill_was_exercised(incumbent: &SpillObservation) -> bool {
+    let completed = incumbent.runs.saturating_sub(incumbent.failed);
+    completed > 0 && incumbent.spilled == completed
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// One challenger threshold as [`choose_spill`] sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpillChallenger<T> {
+    /// The threshold.
+    pub value: T,
+    /// Whether it is smooth ([`spill_smoothness`] gave no reason).
+    pub smooth: bool,
+    /// Median wall time of its completed runs, seconds.
+    pub median_wall_s: Option<f64>,
+    /// Its wall-time verdict against the incumbent (judged at [`family_level`] of all
+    /// challengers), when both have enough completed runs.
+    pub verdict: Option<Verdict>,
+}
+
+/// What the spill rule concludes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpillChoice<T> {
+    /// The incumbent is smooth and no smooth challenger clears the bar: keep current design.
+    Keep,
+    /// The incumbent is smooth and this smooth challenger clears the bar (best lower bound).
+    AdoptFaster(T),
+    /// The incumbent is not smooth: the fastest smooth challenger replaces it.
+    ReplaceNotSmooth(T),
+    /// No threshold is smooth: the prior stays, flagged.
+    NothingSmooth,
+}
+
+/// Applies step 3 of the spill rule (see the comment above [`SPILL_ALTERNATIVES_PERCENT`]).
+pub fn choose_spill<T: Copy>(incumbent_smooth: bool, challengers: &[SpillChallenger<T>]) -> SpillChoice<T> {
+    let smooth = challengers.iter().filter(|c| c.smooth);
+    if incumbent_smooth {
+        let judged: Vec<(&T, &Verdict)> = smooth.filter_map(|c| c.verdict.as_ref().map(|v| (&c.value, v))).collect();
+        return pick(judged).map_or(SpillChoice::Keep, |t| SpillChoice::AdoptFaster(*t));
+    }
+    smooth
+        .filter_map(|c| c.median_wall_s.filter(|w| w.is_finite() && *w > 0.0).map(|w| (c.value, w)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or(SpillChoice::NothingSmooth, |(t, _)| SpillChoice::ReplaceNotSmooth(t))
+}
 
 /// Confidence level of one comparison.
 pub const CONFIDENCE: f64 = 0.95;
@@ -308,6 +456,76 @@ mod tests {
         assert_eq!(pick([(&"c", &c)]), None);
     }
 
+    fn obs(runs: usize, failed: usize, incorrect: usize, rss_mib: Option<f64>) -> SpillObservation {
+        SpillObservation {
+            runs,
+            failed,
+            incorrect,
+            spilled: runs - failed,
+            median_rss_bytes: rss_mib.map(|m| m * MIB),
+            budget_bytes: 16 << 20,
+        }
+    }
+
+    #[test]
+    fn spill_smoothness_needs_completion_correctness_and_rss_within_the_allowance() {
+        assert_eq!(spill_smoothness(&obs(7, 0, 0, Some(30.0))), Ok(vec![]));
+        assert_eq!(spill_smoothness(&obs(7, 0, 0, Some(40.0))), Ok(vec![]), "16 + 24 MiB is inside");
+        let over = spill_smoothness(&obs(7, 0, 0, Some(40.5))).unwrap();
+        assert!(over[0].contains("exceeds the budget"), "{over:?}");
+        let failed = spill_smoothness(&obs(7, 1, 0, Some(30.0))).unwrap();
+        assert!(failed[0].contains("1 of 7 runs failed"), "{failed:?}");
+        assert_eq!(spill_smoothness(&obs(7, 0, 2, Some(30.0))).unwrap().len(), 1);
+        assert_eq!(
+            spill_smoothness(&obs(7, 7, 0, None)).unwrap().len(),
+            1,
+            "all failed: no RSS, still not smooth"
+        );
+        assert_eq!(spill_smoothness(&obs(4, 0, 0, Some(30.0))), Err(NotJudged::TooFewRuns { runs: 4 }));
+        assert_eq!(spill_smoothness(&obs(7, 0, 0, None)), Err(NotJudged::BadSamples));
+        assert!(spill_was_exercised(&obs(7, 1, 0, Some(30.0))));
+        assert!(!spill_was_exercised(&obs(7, 7, 0, None)));
+        assert!(!spill_was_exercised(&SpillObservation {
+            spilled: 3,
+            ..obs(7, 0, 0, Some(30.0))
+        }));
+    }
+
+    #[test]
+    fn choose_spill_keeps_a_smooth_incumbent_unless_a_smooth_challenger_clears_the_bar() {
+        let iv = |lower: f64| Interval {
+            point: lower + 0.1,
+            lower,
+            upper: lower + 0.2,
+            level: 0.95,
+        };
+        let ch = |value: u32, smooth: bool, wall: f64, lower: f64| SpillChallenger {
+            value,
+            smooth,
+            median_wall_s: Some(wall),
+            verdict: Some(Verdict::from_interval(iv(lower), ADOPT_SPEEDUP)),
+        };
+        // Smooth incumbent, ties only: keep.
+        assert_eq!(
+            choose_spill(true, &[ch(50, true, 1.0, 0.9), ch(90, true, 0.9, 1.0)]),
+            SpillChoice::Keep
+        );
+        // A challenger clears the bar but is not smooth: keep.
+        assert_eq!(choose_spill(true, &[ch(90, false, 0.5, 1.8)]), SpillChoice::Keep);
+        // A smooth challenger clears the bar: adopt the best lower bound.
+        assert_eq!(
+            choose_spill(true, &[ch(60, true, 0.6, 1.6), ch(70, true, 0.5, 1.7)]),
+            SpillChoice::AdoptFaster(70)
+        );
+        // Incumbent not smooth: the fastest smooth challenger, no bar.
+        assert_eq!(
+            choose_spill(false, &[ch(50, true, 1.2, 0.8), ch(60, true, 1.1, 0.9), ch(90, false, 0.5, 2.0)]),
+            SpillChoice::ReplaceNotSmooth(60)
+        );
+        assert_eq!(choose_spill(false, &[ch(50, false, 1.0, 1.0)]), SpillChoice::NothingSmooth);
+        assert_eq!(choose_spill::<u32>(false, &[]), SpillChoice::NothingSmooth);
+    }
+
     #[test]
     fn thresholds_quote_the_seed_or_say_why_they_are_ours() {
         assert_eq!(ADOPT_SPEEDUP.ratio, 1.5);
@@ -316,5 +534,11 @@ mod tests {
         assert!(matches!(POOL_MIN_SAVING.source, Source::Seed(q) if q.contains(">30% allocations")));
         assert!(matches!(POOL_NOT_SLOWER.source, Source::Ours(_)));
         assert!(family_level(1) == CONFIDENCE && family_level(5) > 0.98);
+        assert!(matches!(SPILL_SOURCE, Source::Seed(q) if q == "If spillover works smoothly → Keep current design"));
+        assert_eq!(SPILL_PRIOR_PERCENT, 80);
+        assert_eq!(SPILL_ALTERNATIVES_PERCENT[0], SPILL_PRIOR_PERCENT);
+        assert!(matches!(SPILL_ALTERNATIVES_SOURCE, Source::Ours(_)));
+        assert!(matches!(SPILL_RSS_ALLOWANCE_SOURCE, Source::Ours(_)));
+        assert!(matches!(SPILL_SMOOTH_SOURCE, Source::Ours(_)));
     }
 }

@@ -3,7 +3,8 @@
 //! test then fails until the engine's constants are updated to match (or the other way round).
 
 use flowengine::{defaults, Pooling, PortFlavour};
-use flowengine_reports::decide::Decisions;
+use flowengine_reports::decide::{Decisions, Defaults};
+use flowengine_reports::rules::SPILL_PRIOR_PERCENT;
 
 fn committed() -> Decisions {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("decisions.toml");
@@ -11,10 +12,38 @@ fn committed() -> Decisions {
     Decisions::from_toml(&text).unwrap_or_else(|e| panic!("parsing {}: {e:#}", path.display()))
 }
 
+/// The spill threshold: `[defaults] spill_threshold_percent` when decided; a decisions file
+/// without the key (written before the spill was decided) means "not decided yet", and the
+/// engine must then be at seed 000's prior, 80 %. `None` when they agree.
+fn spill_mismatch(d: &Defaults, engine: f64) -> Option<String> {
+    let (percent, source) = match d.spill_threshold_percent {
+        Some(p) => (p, "reports/decisions.toml has spill_threshold_percent ="),
+        None => (
+            SPILL_PRIOR_PERCENT,
+            "reports/decisions.toml has no spill_threshold_percent (not decided yet), so seed 000's prior is",
+        ),
+    };
+    let want = f64::from(percent) / 100.0;
+    ((engine - want).abs() > 1e-9)
+        .then(|| format!("DEFAULT_SPILL_THRESHOLD: engine/src/defaults.rs has {engine}, {source} {percent} ({want})"))
+}
+
+#[test]
+fn spill_threshold_check_treats_a_missing_key_as_the_prior() {
+    let mut d = committed().defaults;
+    d.spill_threshold_percent = None;
+    assert_eq!(spill_mismatch(&d, 0.8), None);
+    assert!(spill_mismatch(&d, 0.7).is_some_and(|m| m.contains("not decided yet")));
+    d.spill_threshold_percent = Some(60);
+    assert_eq!(spill_mismatch(&d, 0.6), None);
+    assert!(spill_mismatch(&d, 0.8).is_some_and(|m| m.contains("spill_threshold_percent = 60")));
+}
+
 #[test]
 fn engine_defaults_match_committed_decisions() {
     let d = committed().defaults;
     let mut mismatches = Vec::new();
+    mismatches.extend(spill_mismatch(&d, defaults::DEFAULT_SPILL_THRESHOLD));
     let mut check = |name: &str, engine: String, decided: String| {
         if engine != decided {
             mismatches.push(format!(
