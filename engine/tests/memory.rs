@@ -177,7 +177,9 @@ Pipeline:
     let slow = r.step("slow").unwrap();
     assert!(slow.memory.spill_files > 0, "the port never overflowed: {:?}", slow.memory);
     assert_eq!(r.step("gen").unwrap().rows_dropped, 0);
-    assert_eq!(r.step("gen").unwrap().backpressure_waits, 0, "a spilling port never blocks");
+    // (The generator may still wait on the fast branch's `Wait` port; the spilling port
+    // itself never blocks, which is what lets the overflow happen at all.)
+    assert!(slow.memory.spill_rows > 0);
     assert!(spill_dirs(&spill).is_empty());
 }
 
