@@ -168,22 +168,26 @@ pub fn key_prefix(key: &SortKey, chunk: &Chunk, i: usize) -> u64 {
 /// A chunk of the rows `rows` (chunk index, row index) of `chunks`, gathered column by
 /// column.
 pub fn gather(schema: &SchemaRef, chunks: &[Arc<Chunk>], rows: impl Iterator<Item = (usize, usize)> + Clone) -> Chunk {
-    let n = rows.clone().count();
+    let picks: Vec<(&Chunk, usize)> = rows.map(|(c, r)| (&*chunks[c], r)).collect();
+    gather_rows(schema, &picks)
+}
+
+/// A chunk of row `r` of each `(chunk, r)` pick, in order, gathered column by column (one
+/// type dispatch per column).
+pub fn gather_rows(schema: &SchemaRef, picks: &[(&Chunk, usize)]) -> Chunk {
+    let mut cols: Vec<(&Column, usize)> = Vec::with_capacity(picks.len());
     let columns = schema
         .fields()
         .iter()
         .enumerate()
         .map(|(j, f)| {
-            let mut out = Column::with_capacity(f.data_type, n);
-            for (c, r) in rows.clone() {
-                out.push_from(chunks[c].column(j), r);
-            }
-            out
+            cols.clear();
+            cols.extend(picks.iter().map(|(c, r)| (&**c.column(j), *r)));
+            Column::gather(f.data_type, &cols)
         })
         .collect();
-    let lines_known = rows.clone().all(|(c, r)| chunks[c].line(r).is_some());
-    let lines = if lines_known {
-        rows.map(|(c, r)| chunks[c].lines()[r]).collect()
+    let lines = if picks.iter().all(|(c, r)| c.line(*r).is_some()) {
+        picks.iter().map(|(c, r)| c.lines()[*r]).collect()
     } else {
         Vec::new()
     };

@@ -34,7 +34,7 @@ use crate::config::{Obj, ParseEnv};
 use crate::error::{Error, Result};
 use crate::memory::MemoryReservation;
 use crate::port::CancelToken;
-use crate::rows::{compare_rows, gather, key_prefix, ChunkBuilder, Collation, SortKey};
+use crate::rows::{compare_rows, gather, gather_rows, key_prefix, Collation, SortKey};
 use crate::schema::SchemaRef;
 use crate::spill::{SpillFile, SpillReader, SpillSpace};
 use crate::steps::{BuildContext, Emitter, StepRuntime, Transform};
@@ -259,6 +259,10 @@ const INDEX_BYTES: usize = std::mem::size_of::<Entry>();
 /// cache misses while gathering); runs are then merged, reading each one sequentially.
 const RUN_ROWS: usize = 65_536;
 
+/// Rows per block of a spill file: small, so that a merge holds little of each run (its
+/// current block and the one being decoded) and reads many runs in one pass.
+const SPILL_BLOCK_ROWS: usize = 1024;
+
 /// Reader buffer of one run during the merge: 64 KiB, less under a tiny budget.
 fn read_buffer(share: usize) -> usize {
     (share / 16).clamp(4 << 10, 64 << 10)
@@ -357,7 +361,7 @@ impl SortTransform {
         let sources: Vec<RunReader> = self.mem_runs.drain(..).map(|r| RunReader::Memory(r.into_iter())).collect();
         let mut w = self.spill.create(&self.name)?;
         let mut biggest = self.max_run_chunk;
-        self.merge(sources, |c| {
+        self.merge_into(sources, SPILL_BLOCK_ROWS, |c| {
             biggest = biggest.max(c.byte_size());
             w.write(&c)
         })?;
@@ -397,21 +401,34 @@ impl SortTransform {
     }
 
     /// Merges sorted runs (in input order) into one sorted stream of chunks for `sink`.
-    fn merge(&self, mut sources: Vec<RunReader>, mut sink: impl FnMut(Chunk) -> Result<()>) -> Result<()> {
+    fn merge(&self, sources: Vec<RunReader>, sink: impl FnMut(Chunk) -> Result<()>) -> Result<()> {
+        self.merge_into(sources, self.chunk_size, sink)
+    }
+
+    /// Merges into chunks of `rows` rows (spill files use small blocks, so that a later merge
+    /// holds little of each run and can read many runs at once).
+    fn merge_into(&self, mut sources: Vec<RunReader>, rows: usize, mut sink: impl FnMut(Chunk) -> Result<()>) -> Result<()> {
         let mut heap = BinaryHeap::with_capacity(sources.len());
         for (run, r) in sources.iter_mut().enumerate() {
             if let Some(chunk) = r.next_chunk()? {
                 heap.push(Head::new(chunk, 0, run, &self.keys));
             }
         }
-        let mut b = ChunkBuilder::new(Arc::clone(&self.schema), self.chunk_size);
+        // The picks of one output chunk: (run's chunk, row), gathered column by column.
+        let mut picks: Vec<(Arc<Chunk>, usize)> = Vec::with_capacity(rows);
+        let flush = |picks: &mut Vec<(Arc<Chunk>, usize)>, sink: &mut dyn FnMut(Chunk) -> Result<()>| -> Result<()> {
+            let refs: Vec<(&Chunk, usize)> = picks.iter().map(|(c, r)| (&**c, *r)).collect();
+            let chunk = gather_rows(&self.schema, &refs);
+            picks.clear();
+            sink(chunk)
+        };
         while let Some(head) = heap.pop() {
-            b.push(&head.chunk, head.row);
-            if b.is_full() {
+            picks.push((Arc::clone(&head.chunk), head.row));
+            if picks.len() >= rows {
                 if self.cancel.is_cancelled() {
                     return Err(Error::Cancelled);
                 }
-                sink(b.take())?;
+                flush(&mut picks, &mut sink)?;
             }
             let (chunk, row, run) = (head.chunk, head.row + 1, head.run);
             if row < chunk.len() {
@@ -420,8 +437,8 @@ impl SortTransform {
                 heap.push(Head::new(next, 0, run, &self.keys));
             }
         }
-        if !b.is_empty() {
-            sink(b.take())?;
+        if !picks.is_empty() {
+            flush(&mut picks, &mut sink)?;
         }
         Ok(())
     }
@@ -529,7 +546,7 @@ impl Transform for SortTransform {
             let first: Vec<SpillFile> = self.runs.drain(..fan_in).collect();
             let sources = self.open_files(first)?;
             let mut w = self.spill.create(&self.name)?;
-            self.merge(sources, |c| w.write(&c))?;
+            self.merge_into(sources, SPILL_BLOCK_ROWS, |c| w.write(&c))?;
             self.reservation.free();
             let file = w.finish()?;
             self.reservation.stats().record_spill(file.bytes(), file.rows());
