@@ -361,7 +361,7 @@ impl SortTransform {
         let sources: Vec<RunReader> = self.mem_runs.drain(..).map(|r| RunReader::Memory(r.into_iter())).collect();
         let mut w = self.spill.create(&self.name)?;
         let mut biggest = self.max_run_chunk;
-        self.merge_into(sources, SPILL_BLOCK_ROWS, |c| {
+        self.merge_into(sources, SPILL_BLOCK_ROWS.min(self.chunk_size), |c| {
             biggest = biggest.max(c.byte_size());
             w.write(&c)
         })?;
@@ -546,7 +546,7 @@ impl Transform for SortTransform {
             let first: Vec<SpillFile> = self.runs.drain(..fan_in).collect();
             let sources = self.open_files(first)?;
             let mut w = self.spill.create(&self.name)?;
-            self.merge_into(sources, SPILL_BLOCK_ROWS, |c| w.write(&c))?;
+            self.merge_into(sources, SPILL_BLOCK_ROWS.min(self.chunk_size), |c| w.write(&c))?;
             self.reservation.free();
             let file = w.finish()?;
             self.reservation.stats().record_spill(file.bytes(), file.rows());
