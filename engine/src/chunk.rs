@@ -656,11 +656,8 @@ impl Chunk {
             .columns
             .iter()
             .map(|c| {
-                let mut out = Column::with_capacity(c.data_type(), indices.len());
-                for &i in indices {
-                    out.push_from(c, i);
-                }
-                Arc::new(out)
+                let picks: Vec<(&Column, usize)> = indices.iter().map(|&i| (&**c, i)).collect();
+                Arc::new(Column::gather(c.data_type(), &picks))
             })
             .collect();
         let lines = if self.lines.is_empty() {

@@ -1,5 +1,5 @@
 //! Row-level kernels shared by the stateful operators (Sort, Aggregate, Lookup): typed
-//! comparison of rows across chunks, and building a chunk from rows picked out of others.
+//! comparison of rows across chunks, and gathering a chunk from rows picked out of others.
 
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -192,74 +192,4 @@ pub fn gather_rows(schema: &SchemaRef, picks: &[(&Chunk, usize)]) -> Chunk {
         Vec::new()
     };
     Chunk::from_columns(Arc::clone(schema), columns, lines)
-}
-
-/// Builds a chunk row by row from rows of other chunks of the same schema.
-pub struct ChunkBuilder {
-    schema: SchemaRef,
-    columns: Vec<Column>,
-    lines: Vec<u64>,
-    rows: usize,
-    capacity: usize,
-    /// False once a row without a line number was pushed (then no row keeps one).
-    lines_known: bool,
-}
-
-impl ChunkBuilder {
-    /// An empty builder for up to `capacity` rows.
-    pub fn new(schema: SchemaRef, capacity: usize) -> ChunkBuilder {
-        let columns = schema
-            .fields()
-            .iter()
-            .map(|f| Column::with_capacity(f.data_type, capacity))
-            .collect();
-        ChunkBuilder {
-            schema,
-            columns,
-            lines: Vec::with_capacity(capacity),
-            rows: 0,
-            capacity,
-            lines_known: true,
-        }
-    }
-
-    /// Appends row `i` of `chunk`.
-    pub fn push(&mut self, chunk: &Chunk, i: usize) {
-        for (out, col) in self.columns.iter_mut().zip(chunk.columns()) {
-            out.push_from(col, i);
-        }
-        match chunk.line(i) {
-            Some(l) if self.lines_known => self.lines.push(l),
-            _ => self.lines_known = false,
-        }
-        self.rows += 1;
-    }
-
-    /// Rows pushed so far.
-    pub fn len(&self) -> usize {
-        self.rows
-    }
-
-    /// True when no row was pushed.
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0
-    }
-
-    /// True when it holds `capacity` rows.
-    pub fn is_full(&self) -> bool {
-        self.rows >= self.capacity
-    }
-
-    /// Approximate bytes held.
-    pub fn byte_size(&self) -> usize {
-        self.columns.iter().map(Column::byte_size).sum::<usize>() + self.lines.len() * 8
-    }
-
-    /// The chunk built so far; the builder starts over, empty.
-    pub fn take(&mut self) -> Chunk {
-        let fresh = ChunkBuilder::new(Arc::clone(&self.schema), self.capacity);
-        let done = std::mem::replace(self, fresh);
-        let lines = if done.lines_known { done.lines } else { Vec::new() };
-        Chunk::from_columns(done.schema, done.columns, lines)
-    }
 }
