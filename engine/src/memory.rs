@@ -145,6 +145,17 @@ impl RunMemory {
         }
     }
 
+    /// Bytes of text a CSV step should hold per chunk buffer: `default`, or 1/64 of an
+    /// explicit limit (at least 256 KiB), so that wide rows make smaller chunks under a tight
+    /// budget. The source cuts its raw chunks there; the sink sizes its write buffers by it.
+    pub fn chunk_text_bytes(&self, default: usize) -> usize {
+        if self.explicit {
+            (self.pool.limit() / 64).clamp(256 << 10, default)
+        } else {
+            default
+        }
+    }
+
     /// No practical limit; spill files in the temp dir (for steps built by hand in tests).
     pub fn unbounded() -> RunMemory {
         RunMemory {
@@ -372,6 +383,11 @@ impl MemoryReservation {
     fn force_grow(&mut self, bytes: usize) {
         let now = self.pool.used.fetch_add(bytes, Ordering::AcqRel) + bytes;
         self.pool.peak.fetch_max(now, Ordering::AcqRel);
+        self.grew(bytes);
+    }
+
+    /// Records `bytes` taken from the pool in this consumer's size and stats.
+    fn grew(&mut self, bytes: usize) {
         self.size += bytes;
         self.stats.current.store(self.size, Ordering::Relaxed);
         self.stats.peak.fetch_max(self.size, Ordering::Relaxed);
@@ -394,9 +410,7 @@ impl MemoryReservation {
                 ),
             });
         }
-        self.size += bytes;
-        self.stats.current.store(self.size, Ordering::Relaxed);
-        self.stats.peak.fetch_max(self.size, Ordering::Relaxed);
+        self.grew(bytes);
         Ok(())
     }
 

@@ -35,6 +35,15 @@ fn spill_dirs(dir: &std::path::Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// After a failed or cancelled run: no spill directory, and no file but the pipeline's.
+fn assert_nothing_left(s: &Scenario, spill: &std::path::Path, pipeline: &str) {
+    assert!(spill_dirs(spill).is_empty(), "left behind: {:?}", spill_dirs(spill));
+    assert_eq!(
+        s.files().iter().filter(|f| !f.starts_with("spill")).collect::<Vec<_>>(),
+        vec![pipeline]
+    );
+}
+
 #[test]
 fn a_sort_under_a_tiny_budget_spills_and_matches_the_in_memory_sort() {
     let s = Scenario::new();
@@ -92,11 +101,7 @@ Pipeline:
     );
     let e = s.run(&yaml).unwrap_err().to_string();
     assert!(e.contains("boom"), "{e}");
-    assert!(spill_dirs(&spill).is_empty(), "left behind: {:?}", spill_dirs(&spill));
-    assert_eq!(
-        s.files().iter().filter(|f| !f.starts_with("spill")).collect::<Vec<_>>(),
-        vec!["pipeline.yaml"]
-    );
+    assert_nothing_left(&s, &spill, "pipeline.yaml");
 }
 
 #[test]
@@ -232,11 +237,7 @@ fn ctrl_c_during_a_spilling_sort_removes_the_spill_directory() {
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(spill_dirs(&spill).is_empty(), "left behind: {:?}", spill_dirs(&spill));
-    assert_eq!(
-        s.files().iter().filter(|f| !f.starts_with("spill")).collect::<Vec<_>>(),
-        vec!["p.yaml"]
-    );
+    assert_nothing_left(&s, &spill, "p.yaml");
 }
 
 #[test]

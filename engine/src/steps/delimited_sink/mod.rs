@@ -168,12 +168,8 @@ impl DelimitedSinkConfig {
         let schema = ctx.require_input()?;
         // The text buffers between the sink and its writer thread, each about one chunk of
         // text: reserved from the run's budget (a chunk's text is bounded like the source's
-        // raw chunks: 1/64 of an explicit limit, else 8 MiB).
-        let per_buffer = if ctx.memory.explicit {
-            (ctx.memory.pool.limit() / 64).clamp(256 << 10, 8 << 20)
-        } else {
-            8 << 20
-        };
+        // raw chunks).
+        let per_buffer = ctx.memory.chunk_text_bytes(crate::steps::delimited_source::RAW_CHUNK_BYTES);
         let reserved = ctx.memory.pool.reserve_fixed(
             ctx.name,
             "write buffers",

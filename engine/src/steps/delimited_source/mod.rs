@@ -559,11 +559,7 @@ pub struct DelimitedSource {
 /// Raw bytes per chunk under the run's memory settings, and their fixed reservation: the
 /// reader→parser channel (2), the pool (4) and the chunk being filled, as text and parsed.
 fn reserve_read_buffers(ctx: &BuildContext<'_>) -> Result<(usize, crate::memory::MemoryReservation)> {
-    let raw = if ctx.memory.explicit {
-        (ctx.memory.pool.limit() / 64).clamp(256 << 10, RAW_CHUNK_BYTES)
-    } else {
-        RAW_CHUNK_BYTES
-    };
+    let raw = ctx.memory.chunk_text_bytes(RAW_CHUNK_BYTES);
     let r = ctx.memory.pool.reserve_fixed(
         ctx.name,
         "read buffers",
