@@ -26,7 +26,7 @@ use crate::ids::{self, AbValue, Experiment, PoolVariant, PortFlavour, RowOp, Row
 use crate::results::Results;
 use crate::rules::{
     self, choose_spill, family_level, judge, pick, spill_smoothness, spill_was_exercised, Outcome, SpillChallenger, SpillChoice, Threshold,
-    Verdict, ADOPT_SPEEDUP, CONFIDENCE, MAX_CHUNK_LATENCY_S, POOL_MIN_SAVING, POOL_NOT_SLOWER,
+    Verdict, ADOPT_SPEEDUP, CONFIDENCE, MAX_CHUNK_LATENCY_S, POOL_MIN_SAVING, POOL_NOT_SLOWER, SWITCH_SPEEDUP,
 };
 use crate::stats::Pair;
 
@@ -420,8 +420,8 @@ fn decide_size<'a>(
         measured: false,
         rule: format!(
             "{}: a challenger is adopted when the lower bound of its wall-time speed-up over the incumbent (ratio of medians, bootstrap over interleaved engine runs, Bonferroni over the challengers) clears {}×{extra_rule}",
-            quote(&ADOPT_SPEEDUP),
-            ADOPT_SPEEDUP.ratio
+            quote(&SWITCH_SPEEDUP),
+            SWITCH_SPEEDUP.ratio
         ),
         rationale: String::new(),
         evidence: Vec::new(),
@@ -450,7 +450,7 @@ fn decide_size<'a>(
     )];
     let mut verdicts = Vec::new();
     for c in &challengers {
-        match wall_verdict(&exps, *c, ADOPT_SPEEDUP, level) {
+        match wall_verdict(&exps, *c, SWITCH_SPEEDUP, level) {
             Ok(v) => {
                 parts.push(format!("{}; {}", rss_note(e, *c), v.describe()));
                 d.evidence.push(Evidence::new(format!("{c} vs {}", e.incumbent), &v));
@@ -540,8 +540,8 @@ pub fn decide_ports(a: &Analysis) -> Decided<ChunkedPorts> {
         measured: false,
         rule: format!(
             "{}: the challenger is adopted when the lower bound of its wall-time speed-up over the incumbent (engine A/B, geometric mean over fan-out 1, 2, 10, 100) clears {}×. {}: the engine has only channel ports, so fan-out scaling is reported, not decisive.",
-            quote(&ADOPT_SPEEDUP),
-            ADOPT_SPEEDUP.ratio,
+            quote(&SWITCH_SPEEDUP),
+            SWITCH_SPEEDUP.ratio,
             rules::CHANNEL_SCALING_SOURCE
         ),
         rationale: String::new(),
@@ -567,13 +567,13 @@ pub fn decide_ports(a: &Analysis) -> Decided<ChunkedPorts> {
         return (prior, d);
     }
     for e in &exps {
-        if let Ok(v) = wall_verdict(&[e], challenger, ADOPT_SPEEDUP, CONFIDENCE) {
+        if let Ok(v) = wall_verdict(&[e], challenger, SWITCH_SPEEDUP, CONFIDENCE) {
             parts.push(format!("{}: {}", e.config, v.describe()));
             d.evidence.push(Evidence::new(format!("flume vs crossbeam, {}", e.config), &v));
         }
     }
     let mut decision = prior;
-    match wall_verdict(&exps, challenger, ADOPT_SPEEDUP, CONFIDENCE) {
+    match wall_verdict(&exps, challenger, SWITCH_SPEEDUP, CONFIDENCE) {
         Ok(v) => {
             d.measured = true;
             parts.push(format!("over all fan-outs: {}", v.describe()));
@@ -613,8 +613,8 @@ pub fn decide_pooling(a: &Analysis) -> Decided<PoolVariant> {
             POOL_MIN_SAVING.ratio,
             quote(&POOL_NOT_SLOWER),
             POOL_NOT_SLOWER.ratio,
-            quote(&ADOPT_SPEEDUP),
-            ADOPT_SPEEDUP.ratio
+            quote(&SWITCH_SPEEDUP),
+            SWITCH_SPEEDUP.ratio
         ),
         rationale: String::new(),
         evidence: Vec::new(),
@@ -682,7 +682,7 @@ pub fn decide_pooling(a: &Analysis) -> Decided<PoolVariant> {
     };
     let decision = match (prior, qualifies.get(&prior) == Some(&true), qualifies[&other]) {
         (PoolVariant::None, _, _) => unreachable!("the prior is a pool"),
-        (_, true, true) => match wall_verdict(&[e], AbValue::Pooling(other), ADOPT_SPEEDUP, CONFIDENCE) {
+        (_, true, true) => match wall_verdict(&[e], AbValue::Pooling(other), SWITCH_SPEEDUP, CONFIDENCE) {
             Ok(v) => {
                 parts.push(format!("{other} vs {prior}: {}", v.describe()));
                 d.evidence.push(Evidence::new(format!("{other} vs {prior}, wall time"), &v));
@@ -798,8 +798,8 @@ pub fn decide_spill(a: &Analysis) -> Decided<u32> {
             fmt::bytes(rules::SPILL_RSS_ALLOWANCE_BYTES as f64),
             rules::SPILL_RSS_ALLOWANCE_SOURCE,
             rules::SPILL_SMOOTH_SOURCE,
-            ADOPT_SPEEDUP.ratio,
-            quote(&ADOPT_SPEEDUP),
+            SWITCH_SPEEDUP.ratio,
+            quote(&SWITCH_SPEEDUP),
             rules::SPILL_ALTERNATIVES_SOURCE
         ),
         rationale: String::new(),
@@ -863,7 +863,7 @@ pub fn decide_spill(a: &Analysis) -> Decided<u32> {
     let level = family_level(e.alternatives.len() - 1);
     let mut challengers = Vec::new();
     for c in &e.alternatives[1..] {
-        let verdict = match wall_verdict(&[e], *c, ADOPT_SPEEDUP, level) {
+        let verdict = match wall_verdict(&[e], *c, SWITCH_SPEEDUP, level) {
             Ok(v) => {
                 parts.push(format!("{} vs {}: {}", percent_of(*c), percent_of(e.incumbent), v.describe()));
                 d.evidence.push(Evidence::new(

@@ -8,7 +8,7 @@ use crate::decide::Decisions;
 use crate::fmt::{self, cell};
 use crate::ids::{Experiment, MessageKind, PoolVariant, PortFlavour, RowOp, RowVariant, Width};
 use crate::results::{Results, RunResult};
-use crate::rules::{self, ADOPT_SPEEDUP, POOL_MIN_SAVING};
+use crate::rules::{self, ADOPT_SPEEDUP, POOL_MIN_SAVING, SWITCH_SPEEDUP};
 
 /// The sentence every absent measurement gets.
 pub const NOT_MEASURED: &str = "_Not measured in this run._";
@@ -141,7 +141,7 @@ fn matrix(o: &mut String, d: &Decisions) {
         o,
         "Rules (`reports/src/rules.rs`, commit `{}`): each alternative is compared with the engine's current \
          choice on the ratio of medians of interleaved engine runs, with a {} bootstrap interval; it is \
-         adopted only when the interval's lower bound clears the threshold ({} bar {}×; {} bar {:.3}× on \
+         adopted only when the interval's lower bound clears the threshold (rows: {} bar {}×; every other switch: {} bar {}×; pooling: {} bar {:.3}× on \
          allocations), otherwise the incumbent stays (\"tie (within noise)\" or \"loss\", with the interval). \
          Margin = lower bound − bar. A decision marked _(prior)_ was not measured in this run and keeps the \
          engine's current value.\n",
@@ -153,6 +153,8 @@ fn matrix(o: &mut String, d: &Decisions) {
         fmt::percent(rules::CONFIDENCE),
         ADOPT_SPEEDUP.source,
         ADOPT_SPEEDUP.ratio,
+        SWITCH_SPEEDUP.source,
+        SWITCH_SPEEDUP.ratio,
         POOL_MIN_SAVING.source,
         POOL_MIN_SAVING.ratio
     );
