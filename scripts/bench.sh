@@ -106,7 +106,6 @@ ensure_runner() {
 }
 
 log "suite mode: $mode; results in $results; target dir $target_dir"
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 if [ "$decisions" = 0 ]; then
     ensure_valgrind
     ensure_runner
@@ -120,6 +119,31 @@ else
     cargo bench -p flowengine-benches --no-run
 fi
 phase_done "build"
+
+# Idleness. The build above loads the machine, so the load average is read only after it has
+# settled: wait (at most FLOWENGINE_IDLE_WAIT seconds, default 300) for the 1-minute load to
+# drop below a quarter of the cores, then record it as "load before". During the measured
+# phase, /proc/stat gives the whole machine's busy CPU time and /proc/$$/stat the suite's own
+# (its waited-for children); the difference is what other processes used ("foreign" CPU),
+# which the report weighs with the load before. The load after includes the suite itself.
+cores=$(nproc)
+idle_limit=$(awk -v c="$cores" 'BEGIN { printf "%.2f", c / 4 }')
+idle_wait_max=${FLOWENGINE_IDLE_WAIT:-300}
+idle_waited=0
+while awk -v l="$(cut -d' ' -f1 /proc/loadavg)" -v m="$idle_limit" 'BEGIN { exit !(l >= m) }' \
+        && [ "$idle_waited" -lt "$idle_wait_max" ]; do
+    [ "$idle_waited" = 0 ] && log "waiting (at most ${idle_wait_max}s) for the 1-minute load to drop below $idle_limit (now $(cut -d' ' -f1 /proc/loadavg))"
+    sleep 10
+    idle_waited=$((idle_waited + 10))
+done
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+[ "$idle_waited" -gt 0 ] && phase_done "waiting for idle (load $load_before)"
+cpu_busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
+cpu_all_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9; exit }' /proc/stat; }
+cpu_steal_ticks() { awk '/^cpu / { print $9; exit }' /proc/stat; }
+own_ticks() { sed 's/.*) //' "/proc/$$/stat" | awk '{ print $12 + $13 + $14 + $15 }'; }
+busy0=$(cpu_busy_ticks); all0=$(cpu_all_ticks); steal0=$(cpu_steal_ticks); own0=$(own_ticks)
+measured0=$(date +%s)
 
 # Start from a clean slate so that no stale result (e.g. from an older full run) is copied.
 rm -rf "$results/criterion" "$results/gungraun" "$results/dhat" "$results/e2e" "$results/engine-ab" "$results/quick-report"
@@ -154,6 +178,15 @@ log "engine A/B: chunk size, buffer size, port flavour, pooling (interleaved, on
 cargo bench -p flowengine-benches --bench engine_ab
 phase_done "engine A/B"
 
+busy1=$(cpu_busy_ticks); all1=$(cpu_all_ticks); steal1=$(cpu_steal_ticks); own1=$(own_ticks)
+measured_seconds=$(( $(date +%s) - measured0 ))
+# Shares of the machine's CPU time (all cores) during the measured phase, in percent.
+foreign_cpu_percent=$(awk -v b=$((busy1 - busy0)) -v o=$((own1 - own0)) -v a=$((all1 - all0)) \
+    'BEGIN { f = (b - o) / (a > 0 ? a : 1) * 100; if (f < 0) f = 0; printf "%.1f", f }')
+own_cpu_percent=$(awk -v o=$((own1 - own0)) -v a=$((all1 - all0)) 'BEGIN { printf "%.1f", o / (a > 0 ? a : 1) * 100 }')
+steal_percent=$(awk -v s=$((steal1 - steal0)) -v a=$((all1 - all0)) 'BEGIN { printf "%.1f", s / (a > 0 ? a : 1) * 100 }')
+cpu_mhz=$(awk -F: '/^cpu MHz/ { s += $2; n++ } END { if (n) printf "%.0f", s / n; else print 0 }' /proc/cpuinfo)
+
 log "copying criterion and gungraun results into $results"
 # criterion: <group>/<function>/<value>/new/*.json (skip the HTML report directories).
 (cd "$target_dir/criterion" && find . -path '*/new/*.json' -print0) | while IFS= read -r -d '' f; do
@@ -168,7 +201,6 @@ done
 
 json_escape() { sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' | tr -d '\n'; }
 cpu=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -n1 | json_escape)
-cores=$(nproc)
 memory_bytes=$(( $(sed -n 's/^MemTotal:[[:space:]]*\([0-9]*\) kB/\1/p' /proc/meminfo) * 1024 ))
 os_name=$( (. /etc/os-release 2>/dev/null && printf '%s' "${PRETTY_NAME:-}") || true)
 os=$(printf '%s (%s)' "$(uname -srm)" "${os_name:-unknown}" | json_escape)
@@ -188,12 +220,18 @@ cat > "$results/machine.json" <<EOF
   "commit": "$commit",
   "dirty": $dirty,
   "load_before": "$load_before",
-  "load_after": "$load_after"
+  "load_after": "$load_after",
+  "idle_wait_seconds": $idle_waited,
+  "measured_seconds": $measured_seconds,
+  "own_cpu_percent": $own_cpu_percent,
+  "foreign_cpu_percent": $foreign_cpu_percent,
+  "steal_percent": $steal_percent,
+  "cpu_mhz": $cpu_mhz
 }
 EOF
 
 count() { find "$results/$1" -name "$2" 2>/dev/null | wc -l; }
-log "done in $(( $(date +%s) - started ))s ($mode): $(count criterion estimates.json) criterion, $(count gungraun summary.json) gungraun, $(count dhat '*.json') dhat, $(count e2e '*.json') e2e, $(count engine-ab '*.json') engine A/B results; load average $load_before before, $load_after after; machine.json written"
+log "done in $(( $(date +%s) - started ))s ($mode): $(count criterion estimates.json) criterion, $(count gungraun summary.json) gungraun, $(count dhat '*.json') dhat, $(count e2e '*.json') e2e, $(count engine-ab '*.json') engine A/B results; load average $load_before before, $load_after after; other processes used ${foreign_cpu_percent} % of the CPU, the suite ${own_cpu_percent} %, steal ${steal_percent} %; machine.json written"
 if [ "$mode" = quick ]; then
     log "quick run: scripts/report.sh will write to $results/quick-report/ (scratch), not reports/decisions.toml"
 fi

@@ -609,8 +609,7 @@ mod tests {
                 mode: None,
                 commit: None,
                 dirty: None,
-                load_before: None,
-                load_after: None,
+                ..Default::default()
             }),
             ..Default::default()
         };

@@ -85,21 +85,30 @@ fn machine(o: &mut String, results: &Results) {
                 let _ = writeln!(o, "| Git commit | `{}`{dirty} |", cell(c));
             }
             if let (Some(b), Some(a)) = (&m.load_before, &m.load_after) {
-                let cores = m.cores.max(1) as f64;
-                let first = |s: &str| s.split_whitespace().next().and_then(|x| x.parse::<f64>().ok());
-                let idle = match (first(b), first(a)) {
-                    (Some(x), Some(y)) => {
-                        let _ = y;
-                        if x < 0.25 * cores {
-                            "idle before the run (1-min load < 25 % of the cores)"
-                        } else {
-                            "NOT idle: numbers are not valid evidence"
-                        }
-                    }
-                    _ => "unknown",
-                };
-                let _ = writeln!(o, "| Load average (1/5/15 min) | before {}, after {}: {idle} |", cell(b), cell(a));
+                let _ = writeln!(
+                    o,
+                    "| Load average (1/5/15 min) | before measuring {}, after {} (after includes the suite itself) |",
+                    cell(b),
+                    cell(a)
+                );
             }
+            if let (Some(f), Some(own)) = (m.foreign_cpu_percent, m.own_cpu_percent) {
+                let _ = writeln!(
+                    o,
+                    "| CPU while measuring | the suite {own:.1} %, other processes {f:.1} %, steal {} of all cores' time over {} s |",
+                    m.steal_percent.map_or("unknown".to_string(), |s| format!("{s:.1} %")),
+                    m.measured_seconds.map_or("?".to_string(), |s| s.to_string())
+                );
+            }
+            if let Some(mhz) = m.cpu_mhz {
+                let _ = writeln!(o, "| CPU clock | {mhz:.0} MHz (mean of `/proc/cpuinfo`) |");
+            }
+            let idle = match m.idle() {
+                Some((true, why)) => format!("idle: {why}"),
+                Some((false, why)) => format!("**NOT idle**: {why}; numbers are not valid evidence"),
+                None => "unknown (no load recorded)".to_string(),
+            };
+            let _ = writeln!(o, "| Idle | {} |", cell(&idle));
         }
         None => {
             let _ = writeln!(o, "Date and machine: {NOT_MEASURED} (`machine.json` is missing)");

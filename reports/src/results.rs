@@ -154,7 +154,7 @@ impl RunResult {
 }
 
 /// The machine a run was made on (`results/machine.json`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Machine {
     /// Date of the run.
     pub date: String,
@@ -183,6 +183,57 @@ pub struct Machine {
     /// `/proc/loadavg` after the run.
     #[serde(default)]
     pub load_after: Option<String>,
+    /// Seconds `scripts/bench.sh` waited for the load to settle after building.
+    #[serde(default)]
+    pub idle_wait_seconds: Option<u64>,
+    /// Length of the measured phase, in seconds.
+    #[serde(default)]
+    pub measured_seconds: Option<u64>,
+    /// Share of the machine's CPU time (all cores) the suite itself used while measuring, %.
+    #[serde(default)]
+    pub own_cpu_percent: Option<f64>,
+    /// Share of the machine's CPU time other processes used while the suite measured, %.
+    #[serde(default)]
+    pub foreign_cpu_percent: Option<f64>,
+    /// Share of CPU time stolen by the hypervisor while measuring, %.
+    #[serde(default)]
+    pub steal_percent: Option<f64>,
+    /// Mean `cpu MHz` of `/proc/cpuinfo` at the end of the run.
+    #[serde(default)]
+    pub cpu_mhz: Option<f64>,
+}
+
+/// Most of the machine's CPU time other processes may use during the measured phase for the
+/// run to count as idle, in percent: ours (the seeds give no number). A 2-core machine
+/// running one benchmark has one core spare; a tenth of the machine is about one background
+/// compile unit, enough to move a wall-time ratio by more than the noise the rules allow.
+pub const IDLE_MAX_FOREIGN_CPU_PERCENT: f64 = 10.0;
+
+impl Machine {
+    /// Whether the run counts as idle, with the reason: the 1-minute load before measuring
+    /// was below a quarter of the cores and (when recorded) other processes used less than
+    /// [`IDLE_MAX_FOREIGN_CPU_PERCENT`] of the CPU while the suite measured.
+    pub fn idle(&self) -> Option<(bool, String)> {
+        let before = self.load_before.as_deref()?.split_whitespace().next()?.parse::<f64>().ok()?;
+        let cores = self.cores.max(1) as f64;
+        let load_ok = before < 0.25 * cores;
+        let mut why = format!(
+            "1-min load before measuring {before:.2} {} {:.2} (a quarter of {} cores)",
+            if load_ok { "<" } else { "≥" },
+            0.25 * cores,
+            self.cores
+        );
+        let mut ok = load_ok;
+        if let Some(f) = self.foreign_cpu_percent {
+            let f_ok = f < IDLE_MAX_FOREIGN_CPU_PERCENT;
+            ok &= f_ok;
+            why.push_str(&format!(
+                "; other processes used {f:.1} % of the CPU while measuring ({} {IDLE_MAX_FOREIGN_CPU_PERCENT} %)",
+                if f_ok { "<" } else { "≥" }
+            ));
+        }
+        Some((ok, why))
+    }
 }
 
 /// Everything read from one `results/` directory.
@@ -597,6 +648,26 @@ pub fn load_gungraun_dir(dir: &Path, newer_than: Option<std::time::SystemTime>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_needs_a_low_load_before_and_little_foreign_cpu() {
+        let m = |load: &str, foreign: Option<f64>| Machine {
+            cores: 2,
+            load_before: Some(load.into()),
+            load_after: Some("1.10 1.00 0.90".into()),
+            foreign_cpu_percent: foreign,
+            ..Default::default()
+        };
+        assert!(m("0.20 0.30 0.40", Some(2.0)).idle().unwrap().0);
+        assert!(m("0.20 0.30 0.40", None).idle().unwrap().0);
+        // A busy machine before measuring is not idle, whatever happened during.
+        let (ok, why) = m("0.60 0.30 0.40", Some(1.0)).idle().unwrap();
+        assert!(!ok && why.contains("0.60 ≥ 0.50"), "{why}");
+        // Another process taking an eighth of the machine while measuring is not idle either.
+        let (ok, why) = m("0.10 0.30 0.40", Some(12.5)).idle().unwrap();
+        assert!(!ok && why.contains("12.5 %"), "{why}");
+        assert!(Machine::default().idle().is_none());
+    }
 
     #[test]
     fn parses_criterion_estimates() {
