@@ -4,13 +4,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::FixedState;
+
 /// An ordered list of column names with a name→index lookup.
 ///
 /// Built once per stream and shared through `Arc`; rows hold only values.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Schema {
     names: Vec<Arc<str>>,
-    index: HashMap<Arc<str>, usize>,
+    index: HashMap<Arc<str>, usize, FixedState>,
 }
 
 impl Schema {
@@ -20,7 +22,7 @@ impl Schema {
     /// If a name occurs twice.
     pub fn new<S: AsRef<str>>(names: &[S]) -> Arc<Schema> {
         let names: Vec<Arc<str>> = names.iter().map(|n| Arc::from(n.as_ref())).collect();
-        let mut index = HashMap::with_capacity(names.len());
+        let mut index = HashMap::with_capacity_and_hasher(names.len(), FixedState::default());
         for (i, n) in names.iter().enumerate() {
             assert!(index.insert(n.clone(), i).is_none(), "duplicate column {n:?}");
         }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use super::{IndexedRow, Row};
 use crate::schema::Schema;
 use crate::value::{Value, ValueRef};
+use crate::FixedState;
 
 /// The seeds' baseline: a hash map per row. Keys are the schema's shared `Arc<str>` names,
 /// as the .NET `Dictionary<string, object?>` shares its key strings, so `with` clones the
@@ -15,7 +16,7 @@ use crate::value::{Value, ValueRef};
 /// then looks the name up.
 #[derive(Clone, Debug)]
 pub struct DictionaryRow {
-    data: HashMap<Arc<str>, Value>,
+    data: HashMap<Arc<str>, Value, FixedState>,
     schema: Arc<Schema>,
 }
 

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use super::{IndexedRow, Row};
 use crate::schema::Schema;
 use crate::value::{Value, ValueRef};
+use crate::FixedState;
 
 /// A persistent hash map row (`imbl::HashMap`): `with` shares every node but
 /// the path to the changed entry. Keys are the schema's `Arc<str>` names, so
@@ -11,7 +12,7 @@ use crate::value::{Value, ValueRef};
 /// Read by index resolves the index to the name through the row's schema, then looks it up.
 #[derive(Clone, Debug)]
 pub struct PersistentRow {
-    data: imbl::HashMap<Arc<str>, Value>,
+    data: imbl::GenericHashMap<Arc<str>, Value, FixedState, imbl::shared_ptr::DefaultSharedPtr>,
     schema: Arc<Schema>,
 }
 

@@ -54,17 +54,15 @@ impl Dirs {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Compare current summaries with the baselines; exit 1 on a regression or a missing bench.
+    /// Compare current summaries with the baselines; exit 1 on a regression or a missing bench,
+    /// 2 when the counts cannot be compared (another compiler).
     Compare {
         #[command(flatten)]
         dirs: Dirs,
-        /// Largest allowed increase in instructions, percent.
-        #[arg(long, default_value_t = 10.0)]
-        max_regression_percent: f64,
-        /// Increases of at most this many instructions never fail (run-to-run noise of tiny
-        /// benches over randomly seeded hash maps).
-        #[arg(long, default_value_t = 1000)]
-        noise_floor: u64,
+        /// Override `default_percent` of `thresholds.toml` (benches with their own entry keep
+        /// it).
+        #[arg(long)]
+        max_regression_percent: Option<f64>,
     },
     /// Rewrite the baselines from the current summaries.
     Update {
@@ -94,25 +92,40 @@ fn run() -> Result<ExitCode> {
         Command::Compare {
             dirs,
             max_regression_percent,
-            noise_floor,
         } => {
             let baseline = &dirs.baseline;
             let base = gate::load_baselines(baseline)?;
+            let mut th = gate::Thresholds::load(baseline)?;
+            if let Some(p) = max_regression_percent {
+                th.default_percent = p;
+            }
+            let here = gate::Provenance::here();
+            let comparability = gate::check_provenance(&base.provenance, &here)?;
+            if comparability == gate::Comparability::CrossMachine {
+                println!(
+                    "note: this CPU's features ({}) differ from the baselines' ({}); every bench gets at least {}% (cross_machine_percent)",
+                    here.cpu_features.as_deref().unwrap_or("unknown"),
+                    base.provenance.cpu_features.as_deref().unwrap_or("unknown"),
+                    th.cross_machine_percent
+                );
+            }
             let now = dirs.current()?;
-            let c = gate::compare(&base, &now, max_regression_percent, noise_floor);
+            let c = gate::compare(&base.benches, &now, &th, comparability);
             print!("{}", c.table());
             if c.failed() {
                 println!(
-                    "regression gate FAILED: a bench is more than {max_regression_percent}% (and {noise_floor} instructions) worse than {} or did not run.\n\
+                    "regression gate FAILED: a bench grew by more than its limit (and {} instructions) against {}, or did not run.\n\
                      If the change is intended, run scripts/regression-gate.sh --update-baseline and commit {}.",
+                    c.min_instructions,
                     baseline.display(),
                     baseline.display()
                 );
                 Ok(ExitCode::FAILURE)
             } else {
                 println!(
-                    "regression gate passed: {} benches within {max_regression_percent}% of {}",
+                    "regression gate passed: {} benches within their limits (default {}%) of {}",
                     c.rows.len(),
+                    th.default_percent,
                     baseline.display()
                 );
                 Ok(ExitCode::SUCCESS)
@@ -120,7 +133,7 @@ fn run() -> Result<ExitCode> {
         }
         Command::Update { dirs } => {
             let now = dirs.current()?;
-            let files = gate::write_baselines(&dirs.baseline, &now)?;
+            let files = gate::write_baselines(&dirs.baseline, &now, &gate::Provenance::here())?;
             println!("wrote {} benches to {} ({})", now.len(), dirs.baseline.display(), files.join(", "));
             Ok(ExitCode::SUCCESS)
         }
