@@ -25,3 +25,30 @@ fn shipped_pipelines_validate() {
         flowengine::Pipeline::from_file(&p, &[]).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     }
 }
+
+/// `examples/bench/soak.yaml` (what `scripts/soak.sh` runs) builds, streams rows until it is
+/// cancelled, and a cancelled soak publishes nothing.
+#[test]
+fn soak_pipeline_runs_until_cancelled_and_publishes_nothing() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/bench/soak.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("soak.csv");
+    let vars = [("Out".to_owned(), out.display().to_string())];
+    let p = flowengine::Pipeline::from_file(&root, &vars).unwrap_or_else(|e| panic!("{}: {e}", root.display()));
+    let progress = p.progress();
+    let cancel = flowengine::CancelToken::new();
+    let run = {
+        let cancel = cancel.clone();
+        std::thread::spawn(move || p.run_with_cancel(cancel))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while progress.rows_read() < 20_000 && std::time::Instant::now() < deadline && !run.is_finished() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!run.is_finished(), "the soak pipeline must not end by itself");
+    assert!(progress.rows_read() >= 20_000, "the soak pipeline streams rows");
+    cancel.cancel();
+    let outcome = run.join().unwrap();
+    assert!(matches!(outcome, Err(flowengine::Error::Cancelled)), "{outcome:?}");
+    assert!(!out.exists(), "a cancelled run publishes nothing");
+}

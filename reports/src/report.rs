@@ -57,6 +57,10 @@ pub fn render(results: &Results, a: &Analysis, d: &Decisions, plots: &PlotLinks)
     spill(&mut o, a, results, d);
     real_world(&mut o, results, plots);
     core_scaling(&mut o, a);
+    engine_scaling(&mut o, results);
+    seed_figures(&mut o, results, a);
+    soak(&mut o, results);
+    cross_platform(&mut o);
     instructions(&mut o, results);
     appendix(&mut o, results);
     o
@@ -680,6 +684,282 @@ fn core_scaling(o: &mut String, a: &Analysis) {
     );
 }
 
+/// `scripts/scaling.sh`: the whole engine pinned to 1..N cores.
+fn engine_scaling(o: &mut String, results: &Results) {
+    let _ = writeln!(
+        o,
+        "### The engine pinned to k cores (`scripts/scaling.sh`)\n\nThe CSV parse stage (CSV → typed rows → CSV) and \
+         the JavaScript transform (CSV → `JavaScriptTransform` with k workers → CSV), each process pinned to k cores with \
+         `taskset`, runs alternating over k; speed-up = median time on 1 core ÷ median time on k.\n"
+    );
+    if results.scaling.is_empty() {
+        let _ = writeln!(o, "{NOT_MEASURED} (run `scripts/scaling.sh`).\n");
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "| Stage | Rows | Cores | Median s | CPU s | Rows / s | Speed-up | Efficiency | Peak RSS |\n|---|---|---|---|---|---|---|---|---|"
+    );
+    for sw in &results.scaling {
+        for p in &sw.points {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {:.3} | {:.2} | {} | {} | {} | {} |",
+                cell(&sw.stage),
+                sw.rows,
+                p.threads,
+                p.seconds,
+                p.cpu_seconds,
+                fmt::rate(p.rows_per_sec),
+                fmt::ratio(p.speedup),
+                fmt::percent(p.efficiency),
+                fmt::bytes(p.peak_rss_bytes as f64)
+            );
+        }
+    }
+    let cores = results.scaling.iter().map(|s| s.machine_cores).max().unwrap_or(0);
+    let _ = writeln!(
+        o,
+        "\nCommand: `{}` (load before: {}). This machine has {cores} core(s), so the table stops at {cores}: it shows \
+         whether a second core is used, not whether the engine scales linearly to 4. Each stage is a pipeline of \
+         threads (reader, parser, workers, writer), so even one stage gains from a second core until its slowest \
+         thread saturates; `--max-threads` extends the table on a bigger machine.\n",
+        results.scaling[0].command.replace('`', "'"),
+        results.scaling[0].load_before
+    );
+}
+
+/// Seed 000's success criteria and seed 001's published .NET figures beside this run's.
+fn seed_figures(o: &mut String, results: &Results, a: &Analysis) {
+    let _ = writeln!(
+        o,
+        "## 8. Against the seeds' published figures\n\nThe .NET seeds state targets and results measured on their \
+         machine; ours come from this run on this machine. Different runtimes and machines: read the verdicts as \
+         \"does the Rust engine meet the seed's bar\", not as a race.\n"
+    );
+    let _ = writeln!(o, "| Seed figure | Ours (this run) | Meets it? |\n|---|---|---|");
+    let ops = [RowOp::ReadName, RowOp::ReadIndex, RowOp::With, RowOp::Build];
+    // Seed 001: ArrayRow 3.25× faster than DictionaryRow.
+    let mut ratios = Vec::new();
+    for w in [Width::Customer, Width::Wide] {
+        for op in ops {
+            if let (Some(d), Some(ar)) = (
+                a.rows.get(&(w, op, RowVariant::Dictionary)),
+                a.rows.get(&(w, op, RowVariant::Array)),
+            ) {
+                ratios.push(d.mean.point / ar.mean.point);
+            }
+        }
+    }
+    let ours = match crate::analysis::geomean(&ratios) {
+        Some(g) => format!(
+            "array row {} faster than the dictionary row (geometric mean of {} operations × widths: read by name, read by index, with, build)",
+            fmt::ratio(g),
+            ratios.len()
+        ),
+        None => NOT_MEASURED.to_owned(),
+    };
+    let verdict = if ratios.is_empty() {
+        "—".to_owned()
+    } else {
+        "a comparison, not a bar: Rust's `HashMap` with shared keys is the baseline here".to_owned()
+    };
+    let _ = writeln!(
+        o,
+        "| seed 001: ArrayRow 3.25× faster than DictionaryRow | {} | {} |",
+        cell(&ours),
+        cell(&verdict)
+    );
+    // Seed 001: row operations < 100 ns, for the engine's representation (columnar).
+    let mut cells = Vec::new();
+    let mut worst: f64 = 0.0;
+    for w in [Width::Customer, Width::Wide] {
+        for op in [RowOp::ReadName, RowOp::ReadIndex] {
+            if let Some(p) = a.rows.get(&(w, op, RowVariant::Columnar)) {
+                worst = worst.max(p.mean.point);
+                cells.push(format!("{} {}: {}", w.name(), op.label(), fmt::time(p.mean.point)));
+            }
+        }
+    }
+    let _ = writeln!(
+        o,
+        "| seed 001: row operations < 100 ns | {} | {} |",
+        if cells.is_empty() {
+            NOT_MEASURED.to_owned()
+        } else {
+            format!("columnar (the engine): {}", cells.join("; "))
+        },
+        if cells.is_empty() {
+            "—"
+        } else if worst < 100.0 {
+            "yes"
+        } else {
+            "**no**"
+        }
+    );
+    // Seed 001: chunk processing < 5 ms per 1K rows.
+    let chunk = [Width::Customer, Width::Wide]
+        .iter()
+        .filter_map(|w| {
+            a.rows
+                .get(&(*w, RowOp::ChunkTransform, RowVariant::Columnar))
+                .map(|p| (*w, p.mean.point / 5.0))
+        })
+        .collect::<Vec<_>>();
+    let e2e: Vec<&RunResult> = results.e2e.iter().filter(|r| r.tool == "flowengine").collect();
+    let mut parts: Vec<String> = chunk
+        .iter()
+        .map(|(w, ns)| format!("computed field on a columnar chunk ({}): {} per 1K rows", w.name(), fmt::time(*ns)))
+        .collect();
+    parts.extend(e2e.iter().map(|r| {
+        format!(
+            "`{}` end to end (CSV → JavaScript → CSV): {} per 1K rows",
+            r.name,
+            fmt::time(r.seconds / r.rows.max(1) as f64 * 1e3 * 1e9)
+        )
+    }));
+    let worst_ms = chunk
+        .iter()
+        .map(|(_, ns)| ns / 1e6)
+        .chain(e2e.iter().map(|r| r.seconds / r.rows.max(1) as f64 * 1e3 * 1e3))
+        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+    let _ = writeln!(
+        o,
+        "| seed 001: chunk processing < 5 ms per 1K rows | {} | {} |",
+        if parts.is_empty() {
+            NOT_MEASURED.to_owned()
+        } else {
+            cell(&parts.join("; "))
+        },
+        match worst_ms {
+            None => "—",
+            Some(m) if m < 5.0 => "yes",
+            Some(_) => "**no**",
+        }
+    );
+    // Seed 001: > 200K rows/s end to end; seed 000: 100K rows/s pass-through.
+    for (figure, bar, runs) in [
+        ("seed 001: pipeline throughput > 200K rows/s", 200_000.0, e2e.clone()),
+        (
+            "seed 000: 100K rows/s for a simple pass-through",
+            100_000.0,
+            results.peers.iter().filter(|r| r.tool == "flowengine").collect::<Vec<_>>(),
+        ),
+    ] {
+        let text: Vec<String> = runs
+            .iter()
+            .map(|r| format!("`{}` ({}): {} rows/s", r.name, r.dataset(), fmt::rate(r.rows_per_sec)))
+            .collect();
+        let verdict = if runs.is_empty() {
+            "—".to_owned()
+        } else {
+            let below: Vec<&str> = runs.iter().filter(|r| r.rows_per_sec < bar).map(|r| r.name.as_str()).collect();
+            if below.is_empty() {
+                "yes".to_owned()
+            } else {
+                format!("**no** for {}", below.join(", "))
+            }
+        };
+        let _ = writeln!(
+            o,
+            "| {figure} | {} | {} |",
+            if text.is_empty() {
+                NOT_MEASURED.to_owned()
+            } else {
+                cell(&text.join("; "))
+            },
+            cell(&verdict)
+        );
+    }
+    // Seed 000: memory < 2× raw data.
+    let mem: Vec<String> = e2e
+        .iter()
+        .chain(results.peers.iter().filter(|r| r.tool == "flowengine").collect::<Vec<_>>().iter())
+        .filter_map(|r| {
+            r.peak_rss_bytes.map(|rss| {
+                format!(
+                    "`{}`: peak RSS {} for {} of input ({})",
+                    r.name,
+                    fmt::bytes(rss as f64),
+                    fmt::bytes(r.bytes as f64),
+                    fmt::ratio(rss as f64 / r.bytes.max(1) as f64)
+                )
+            })
+        })
+        .collect();
+    let _ = writeln!(
+        o,
+        "| seed 000: memory < 2× raw data | {} | {} |\n",
+        if mem.is_empty() {
+            NOT_MEASURED.to_owned()
+        } else {
+            cell(&mem.join("; "))
+        },
+        if mem.is_empty() {
+            "—"
+        } else {
+            "the engine streams: its memory is bounded by the run's budget, not proportional to the input, so small \
+             inputs show a ratio above 2× (fixed cost: binary, JavaScript heaps, port buffers) and large ones far below"
+        }
+    );
+}
+
+/// Seed 000 "No thermal throttling in 30-minute runs": `scripts/soak.sh`.
+fn soak(o: &mut String, results: &Results) {
+    let _ = writeln!(
+        o,
+        "## 10. Soak (throughput and memory over time)\n\nSeed criterion: no thermal throttling (performance \
+         degradation) in 30-minute runs. `scripts/soak.sh` runs `examples/bench/soak.yaml` (an endless generator → \
+         JavaScript → Aggregate → CSV under a 64 MiB budget) and samples rows and RSS at a fixed interval.\n"
+    );
+    let Some(s) = &results.soak else {
+        let _ = writeln!(o, "{NOT_MEASURED} (run `scripts/soak.sh --minutes 30`).\n");
+        return;
+    };
+    let _ = writeln!(
+        o,
+        "{} minutes, a sample every {} s: throughput drift **{:+.1} %** (mean of the last {} samples against the first {}); \
+         peak RSS {} in the first window and {} in the last: **{}**.\n",
+        s.minutes,
+        s.interval_seconds,
+        s.throughput_drift * 100.0,
+        s.window_samples,
+        s.window_samples,
+        fmt::bytes(s.rss_first_bytes as f64),
+        fmt::bytes(s.rss_last_bytes as f64),
+        if s.rss_flat { "flat" } else { "growing" }
+    );
+    let _ = writeln!(o, "| t (s) | Rows | Rows / s | RSS |\n|---|---|---|---|");
+    for x in &s.samples {
+        let _ = writeln!(
+            o,
+            "| {:.0} | {} | {} | {} |",
+            x.t_seconds,
+            x.rows,
+            fmt::rate(x.rows_per_sec),
+            fmt::bytes(x.rss_bytes as f64)
+        );
+    }
+    let _ = writeln!(o);
+}
+
+/// Seed 000 "Cross-platform issues: any WSL-specific bottlenecks?": what this suite can say.
+fn cross_platform(o: &mut String) {
+    let _ = writeln!(
+        o,
+        "## 9. Cross-platform (WSL)\n\nSeed question: any WSL-specific bottlenecks? **What is measured:** the path \
+         handling seed 000 prototypes (task 4.2) — `C:\\Data\\file.csv` → `/mnt/c/Data/file.csv` on Linux, \
+         `/mnt/c/...` → `C:\\...` on Windows, `${{TEMP}}`/`%VAR%`/`~` expansion with an unset variable as an error, \
+         relative paths against the pipeline file, UNC paths refused with a clear error — is covered by the tests of \
+         `engine/src/paths.rs` (`cargo test -p flowengine paths`), which run on every CI build. **What cannot be \
+         measured here, because** this suite runs on a Linux VM, not under WSL: the cost of reading and writing \
+         through WSL 2's 9P mount of the Windows drive (`/mnt/c`), which is typically several times slower than the \
+         Linux file system and would make a CSV pipeline I/O-bound; to measure it, run `scripts/scaling.sh` and \
+         `scripts/compare-peers.sh` under WSL once with the input on `/mnt/c` and once on the Linux file system, and \
+         compare. Nothing in the engine is specific to WSL beyond the path mapping.\n"
+    );
+}
+
 fn instructions(o: &mut String, results: &Results) {
     let _ = writeln!(
         o,
@@ -729,6 +1009,38 @@ mod tests {
     use crate::decide::decide;
 
     #[test]
+    fn engine_scaling_renders_each_point_and_says_what_two_cores_cannot_show() {
+        let mut results = Results::default();
+        let pt = |threads: u64, seconds: f64| crate::results::ScalingPoint {
+            threads,
+            seconds,
+            cpu_seconds: 2.0,
+            rows_per_sec: 1e6 / seconds,
+            speedup: 2.0 / seconds,
+            efficiency: 2.0 / seconds / threads as f64,
+            peak_rss_bytes: 30 << 20,
+        };
+        results.scaling.push(crate::results::ScalingSweep {
+            stage: "javascript".into(),
+            rows: 1_000_000,
+            runs: 3,
+            machine_cores: 2,
+            load_before: "0.10 0.20 0.30".into(),
+            command: "scripts/scaling.sh --max-threads 2 --rows 1000000 --runs 3".into(),
+            points: vec![pt(1, 2.0), pt(2, 1.25)],
+        });
+        let mut md = String::new();
+        engine_scaling(&mut md, &results);
+        assert!(md.contains("| javascript | 1000000 | 2 | 1.250 |"), "{md}");
+        assert!(md.contains("1.60×"), "{md}");
+        assert!(md.contains("80"), "efficiency 80 %: {md}");
+        assert!(md.contains("not whether the engine scales linearly to 4"), "{md}");
+        let mut empty = String::new();
+        engine_scaling(&mut empty, &Results::default());
+        assert!(empty.contains("Not measured in this run"), "{empty}");
+    }
+
+    #[test]
     fn empty_results_say_not_measured_everywhere() {
         let results = Results::default();
         let a = Analysis::new(&results).unwrap();
@@ -742,6 +1054,7 @@ mod tests {
             "## 5. Spill threshold",
             "## 6. Real-world throughput",
             "## 7. Core scaling",
+            "## 8. Against the seeds' published figures",
             "## Decision matrix",
         ] {
             assert!(md.contains(heading), "missing {heading}");

@@ -236,6 +236,80 @@ impl Machine {
     }
 }
 
+/// One point of `scripts/scaling.sh`: the engine pinned to `threads` cores.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ScalingPoint {
+    /// Cores the process could use (and JavaScript workers).
+    pub threads: u64,
+    /// Median wall time, seconds.
+    pub seconds: f64,
+    /// Median CPU time (user + system), seconds.
+    pub cpu_seconds: f64,
+    /// Rows per second at the median.
+    pub rows_per_sec: f64,
+    /// Median time with one core ÷ median time with `threads`.
+    pub speedup: f64,
+    /// `speedup / threads`.
+    pub efficiency: f64,
+    /// Largest peak RSS of the point's runs, bytes.
+    pub peak_rss_bytes: u64,
+}
+
+/// One stage's sweep (`results/scaling/<stage>.json`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ScalingSweep {
+    /// `parse` or `javascript`.
+    pub stage: String,
+    /// Rows of the generated input.
+    pub rows: u64,
+    /// Runs per point.
+    pub runs: u64,
+    /// Cores of the machine.
+    pub machine_cores: u64,
+    /// Load average before the sweep.
+    pub load_before: String,
+    /// The command that produced it.
+    pub command: String,
+    /// One point per core count.
+    pub points: Vec<ScalingPoint>,
+}
+
+/// One sample of `scripts/soak.sh`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct SoakSample {
+    /// Seconds since the start.
+    pub t_seconds: f64,
+    /// Rows the sources produced so far.
+    pub rows: u64,
+    /// Rows per second over the last interval.
+    pub rows_per_sec: f64,
+    /// Resident set size at the sample, bytes.
+    pub rss_bytes: u64,
+}
+
+/// `results/soak/soak.json`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Soak {
+    /// Pipeline file.
+    pub pipeline: String,
+    /// Planned length, minutes.
+    pub minutes: f64,
+    /// Seconds between samples.
+    pub interval_seconds: f64,
+    /// Samples, in time order.
+    pub samples: Vec<SoakSample>,
+    /// Samples in each of the first and last windows.
+    pub window_samples: usize,
+    /// Mean throughput of the last window ÷ the first − 1.
+    pub throughput_drift: f64,
+    /// Peak RSS of the first window, bytes.
+    pub rss_first_bytes: u64,
+    /// Peak RSS of the last window, bytes.
+    pub rss_last_bytes: u64,
+    /// Whether the last window's peak stayed within 10 % (+ 8 MiB) of the first's.
+    pub rss_flat: bool,
+}
+
 /// Everything read from one `results/` directory.
 #[derive(Debug, Clone, Default)]
 pub struct Results {
@@ -255,6 +329,10 @@ pub struct Results {
     pub peers: Vec<RunResult>,
     /// Engine A/B experiments, sorted by id.
     pub ab: Vec<AbRecord>,
+    /// `scripts/scaling.sh` sweeps, sorted by stage.
+    pub scaling: Vec<ScalingSweep>,
+    /// `scripts/soak.sh`, when it ran.
+    pub soak: Option<Soak>,
     /// What was missing or unreadable, for the report's "inputs" section.
     pub notes: Vec<String>,
 }
@@ -312,6 +390,17 @@ impl Results {
         r.e2e.sort_by(|a, b| (&a.name, &a.tool).cmp(&(&b.name, &b.tool)));
         r.peers = load_json_dir(&dir.join("peers"), "peers", &mut r.notes)?;
         r.peers.sort_by(|a, b| (&a.name, &a.tool).cmp(&(&b.name, &b.tool)));
+        if dir.join("scaling").is_dir() {
+            r.scaling = load_json_dir(&dir.join("scaling"), "scaling", &mut r.notes)?;
+            r.scaling.sort_by(|a, b| a.stage.cmp(&b.stage));
+        }
+        let soak = dir.join("soak").join("soak.json");
+        if soak.is_file() {
+            match read_json::<Soak>(&soak) {
+                Ok(s) => r.soak = Some(s),
+                Err(e) => r.notes.push(format!("{e:#}")),
+            }
+        }
         // Strict: a malformed A/B file fails the report (it is decision evidence).
         let ab = dir.join("engine-ab");
         if ab.is_dir() {
