@@ -59,8 +59,8 @@ pub fn render(results: &Results, a: &Analysis, d: &Decisions, plots: &PlotLinks)
     core_scaling(&mut o, a);
     engine_scaling(&mut o, results);
     seed_figures(&mut o, results, a);
-    soak(&mut o, results);
     cross_platform(&mut o);
+    soak(&mut o, results);
     instructions(&mut o, results);
     appendix(&mut o, results);
     o
