@@ -338,6 +338,13 @@ fn render_summary(s: &RunSummary, notes_already_printed: usize) -> String {
         for o in &st.outputs {
             out.push_str(&format!("{:<24} -> {o}\n", ""));
         }
+        if st.rows_discarded > 0 {
+            out.push_str(&format!(
+                "{:<24} discarded {} rows: no sink reads its output\n",
+                "",
+                grouped(st.rows_discarded)
+            ));
+        }
         if st.memory.spill_files > 0 {
             out.push_str(&format!(
                 "{:<24} spilled {} rows in {} files ({}); peak reserved {}\n",

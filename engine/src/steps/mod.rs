@@ -204,6 +204,9 @@ impl Emitter {
                     p.send(Arc::clone(&chunk))?;
                 }
             }
+            // The main output of a pipeline without a sink (the planner refuses it
+            // anywhere else): read, counted and discarded.
+            _ if index == 0 => StepMetrics::add(&self.metrics.rows_discarded, chunk.len() as u64),
             // An extra output (e.g. a routing queue) nobody connected: count the rows as
             // dropped rather than lose them silently.
             _ => StepMetrics::add(&self.metrics.rows_dropped, chunk.len() as u64),
