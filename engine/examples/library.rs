@@ -110,6 +110,7 @@ pub fn run(out_dir: &Path) -> flowengine::Result<RunSummary> {
         settings: Default::default(),
         file: "<code>".into(),
         notes: vec![],
+        path_keys: vec![],
     };
     Pipeline::build(config)?.run()
 }

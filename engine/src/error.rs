@@ -132,6 +132,16 @@ pub enum Error {
         /// What it holds and needs, the limit, and what to change.
         message: String,
     },
+    /// Files the pipeline names cannot be used: an input missing or unreadable, an output's
+    /// directory not writable (`flowengine validate`; [`crate::config::files::check_files`]).
+    /// Each problem names the step, the key and its line.
+    #[error("{}", crate::config::files::describe(.file, .problems))]
+    Files {
+        /// The pipeline file.
+        file: String,
+        /// Every problem found, in step order.
+        problems: Vec<crate::config::files::FileProblem>,
+    },
     /// The run was cancelled (Ctrl-C or [`crate::CancelToken::cancel`]).
     #[error("run cancelled")]
     Cancelled,
@@ -229,7 +239,7 @@ impl Error {
         match self {
             Error::Config { .. } | Error::Plan { .. } => "config",
             Error::Data { .. } | Error::TooManyErrors { .. } | Error::Script { .. } => "data",
-            Error::Io { .. } | Error::Delivery { .. } => "io",
+            Error::Io { .. } | Error::Delivery { .. } | Error::Files { .. } => "io",
             Error::Port { .. } | Error::Regression { .. } | Error::Stalled { .. } => "policy",
             Error::ResourcesExhausted { .. } => "resources",
             Error::Cancelled => "cancelled",
@@ -264,6 +274,7 @@ impl Error {
             Error::Port { to, .. } => (Some(to), None, None),
             Error::ResourcesExhausted { step, .. } | Error::Stalled { step, .. } => (Some(step), None, None),
             Error::Delivery { step, .. } => (Some(step), None, None),
+            Error::Files { file, problems } => (problems.first().map(|p| p.step.as_str()), Some(file.clone()), None),
             _ => (None, None, None),
         };
         serde_json::json!({
@@ -284,6 +295,7 @@ impl Error {
             Error::Script { line, .. } => *line,
             Error::TooManyErrors { last, .. } => last.line(),
             Error::Plan { at, .. } => at.as_ref().map(|p| p.line as u64),
+            Error::Files { problems, .. } => problems.first().map(|p| p.line as u64),
             _ => None,
         }
     }

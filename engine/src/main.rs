@@ -59,8 +59,9 @@ enum Command {
         /// Override a variable: --var Name=value (repeatable).
         #[arg(long = "var", value_name = "NAME=VALUE")]
         vars: Vec<String>,
-        /// Check the file, the DAG, schemas and scripts without opening inputs (sources
-        /// need a declared OutputSchema).
+        /// Check the file, the DAG, schemas and scripts without opening inputs or checking
+        /// outputs (for files whose data is elsewhere). Without it, validate also checks that
+        /// every input is readable and every output's directory writable, and reads headers.
         #[arg(long)]
         config_only: bool,
     },
@@ -156,6 +157,11 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             let config = PipelineConfig::from_file_with_options(&pipeline, &vars, &flowengine::Registry::new(), &options)?;
             for n in &config.notes {
                 eprintln!("note: {n}");
+            }
+            if !config_only {
+                // Every input readable and every output's directory writable, each problem
+                // with its step and line, before a source opens its input.
+                flowengine::config::files::check_files(&config)?;
             }
             let p = Pipeline::build(config)?;
             if config_only {
@@ -337,6 +343,13 @@ fn render_summary(s: &RunSummary, notes_already_printed: usize) -> String {
         ));
         for o in &st.outputs {
             out.push_str(&format!("{:<24} -> {o}\n", ""));
+        }
+        if st.rows_discarded > 0 {
+            out.push_str(&format!(
+                "{:<24} discarded {} rows: no sink reads its output\n",
+                "",
+                grouped(st.rows_discarded)
+            ));
         }
         if st.memory.spill_files > 0 {
             out.push_str(&format!(

@@ -38,6 +38,11 @@ pub struct MemoryConfig {
     pub spill_path: Option<std::path::PathBuf>,
     /// When false, a step that would spill fails with a resources error instead.
     pub enable_spill: bool,
+    /// Derive the budget from the cgroup's memory limit when one is set (seed 003's
+    /// `isolation.dynamicMemoryLimits` and `enableMemoryPressureAdaptation`): the budget is
+    /// then half that limit, or `limit` when smaller, and it is enforced like a limit the
+    /// user set (see [`MemoryConfig::resolve`]). Without a cgroup limit it changes nothing.
+    pub from_cgroup: bool,
 }
 
 impl Default for MemoryConfig {
@@ -47,6 +52,7 @@ impl Default for MemoryConfig {
             spill_threshold: crate::defaults::DEFAULT_SPILL_THRESHOLD,
             spill_path: None,
             enable_spill: true,
+            from_cgroup: false,
         }
     }
 }
@@ -54,8 +60,67 @@ impl Default for MemoryConfig {
 impl MemoryConfig {
     /// The limit this run uses.
     pub fn effective_limit(&self) -> usize {
-        self.limit.unwrap_or_else(default_limit)
+        self.resolve(cgroup_limit()).0
     }
+
+    /// The budget and whether it is enforced as set (true) or derived from the machine
+    /// (false: see [`MemoryPool::lenient`]), given the cgroup's memory limit `cgroup`:
+    /// - `limit` set: that limit, lowered to half of `cgroup` when `from_cgroup` is on and
+    ///   that is smaller;
+    /// - `from_cgroup` with a cgroup limit: half of it, enforced;
+    /// - otherwise [`default_limit`], lenient.
+    pub fn resolve(&self, cgroup: Option<u64>) -> (usize, bool) {
+        let derived = cgroup
+            .filter(|_| self.from_cgroup)
+            .map(|c| usize::try_from(c / 2).unwrap_or(usize::MAX).max(MIN_DERIVED_LIMIT));
+        match (self.limit, derived) {
+            (Some(l), Some(d)) => (l.min(d), true),
+            (Some(l), None) => (l, true),
+            (None, Some(d)) => (d, true),
+            (None, None) => (default_limit(), false),
+        }
+    }
+}
+
+/// The smallest budget derived from the machine or a cgroup.
+const MIN_DERIVED_LIMIT: usize = 64 << 20;
+
+/// Where the cgroup filesystem is read: `FLOWENGINE_CGROUP_ROOT` when set (tests point it
+/// at a directory of their own), else `/sys/fs/cgroup`.
+fn cgroup_root() -> std::path::PathBuf {
+    std::env::var_os("FLOWENGINE_CGROUP_ROOT").map_or_else(|| "/sys/fs/cgroup".into(), Into::into)
+}
+
+/// The memory limit of this process's cgroup in bytes, when one is set: the smallest of
+/// `memory.max` (cgroup v2) and `memory.limit_in_bytes` (v1), read at the cgroup root (a
+/// container's own cgroup) and at the process's cgroup listed in `/proc/self/cgroup`. "max"
+/// and v1's "unlimited" (about 2^63) are no limit.
+pub fn cgroup_limit() -> Option<u64> {
+    let root = cgroup_root();
+    let mut files = vec![root.join("memory.max"), root.join("memory/memory.limit_in_bytes")];
+    if let Ok(own) = std::fs::read_to_string("/proc/self/cgroup") {
+        for line in own.lines() {
+            let mut parts = line.splitn(3, ':');
+            let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+                continue;
+            };
+            let rel = path.trim_start_matches('/');
+            if rel.is_empty() {
+                continue;
+            }
+            if controllers.is_empty() {
+                files.push(root.join(rel).join("memory.max"));
+            } else if controllers.split(',').any(|c| c == "memory") {
+                files.push(root.join("memory").join(rel).join("memory.limit_in_bytes"));
+            }
+        }
+    }
+    files
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .filter_map(|s| s.trim().parse::<u64>().ok())
+        .filter(|&v| v < (1 << 60))
+        .min()
 }
 
 /// The default budget: half of the machine's memory or of the cgroup's limit, whichever is
@@ -67,18 +132,14 @@ pub fn default_limit() -> usize {
             .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
             .map(|kb| kb * 1024)
     });
-    let cgroup = ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
-        .iter()
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .filter_map(|s| s.trim().parse::<u64>().ok())
-        .find(|&v| v < (1 << 60));
+    let cgroup = cgroup_limit();
     let total = match (meminfo, cgroup) {
         (Some(m), Some(c)) => m.min(c),
         (Some(m), None) => m,
         (None, Some(c)) => c,
         (None, None) => 2 << 30,
     };
-    usize::try_from(total / 2).unwrap_or(usize::MAX).max(64 << 20)
+    usize::try_from(total / 2).unwrap_or(usize::MAX).max(MIN_DERIVED_LIMIT)
 }
 
 /// Parses a size such as `64MiB`, `64M`, `1.5GiB`, `512k` or a plain number of bytes.
@@ -130,18 +191,20 @@ pub struct RunMemory {
     pub pool: Arc<MemoryPool>,
     /// Where spill files go.
     pub spill: Arc<crate::spill::SpillSpace>,
-    /// True when the limit was set (`Settings.Memory`, `--memory-limit`), not derived.
+    /// True when the limit was set (`Settings.Memory`, `--memory-limit`) or derived from a
+    /// cgroup limit on request (`dynamicMemoryLimits`), not derived from the machine.
     pub explicit: bool,
 }
 
 impl RunMemory {
     /// From the run's settings.
     pub fn new(cfg: &MemoryConfig) -> RunMemory {
-        let pool = MemoryPool::new(cfg.effective_limit(), cfg.spill_threshold, cfg.enable_spill);
+        let (limit, explicit) = cfg.resolve(cgroup_limit());
+        let pool = MemoryPool::new(limit, cfg.spill_threshold, cfg.enable_spill);
         RunMemory {
-            pool: if cfg.limit.is_some() { pool } else { pool.lenient() },
+            pool: if explicit { pool } else { pool.lenient() },
             spill: crate::spill::SpillSpace::new(cfg.spill_path.as_deref()),
-            explicit: cfg.limit.is_some(),
+            explicit,
         }
     }
 
@@ -481,6 +544,29 @@ pub fn step_memory(consumers: &[Arc<ConsumerStats>], step: &str) -> StepMemory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cgroup_limit_sets_the_budget_only_when_asked() {
+        const MIB: usize = 1 << 20;
+        let cgroup = Some(512u64 << 20);
+        let set = |limit: Option<usize>, from_cgroup: bool| MemoryConfig {
+            limit,
+            from_cgroup,
+            ..MemoryConfig::default()
+        };
+        // Asked: half the cgroup limit, enforced; a larger limit set is lowered to it.
+        assert_eq!(set(None, true).resolve(cgroup), (256 * MIB, true));
+        assert_eq!(set(Some(2000 * MIB), true).resolve(cgroup), (256 * MIB, true));
+        assert_eq!(set(Some(100 * MIB), true).resolve(cgroup), (100 * MIB, true));
+        // A tiny cgroup still leaves the smallest derived budget.
+        assert_eq!(set(None, true).resolve(Some(32 << 20)), (64 * MIB, true));
+        // Not asked: the limit set stands; none set is the lenient machine default.
+        assert_eq!(set(Some(2000 * MIB), false).resolve(cgroup), (2000 * MIB, true));
+        assert_eq!(set(None, false).resolve(cgroup), (default_limit(), false));
+        // No cgroup limit: the key changes nothing.
+        assert_eq!(set(Some(2000 * MIB), true).resolve(None), (2000 * MIB, true));
+        assert_eq!(set(None, true).resolve(None), (default_limit(), false));
+    }
 
     #[test]
     fn reservations_are_bounded_and_released_on_drop() {

@@ -18,6 +18,9 @@ pub struct StepMetrics {
     pub rows_dead_lettered: AtomicU64,
     /// Rows a downstream port dropped (DropOldest / DropNewest).
     pub rows_dropped: AtomicU64,
+    /// Rows emitted on a main output that nothing reads: a pipeline without a sink (the
+    /// original's "source-only test") reads its rows, counts them and discards them.
+    pub rows_discarded: AtomicU64,
     /// Rows a sink wrote.
     pub rows_written: AtomicU64,
     /// Rows a script chose not to emit (`process` returned false).
@@ -52,6 +55,7 @@ impl StepMetrics {
             rows_rejected: self.rows_rejected.load(Relaxed),
             rows_dead_lettered: self.rows_dead_lettered.load(Relaxed),
             rows_dropped: self.rows_dropped.load(Relaxed),
+            rows_discarded: self.rows_discarded.load(Relaxed),
             rows_written: self.rows_written.load(Relaxed),
             rows_filtered: self.rows_filtered.load(Relaxed),
             backpressure_waits: self.backpressure_waits.load(Relaxed),
@@ -85,6 +89,10 @@ pub struct StepSummary {
     pub rows_dead_lettered: u64,
     /// Rows dropped by full ports downstream of this step.
     pub rows_dropped: u64,
+    /// Rows emitted on a main output nothing reads (a pipeline without a sink): read,
+    /// counted and discarded, so that rows in = rows discarded (+ rejected, filtered) still
+    /// balances. Counted in `rows_out` too.
+    pub rows_discarded: u64,
     /// Rows written (sinks).
     pub rows_written: u64,
     /// Rows filtered out by a script.

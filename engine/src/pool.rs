@@ -14,6 +14,14 @@
 //!
 //! Every pool counts, in the run's [`PoolStats`], the buffers it had to create and the ones
 //! it handed out again, so a run reports (and a test can prove) which path was taken.
+//!
+//! Seed 003's `Settings.memoryPools.chunkPool: { initialSize, maxSize }` sizes every pool of
+//! the run ([`BufferPool::sized`]): `maxSize` is the most idle buffers a pool keeps (at most
+//! [`MAX_POOLED`]; default: what the step needs, a few), and `initialSize` buffers are created
+//! with the pool, so the first takes reuse them. A created buffer is empty until first used
+//! (its size depends on the rows), so `initialSize` saves allocations of the hand-off, not
+//! memory. A pool only ever holds buffers that were given back, so a large `maxSize` does not
+//! make more buffers exist than the step has in flight.
 
 use std::fmt;
 use std::str::FromStr;
@@ -120,6 +128,10 @@ enum Imp<T: Send> {
     LockFree(ArrayQueue<T>),
 }
 
+/// Most idle buffers one pool keeps, whatever `maxSize` says (the lock-free queue allocates
+/// its slots up front).
+pub const MAX_POOLED: usize = 1024;
+
 /// A pool of reusable buffers shared by the two ends of a hand-off (`take` on one thread,
 /// `give` on another).
 pub struct BufferPool<T: Send> {
@@ -140,6 +152,22 @@ impl<T: Default + Send> BufferPool<T> {
             Pooling::LockFree => Imp::LockFree(ArrayQueue::new(capacity)),
         };
         BufferPool { imp, stats }
+    }
+
+    /// A pool keeping at most `max` idle buffers (capped at [`MAX_POOLED`]), with
+    /// `initial` (at most `max`) created now and counted as allocated. With `none` nothing is
+    /// pooled, so nothing is created.
+    pub fn sized(strategy: Pooling, initial: usize, max: usize, stats: Arc<PoolStats>) -> Self {
+        let max = max.clamp(1, MAX_POOLED);
+        let pool = BufferPool::new(strategy, max, stats);
+        if strategy != Pooling::None {
+            let initial = initial.min(max);
+            for _ in 0..initial {
+                pool.give(T::default());
+            }
+            pool.stats.allocated.fetch_add(initial as u64, Ordering::Relaxed);
+        }
+        pool
     }
 
     /// The strategy.
@@ -210,6 +238,31 @@ mod tests {
                 "{strategy}"
             );
         }
+    }
+
+    #[test]
+    fn sized_pools_start_with_initial_buffers_and_keep_at_most_max() {
+        for strategy in [Pooling::ObjectPool, Pooling::LockFree] {
+            let stats = Arc::new(PoolStats::default());
+            let pool = BufferPool::<Vec<u8>>::sized(strategy, 3, 2, Arc::clone(&stats));
+            // initialSize is capped at maxSize: 2 created with the pool.
+            assert_eq!(stats.counts(), PoolCounts { allocated: 2, reused: 0 }, "{strategy}");
+            let taken: Vec<Vec<u8>> = (0..5).map(|_| pool.take()).collect();
+            assert_eq!(stats.counts(), PoolCounts { allocated: 5, reused: 2 }, "{strategy}");
+            // Five given back, two kept: the next five takes reuse two.
+            taken.into_iter().for_each(|b| pool.give(b));
+            let _again: Vec<Vec<u8>> = (0..5).map(|_| pool.take()).collect();
+            assert_eq!(stats.counts(), PoolCounts { allocated: 8, reused: 4 }, "{strategy}");
+        }
+        let stats = Arc::new(PoolStats::default());
+        let pool = BufferPool::<Vec<u8>>::sized(Pooling::None, 3, 3, Arc::clone(&stats));
+        let _ = pool.take();
+        assert_eq!(stats.counts(), PoolCounts { allocated: 1, reused: 0 });
+        // maxSize is capped at MAX_POOLED.
+        let big = BufferPool::<Vec<u8>>::sized(Pooling::LockFree, 0, usize::MAX, Arc::default());
+        (0..MAX_POOLED + 10).for_each(|_| big.give(Vec::new()));
+        (0..MAX_POOLED + 10).for_each(|_| drop(big.take()));
+        assert_eq!(big.stats.reused(), MAX_POOLED as u64);
     }
 
     #[test]

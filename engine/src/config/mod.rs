@@ -28,14 +28,20 @@
 //! `Settings.channels.default` is `DefaultChannel`; any other key of `channels` is a named
 //! profile (starting from the default channel) that a connection uses with
 //! `Channel: name`. `allowOverflow: true` is `FullMode: Spill` (the port overflows to disk).
-//! `isolation.*`, `memoryPools.*`, `enableMemoryPressureAdaptation` and
-//! `dynamicMemoryLimits` are accepted and kept in [`Settings`], each with a note saying it
-//! has no effect yet.
+//! `isolation.defaultMemoryLimitMB`, `enableSpillover` and `spilloverPath` are the memory
+//! budget's `Limit`, `EnableSpill` and `SpillPath`; `isolation.defaultTimeoutSeconds` fails a
+//! run in which no step made progress for that long. `dynamicMemoryLimits` and
+//! `enableMemoryPressureAdaptation` (in `isolation`, a channel, or `Settings`) derive the
+//! budget from the cgroup's memory limit when one is set
+//! ([`crate::memory::MemoryConfig::from_cgroup`]).
+//! `memoryPools.chunkPool` sizes the buffer pools ([`crate::pool`]); `arrayRowPool` and the
+//! remaining `isolation` keys are accepted with a note saying why they have no effect.
 //!
 //! Keys of the original's config classes that mean nothing here are accepted with a note
 //! naming the key and why ([`ParseEnv::accept_ignored`]), never dropped silently.
 
 pub mod engine;
+pub mod files;
 pub mod tree;
 pub mod vars;
 
@@ -115,7 +121,9 @@ impl Default for ChannelConfig {
 }
 
 impl ChannelConfig {
-    fn parse(node: &Node<'_>, base: &ChannelConfig, notes: &mut Vec<String>) -> Result<ChannelConfig> {
+    /// `adapt` is set when the block says `enableMemoryPressureAdaptation: true`, which
+    /// derives the run's budget from the cgroup limit ([`cgroup_budget_key`]).
+    fn parse(node: &Node<'_>, base: &ChannelConfig, notes: &mut Vec<String>, adapt: &mut bool) -> Result<ChannelConfig> {
         let mut o = node.obj()?;
         let mut c = base.clone();
         if let Some(n) = o.take(&["BufferSize", "Capacity"])? {
@@ -150,12 +158,7 @@ impl ChannelConfig {
             }
         }
         if let Some(n) = o.take(&["EnableMemoryPressureAdaptation"])? {
-            if n.bool()? {
-                notes.push(format!(
-                    "{} (line {}) is accepted but has no effect yet: port sizes do not adapt to memory pressure; MaxBytes bounds each port",
-                    n.path, n.node.line
-                ));
-            }
+            *adapt |= cgroup_budget_key(&n, notes)?;
         }
         o.finish()?;
         Ok(c)
@@ -213,8 +216,10 @@ pub struct PerformanceConfig {
     pub max_regression_percent: f64,
 }
 
-/// Seed 003's `Settings.isolation`: accepted and kept; the engine does not honour them yet
-/// (loading notes say so).
+/// Seed 003's `Settings.isolation`. `defaultMemoryLimitMB`, `enableSpillover` and
+/// `spilloverPath` are aliases of `Settings.Memory`'s keys; `defaultTimeoutSeconds` bounds a
+/// stalled run; `dynamicMemoryLimits` derives the budget from the cgroup limit
+/// ([`crate::memory::MemoryConfig::from_cgroup`]). The rest are noted as having no effect.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct IsolationConfig {
     /// `defaultMemoryLimitMB`.
@@ -229,16 +234,19 @@ pub struct IsolationConfig {
     pub dynamic_memory_limits: bool,
 }
 
-/// One pool of seed 003's `Settings.memoryPools` (`initialSize`, `maxSize`).
+/// One pool of seed 003's `Settings.memoryPools`: `initialSize` buffers are created with
+/// the pool; `maxSize` is the most idle buffers it keeps (see [`crate::pool::BufferPool::sized`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PoolSize {
     /// `initialSize`.
     pub initial: u64,
-    /// `maxSize`.
+    /// `maxSize` (0 when not given: the step's own capacity).
     pub max: u64,
 }
 
-/// Seed 003's `Settings.memoryPools`: accepted and kept; not honoured yet.
+/// Seed 003's `Settings.memoryPools`. `chunkPool` sizes every buffer pool of the run (see
+/// [`crate::pool`]); `arrayRowPool` is kept but has no effect (rows are columnar chunks, and
+/// a note says so).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MemoryPoolsConfig {
     /// `arrayRowPool`.
@@ -306,6 +314,9 @@ pub struct PipelineConfig {
     pub file: String,
     /// Notes produced while loading (e.g. an ignored `Assembly` key).
     pub notes: Vec<String>,
+    /// Where each path-valued key of a step is written, for messages about its file
+    /// ([`files::check_files`]); empty for a config built in code.
+    pub path_keys: Vec<files::PathKey>,
 }
 
 /// What step parsers need: the context for errors, where relative paths start, notes.
@@ -320,20 +331,30 @@ pub struct ParseEnv<'a> {
     pub config_only: bool,
     /// `Settings.Engine`: e.g. the `ChunkSize` of sources that set none.
     pub engine: EngineSettings,
+    /// Path-valued keys read so far, with their lines ([`ParseEnv::path`] records them).
+    pub path_keys: &'a mut Vec<files::PathKey>,
 }
 
 impl ParseEnv<'_> {
-    /// Resolves a path-valued key (see [`crate::paths`]).
+    /// Resolves a path-valued key (see [`crate::paths`]), and records where the key is
+    /// written, so that a problem with the file can name its line.
     ///
     /// # Errors
     /// Unset variable or UNC path, at this key's line.
-    pub fn path(&self, node: &Node<'_>) -> Result<PathBuf> {
+    pub fn path(&mut self, node: &Node<'_>) -> Result<PathBuf> {
         let raw = node.string()?;
         // `-` is standard input (sources) or standard output (sinks), not a file named "-".
         if raw.trim() == "-" {
             return Ok(PathBuf::from("-"));
         }
-        crate::paths::resolve(&raw, self.base_dir).map_err(|m| node.err(m))
+        let p = crate::paths::resolve(&raw, self.base_dir).map_err(|m| node.err(m))?;
+        self.path_keys.push(files::PathKey {
+            step: 0,
+            key: node.path.clone(),
+            line: node.node.line,
+            path: p.clone(),
+        });
+        Ok(p)
     }
 
     /// Resolves a file the step reads: relative to the pipeline file's directory, or — when
@@ -358,6 +379,9 @@ impl ParseEnv<'_> {
                 self.base_dir.display(),
                 cwd_relative.display()
             ));
+            if let Some(k) = self.path_keys.last_mut().filter(|k| k.path == p) {
+                k.path.clone_from(&cwd_relative);
+            }
             return Ok(cwd_relative);
         }
         Ok(p)
@@ -508,15 +532,21 @@ impl PipelineConfig {
         let base_dir = step_base.as_deref().unwrap_or(base_dir);
         let plugins = p.require(&["Plugins", "Steps"])?;
         let mut steps = Vec::new();
+        let mut path_keys = Vec::new();
         for item in plugins.list()? {
+            let before = path_keys.len();
             let mut env = ParseEnv {
                 base_dir,
                 registry,
                 notes: &mut notes,
                 config_only: options.config_only,
                 engine: settings.engine,
+                path_keys: &mut path_keys,
             };
             steps.push(parse_step(&item, &mut env)?);
+            for k in &mut path_keys[before..] {
+                k.step = steps.len() - 1;
+            }
         }
         if steps.is_empty() {
             return Err(plugins.err("the pipeline has no plugins; add at least a source and a sink"));
@@ -534,15 +564,17 @@ impl PipelineConfig {
             .any(|d| matches!(kind_of(d), Some(crate::steps::StepKind::Sink) | None))
         {
             notes.push(format!(
-                "warning: the pipeline has no sink (steps: {}): its rows are read and discarded, counted as dropped",
+                "warning: the pipeline has no sink (steps: {}): its rows are read, counted and discarded (rows_discarded in the summary)",
                 steps.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
             ));
         }
         let mut connections = Vec::new();
         if let Some(n) = p.take(&["Connections"])? {
+            let mut adapt = false;
             for item in n.list()? {
-                connections.push(parse_connection(&item, &settings, &mut notes)?);
+                connections.push(parse_connection(&item, &settings, &mut notes, &mut adapt)?);
             }
+            settings.memory.from_cgroup |= adapt;
         }
         p.finish()?;
         Ok(PipelineConfig {
@@ -554,6 +586,7 @@ impl PipelineConfig {
             settings,
             file: file.to_owned(),
             notes,
+            path_keys,
         })
     }
 }
@@ -599,7 +632,7 @@ fn parse_step(item: &Node<'_>, env: &mut ParseEnv<'_>) -> Result<StepDef> {
     })
 }
 
-fn parse_connection(item: &Node<'_>, settings: &Settings, notes: &mut Vec<String>) -> Result<ConnectionConfig> {
+fn parse_connection(item: &Node<'_>, settings: &Settings, notes: &mut Vec<String>, adapt: &mut bool) -> Result<ConnectionConfig> {
     let mut o = item.obj()?;
     let from_raw = o.require(&["From", "Source"])?.string()?;
     let to = o.require(&["To", "Target", "Destination"])?.string()?;
@@ -645,7 +678,7 @@ fn parse_connection(item: &Node<'_>, settings: &Settings, notes: &mut Vec<String
                 }
             }
         }
-        Some(n) => Some(ChannelConfig::parse(&n, &settings.default_channel, notes)?),
+        Some(n) => Some(ChannelConfig::parse(&n, &settings.default_channel, notes, adapt)?),
     };
     o.finish()?;
     // `Step.queue` names an extra output of a transform; step names themselves may contain
@@ -663,17 +696,35 @@ fn parse_connection(item: &Node<'_>, settings: &Settings, notes: &mut Vec<String
 /// Seed 003's `channels` block: `default` and named profiles.
 fn parse_channels(n: &Node<'_>, s: &mut Settings, had_default: bool, notes: &mut Vec<String>) -> Result<()> {
     let mut c = n.obj()?;
+    let mut adapt = false;
     if let Some(d) = c.take(&["default"])? {
         if had_default {
             return Err(d.err("Settings.DefaultChannel and Settings.channels.default are the same setting; keep one"));
         }
-        s.default_channel = ChannelConfig::parse(&d, &s.default_channel, notes)?;
+        s.default_channel = ChannelConfig::parse(&d, &s.default_channel, notes, &mut adapt)?;
     }
     for (name, profile) in c.take_rest() {
-        let cfg = ChannelConfig::parse(&profile, &s.default_channel, notes)?;
+        let cfg = ChannelConfig::parse(&profile, &s.default_channel, notes, &mut adapt)?;
         s.channel_profiles.push((name, cfg));
     }
+    s.memory.from_cgroup |= adapt;
     Ok(())
+}
+
+/// Seed 003's `dynamicMemoryLimits` and `enableMemoryPressureAdaptation` (wherever they are
+/// written): `true` derives the run's memory budget from the cgroup's memory limit when one is
+/// set ([`crate::memory::MemoryConfig::from_cgroup`]) — half of it, or the limit set when
+/// smaller, enforced — so ports, read and write buffers and spilling steps scale with the
+/// container. Without a cgroup limit a note says the key changes nothing. Returns the value.
+fn cgroup_budget_key(n: &Node<'_>, notes: &mut Vec<String>) -> Result<bool> {
+    let on = n.bool()?;
+    if on && crate::memory::cgroup_limit().is_none() {
+        notes.push(format!(
+            "{} (line {}) has no effect here: no cgroup memory limit is set, so the memory budget is not derived from one (it is the limit set, else half the machine's memory)",
+            n.path, n.node.line
+        ));
+    }
+    Ok(on)
 }
 
 /// `Settings.Memory: { LimitMB | Limit, SpillThreshold, SpillPath, EnableSpill }`.
@@ -712,12 +763,6 @@ fn parse_memory(n: &Node<'_>, base_dir: &Path, m: &mut crate::memory::MemoryConf
 fn parse_isolation(n: &Node<'_>, base_dir: &Path, notes: &mut Vec<String>) -> Result<IsolationConfig> {
     let mut o = n.obj()?;
     let mut iso = IsolationConfig::default();
-    let mut noted = |n: &Node<'_>, what: &str| {
-        notes.push(format!(
-            "{} (line {}) is accepted but has no effect yet: {what}",
-            n.path, n.node.line
-        ));
-    };
     if let Some(v) = o.take(&["defaultMemoryLimitMB"])? {
         iso.default_memory_limit_mb = Some(v.u64_in(1, 1 << 30)?);
     }
@@ -732,17 +777,18 @@ fn parse_isolation(n: &Node<'_>, base_dir: &Path, notes: &mut Vec<String>) -> Re
         iso.spillover_path = Some(crate::paths::resolve(&raw, base_dir).map_err(|m| v.err(m))?);
     }
     if let Some(v) = o.take(&["dynamicMemoryLimits"])? {
-        iso.dynamic_memory_limits = v.bool()?;
-        noted(&v, "the memory budget is not derived from the cgroup limit yet");
+        iso.dynamic_memory_limits = cgroup_budget_key(&v, notes)?;
     }
     if let Some(v) = o.take(&["enableMemoryPressureAdaptation"])? {
-        v.bool()?;
-        noted(&v, "port sizes do not adapt to memory pressure; MaxBytes bounds each port");
+        iso.dynamic_memory_limits |= cgroup_budget_key(&v, notes)?;
     }
     for key in ["enableDebugLogging", "enableTelemetry", "preloadPlugins", "enableLazyLoading"] {
         if let Some(v) = o.take(&[key])? {
             v.bool()?;
-            noted(&v, "steps are built into this engine and run in one process");
+            notes.push(format!(
+                "{} (line {}) is accepted but has no effect: steps are built into this engine and run in one process",
+                v.path, v.node.line
+            ));
         }
     }
     o.finish()?;
@@ -775,7 +821,9 @@ fn parse_settings(node: &Node<'_>, base_dir: &Path, notes: &mut Vec<String>) -> 
     }
     let default_channel = o.take(&["DefaultChannel"])?;
     if let Some(n) = &default_channel {
-        s.default_channel = ChannelConfig::parse(n, &s.default_channel, notes)?;
+        let mut adapt = false;
+        s.default_channel = ChannelConfig::parse(n, &s.default_channel, notes, &mut adapt)?;
+        s.memory.from_cgroup |= adapt;
     }
     if let Some(n) = o.take(&["Channels"])? {
         parse_channels(&n, &mut s, default_channel.is_some(), notes)?;
@@ -789,6 +837,7 @@ fn parse_settings(node: &Node<'_>, base_dir: &Path, notes: &mut Vec<String>) -> 
         if n.obj()?.take(&["enableSpillover"])?.is_some() {
             s.memory.enable_spill = s.isolation.enable_spillover;
         }
+        s.memory.from_cgroup |= s.isolation.dynamic_memory_limits;
     }
     if let Some(n) = o.take(&["Memory"])? {
         parse_memory(&n, base_dir, &mut s.memory)?;
@@ -797,15 +846,15 @@ fn parse_settings(node: &Node<'_>, base_dir: &Path, notes: &mut Vec<String>) -> 
         let mut m = n.obj()?;
         if let Some(v) = m.take(&["arrayRowPool", "rowPool"])? {
             s.memory_pools.array_row_pool = Some(parse_pool(&v)?);
+            notes.push(ignored_note(
+                &v,
+                "rows travel in columnar chunks, so there are no row objects to pool; chunkPool sizes the buffer pools",
+            ));
         }
         if let Some(v) = m.take(&["chunkPool"])? {
             s.memory_pools.chunk_pool = Some(parse_pool(&v)?);
         }
         m.finish()?;
-        notes.push(format!(
-            "{} (line {}) is accepted but has no effect yet: the engine's buffer pools size themselves",
-            n.path, n.node.line
-        ));
     }
     for (key, why) in [
         ("DefaultResourceLimits", "steps have no per-step resource limits yet"),
@@ -829,11 +878,7 @@ fn parse_settings(node: &Node<'_>, base_dir: &Path, notes: &mut Vec<String>) -> 
     }
     for key in ["enableMemoryPressureAdaptation", "dynamicMemoryLimits"] {
         if let Some(v) = o.take(&[key])? {
-            v.bool()?;
-            notes.push(format!(
-                "{} (line {}) is accepted but has no effect yet: the memory budget is not derived from the cgroup limit yet",
-                v.path, v.node.line
-            ));
+            s.memory.from_cgroup |= cgroup_budget_key(&v, notes)?;
         }
     }
     if let Some(n) = o.take(&["Monitoring"])? {

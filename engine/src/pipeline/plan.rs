@@ -389,6 +389,7 @@ fn build_in_order(
             memory,
             engine: config.settings.engine,
             pool_stats: Arc::clone(pool_stats),
+            pool_size: config.settings.memory_pools.chunk_pool,
         };
         let runtime = def.config.build(&ctx).map_err(|e| e.located(at, &def.name))?;
         let mut planned = planned(&def.name, runtime, at)?;

@@ -204,6 +204,9 @@ impl Emitter {
                     p.send(Arc::clone(&chunk))?;
                 }
             }
+            // The main output of a pipeline without a sink (the planner refuses it
+            // anywhere else): read, counted and discarded.
+            _ if index == 0 => StepMetrics::add(&self.metrics.rows_discarded, chunk.len() as u64),
             // An extra output (e.g. a routing queue) nobody connected: count the rows as
             // dropped rather than lose them silently.
             _ => StepMetrics::add(&self.metrics.rows_dropped, chunk.len() as u64),
@@ -459,6 +462,8 @@ pub struct BuildContext<'a> {
     pub engine: crate::config::EngineSettings,
     /// Where the run's buffer pools count what they do.
     pub(crate) pool_stats: Arc<crate::pool::PoolStats>,
+    /// Seed 003's `memoryPools.chunkPool`: the size of every buffer pool, when set.
+    pub(crate) pool_size: Option<crate::config::PoolSize>,
 }
 
 impl<'a> BuildContext<'a> {
@@ -472,6 +477,7 @@ impl<'a> BuildContext<'a> {
             memory,
             engine: crate::config::EngineSettings::default(),
             pool_stats: Arc::default(),
+            pool_size: None,
         }
     }
 
@@ -481,9 +487,20 @@ impl<'a> BuildContext<'a> {
     }
 
     /// A buffer pool with the run's `Settings.Engine.Pooling` strategy, holding at most
-    /// `capacity` idle buffers and counting into the run's summary.
+    /// `capacity` idle buffers (or what `memoryPools.chunkPool` says) and counting into the
+    /// run's summary.
     pub fn buffer_pool<T: Default + Send>(&self, capacity: usize) -> crate::pool::BufferPool<T> {
-        crate::pool::BufferPool::new(self.engine.pooling, capacity, Arc::clone(&self.pool_stats))
+        let (initial, max) = self.pool_size.map_or((0, capacity), |p| {
+            let initial = usize::try_from(p.initial).unwrap_or(usize::MAX);
+            // No maxSize: what the step needs, or initialSize when more.
+            let max = if p.max == 0 {
+                capacity.max(initial)
+            } else {
+                usize::try_from(p.max).unwrap_or(usize::MAX)
+            };
+            (initial, max)
+        });
+        crate::pool::BufferPool::sized(self.engine.pooling, initial, max, Arc::clone(&self.pool_stats))
     }
 
     /// The input schema, or the error every step without input gets.

@@ -331,6 +331,7 @@ impl DelimitedSourceConfig {
     fn plan<R: Read>(&self, step: &str, sp: &mut Splitter<R>) -> Result<(SchemaRef, Vec<usize>, Option<usize>)> {
         let file = self.display_name();
         let mut header: Option<Vec<String>> = None;
+        let mut header_line = 1;
         let mut scratch = RawChunk::default();
         let read_err = |r: ReadReject| Error::Data {
             step: step.into(),
@@ -349,6 +350,7 @@ impl DelimitedSourceConfig {
                 }
                 Next::Rejected(r) => return Err(read_err(r)),
                 Next::Record => {
+                    header_line = scratch.lines[0];
                     let rec = scratch.record(0, None);
                     let names = (0..rec.len())
                         .map(|i| {
@@ -374,6 +376,21 @@ impl DelimitedSourceConfig {
                 let fields: Vec<Field> = defs.iter().map(|d| Field::new(d.name.clone(), d.data_type, d.nullable)).collect();
                 let schema = Schema::try_new(fields).map_err(|d| Error::plan(step, format!("OutputSchema lists column '{d}' twice")))?;
                 if let Some(h) = &header {
+                    // A few data rows to check the header against (read again by the run).
+                    while scratch.len() < HEADER_CHECK_ROWS {
+                        match sp.next_record(&mut scratch)? {
+                            Next::Record => {}
+                            Next::Rejected(_) | Next::Eof => break,
+                        }
+                    }
+                    let widths: Vec<usize> = (0..scratch.len()).map(|r| scratch.record(r, None).len()).collect();
+                    let used: Vec<usize> = defs.iter().map(|d| d.index).collect();
+                    HeaderCheck {
+                        step,
+                        file: &file,
+                        line: header_line,
+                    }
+                    .check(h, &used, &widths, false)?;
                     for d in defs {
                         match h.get(d.index) {
                             None => {
@@ -393,7 +410,10 @@ impl DelimitedSourceConfig {
                                     step,
                                     format!(
                                         "column '{}' (Index {}) is '{}' in the header of {}; fix the Name or the Index",
-                                        d.name, d.index, name, file
+                                        d.name,
+                                        d.index,
+                                        crate::error::clip(&name.escape_debug().to_string()),
+                                        file
                                     ),
                                 ))
                             }
@@ -418,6 +438,16 @@ impl DelimitedSourceConfig {
                     }
                 }
                 let sample: Vec<RawRec<'_>> = (0..scratch.len()).map(|r| scratch.record(r, None)).collect();
+                if let Some(h) = &header {
+                    let widths: Vec<usize> = sample.iter().take(HEADER_CHECK_ROWS).map(RawRec::len).collect();
+                    let all: Vec<usize> = (0..h.len()).collect();
+                    HeaderCheck {
+                        step,
+                        file: &file,
+                        line: header_line,
+                    }
+                    .check(h, &all, &widths, true)?;
+                }
                 let width = header
                     .as_ref()
                     .map_or_else(|| sample.iter().map(RawRec::len).max().unwrap_or(0), Vec::len);
@@ -489,6 +519,104 @@ impl DelimitedSourceConfig {
             raw_chunk_bytes,
             _reserved: reserved,
         })))
+    }
+}
+
+/// Data rows a header is checked against.
+const HEADER_CHECK_ROWS: usize = 16;
+
+/// Checks a header line for the corruptions that would otherwise surface as every row being
+/// malformed, or as a column name nobody can type: each error names the file, the header's
+/// line, the column (1-based) and its value.
+struct HeaderCheck<'a> {
+    step: &'a str,
+    file: &'a str,
+    line: u64,
+}
+
+impl HeaderCheck<'_> {
+    fn corrupt(&self, column: usize, message: String) -> Error {
+        Error::Data {
+            step: self.step.into(),
+            file: self.file.into(),
+            line: self.line,
+            field: format!("#{column}"),
+            message: format!("corrupt header: {message}"),
+        }
+    }
+
+    /// `header` against the field counts of the first data rows (`widths`); the names at
+    /// `used` (the columns the schema reads) for control characters, and, when `unique`
+    /// (the names become the schema), for repeats.
+    ///
+    /// # Errors
+    /// [`Error::Data`] at the header's line, naming the column and its value.
+    fn check(&self, header: &[String], used: &[usize], widths: &[usize], unique: bool) -> Result<()> {
+        let shown = |name: &str| crate::error::clip(&name.escape_debug().to_string()).into_owned();
+        let (h, w) = (header.len(), widths.first().copied().unwrap_or(0));
+        // Two or more data rows that agree with each other and not with the header: the
+        // header is the odd one out. (One row may just be a malformed row.)
+        if widths.len() >= 2 && w > 0 && w != h && widths.iter().all(|&x| x == w) {
+            if h > w {
+                // A data row run into the header adds w - 1 fields (its first value joins
+                // the header's last name), so the header's column w holds both.
+                let rows = (h - w) / (w - 1).max(1);
+                let run_together = if w > 1 && (h - w) % (w - 1) == 0 {
+                    let which = if rows == 1 {
+                        "the first data row".to_owned()
+                    } else {
+                        format!("the first {rows} data rows")
+                    };
+                    format!(" — the header and {which} look run together (a line break missing in column {w})")
+                } else {
+                    String::new()
+                };
+                return Err(self.corrupt(
+                    w,
+                    format!(
+                        "column {w} is '{}', and the header has {h} columns where the data rows have {w}{run_together}; fix the header line",
+                        shown(&header[w - 1])
+                    ),
+                ));
+            }
+            return Err(self.corrupt(
+                h + 1,
+                format!(
+                    "the header has {h} columns (the last is '{}') where the data rows have {w}: columns {} to {w} have no name; fix the header line",
+                    shown(header.last().map_or("", String::as_str)),
+                    h + 1
+                ),
+            ));
+        }
+        for &i in used {
+            let Some(name) = header.get(i) else { continue };
+            if let Some(c) = name.chars().find(|c| c.is_control() && !matches!(c, '\t')) {
+                return Err(self.corrupt(
+                    i + 1,
+                    format!(
+                        "column {} is '{}', which holds the control character U+{:04X}; fix the header line",
+                        i + 1,
+                        shown(name),
+                        u32::from(c)
+                    ),
+                ));
+            }
+            if unique {
+                let trimmed = name.trim();
+                if let Some(j) = header[..i].iter().position(|n| n.trim() == trimmed) {
+                    return Err(self.corrupt(
+                        i + 1,
+                        format!(
+                            "columns {} and {} are both named '{}'; rename one, or give an OutputSchema",
+                            j + 1,
+                            i + 1,
+                            shown(trimmed)
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 

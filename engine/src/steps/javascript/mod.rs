@@ -219,7 +219,9 @@ impl JavaScriptConfig {
             (Some(n), None) => n.string()?,
             (None, Some(n)) => {
                 let path = env.input_path(&n)?;
-                std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e, "cannot read the script file"))?
+                // The script is part of the config: its file is read even by --config-only,
+                // and a problem points at the key.
+                std::fs::read_to_string(&path).map_err(|e| n.err(format!("cannot read the script file {}: {e}", path.display())))?
             }
             (None, None) => {
                 return Err(o
