@@ -39,6 +39,12 @@ pub trait StepSettings: std::fmt::Debug + Send + Sync + 'static {
     fn input_names(&self) -> Vec<String> {
         Vec::new()
     }
+    /// The step's error policy (`OnError`, `MaxErrors`, `MaxErrorRate`,
+    /// `DeadLetterFilePath`; see [`crate::dead_letter`]), for a step that rejects rows.
+    /// Default: none (the step rejects nothing).
+    fn error_policy(&self) -> Option<&crate::dead_letter::ErrorPolicy> {
+        None
+    }
     /// For downcasting to the concrete config type ([`StepConfig::settings`]).
     fn as_any(&self) -> &dyn Any;
 }
@@ -78,6 +84,11 @@ impl StepConfig {
     /// See [`StepSettings::input_names`].
     pub fn input_names(&self) -> Vec<String> {
         self.settings.input_names()
+    }
+
+    /// See [`StepSettings::error_policy`].
+    pub fn error_policy(&self) -> Option<&crate::dead_letter::ErrorPolicy> {
+        self.settings.error_policy()
     }
 
     pub(crate) fn build(&self, ctx: &BuildContext<'_>) -> Result<StepRuntime> {
