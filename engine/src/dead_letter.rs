@@ -269,7 +269,8 @@ impl ErrorPolicy {
 
 /// The key a reason is tallied under in the summary: values quoted in it (`'x'`) and
 /// numbers vary from row to row, the kind of error does not — so they are masked (`'…'`,
-/// `N`), except an HTTP status (`HTTP 503`). The field goes first.
+/// `N`), except an HTTP status (`HTTP 503`) and digits inside a word (`i32`). The field goes
+/// first.
 pub fn reason_key(field: Option<&str>, reason: &str) -> String {
     let mut out = String::with_capacity(reason.len().min(200));
     let mut quoted = false;
@@ -292,7 +293,9 @@ pub fn reason_key(field: Option<&str>, reason: &str) -> String {
                 Some(true) => out.push(c),
                 Some(false) => {}
                 None => {
-                    let keep = out.ends_with("HTTP ");
+                    // Digits inside a word (`i32`, `utf8`) are part of it, not a value.
+                    let in_word = out.chars().last().is_some_and(|p| p.is_alphanumeric() || p == '_');
+                    let keep = in_word || out.ends_with("HTTP ");
                     out.push(if keep { c } else { 'N' });
                     digits = Some(keep);
                 }
@@ -585,6 +588,10 @@ mod tests {
         assert_eq!(reason_key(Some("id"), "'x1' is not an integer"), "id: '…' is not an integer");
         assert_eq!(reason_key(None, "expected 3 fields, found 22"), "expected N fields, found N");
         assert_eq!(reason_key(None, "HTTP 503: busy"), "HTTP 503: busy");
+        assert_eq!(
+            reason_key(Some("id"), "'x' is not an integer in range for i32 (line 12)"),
+            "id: '…' is not an integer in range for i32 (line N)"
+        );
         let p = ErrorPolicy {
             on_error: OnError::Skip,
             max_errors: u64::MAX,
