@@ -1078,3 +1078,118 @@ fn concurrency_keeps_several_batches_in_flight_and_delivers_each_once() {
         }
     }
 }
+
+// ------------------------------------------------------------ a user step under the policy
+
+/// A user transform that rejects rows with an odd `id`, under the engine's error policy.
+struct RejectOdd {
+    name: String,
+    input: flowengine::SchemaRef,
+    policy: flowengine::dead_letter::ErrorPolicy,
+    rejected: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl flowengine::steps::Transform for RejectOdd {
+    fn output_schema(&self) -> flowengine::SchemaRef {
+        Arc::clone(&self.input)
+    }
+    fn parallel_safe(&self) -> bool {
+        true
+    }
+    fn process(&mut self, chunk: Arc<flowengine::Chunk>, out: &mut flowengine::steps::Emitter) -> flowengine::Result<()> {
+        let mut keep = Vec::new();
+        let mut rows = flowengine::dead_letter::ErrorRows::new(&self.name, &self.input, false, None);
+        let seen = out.metrics().rows_in.load(Ordering::Relaxed);
+        for r in 0..chunk.len() {
+            let id = match chunk.column(0).get(r) {
+                flowengine::Value::Int64(i) => i,
+                other => panic!("{other:?}"),
+            };
+            if id % 2 == 0 {
+                keep.push(r);
+                continue;
+            }
+            let reason = format!("id {id} is odd");
+            let err = Error::Internal(reason.clone());
+            self.policy
+                .reject(&self.name, out.metrics(), &self.rejected, 1, seen, Some("id"), &reason, err)?;
+            if out.errors_connected() {
+                rows.push_row(&chunk, r, Some("id"), &reason, 1);
+            }
+        }
+        out.emit(chunk.take(&keep))?;
+        if let Some(c) = rows.take() {
+            out.emit_errors(c)?;
+        }
+        Ok(())
+    }
+}
+
+struct RejectOddPlugin;
+
+impl flowengine::steps::StepPlugin for RejectOddPlugin {
+    fn type_name(&self) -> &str {
+        "RejectOdd"
+    }
+    fn uses_error_policy(&self) -> bool {
+        true
+    }
+    fn build(
+        &self,
+        config: &serde_json::Value,
+        ctx: &flowengine::steps::BuildContext<'_>,
+    ) -> flowengine::Result<flowengine::steps::StepRuntime> {
+        assert!(config.get("OnError").is_none(), "the policy keys are the engine's: {config}");
+        let rejected = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let instances = (0..2)
+            .map(|_| {
+                Box::new(RejectOdd {
+                    name: ctx.name.to_owned(),
+                    input: ctx.require_input().unwrap(),
+                    policy: ctx.error_policy.clone().expect("a policy"),
+                    rejected: Arc::clone(&rejected),
+                }) as Box<dyn flowengine::steps::Transform>
+            })
+            .collect();
+        Ok(flowengine::steps::StepRuntime::Transform(instances))
+    }
+}
+
+fn run_with_plugin(s: &Scenario, policy: &str) -> Result<flowengine::RunSummary, Error> {
+    let yaml = format!(
+        "Pipeline:\n  Name: user\n  Plugins:\n{SOURCE}    - Name: Odd\n      Type: RejectOdd\n      Config:\n        {policy}\n    - {{ Name: Out, Type: DelimitedSink, Config: {{ FilePath: out.csv }} }}\n"
+    );
+    let mut registry = flowengine::Registry::new();
+    registry.register(Arc::new(RejectOddPlugin));
+    let p = s.write("pipeline.yaml", &yaml);
+    Pipeline::from_file_with_registry(&p, &[], &registry)?.run()
+}
+
+#[test]
+fn a_user_step_takes_the_same_policy_keys_and_error_output() {
+    let s = Scenario::new();
+    s.write("in.csv", &csv_rows(100));
+    let summary = run_with_plugin(&s, "OnError: DeadLetter\n        DeadLetterFilePath: odd.csv").unwrap();
+    let odd = summary.step("Odd").unwrap();
+    assert_eq!(
+        (odd.rows_in, odd.rows_out, odd.rows_rejected, odd.rows_dead_lettered),
+        (100, 50, 50, 50)
+    );
+    assert_eq!(odd.top_reasons[0].reason, "id: id N is odd");
+    let recs = records(&s.read("odd.csv"));
+    let ids: Vec<u64> = recs.iter().map(|r| r[0].parse().unwrap()).collect();
+    assert_eq!(
+        ids,
+        (1..=100).filter(|i| i % 2 == 1).collect::<Vec<u64>>(),
+        "input order, two instances"
+    );
+    assert!(recs.iter().all(|r| r[2] == "Odd" && r[3] == "id"));
+    // MaxErrors (default 100 here: 50 pass) and DeadLetter's need for somewhere to go.
+    let err = run_with_plugin(&s, "OnError: Skip\n        MaxErrors: 10").unwrap_err();
+    assert!(matches!(err, Error::TooManyErrors { count: 11, max: 10, .. }), "{err:?}");
+    let err = run_with_plugin(&s, "OnError: DeadLetter").unwrap_err().to_string();
+    assert!(err.contains("From: Odd.errors"), "{err}");
+    // Under Fail (the default), the first odd row fails the run.
+    let err = run_with_plugin(&s, "{}").unwrap_err().to_string();
+    assert!(err.contains("id 1 is odd"), "{err}");
+}

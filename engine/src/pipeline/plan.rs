@@ -393,6 +393,7 @@ fn build_in_order(
             memory,
             engine: config.settings.engine,
             pool_stats: Arc::clone(pool_stats),
+            error_policy: def.config.error_policy().cloned(),
         };
         let runtime = def.config.build(&ctx).map_err(|e| e.located(at, &def.name))?;
         let mut planned = planned(&def.name, runtime, at, input.as_ref())?;

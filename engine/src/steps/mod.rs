@@ -509,6 +509,9 @@ pub struct BuildContext<'a> {
     pub engine: crate::config::EngineSettings,
     /// Where the run's buffer pools count what they do.
     pub(crate) pool_stats: Arc<crate::pool::PoolStats>,
+    /// The step's error policy, for a step that has one
+    /// ([`StepSettings::error_policy`]; a plugin's, see [`StepPlugin::uses_error_policy`]).
+    pub error_policy: Option<crate::dead_letter::ErrorPolicy>,
 }
 
 impl<'a> BuildContext<'a> {
@@ -522,6 +525,7 @@ impl<'a> BuildContext<'a> {
             memory,
             engine: crate::config::EngineSettings::default(),
             pool_stats: Arc::default(),
+            error_policy: None,
         }
     }
 
