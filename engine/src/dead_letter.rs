@@ -3,7 +3,9 @@
 //! # The policy
 //! Every step that can reject a row (`DelimitedSource`: a malformed record;
 //! `JavaScriptTransform`: a script that throws or sets a value its column cannot hold;
-//! `HttpSink`: a batch it could not deliver) takes the same keys, with the same meaning:
+//! `HttpSink`: a batch it could not deliver; a user step whose plugin
+//! [uses the error policy](crate::steps::StepPlugin::uses_error_policy)) takes the same keys,
+//! with the same meaning:
 //!
 //! | key | meaning |
 //! |---|---|
