@@ -1,74 +1,321 @@
-//! Dead-letter files of steps that reject rows (`JavaScriptTransform`, `HttpSink`):
-//! `DeadLetterFilePath` receives every rejected row as CSV — the row's own columns (canonical
-//! text, null as an empty field) followed by
+//! The one error policy of every step, and its error output.
+//!
+//! # The policy
+//! Every step that can reject a row (`DelimitedSource`: a malformed record;
+//! `JavaScriptTransform`: a script that throws or sets a value its column cannot hold;
+//! `HttpSink`: a batch it could not deliver; a user step whose plugin
+//! [uses the error policy](crate::steps::StepPlugin::uses_error_policy)) takes the same keys,
+//! with the same meaning:
+//!
+//! | key | meaning |
+//! |---|---|
+//! | `OnError` | `Fail` (default): the first rejected row fails the run. `Skip`: count it and go on. `DeadLetter`: as `Skip`, and the row must go somewhere — the step's error output has to be connected (`DeadLetterFilePath`, or a connection `From: Step.errors`). |
+//! | `MaxErrors` | rows a step may reject before the run fails (default 100; unlimited when only `MaxErrorRate` is set) |
+//! | `MaxErrorRate` | the fraction of rows (0 to 1) a step may reject: checked at each rejected row once the step has taken at least [`MIN_RATE_SAMPLE`] rows (1,000), so a few bad rows at the start of a file do not fail a run that turns out fine; a step that takes fewer rows is bounded by `MaxErrors` only |
+//! | `DeadLetterFilePath` | shorthand for a `DelimitedSink` on the error output (a step named `<step>.DeadLetterFilePath`); no effect under `Fail` |
+//! | `SkipMalformedRows: true` / `ContinueOnError: true` | shorthand for `OnError: Skip` |
+//!
+//! Under `Skip` a rejected row goes to the error output when something is connected to it,
+//! and is only counted otherwise; under `DeadLetter` the planner refuses a step whose error
+//! output goes nowhere.
+//!
+//! # The error output
+//! Every step has an output named `errors` (`From: Step.errors` in a connection), connected
+//! like any other output to any sink or transform. Its rows are the rejected records —
+//! the fields the step received (a source: the fields its `OutputSchema` reads, as text,
+//! since they did not parse) — followed by:
 //!
 //! | column | what |
 //! |---|---|
 //! | `_error_step` | the step that rejected the row |
-//! | `_error_reason` | why: the script's exception message, the HTTP status and a snippet of the response body, … (at most [`MAX_REASON_BYTES`]) |
-//! | `_error_line` | the row's source line, empty when unknown |
-//! | `_error_attempts` | how many times the row was tried (1 for a script; 0 when a circuit breaker refused the call) |
+//! | `_error_field` | the field at fault, when one is known |
+//! | `_error_reason` | why (at most [`MAX_REASON_BYTES`]) |
+//! | `_error_file` | the input file the row came from, when the step knows it (sources) |
+//! | `_error_line` | the row's line in that file |
+//! | `_error_time` | when it was rejected (UTC, RFC 3339, milliseconds) |
+//! | `_error_attempts` | tries made (1 for a row; an HTTP batch: requests made, 0 when a circuit breaker refused it) |
+//! | `_error_record` | sources only: the record's raw text (re-encoded in the source's dialect when it split into fields), so nothing is lost even when the field count was wrong |
 //!
-//! The file is an output like any other ([`crate::output_file`]): written to a temp file and
-//! published only when the whole run succeeds (two-phase, with every other output); a failed
-//! or cancelled run leaves no dead-letter file. A run that rejected nothing publishes a file
-//! holding only the header, so the file never shows an earlier run's rejections as this
-//! run's. `DeadLetterFilePath: -` writes to standard output instead (not rolled back).
+//! A dead-letter CSV therefore starts with the step's own columns in order: the pipeline
+//! that produced it can read it back without change (a declared `OutputSchema` reads the
+//! columns it names; the `_error_*` columns after them are ignored). A record column named
+//! like an error column (a dead-letter file read back with an inferred schema) is replaced
+//! by this step's.
 //!
-//! Several instances of one step (parallel workers) share one [`SharedDeadLetters`]; the
-//! publishing calls are idempotent, so each instance may make them.
+//! Error rows count in the step's `rows_dead_lettered` (a subset of `rows_rejected`; the
+//! rest were skipped), never in `rows_out`; the top reasons of each step are in the summary.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use crate::chunk::Chunk;
+use crate::chunk::{Chunk, Column};
+use crate::config::{Node, Obj, ParseEnv};
 use crate::error::{Error, Result};
-use crate::output_file::{AtomicOutput, Publish};
-use crate::schema::Schema;
+use crate::metrics::StepMetrics;
+use crate::port::Port;
+use crate::schema::{DataType, Field, Schema, SchemaRef};
 
-/// The columns a dead-letter file adds after the row's own.
-pub const ERROR_COLUMNS: [&str; 4] = ["_error_step", "_error_reason", "_error_line", "_error_attempts"];
+/// The name of every step's error output (`From: Step.errors`).
+pub const ERRORS_OUTPUT: &str = "errors";
+
+/// The columns the error output adds after the record's own.
+pub const ERROR_COLUMNS: [&str; 7] = [
+    "_error_step",
+    "_error_field",
+    "_error_reason",
+    "_error_file",
+    "_error_line",
+    "_error_time",
+    "_error_attempts",
+];
+
+/// The raw text of a source's rejected record (sources only).
+pub const RECORD_COLUMN: &str = "_error_record";
 
 /// Longest `_error_reason` kept, in bytes (cut at a character boundary, with `…`).
 pub const MAX_REASON_BYTES: usize = 2000;
 
-/// Checks that a step's rows can carry the error columns.
-///
-/// # Errors
-/// [`Error::Plan`] when a column of `schema` already has one of their names.
-pub fn check_schema(step: &str, schema: &Schema) -> Result<()> {
-    match ERROR_COLUMNS.iter().find(|c| schema.index_of(c).is_some()) {
-        Some(c) => Err(Error::plan(
-            step,
-            format!("the input has a column named '{c}', which the dead-letter file adds; rename that column"),
-        )),
-        None => Ok(()),
+/// Rows a step must have taken before `MaxErrorRate` is checked.
+pub const MIN_RATE_SAMPLE: u64 = 1000;
+
+/// Distinct reasons a step tallies for the summary; later ones count as "(other reasons)".
+pub const MAX_REASON_KEYS: usize = 256;
+
+/// What a step does with a row it cannot process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// Fail the run at the first rejected row (default). Loses nothing: nothing is published.
+    #[default]
+    Fail,
+    /// Count the row as rejected and go on; it goes to the error output when one is
+    /// connected, else it is lost (counted).
+    Skip,
+    /// As `Skip`, and the error output must be connected: no rejected row is lost.
+    DeadLetter,
+}
+
+impl OnError {
+    /// `Fail`, `Skip` or `DeadLetter`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnError::Fail => "Fail",
+            OnError::Skip => "Skip",
+            OnError::DeadLetter => "DeadLetter",
+        }
+    }
+
+    fn parse(v: &Node<'_>) -> Result<OnError> {
+        let s = v.string()?;
+        Ok(match s.trim().to_ascii_lowercase().as_str() {
+            "fail" | "stop" => OnError::Fail,
+            "skip" | "continue" => OnError::Skip,
+            "deadletter" | "dead-letter" | "dead_letter" => OnError::DeadLetter,
+            _ => {
+                return Err(v.err(format!(
+                    "unknown OnError '{}'; use Fail, Skip or DeadLetter",
+                    crate::error::clip(&s)
+                )))
+            }
+        })
     }
 }
 
-/// One step's dead-letter file.
-pub struct DeadLetters {
-    path: PathBuf,
-    step: String,
-    header: Vec<String>,
-    writer: Option<csv::Writer<AtomicOutput>>,
-    /// The file between prepare and commit, kept after commit for rollback.
-    prepared: Option<AtomicOutput>,
-    committed: bool,
-    rows: u64,
+/// A step's error policy (see the module docs for the keys).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorPolicy {
+    /// Fail, Skip or DeadLetter.
+    pub on_error: OnError,
+    /// Rejected rows tolerated (the run fails at one more).
+    pub max_errors: u64,
+    /// Fraction of rows tolerated, checked after [`MIN_RATE_SAMPLE`] rows.
+    pub max_error_rate: Option<f64>,
+    /// `DeadLetterFilePath`: a CSV sink on the error output.
+    pub dead_letter_file: Option<PathBuf>,
 }
 
-impl std::fmt::Debug for DeadLetters {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeadLetters")
-            .field("path", &self.path)
-            .field("rows", &self.rows)
-            .finish()
+impl Default for ErrorPolicy {
+    fn default() -> Self {
+        ErrorPolicy {
+            on_error: OnError::Fail,
+            max_errors: 100,
+            max_error_rate: None,
+            dead_letter_file: None,
+        }
     }
 }
 
-/// Dead letters shared by the instances of one step.
-pub type SharedDeadLetters = Arc<Mutex<DeadLetters>>;
+impl ErrorPolicy {
+    /// Takes the policy keys from a step's config block.
+    ///
+    /// # Errors
+    /// [`Error::Config`] at the key: an unknown `OnError`, a rate outside 0..=1, both
+    /// `OnError` and a shorthand for it.
+    pub fn parse(o: &mut Obj<'_>, env: &mut ParseEnv<'_>) -> Result<ErrorPolicy> {
+        Self::parse_over(o, env, ErrorPolicy::default())
+    }
+
+    /// [`ErrorPolicy::parse`] over a step's own defaults (the HTTP sink tolerates any number
+    /// of undelivered rows unless `MaxErrors` says otherwise).
+    ///
+    /// # Errors
+    /// As [`ErrorPolicy::parse`].
+    pub fn parse_over(o: &mut Obj<'_>, env: &mut ParseEnv<'_>, defaults: ErrorPolicy) -> Result<ErrorPolicy> {
+        let mut p = defaults;
+        let on_error = o.take(&["OnError", "ErrorPolicy"])?;
+        let skip = o.take(&["SkipMalformedRows", "SkipInvalidRows"])?;
+        let cont = o.take(&["ContinueOnError"])?;
+        if let (Some(_), Some(n)) = (&skip, &cont) {
+            return Err(n.err("both SkipMalformedRows and ContinueOnError are given; they are one setting here, keep SkipMalformedRows"));
+        }
+        let shorthand = skip.or(cont);
+        match (&on_error, &shorthand) {
+            (Some(_), Some(s)) => {
+                return Err(s.err("both OnError and a shorthand for it are given (SkipMalformedRows: true is OnError: Skip); keep OnError"))
+            }
+            (Some(v), None) => p.on_error = OnError::parse(v)?,
+            (None, Some(s)) => {
+                if s.bool()? {
+                    p.on_error = OnError::Skip;
+                }
+            }
+            (None, None) => {}
+        }
+        let max_errors = o.take(&["MaxErrors", "MaxErrorThreshold"])?;
+        if let Some(v) = &max_errors {
+            p.max_errors = v.u64()?;
+        }
+        if let Some(v) = o.take(&["MaxErrorRate"])? {
+            let r = v.f64()?;
+            if !r.is_finite() || !(0.0..=1.0).contains(&r) {
+                return Err(v.err(format!(
+                    "MaxErrorRate {r} is out of range; give a fraction of rows from 0 to 1 (0.05 = 5 %)"
+                )));
+            }
+            p.max_error_rate = Some(r);
+            if max_errors.is_none() {
+                p.max_errors = u64::MAX;
+            }
+        }
+        if let Some(n) = o.take(&["DeadLetterFilePath", "DeadLetterFile", "RejectFilePath"])? {
+            p.dead_letter_file = Some(env.path(&n)?);
+            if p.on_error == OnError::Fail {
+                env.notes.push(format!(
+                    "{} (line {}) has no effect: OnError is Fail, so the first rejected row fails the run; set OnError: DeadLetter to keep rejected rows",
+                    n.path, n.node.line
+                ));
+            }
+        }
+        Ok(p)
+    }
+
+    /// True unless the policy is `Fail`.
+    pub fn tolerates(&self) -> bool {
+        self.on_error != OnError::Fail
+    }
+
+    /// Where `DeadLetterFilePath` sends the error output, when it is in effect.
+    pub fn dead_letter_sink(&self) -> Option<&std::path::Path> {
+        self.dead_letter_file.as_deref().filter(|_| self.tolerates())
+    }
+
+    /// `rows` rows rejected for `reason` by a step that has taken `seen` rows so far (these
+    /// included): under `Fail`, `err` is returned; otherwise they are counted
+    /// (`rows_rejected`, the reason tally, `count` — the step's rejections so far, shared by
+    /// its instances) and checked against `MaxErrors` and `MaxErrorRate`.
+    ///
+    /// # Errors
+    /// `err` under `Fail`; [`Error::TooManyErrors`] or [`Error::ErrorRateExceeded`] past a
+    /// limit.
+    #[allow(clippy::too_many_arguments)]
+    pub fn reject(
+        &self,
+        step: &str,
+        metrics: &StepMetrics,
+        count: &AtomicU64,
+        rows: u64,
+        seen: u64,
+        field: Option<&str>,
+        reason: &str,
+        err: Error,
+    ) -> Result<()> {
+        if !self.tolerates() {
+            return Err(err);
+        }
+        StepMetrics::add(&metrics.rows_rejected, rows);
+        metrics.count_reason(reason_key(field, reason), rows);
+        let n = count.fetch_add(rows, Ordering::Relaxed) + rows;
+        if n > self.max_errors {
+            return Err(Error::TooManyErrors {
+                step: step.to_owned(),
+                count: n,
+                max: self.max_errors,
+                last: Box::new(err),
+            });
+        }
+        if let Some(rate) = self.max_error_rate {
+            let seen = seen.max(n);
+            if seen >= MIN_RATE_SAMPLE && n as f64 > rate * seen as f64 {
+                return Err(Error::ErrorRateExceeded {
+                    step: step.to_owned(),
+                    count: n,
+                    seen,
+                    rate,
+                    last: Box::new(err),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The key a reason is tallied under in the summary: values quoted in it (`'x'`) and
+/// numbers vary from row to row, the kind of error does not — so they are masked (`'…'`,
+/// `N`), except an HTTP status (`HTTP 503`) and digits inside a word (`i32`). The field goes
+/// first.
+pub fn reason_key(field: Option<&str>, reason: &str) -> String {
+    let mut out = String::with_capacity(reason.len().min(200));
+    let mut quoted = false;
+    // In a run of digits: Some(true) keeps them (an HTTP status), Some(false) masks them.
+    let mut digits: Option<bool> = None;
+    for c in reason.chars() {
+        if c == '\'' {
+            if !quoted {
+                out.push_str("'…'");
+            }
+            quoted = !quoted;
+            digits = None;
+            continue;
+        }
+        if quoted {
+            continue;
+        }
+        if c.is_ascii_digit() {
+            match digits {
+                Some(true) => out.push(c),
+                Some(false) => {}
+                None => {
+                    // Digits inside a word (`i32`, `utf8`) are part of it, not a value.
+                    let in_word = out.chars().last().is_some_and(|p| p.is_alphanumeric() || p == '_');
+                    let keep = in_word || out.ends_with("HTTP ");
+                    out.push(if keep { c } else { 'N' });
+                    digits = Some(keep);
+                }
+            }
+            continue;
+        }
+        digits = None;
+        out.push(c);
+        if out.len() > 160 {
+            out.push('…');
+            break;
+        }
+    }
+    match field {
+        Some(f) if !f.is_empty() => format!("{}: {out}", crate::error::clip(f)),
+        _ => out,
+    }
+}
 
 fn clip_reason(reason: &str) -> String {
     if reason.len() <= MAX_REASON_BYTES {
@@ -81,170 +328,198 @@ fn clip_reason(reason: &str) -> String {
     format!("{}… ({} bytes)", &reason[..end], reason.len())
 }
 
-impl DeadLetters {
-    /// The dead letters of `step`, whose rows have `schema`, going to `path` (opened at
-    /// the first rejected row, or when publishing).
-    pub fn new(path: &Path, step: &str, schema: &Schema) -> DeadLetters {
-        let mut header: Vec<String> = schema.names().map(str::to_owned).collect();
-        header.extend(ERROR_COLUMNS.iter().map(|c| (*c).to_owned()));
-        DeadLetters {
-            path: path.to_path_buf(),
+fn is_error_column(name: &str) -> bool {
+    ERROR_COLUMNS.contains(&name) || name == RECORD_COLUMN
+}
+
+/// The schema of the error output of a step whose records have `record`'s fields (a
+/// source: pass [`text_fields`] of its schema and `raw: true`).
+pub fn error_schema(record: &Schema, raw: bool) -> SchemaRef {
+    let mut fields: Vec<Field> = record
+        .fields()
+        .iter()
+        .filter(|f| !is_error_column(&f.name))
+        .map(|f| Field::new(f.name.clone(), f.data_type, true))
+        .collect();
+    for c in ERROR_COLUMNS {
+        let ty = match c {
+            "_error_line" => DataType::Int64,
+            "_error_attempts" => DataType::Int32,
+            _ => DataType::String,
+        };
+        fields.push(Field::new(c, ty, true));
+    }
+    if raw {
+        fields.push(Field::new(RECORD_COLUMN, DataType::String, true));
+    }
+    Schema::new(fields).interned()
+}
+
+/// `schema` with every field as nullable text: a source's records before parsing.
+pub fn text_fields(schema: &Schema) -> Schema {
+    Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name.clone(), DataType::String, true))
+            .collect(),
+    )
+}
+
+/// Error rows being gathered for one emit.
+#[derive(Debug)]
+pub struct ErrorRows {
+    step: String,
+    file: Option<String>,
+    schema: SchemaRef,
+    /// Per record column of the error schema: its index in the step's record schema.
+    keep: Vec<usize>,
+    raw: bool,
+    cols: Vec<Column>,
+    lines: Vec<u64>,
+}
+
+impl ErrorRows {
+    /// Error rows of `step`, whose records have `record`'s fields; `raw` adds
+    /// `_error_record` (sources); `file` fills `_error_file`.
+    pub fn new(step: &str, record: &Schema, raw: bool, file: Option<String>) -> ErrorRows {
+        let schema = error_schema(record, raw);
+        let keep: Vec<usize> = record
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| !is_error_column(&f.name))
+            .map(|(i, _)| i)
+            .collect();
+        let cols = schema.fields().iter().map(|f| Column::with_capacity(f.data_type, 0)).collect();
+        ErrorRows {
             step: step.to_owned(),
-            header,
-            writer: None,
-            prepared: None,
-            committed: false,
-            rows: 0,
+            file,
+            schema,
+            keep,
+            raw,
+            cols,
+            lines: Vec::new(),
         }
     }
 
-    /// [`DeadLetters::new`] behind a mutex, for several instances.
-    pub fn shared(path: &Path, step: &str, schema: &Schema) -> SharedDeadLetters {
-        Arc::new(Mutex::new(DeadLetters::new(path, step, schema)))
+    /// The error output's schema.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
     }
 
-    /// Where the file goes.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Rows gathered.
+    pub fn len(&self) -> usize {
+        self.lines.len()
     }
 
-    /// Rows written so far.
-    pub fn rows(&self) -> u64 {
-        self.rows
+    /// True when no row was gathered.
+    pub fn is_empty(&self) -> bool {
+        self.lines.is_empty()
     }
 
-    fn io_err(&self, e: impl Into<std::io::Error>) -> Error {
-        Error::io(
-            &self.path,
-            e.into(),
-            format!("cannot write the dead letters of step '{}'", self.step),
-        )
-    }
-
-    fn open(&mut self) -> Result<()> {
-        if self.writer.is_some() {
-            return Ok(());
+    /// Row `row` of `chunk` (a chunk of the record schema) was rejected.
+    pub fn push_row(&mut self, chunk: &Chunk, row: usize, field: Option<&str>, reason: &str, attempts: u32) {
+        for (j, &i) in self.keep.iter().enumerate() {
+            self.cols[j].push_from(chunk.column(i), row);
         }
-        let out = if self.path.as_os_str() == "-" {
-            AtomicOutput::stdout(1 << 16)
-        } else {
-            AtomicOutput::create(&self.path, Publish::Overwrite, true, 1 << 16)?
-        };
-        let mut w = csv::WriterBuilder::new().from_writer(out);
-        w.write_record(&self.header).map_err(|e| self.io_err(e))?;
-        self.writer = Some(w);
-        Ok(())
+        self.push_error(field, reason, chunk.line(row), attempts, None);
     }
 
-    /// Writes row `row` of `chunk` with why it was rejected.
-    ///
-    /// # Errors
-    /// I/O; a call after publishing started.
-    pub fn write(&mut self, chunk: &Chunk, row: usize, reason: &str, line: Option<u64>, attempts: u32) -> Result<()> {
-        if self.prepared.is_some() || self.committed {
-            return Err(Error::Internal(format!(
-                "step '{}': a dead letter written after publishing started",
-                self.step
-            )));
-        }
-        self.open()?;
-        let mut record: Vec<Vec<u8>> = Vec::with_capacity(self.header.len());
-        for c in chunk.columns() {
-            let mut v = Vec::new();
-            c.write_text(row, &mut v);
-            record.push(v);
-        }
-        record.push(self.step.clone().into_bytes());
-        record.push(clip_reason(reason).into_bytes());
-        record.push(line.map(|l| l.to_string()).unwrap_or_default().into_bytes());
-        record.push(attempts.to_string().into_bytes());
-        let result = match &mut self.writer {
-            Some(w) => w.write_record(&record),
-            None => return Err(Error::Internal("dead letters not open".into())),
-        };
-        result.map_err(|e| self.io_err(e))?;
-        self.rows += 1;
-        Ok(())
-    }
-
-    /// Writes every row of `chunk` (a rejected batch) with one reason.
-    ///
-    /// # Errors
-    /// As [`DeadLetters::write`].
-    pub fn write_all(&mut self, chunk: &Chunk, reason: &str, attempts: u32) -> Result<()> {
-        for r in 0..chunk.len() {
-            self.write(chunk, r, reason, chunk.line(r), attempts)?;
-        }
-        Ok(())
-    }
-
-    /// Phase one: everything written and flushed to the temp file (an empty file with the
-    /// header when nothing was rejected); nothing visible yet. Idempotent.
-    ///
-    /// # Errors
-    /// I/O.
-    pub fn prepare(&mut self) -> Result<()> {
-        if self.committed || self.prepared.is_some() {
-            return Ok(());
-        }
-        self.open()?;
-        if let Some(w) = self.writer.take() {
-            let mut out = w.into_inner().map_err(|e| self.io_err(e.into_error()))?;
-            out.prepare()?;
-            self.prepared = Some(out);
-        }
-        Ok(())
-    }
-
-    /// Phase two: publish (prepares first if needed). Idempotent.
-    ///
-    /// # Errors
-    /// I/O.
-    pub fn commit(&mut self) -> Result<()> {
-        if self.committed {
-            return Ok(());
-        }
-        self.prepare()?;
-        if let Some(out) = &mut self.prepared {
-            out.commit()?;
-        }
-        self.committed = true;
-        Ok(())
-    }
-
-    /// Undoes a commit (another output failed to publish): the file it replaced comes back,
-    /// a file it created goes. Without a commit, as [`DeadLetters::abort`].
-    pub fn rollback(&mut self) {
-        self.writer = None;
-        if let Some(mut out) = self.prepared.take() {
-            out.rollback();
-        }
-        self.committed = false;
-    }
-
-    /// The run failed: nothing is published, the temp file is removed.
-    pub fn abort(&mut self) {
-        self.writer = None;
-        if let Some(mut out) = self.prepared.take() {
-            if self.committed {
-                // Publishing finished: an abort after commit leaves the file (use rollback).
-                return;
+    /// A record that did not parse: its fields as text (per record column; `None` when the
+    /// record has no such field) and its raw text.
+    pub fn push_text(&mut self, fields: &[Option<String>], raw: &[u8], line: Option<u64>, field: Option<&str>, reason: &str) {
+        for (j, &i) in self.keep.iter().enumerate() {
+            match fields.get(i).and_then(Option::as_deref) {
+                Some(t) if self.cols[j].push_text(t).is_ok() => {}
+                _ => self.cols[j].push_null(),
             }
-            out.abort();
         }
+        self.push_error(field, reason, line, 1, Some(raw));
+    }
+
+    fn push_error(&mut self, field: Option<&str>, reason: &str, line: Option<u64>, attempts: u32, raw: Option<&[u8]>) {
+        let base = self.keep.len();
+        let text = |c: &mut Column, v: Option<&str>| match v {
+            Some(t) => {
+                if c.push_text(t).is_err() {
+                    c.push_null();
+                }
+            }
+            None => c.push_null(),
+        };
+        let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let step = self.step.clone();
+        let file = self.file.clone();
+        let c = &mut self.cols[base..];
+        text(&mut c[0], Some(&step));
+        text(&mut c[1], field.filter(|f| !f.is_empty()));
+        text(&mut c[2], Some(&clip_reason(reason)));
+        text(&mut c[3], file.as_deref());
+        text(&mut c[4], line.map(|l| l.to_string()).as_deref());
+        text(&mut c[5], Some(&time));
+        text(&mut c[6], Some(&attempts.to_string()));
+        if self.raw {
+            let raw = raw.map(String::from_utf8_lossy);
+            text(&mut c[7], raw.as_deref());
+        }
+        self.lines.push(line.unwrap_or(0));
+    }
+
+    /// The rows gathered so far as a chunk (`None` when there are none); starts afresh.
+    pub fn take(&mut self) -> Option<Chunk> {
+        if self.lines.is_empty() {
+            return None;
+        }
+        let cols = self.schema.fields().iter().map(|f| Column::with_capacity(f.data_type, 0)).collect();
+        let cols = std::mem::replace(&mut self.cols, cols);
+        let lines = std::mem::take(&mut self.lines);
+        Some(Chunk::from_columns(Arc::clone(&self.schema), cols, lines))
     }
 }
 
-/// Locks shared dead letters (a poisoned lock still holds a usable writer).
-pub fn lock(d: &SharedDeadLetters) -> std::sync::MutexGuard<'_, DeadLetters> {
-    d.lock().unwrap_or_else(|e| e.into_inner())
+/// A sink's error output: the ports of the connections `From: Sink.errors`.
+#[derive(Default)]
+pub struct ErrorOutput {
+    ports: Vec<Arc<Port>>,
+    metrics: Option<Arc<StepMetrics>>,
+}
+
+impl ErrorOutput {
+    pub(crate) fn new(ports: Vec<Arc<Port>>, metrics: Arc<StepMetrics>) -> ErrorOutput {
+        ErrorOutput {
+            ports,
+            metrics: Some(metrics),
+        }
+    }
+
+    /// True when something is connected to it.
+    pub fn connected(&self) -> bool {
+        !self.ports.is_empty()
+    }
+
+    /// Sends error rows downstream (counted as dead-lettered); nothing when unconnected.
+    ///
+    /// # Errors
+    /// Cancellation, or a port policy failing the run.
+    pub fn send(&self, chunk: Chunk) -> Result<()> {
+        if chunk.is_empty() || self.ports.is_empty() {
+            return Ok(());
+        }
+        if let Some(m) = &self.metrics {
+            StepMetrics::add(&m.rows_dead_lettered, chunk.len() as u64);
+        }
+        let chunk = Arc::new(chunk);
+        for p in &self.ports {
+            p.send(Arc::clone(&chunk))?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunk::Column;
-    use crate::schema::{DataType, Field};
 
     fn chunk() -> Chunk {
         let schema = Schema::new(vec![
@@ -262,50 +537,95 @@ mod tests {
     }
 
     #[test]
-    fn rows_are_published_only_on_commit_with_the_error_columns() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dl.csv");
+    fn error_rows_carry_the_record_and_the_error_columns() {
         let c = chunk();
-        let mut d = DeadLetters::new(&path, "JS", c.schema());
-        d.write(&c, 0, "boom", c.line(0), 1).unwrap();
-        d.write_all(&c.take(&[1]), "HTTP 503", 3).unwrap();
-        assert!(!path.exists());
-        d.prepare().unwrap();
-        d.prepare().unwrap();
-        assert!(!path.exists());
-        d.commit().unwrap();
-        d.commit().unwrap();
+        let mut rows = ErrorRows::new("JS", c.schema(), false, Some("in.csv".into()));
+        rows.push_row(&c, 1, Some("name"), "boom", 1);
+        let out = rows.take().unwrap();
+        assert!(rows.take().is_none());
+        let names: Vec<&str> = out.schema().names().collect();
         assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            "id,name,_error_step,_error_reason,_error_line,_error_attempts\n1,\"a, \"\"quoted\"\"\",JS,boom,2,1\n2,,JS,HTTP 503,3,3\n"
+            names,
+            [
+                "id",
+                "name",
+                "_error_step",
+                "_error_field",
+                "_error_reason",
+                "_error_file",
+                "_error_line",
+                "_error_time",
+                "_error_attempts"
+            ]
         );
-        d.rollback();
-        assert!(!path.exists());
+        let text = |i: usize| out.column(i).str_at(0).map(str::to_owned);
+        assert_eq!(out.column(0).get(0), crate::value::Value::Int32(2));
+        assert!(out.column(1).is_null(0));
+        assert_eq!(text(2).as_deref(), Some("JS"));
+        assert_eq!(text(3).as_deref(), Some("name"));
+        assert_eq!(text(4).as_deref(), Some("boom"));
+        assert_eq!(text(5).as_deref(), Some("in.csv"));
+        assert_eq!(out.column(6).get(0), crate::value::Value::Int64(3));
+        assert!(text(7).unwrap().ends_with('Z'), "{:?}", text(7));
+        assert_eq!(out.column(8).get(0), crate::value::Value::Int32(1));
     }
 
     #[test]
-    fn abort_leaves_nothing_and_an_empty_run_publishes_the_header() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dl.csv");
-        let c = chunk();
-        let mut d = DeadLetters::new(&path, "JS", c.schema());
-        d.write(&c, 0, "boom", None, 1).unwrap();
-        d.abort();
-        drop(d);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-        let mut d = DeadLetters::new(&path, "JS", c.schema());
-        d.commit().unwrap();
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            "id,name,_error_step,_error_reason,_error_line,_error_attempts\n"
-        );
+    fn a_sources_error_rows_hold_text_and_the_raw_record() {
+        let s = text_fields(chunk().schema());
+        let mut rows = ErrorRows::new("src", &s, true, None);
+        rows.push_text(&[Some("x".into()), None], b"x", Some(7), Some("id"), "'x' is not an integer");
+        let out = rows.take().unwrap();
+        assert_eq!(out.schema().len(), 2 + ERROR_COLUMNS.len() + 1);
+        assert_eq!(out.column(0).str_at(0), Some("x"));
+        assert!(out.column(1).is_null(0));
+        assert_eq!(out.column(out.schema().len() - 1).str_at(0), Some("x"));
+        // Error columns of a record read back from a dead-letter file are replaced.
+        let again = error_schema(out.schema(), true);
+        assert_eq!(again.len(), out.schema().len());
     }
 
     #[test]
-    fn long_reasons_are_clipped_and_error_columns_cannot_collide() {
-        let r = clip_reason(&"é".repeat(3000));
-        assert!(r.len() < MAX_REASON_BYTES + 40 && r.ends_with("(6000 bytes)"), "{}", r.len());
-        let s = Schema::new(vec![Field::new("_error_reason", DataType::String, true)]);
-        assert!(check_schema("JS", &s).unwrap_err().to_string().contains("_error_reason"));
+    fn reasons_are_tallied_without_the_values_and_rates_need_a_sample() {
+        assert_eq!(reason_key(Some("id"), "'x1' is not an integer"), "id: '…' is not an integer");
+        assert_eq!(reason_key(None, "expected 3 fields, found 22"), "expected N fields, found N");
+        assert_eq!(reason_key(None, "HTTP 503: busy"), "HTTP 503: busy");
+        assert_eq!(
+            reason_key(Some("id"), "'x' is not an integer in range for i32 (line 12)"),
+            "id: '…' is not an integer in range for i32 (line N)"
+        );
+        let p = ErrorPolicy {
+            on_error: OnError::Skip,
+            max_errors: u64::MAX,
+            max_error_rate: Some(0.1),
+            dead_letter_file: None,
+        };
+        let m = StepMetrics::default();
+        let count = AtomicU64::new(0);
+        let err = || Error::Internal("row".into());
+        // 50 % of the first 200 rows: not yet a sample.
+        for _ in 0..100 {
+            p.reject("s", &m, &count, 1, 200, None, "bad", err()).unwrap();
+        }
+        // 1,000 rows seen, 101 rejected: over 10 %.
+        let e = p.reject("s", &m, &count, 1, 1000, None, "bad", err()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::ErrorRateExceeded {
+                    count: 101,
+                    seen: 1000,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert_eq!(m.rows_rejected.load(Ordering::Relaxed), 101);
+        let fail = ErrorPolicy::default();
+        assert!(matches!(
+            fail.reject("s", &m, &count, 1, 1, None, "bad", err()),
+            Err(Error::Internal(_))
+        ));
+        assert_eq!(m.top_reasons(5)[0].count, 101);
     }
 }

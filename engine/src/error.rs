@@ -76,6 +76,21 @@ pub enum Error {
         /// The last error seen.
         last: Box<Error>,
     },
+    /// A step rejected more than `MaxErrorRate` of its rows (checked once it has taken
+    /// [`crate::dead_letter::MIN_RATE_SAMPLE`] rows).
+    #[error("step '{step}': {count} of {seen} rows rejected, more than MaxErrorRate = {rate}; last: {last}")]
+    ErrorRateExceeded {
+        /// The step.
+        step: String,
+        /// Rows rejected so far.
+        count: u64,
+        /// Rows the step has taken so far.
+        seen: u64,
+        /// The configured fraction.
+        rate: f64,
+        /// The last error seen.
+        last: Box<Error>,
+    },
     /// A file could not be read or written.
     #[error("{path}: {source}{hint}", path = .path.display(), hint = if .hint.is_empty() { String::new() } else { format!(" ({})", .hint) })]
     Io {
@@ -238,7 +253,7 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Config { .. } | Error::Plan { .. } => "config",
-            Error::Data { .. } | Error::TooManyErrors { .. } | Error::Script { .. } => "data",
+            Error::Data { .. } | Error::TooManyErrors { .. } | Error::ErrorRateExceeded { .. } | Error::Script { .. } => "data",
             Error::Io { .. } | Error::Delivery { .. } | Error::Files { .. } => "io",
             Error::Port { .. } | Error::Regression { .. } | Error::Stalled { .. } => "policy",
             Error::ResourcesExhausted { .. } => "resources",
@@ -269,7 +284,7 @@ impl Error {
             Error::Plan { step, at, .. } => (Some(step), at.as_ref().map(|p| p.file.to_string()), None),
             Error::Data { step, file, field, .. } => (Some(step), Some(file.clone()), Some(field)),
             Error::Script { step, field, .. } => (Some(step), None, field.as_deref()),
-            Error::TooManyErrors { step, .. } => (Some(step), None, None),
+            Error::TooManyErrors { step, .. } | Error::ErrorRateExceeded { step, .. } => (Some(step), None, None),
             Error::Io { path, .. } => (None, Some(path.display().to_string()), None),
             Error::Port { to, .. } => (Some(to), None, None),
             Error::ResourcesExhausted { step, .. } | Error::Stalled { step, .. } => (Some(step), None, None),
@@ -293,7 +308,7 @@ impl Error {
             Error::Config { line, .. } => line.map(|l| l as u64),
             Error::Data { line, .. } => Some(*line),
             Error::Script { line, .. } => *line,
-            Error::TooManyErrors { last, .. } => last.line(),
+            Error::TooManyErrors { last, .. } | Error::ErrorRateExceeded { last, .. } => last.line(),
             Error::Plan { at, .. } => at.as_ref().map(|p| p.line as u64),
             Error::Files { problems, .. } => problems.first().map(|p| p.line as u64),
             _ => None,

@@ -351,6 +351,10 @@ fn render_summary(s: &RunSummary, notes_already_printed: usize) -> String {
                 grouped(st.rows_discarded)
             ));
         }
+        // Why rows were rejected, most frequent first.
+        for r in &st.top_reasons {
+            out.push_str(&format!("{:<24} rejected {} × {}\n", "", grouped(r.count), r.reason));
+        }
         if st.memory.spill_files > 0 {
             out.push_str(&format!(
                 "{:<24} spilled {} rows in {} files ({}); peak reserved {}\n",
@@ -363,7 +367,7 @@ fn render_summary(s: &RunSummary, notes_already_printed: usize) -> String {
         }
     }
     if s.steps.iter().any(|st| st.rows_dead_lettered > 0) {
-        out.push_str("(dead-lettered: rejected rows written to the step's DeadLetterFilePath; they are counted in rejected too)\n");
+        out.push_str("(dead-lettered: rejected rows sent to the step's error output, Step.errors or DeadLetterFilePath; they are counted in rejected too)\n");
     }
     let st = &s.strategy;
     out.push_str(&format!(

@@ -14,7 +14,8 @@ pub struct StepMetrics {
     /// Rows rejected (malformed, failed validation, script error under Skip, a batch an
     /// HTTP sink could not deliver), dead-lettered or not.
     pub rows_rejected: AtomicU64,
-    /// Rejected rows written to the step's dead-letter file (a subset of `rows_rejected`).
+    /// Rejected rows sent to the step's error output (`Step.errors`, `DeadLetterFilePath`;
+    /// a subset of `rows_rejected`).
     pub rows_dead_lettered: AtomicU64,
     /// Rows a downstream port dropped (DropOldest / DropNewest).
     pub rows_dropped: AtomicU64,
@@ -31,6 +32,8 @@ pub struct StepMetrics {
     pub bytes_read: AtomicU64,
     /// Nanoseconds spent working (not waiting on ports).
     pub busy_nanos: AtomicU64,
+    /// Rejected rows by reason ([`crate::dead_letter::reason_key`]), for the summary.
+    pub reasons: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl StepMetrics {
@@ -38,6 +41,33 @@ impl StepMetrics {
     #[inline]
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Relaxed);
+    }
+
+    /// Tallies `rows` rejected rows under `key` (at most
+    /// [`crate::dead_letter::MAX_REASON_KEYS`] distinct keys; the rest as "(other reasons)").
+    pub fn count_reason(&self, key: String, rows: u64) {
+        let mut m = self.reasons.lock().unwrap_or_else(|e| e.into_inner());
+        let key = if m.len() >= crate::dead_letter::MAX_REASON_KEYS && !m.contains_key(&key) {
+            "(other reasons)".to_owned()
+        } else {
+            key
+        };
+        *m.entry(key).or_insert(0) += rows;
+    }
+
+    /// The `n` most frequent reasons, most frequent first (ties by reason).
+    pub fn top_reasons(&self, n: usize) -> Vec<ReasonCount> {
+        let m = self.reasons.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<ReasonCount> = m
+            .iter()
+            .map(|(k, &c)| ReasonCount {
+                reason: k.clone(),
+                count: c,
+            })
+            .collect();
+        v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason)));
+        v.truncate(n);
+        v
     }
 
     /// A consistent-enough copy for reporting.
@@ -63,6 +93,7 @@ impl StepMetrics {
             elapsed,
             outputs: Vec::new(),
             memory: crate::memory::StepMemory::default(),
+            top_reasons: self.top_reasons(TOP_REASONS),
         }
     }
 }
@@ -83,9 +114,10 @@ pub struct StepSummary {
     /// `rows_filtered` + `rows_rejected` (routed copies add to `rows_out`); a sink has
     /// `rows_in` = `rows_written` + `rows_rejected`.
     pub rows_rejected: u64,
-    /// Rejected rows that were written to the step's dead-letter file: a dead-lettered row
-    /// counts in `rows_rejected` too (`rows_dead_lettered` ≤ `rows_rejected`; the difference
-    /// is rows rejected with no dead-letter file configured).
+    /// Rejected rows sent to the step's error output (`Step.errors`, or its
+    /// `DeadLetterFilePath`): a dead-lettered row counts in `rows_rejected` too
+    /// (`rows_dead_lettered` ≤ `rows_rejected`; the difference is rows skipped, rejected with
+    /// nothing connected to the error output).
     pub rows_dead_lettered: u64,
     /// Rows dropped by full ports downstream of this step.
     pub rows_dropped: u64,
@@ -110,6 +142,21 @@ pub struct StepSummary {
     /// Peak memory reserved from the run's budget, and what the step spilled.
     #[serde(flatten)]
     pub memory: crate::memory::StepMemory,
+    /// Why rows were rejected: the [`TOP_REASONS`] most frequent reasons with their counts
+    /// (values masked, see [`crate::dead_letter::reason_key`]).
+    pub top_reasons: Vec<ReasonCount>,
+}
+
+/// Reasons a step summary lists.
+pub const TOP_REASONS: usize = 5;
+
+/// One reason rows were rejected, and how many.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReasonCount {
+    /// The reason, values masked.
+    pub reason: String,
+    /// Rows rejected for it.
+    pub count: u64,
 }
 
 /// Durations serialize as seconds (a number), not `{secs, nanos}`.

@@ -590,7 +590,21 @@ impl BackgroundWriter {
     ///
     /// # Errors
     /// The thread cannot be started.
-    pub fn start_pooled(mut out: AtomicOutput, free: BufferPool<Vec<u8>>) -> Result<BackgroundWriter> {
+    pub fn start_pooled(out: AtomicOutput, free: BufferPool<Vec<u8>>) -> Result<BackgroundWriter> {
+        Self::start_retrying(out, free, crate::retry::RetryPolicy::no_retry(), crate::port::CancelToken::new())
+    }
+
+    /// [`BackgroundWriter::start_pooled`], retrying a transient write error
+    /// ([`transient_io`]) with `retry`'s backoff; a wait stops when `cancel` is set.
+    ///
+    /// # Errors
+    /// The thread cannot be started.
+    pub fn start_retrying(
+        mut out: AtomicOutput,
+        free: BufferPool<Vec<u8>>,
+        retry: crate::retry::RetryPolicy,
+        cancel: crate::port::CancelToken,
+    ) -> Result<BackgroundWriter> {
         let target = out.target().to_path_buf();
         let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(DEPTH);
         let free = Arc::new(free);
@@ -598,8 +612,9 @@ impl BackgroundWriter {
         let handle = std::thread::Builder::new()
             .name("output-writer".into())
             .spawn(move || {
+                let mut rng = crate::retry::Rng::from_entropy();
                 for mut buf in rx {
-                    out.write_all(&buf)?;
+                    write_retrying(&mut out, &buf, &retry, &cancel, &mut rng)?;
                     buf.clear();
                     free_tx.give(buf);
                 }
@@ -648,6 +663,66 @@ impl BackgroundWriter {
             Err(_) => Err(Error::Internal("the writer thread panicked".into())),
         }
     }
+}
+
+/// True for a write error worth another try: interrupted, would block, timed out, or (Unix)
+/// EIO. Anything else (no permission, no space, a directory…) is permanent.
+pub fn transient_io(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    ) || (cfg!(unix) && e.raw_os_error() == Some(5))
+}
+
+/// One `write` of the sink's bytes. With the `failpoints` feature, the fail point
+/// `flowengine::sink::write` can fail it: `return` (or `return(transient)`) with a timeout,
+/// `return(permanent)` with "permission denied".
+fn write_once(out: &mut AtomicOutput, buf: &[u8]) -> io::Result<usize> {
+    #[cfg(feature = "failpoints")]
+    fail::fail_point!("flowengine::sink::write", |arg: Option<String>| {
+        Err(match arg.as_deref() {
+            Some("permanent") => io::Error::from(io::ErrorKind::PermissionDenied),
+            _ => io::Error::new(io::ErrorKind::TimedOut, "injected transient write error"),
+        })
+    });
+    out.write(buf)
+}
+
+/// Writes all of `buf`, retrying a transient error ([`transient_io`]) up to `MaxAttempts`
+/// tries in a row, with backoff. A `write` that fails wrote nothing, so the retry resumes
+/// exactly where the file stands.
+fn write_retrying(
+    out: &mut AtomicOutput,
+    buf: &[u8],
+    retry: &crate::retry::RetryPolicy,
+    cancel: &crate::port::CancelToken,
+    rng: &mut crate::retry::Rng,
+) -> io::Result<()> {
+    let mut done = 0;
+    let mut attempt = 1;
+    while done < buf.len() {
+        match write_once(out, &buf[done..]) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Ok(n) => {
+                done += n;
+                attempt = 1;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if transient_io(&e) && attempt < retry.max_attempts => {
+                crate::retry::sleep_cancellable(retry.delay(attempt, rng), cancel)
+                    .map_err(|_| io::Error::other("cancelled during a write retry"))?;
+                attempt += 1;
+            }
+            Err(e) if transient_io(&e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("{e} (after {attempt} attempts; a Retry block on the sink retries transient write errors)"),
+                ))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 impl Drop for BackgroundWriter {

@@ -84,8 +84,12 @@ fn connection_to_unknown_step_or_output() {
         e.contains("Connections[0]") && e.contains("'ouput'") && e.contains("did you mean 'out'"),
         "{e}"
     );
-    let e = err(&s, &two_steps("", "    - { From: gen.errors, To: out }"));
-    assert!(e.contains("has no output 'errors'"), "{e}");
+    // Every step has an error output (`gen.errors`); other names are refused, listing it.
+    let e = err(&s, &two_steps("", "    - { From: gen.rejects, To: out }"));
+    assert!(
+        e.contains("has no output 'rejects'") && e.contains("its named outputs: errors"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -52,13 +52,20 @@ fn long_line_input(long: usize, quoted: bool) -> Vec<u8> {
     v
 }
 
+/// The `_error_line` of the only dead letter in `dl`.
+fn dead_letter_line(dl: &str) -> String {
+    let mut r = csv::Reader::from_reader(dl.as_bytes());
+    let at = r.headers().unwrap().iter().position(|h| h == "_error_line").expect("_error_line");
+    r.records().next().unwrap().unwrap()[at].to_owned()
+}
+
 fn check_long_line_output(s: &Scenario) {
     let out = s.read("out.csv");
     assert_eq!(out.lines().count(), 1 + 1 + 5000, "header, 1,x and every row after the long line");
     assert!(out.trim_end().ends_with("5000,y"), "{}", &out[out.len().saturating_sub(100)..]);
     let dl = s.read("dl.csv");
     assert_eq!(dl.lines().count(), 2, "header + one dead letter: {dl}");
-    assert!(dl.lines().nth(1).unwrap().starts_with("3,"), "{dl}");
+    assert_eq!(dead_letter_line(&dl), "3", "{dl}");
     assert!(dl.len() < 2000, "the dead letter is clipped: {} bytes", dl.len());
 }
 
@@ -144,7 +151,7 @@ fn assert_no_phantom_rows(s: &Scenario, rows: usize) {
     assert_eq!(&lines[1..3], ["1,x", "3,z"]);
     let dl = s.read("dl.csv");
     assert_eq!(dl.lines().count(), 2, "header + one dead letter: {dl}");
-    assert!(dl.lines().nth(1).unwrap().starts_with("3,"), "line where the record starts: {dl}");
+    assert_eq!(dead_letter_line(&dl), "3", "line where the record starts: {dl}");
     assert!(dl.len() < 2000, "the dead letter is clipped: {} bytes", dl.len());
 }
 
@@ -200,8 +207,8 @@ fn an_over_long_unterminated_quote_in_a_file_resynchronises_at_the_next_line() {
     assert_eq!(&lines[..5], ["a,b", "1,x", "666,injected", "777,injected2", "3,z"]);
     assert_eq!(lines.len(), 5 + 5000);
     let dl = s.read("dl.csv");
-    assert!(dl.lines().nth(1).unwrap().starts_with("3,#2,"), "{dl}");
-    assert!(dl.contains("unterminated quote"), "{dl}");
+    assert_eq!(dead_letter_line(&dl), "3", "{dl}");
+    assert!(dl.contains(",#2,") && dl.contains("unterminated quote"), "{dl}");
 }
 
 #[cfg(unix)]

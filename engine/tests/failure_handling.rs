@@ -28,6 +28,13 @@ struct Seen {
     stored: Vec<serde_json::Value>,
     methods: Vec<String>,
     content_types: Vec<String>,
+    /// The `Idempotency-Key` of each request.
+    keys: Vec<String>,
+    /// The body size of each request.
+    sizes: Vec<usize>,
+    /// Rows by idempotency key, stored the first time a key is seen whatever the answer — as
+    /// a receiver that deduplicates by key (and stores before it fails) would.
+    by_key: BTreeMap<String, Vec<serde_json::Value>>,
 }
 
 struct Server {
@@ -98,6 +105,7 @@ fn handle(stream: TcpStream, rule: &Rule, seen: &Mutex<Seen>) -> std::io::Result
     let mut length = 0usize;
     let mut content_type = String::new();
     let mut expect = false;
+    let mut key = String::new();
     loop {
         let mut line = String::new();
         reader.read_line(&mut line)?;
@@ -109,6 +117,7 @@ fn handle(stream: TcpStream, rule: &Rule, seen: &Mutex<Seen>) -> std::io::Result
         match k.trim().to_ascii_lowercase().as_str() {
             "content-length" => length = v.trim().parse().unwrap_or(0),
             "content-type" => content_type = v.trim().to_owned(),
+            "idempotency-key" => key = v.trim().to_owned(),
             "expect" => expect = v.trim().eq_ignore_ascii_case("100-continue"),
             _ => {}
         }
@@ -119,21 +128,19 @@ fn handle(stream: TcpStream, rule: &Rule, seen: &Mutex<Seen>) -> std::io::Result
     }
     let mut body = vec![0u8; length];
     reader.read_exact(&mut body)?;
+    let rows = parse_rows(&content_type, &body);
     let n = {
         let mut s = seen.lock().unwrap();
         s.requests += 1;
+        s.keys.push(key.clone());
+        s.sizes.push(body.len());
+        s.by_key.entry(key).or_insert_with(|| rows.clone());
         s.methods.push(request_line.split(' ').next().unwrap_or("").to_owned());
         s.content_types.push(content_type);
         s.requests - 1
     };
     let (status, headers, text) = rule(n);
     if (200..300).contains(&status) {
-        let body = String::from_utf8(body).unwrap();
-        let rows: Vec<serde_json::Value> = if body.trim_start().starts_with('[') {
-            serde_json::from_str::<Vec<serde_json::Value>>(&body).unwrap()
-        } else {
-            body.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-        };
         seen.lock().unwrap().stored.extend(rows);
     }
     let reply = format!(
@@ -142,6 +149,27 @@ fn handle(stream: TcpStream, rule: &Rule, seen: &Mutex<Seen>) -> std::io::Result
     );
     out.write_all(reply.as_bytes())?;
     out.flush()
+}
+
+/// A request body's rows as JSON objects (a CSV body's values as strings).
+fn parse_rows(content_type: &str, body: &[u8]) -> Vec<serde_json::Value> {
+    if content_type.starts_with("text/csv") {
+        let mut r = csv::Reader::from_reader(body);
+        let h = r.headers().unwrap().clone();
+        return r
+            .records()
+            .map(|rec| {
+                let rec = rec.unwrap();
+                serde_json::Value::Object(h.iter().zip(rec.iter()).map(|(k, v)| (k.to_owned(), v.into())).collect())
+            })
+            .collect();
+    }
+    let body = std::str::from_utf8(body).unwrap();
+    if body.trim_start().starts_with('[') {
+        serde_json::from_str::<Vec<serde_json::Value>>(body).unwrap()
+    } else {
+        body.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
 }
 
 /// `n` rows `id,name` (ids 1..=n).
@@ -181,6 +209,24 @@ fn records(text: &str) -> Vec<Vec<String>> {
     csv::Reader::from_reader(text.as_bytes())
         .records()
         .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+        .collect()
+}
+
+/// The header of an error output's CSV: the record's columns, then the error columns.
+fn error_header(record: &[&str]) -> Vec<String> {
+    record
+        .iter()
+        .copied()
+        .chain([
+            "_error_step",
+            "_error_field",
+            "_error_reason",
+            "_error_file",
+            "_error_line",
+            "_error_time",
+            "_error_attempts",
+        ])
+        .map(str::to_owned)
         .collect()
 }
 
@@ -252,10 +298,7 @@ fn a_dead_server_dead_letters_every_row_and_the_breaker_stops_the_requests() {
     );
     assert!(post.outputs.iter().any(|o| o.ends_with("dead.csv")), "{:?}", post.outputs);
     let text = s.read("failed/dead.csv");
-    assert_eq!(
-        header(&text),
-        vec!["id", "name", "_error_step", "_error_reason", "_error_line", "_error_attempts"]
-    );
+    assert_eq!(header(&text), error_header(&["id", "name"]));
     let recs = records(&text);
     assert_eq!(recs.len(), 100, "every row");
     for (i, r) in recs.iter().enumerate() {
@@ -263,24 +306,30 @@ fn a_dead_server_dead_letters_every_row_and_the_breaker_stops_the_requests() {
         assert_eq!(r[0], id.to_string());
         assert_eq!(r[1], format!("name {id}"));
         assert_eq!(r[2], "Post");
-        assert_eq!(r[4], (id + 1).to_string(), "source line");
+        assert_eq!(r[3], "", "no field");
+        assert_eq!(r[6], (id + 1).to_string(), "source line");
         match id {
-            1..=10 => assert_eq!((r[3].as_str(), r[5].as_str()), ("HTTP 503: overloaded, try later", "3")),
+            1..=10 => assert_eq!((r[4].as_str(), r[8].as_str()), ("HTTP 503: overloaded, try later", "3")),
             11..=20 => {
                 // Its one request failed, which opened the breaker: its second attempt failed fast.
                 assert!(
-                    r[3].starts_with("HTTP 503: overloaded, try later; then circuit breaker open"),
+                    r[4].starts_with("HTTP 503: overloaded, try later; then circuit breaker open"),
                     "{}",
-                    r[3]
+                    r[4]
                 );
-                assert_eq!(r[5], "1");
+                assert_eq!(r[8], "1");
             }
             _ => {
-                assert!(r[3].starts_with("circuit breaker open"), "{}", r[3]);
-                assert_eq!(r[5], "0", "no request made");
+                assert!(r[4].starts_with("circuit breaker open"), "{}", r[4]);
+                assert_eq!(r[8], "0", "no request made");
             }
         }
     }
+    // The summary's top reasons: masked numbers, the HTTP status kept.
+    let reasons: Vec<(&str, u64)> = post.top_reasons.iter().map(|r| (r.reason.as_str(), r.count)).collect();
+    assert_eq!(reasons[0].1, 80, "{reasons:?}");
+    assert!(reasons[0].0.starts_with("circuit breaker open"), "{reasons:?}");
+    assert!(reasons.contains(&("HTTP 503: overloaded, try later", 10)), "{reasons:?}");
     assert!(server.seen.lock().unwrap().methods.iter().all(|m| m == "PUT"));
 }
 
@@ -397,21 +446,18 @@ fn a_script_that_throws_dead_letters_exactly_those_rows_with_the_message() {
         ))
         .unwrap();
     let text = s.read("js-dead.csv");
-    assert_eq!(
-        header(&text),
-        vec!["id", "name", "_error_step", "_error_reason", "_error_line", "_error_attempts"]
-    );
-    let mut recs = records(&text);
-    recs.sort_by_key(|r| r[0].parse::<u64>().unwrap());
+    assert_eq!(header(&text), error_header(&["id", "name"]));
+    // In input order, with two workers too.
+    let recs = records(&text);
     let expected: Vec<u64> = (1..=500).filter(|i| i % 7 == 0).collect();
     assert_eq!(recs.iter().map(|r| r[0].parse::<u64>().unwrap()).collect::<Vec<_>>(), expected);
     for r in &recs {
         let id: u64 = r[0].parse().unwrap();
         assert_eq!(r[1], format!("name {id}"));
         assert_eq!(r[2], "JS");
-        assert!(r[3].contains(&format!("id {id} is a multiple of 7")), "{}", r[3]);
-        assert_eq!(r[4], (id + 1).to_string());
-        assert_eq!(r[5], "1");
+        assert!(r[4].contains(&format!("id {id} is a multiple of 7")), "{}", r[4]);
+        assert_eq!(r[6], (id + 1).to_string());
+        assert_eq!(r[8], "1");
     }
     let js = summary.step("JS").unwrap();
     let rejected = expected.len() as u64;
@@ -507,4 +553,643 @@ fn a_json_array_batch_carries_typed_values() {
     assert_eq!(seen.stored[0]["id"].as_i64(), Some(9_007_199_254_740_993));
     assert_eq!(seen.stored[0]["name"], "a \"quoted\" name");
     assert!(seen.stored[1]["name"].is_null());
+}
+
+// ------------------------------------------------------------ the error output of every step
+
+/// Source → `out.csv`; `src.errors` → `dead.csv`, connected explicitly.
+fn source_with_error_output(policy: &str, columns: &str) -> String {
+    format!(
+        "Pipeline:
+  Name: errors
+  Plugins:
+    - Name: src
+      Type: DelimitedSource
+      Config:
+        FilePath: in.csv
+        {policy}
+        OutputSchema:
+          Columns:
+{columns}
+    - {{ Name: out, Type: DelimitedSink, Config: {{ FilePath: out.csv }} }}
+    - {{ Name: dead, Type: DelimitedSink, Config: {{ FilePath: dead.csv }} }}
+  Connections:
+    - {{ From: src, To: out }}
+    - {{ From: src.errors, To: dead }}
+"
+    )
+}
+
+const TYPED_COLUMNS: &str = "            - { Name: id, Type: int32, IsNullable: false }
+            - { Name: name, Type: string }
+            - { Name: amount, Type: decimal }";
+
+/// Lines 2..=9 of `in.csv`: three good rows, five malformed ones of four kinds.
+const MIXED_INPUT: &str = "id,name,amount
+1,a,1.5
+x,b,2
+3,c
+4,d,4
+5,e,oops
+,f,6
+7,\"g, quoted\",7
+y,h,8
+";
+
+#[test]
+fn source_parse_errors_go_to_the_error_output_and_every_row_is_accounted_for() {
+    let s = Scenario::new();
+    s.write("in.csv", MIXED_INPUT);
+    let summary = s
+        .run(&source_with_error_output(
+            "OnError: DeadLetter\n        MaxErrors: 5",
+            TYPED_COLUMNS,
+        ))
+        .unwrap();
+    // By hand: 8 records; lines 2, 5 and 8 are good; 3 and 9 have a bad id, 4 misses a
+    // field, 6 has a bad amount, 7 an empty id.
+    let src = summary.step("src").unwrap();
+    assert_eq!((src.rows_in, src.rows_out, src.rows_rejected, src.rows_dead_lettered), (8, 3, 5, 5));
+    assert_eq!(
+        src.rows_in,
+        src.rows_out + src.rows_dead_lettered + (src.rows_rejected - src.rows_dead_lettered),
+        "in = out + dead-lettered + skipped"
+    );
+    assert_eq!(summary.step("out").unwrap().rows_written, 3);
+    assert_eq!(summary.step("dead").unwrap().rows_written, 5);
+    assert_eq!(s.read("out.csv"), "id,name,amount\n1,a,1.5\n4,d,4\n7,\"g, quoted\",7\n");
+    let text = s.read("dead.csv");
+    let mut h = error_header(&["id", "name", "amount"]);
+    h.push("_error_record".into());
+    assert_eq!(header(&text), h);
+    let recs = records(&text);
+    let got: Vec<[&str; 6]> = recs
+        .iter()
+        .map(|r| {
+            [
+                r[0].as_str(),
+                r[1].as_str(),
+                r[2].as_str(),
+                r[4].as_str(),
+                r[7].as_str(),
+                r[10].as_str(),
+            ]
+        })
+        .collect();
+    // fields as text, _error_field, _error_line, _error_record
+    assert_eq!(
+        got,
+        vec![
+            ["x", "b", "2", "id", "3", "x,b,2"],
+            ["3", "c", "", "#2", "4", "3,c"],
+            ["5", "e", "oops", "amount", "6", "5,e,oops"],
+            ["", "f", "6", "id", "7", ",f,6"],
+            ["y", "h", "8", "id", "9", "y,h,8"],
+        ]
+    );
+    for r in &recs {
+        assert_eq!(r[3], "src");
+        assert!(!r[5].is_empty(), "a reason");
+        assert!(r[6].ends_with("in.csv"), "source file: {}", r[6]);
+        assert!(r[8].len() >= 20 && r[8].ends_with('Z'), "time: {}", r[8]);
+        assert_eq!(r[9], "1");
+    }
+    assert!(recs[1][5].contains("expected 3 fields, found 2"), "{}", recs[1][5]);
+    // The top reasons, values masked: the two bad ids are one reason.
+    let top = &src.top_reasons;
+    assert_eq!(top.len(), 4, "{top:?}");
+    assert_eq!(top[0].count, 2, "{top:?}");
+    assert!(top[0].reason.starts_with("id: '…'"), "{top:?}");
+    assert_eq!(top.iter().map(|r| r.count).sum::<u64>(), 5);
+    // `run --json` prints the summary as serialized here.
+    let json = serde_json::to_value(&summary).unwrap();
+    assert_eq!(json["steps"][0]["top_reasons"][0]["count"], 2);
+
+    // The dead-letter CSV is an input as it stands: the same source config (the column types
+    // fixed) reads its records back and ignores the error columns.
+    let fixed = "            - { Name: id, Type: string }
+            - { Name: name, Type: string }
+            - { Name: amount, Type: string }";
+    std::fs::rename(s.path("dead.csv"), s.path("in.csv")).unwrap();
+    let again = s.run(&source_with_error_output("OnError: DeadLetter", fixed)).unwrap();
+    let src = again.step("src").unwrap();
+    assert_eq!((src.rows_in, src.rows_out, src.rows_rejected), (5, 5, 0));
+    assert_eq!(s.read("out.csv"), "id,name,amount\nx,b,2\n3,c,\n5,e,oops\n,f,6\ny,h,8\n");
+}
+
+#[test]
+fn skip_without_an_error_output_counts_the_rows_as_skipped() {
+    let s = Scenario::new();
+    s.write("in.csv", MIXED_INPUT);
+    let yaml = source_with_error_output("SkipMalformedRows: true", TYPED_COLUMNS)
+        .replace("    - { From: src.errors, To: dead }\n", "")
+        .replace("    - { Name: dead, Type: DelimitedSink, Config: { FilePath: dead.csv } }\n", "");
+    let summary = s.run(&yaml).unwrap();
+    let src = summary.step("src").unwrap();
+    assert_eq!((src.rows_in, src.rows_out, src.rows_rejected, src.rows_dead_lettered), (8, 3, 5, 0));
+    // OnError: DeadLetter with nowhere to send the rows is refused before anything runs.
+    let yaml = yaml.replace("SkipMalformedRows: true", "OnError: DeadLetter");
+    let err = build_error(&s, &yaml);
+    assert!(err.contains("pipeline.yaml:") && err.contains("From: src.errors"), "{err}");
+}
+
+#[test]
+fn max_error_rate_is_checked_after_a_sample_and_lifts_the_default_max_errors() {
+    let s = Scenario::new();
+    // 3,000 rows, every 10th with a bad id: 10 % (300 rows, past the default MaxErrors).
+    let mut text = String::from("id,name,amount\n");
+    for i in 1..=3000 {
+        if i % 10 == 0 {
+            text.push_str(&format!("bad{i},n,1\n"));
+        } else {
+            text.push_str(&format!("{i},n,1\n"));
+        }
+    }
+    s.write("in.csv", &text);
+    let summary = s
+        .run(&source_with_error_output("OnError: Skip\n        MaxErrorRate: 0.2", TYPED_COLUMNS))
+        .unwrap();
+    let src = summary.step("src").unwrap();
+    assert_eq!((src.rows_out, src.rows_rejected, src.rows_dead_lettered), (2700, 300, 300));
+    std::fs::remove_file(s.path("out.csv")).unwrap();
+    std::fs::remove_file(s.path("dead.csv")).unwrap();
+    let err = s
+        .run(&source_with_error_output(
+            "OnError: Skip\n        MaxErrorRate: 0.05",
+            TYPED_COLUMNS,
+        ))
+        .unwrap_err();
+    match &err {
+        // Checked once 1,000 rows were taken: the 100th rejection is row 1,000.
+        Error::ErrorRateExceeded { step, count, seen, .. } => {
+            assert_eq!(step, "src");
+            assert!(*seen >= 1000 && *count as f64 > 0.05 * *seen as f64, "{err}");
+            assert!(*count <= 101, "{err}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("MaxErrorRate"), "{err}");
+    assert!(!s.path("out.csv").exists() && !s.path("dead.csv").exists());
+    let err = build_error(&s, &source_with_error_output("MaxErrorRate: 1.5", TYPED_COLUMNS));
+    assert!(err.contains("MaxErrorRate") && err.contains("from 0 to 1"), "{err}");
+}
+
+const CONVERTING_JS: &str = "Pipeline:
+  Name: js
+  Plugins:
+__SOURCE__    - Name: JS
+      Type: JavaScriptTransform
+      Config:
+        Script: |
+          function process(context) {
+            const row = context.input.current();
+            if (row.id % 7 === 0) { throw new Error('id ' + row.id + ' is a multiple of 7'); }
+            if (row.id % 10 === 0) { return false; }
+            context.output.setField('id', row.id);
+            context.output.setField('name', row.name);
+            context.output.setField('num', row.id % 11 === 0 ? 'eleven' : row.id);
+            return true;
+          }
+        OutputSchema:
+          Fields:
+            - { Name: id, Type: long, Required: true }
+            - { Name: name, Type: string, Required: false }
+            - { Name: num, Type: int, Required: false }
+        Workers: 2
+        __POLICY__
+    - { Name: Out, Type: DelimitedSink, Config: { FilePath: out.csv } }
+    - { Name: Dead, Type: DelimitedSink, Config: { FilePath: js-dead.csv } }
+  Connections:
+    - { From: Src, To: JS }
+    - { From: JS, To: Out }
+__ERRORS__";
+
+#[test]
+fn script_throws_and_conversion_errors_go_to_the_error_output_and_every_row_is_accounted_for() {
+    let s = Scenario::new();
+    s.write("in.csv", &csv_rows(100));
+    let yaml = CONVERTING_JS
+        .replace("__SOURCE__", SOURCE)
+        .replace("__POLICY__", "OnError: DeadLetter\n        MaxErrors: 1000")
+        .replace("__ERRORS__", "    - { From: JS.errors, To: Dead }\n");
+    let summary = s.run(&yaml).unwrap();
+    // By hand, ids 1..=100: 14 multiples of 7 throw; 9 multiples of 10 (not of 7) are
+    // filtered; 8 multiples of 11 (not of 7 or 10: 11 22 33 44 55 66 88 99) set 'eleven'
+    // into an int field; 69 go out.
+    let thrown: Vec<u64> = (1..=100).filter(|i| i % 7 == 0).collect();
+    let converted: Vec<u64> = (1..=100).filter(|i| i % 11 == 0 && i % 7 != 0 && i % 10 != 0).collect();
+    assert_eq!((thrown.len(), converted.len()), (14, 8));
+    let js = summary.step("JS").unwrap();
+    assert_eq!(
+        (js.rows_in, js.rows_out, js.rows_filtered, js.rows_rejected, js.rows_dead_lettered),
+        (100, 69, 9, 22, 22),
+        "{:?}",
+        js.top_reasons
+    );
+    assert_eq!(
+        js.rows_in,
+        js.rows_out + js.rows_filtered + js.rows_dead_lettered + (js.rows_rejected - js.rows_dead_lettered)
+    );
+    assert_eq!(summary.step("Dead").unwrap().rows_written, 22);
+    let text = s.read("js-dead.csv");
+    assert_eq!(header(&text), error_header(&["id", "name"]));
+    let recs = records(&text);
+    let mut all: Vec<u64> = thrown.iter().chain(&converted).copied().collect();
+    all.sort_unstable();
+    assert_eq!(
+        recs.iter().map(|r| r[0].parse::<u64>().unwrap()).collect::<Vec<_>>(),
+        all,
+        "input order"
+    );
+    for r in &recs {
+        let id: u64 = r[0].parse().unwrap();
+        assert_eq!((r[1].as_str(), r[2].as_str()), (format!("name {id}").as_str(), "JS"));
+        if id.is_multiple_of(7) {
+            assert_eq!(r[3], "", "a throw names no field");
+            assert!(r[4].contains(&format!("id {id} is a multiple of 7")), "{}", r[4]);
+        } else {
+            assert_eq!(r[3], "num", "the field that did not convert");
+            assert!(r[4].contains("eleven"), "{}", r[4]);
+        }
+        assert_eq!(r[6], (id + 1).to_string());
+    }
+    let top: Vec<(String, u64)> = js.top_reasons.iter().map(|r| (r.reason.clone(), r.count)).collect();
+    assert_eq!(top.len(), 2, "{top:?}");
+    assert_eq!(top[0].1, 14, "{top:?}");
+    assert!(top[0].0.contains("id N is a multiple of N"), "{top:?}");
+    assert_eq!(top[1].1, 8, "{top:?}");
+    assert!(top[1].0.starts_with("num: "), "{top:?}");
+
+    // The same dead letters read back, as they are, by the same source.
+    let back = format!(
+        "Pipeline:\n  Name: back\n  Plugins:\n{}    - {{ Name: Out, Type: DelimitedSink, Config: {{ FilePath: back.csv }} }}\n",
+        SOURCE.replace("FilePath: in.csv", "FilePath: js-dead.csv")
+    );
+    let summary = s.run(&back).unwrap();
+    assert_eq!(summary.step("Src").unwrap().rows_rejected, 0);
+    let expected: String = all.iter().map(|i| format!("{i},name {i}\n")).collect();
+    assert_eq!(s.read("back.csv"), format!("id,name\n{expected}"));
+
+    // Skip with nothing connected: the same rows, counted as skipped.
+    let yaml = CONVERTING_JS
+        .replace("__SOURCE__", SOURCE)
+        .replace("__POLICY__", "OnError: Skip\n        MaxErrors: 1000")
+        .replace("__ERRORS__", "")
+        .replace("    - { Name: Dead, Type: DelimitedSink, Config: { FilePath: js-dead.csv } }\n", "");
+    let js = s.run(&yaml).unwrap().step("JS").unwrap().clone();
+    assert_eq!(
+        (js.rows_in, js.rows_out, js.rows_filtered, js.rows_rejected, js.rows_dead_lettered),
+        (100, 69, 9, 22, 0)
+    );
+}
+
+#[test]
+fn a_rejected_http_batch_goes_to_a_connected_sink_with_the_response_body() {
+    let server = Server::start(Box::new(|_| (400, "", "row 3 has no name")));
+    let s = Scenario::new();
+    s.write("in.csv", &csv_rows(25));
+    let yaml = format!(
+        "{}        OnError: Skip\n    - {{ Name: Dead, Type: DelimitedSink, Config: {{ FilePath: dead.csv }} }}\n  Connections:\n    - {{ From: Src, To: Post }}\n    - {{ From: Post.errors, To: Dead }}\n",
+        http_pipeline(&server.url, "BatchSize: 10\nRetry: { MaxAttempts: 5, InitialDelayMs: 1, MaxDelayMs: 1 }")
+    );
+    let summary = s.run(&yaml).unwrap();
+    assert_eq!(server.requests(), 3, "a 400 is not retried");
+    let post = summary.step("Post").unwrap();
+    assert_eq!(
+        (post.rows_in, post.rows_written, post.rows_rejected, post.rows_dead_lettered),
+        (25, 0, 25, 25)
+    );
+    let recs = records(&s.read("dead.csv"));
+    assert_eq!(recs.len(), 25);
+    assert!(
+        recs.iter().all(|r| r[4] == "HTTP 400: row 3 has no name" && r[8] == "1"),
+        "{:?}",
+        recs[0]
+    );
+    assert_eq!(post.top_reasons[0].count, 25);
+}
+
+#[test]
+fn a_sources_error_output_can_feed_an_http_sink() {
+    let server = Server::start(Box::new(|_| (200, "", "ok")));
+    let s = Scenario::new();
+    s.write("in.csv", MIXED_INPUT);
+    let yaml = format!(
+        "Pipeline:
+  Name: errors-to-http
+  Plugins:
+    - Name: src
+      Type: DelimitedSource
+      Config:
+        FilePath: in.csv
+        SkipMalformedRows: true
+        OutputSchema:
+          Columns:
+{TYPED_COLUMNS}
+    - {{ Name: out, Type: DelimitedSink, Config: {{ FilePath: out.csv }} }}
+    - {{ Name: Post, Type: HttpSink, Config: {{ Url: \"{}\", Format: json-lines, BatchSize: 2 }} }}
+  Connections:
+    - {{ From: src, To: out }}
+    - {{ From: src.errors, To: Post }}
+",
+        server.url
+    );
+    let summary = s.run(&yaml).unwrap();
+    assert_eq!(summary.step("Post").unwrap().rows_written, 5);
+    let seen = server.seen.lock().unwrap();
+    let lines: Vec<i64> = seen.stored.iter().map(|r| r["_error_line"].as_i64().unwrap()).collect();
+    assert_eq!(lines, vec![3, 4, 6, 7, 9]);
+    assert_eq!(seen.stored[0]["id"], "x", "the record's fields as text");
+    assert_eq!(seen.stored[0]["_error_record"], "x,b,2");
+    assert_eq!(seen.stored[1]["_error_field"], "#2");
+}
+
+// ------------------------------------------------------------ HttpSink: keys, bytes, CSV
+
+#[test]
+fn every_batch_carries_an_idempotency_key_that_its_retries_repeat() {
+    // 30 % of requests fail with 503 after the receiver stored the rows: without the key,
+    // the retries would store them twice.
+    let server = Server::start(Box::new(|n| match n % 10 {
+        2 | 5 | 8 => (503, "", "stored, but answered late"),
+        _ => (200, "", "ok"),
+    }));
+    let s = Scenario::new();
+    s.write("in.csv", &csv_rows(1000));
+    let yaml = http_pipeline(
+        &server.url,
+        "Format: json-lines\nBatchSize: 10\nRetry: { MaxAttempts: 5, InitialDelayMs: 1, MaxDelayMs: 5 }\nCircuitBreaker: { FailureThreshold: 10 }",
+    );
+    let summary = s.run(&yaml).unwrap();
+    assert_eq!(summary.step("Post").unwrap().rows_written, 1000);
+    let seen = server.seen.lock().unwrap();
+    assert!(seen.requests > 120, "{}", seen.requests);
+    // One key per batch, `<run id>-<batch number>`, repeated by each retry.
+    assert_eq!(seen.by_key.len(), 100);
+    let run_id = seen.keys[0].split_once('-').unwrap().0.to_owned();
+    assert_eq!(run_id.len(), 32, "{run_id}");
+    for k in &seen.keys {
+        let (id, n) = k.split_once('-').unwrap();
+        assert_eq!(id, run_id);
+        assert!((1..=100).contains(&n.parse::<u32>().unwrap()), "{k}");
+    }
+    // Deduplicated by key, every row arrived exactly once.
+    let mut ids: Vec<i64> = seen.by_key.values().flatten().map(|r| r["id"].as_i64().unwrap()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=1000).collect::<Vec<i64>>());
+    // Without deduplication the stored-then-failed batches would be there twice.
+    let all: usize = seen.stored.len();
+    assert_eq!(all, 1000, "2xx answers store each batch once");
+    drop(seen);
+    // A configured header of that name wins.
+    let server = Server::start(Box::new(|_| (200, "", "ok")));
+    s.write("in.csv", &csv_rows(3));
+    s.run(&http_pipeline(&server.url, "Headers: { Idempotency-Key: fixed }")).unwrap();
+    assert_eq!(server.seen.lock().unwrap().keys, vec!["fixed"]);
+}
+
+#[test]
+fn batch_bytes_bounds_every_request_body() {
+    let server = Server::start(Box::new(|_| (200, "", "ok")));
+    let s = Scenario::new();
+    s.write("in.csv", &csv_rows(200));
+    let yaml = http_pipeline(&server.url, "Format: json-array\nBatchSize: 1000\nBatchBytes: 300");
+    let summary = s.run(&yaml).unwrap();
+    assert_eq!(summary.step("Post").unwrap().rows_written, 200);
+    let ids = server.ids();
+    assert_eq!(ids.len(), 200);
+    assert!(ids.values().all(|&n| n == 1));
+    let seen = server.seen.lock().unwrap();
+    // Rows of about 30 bytes: about ten per request, none past 300 bytes.
+    assert!(seen.sizes.iter().all(|&b| b <= 300), "{:?}", seen.sizes);
+    assert!((15..=30).contains(&seen.requests), "{}", seen.requests);
+    assert!(seen.sizes.iter().rev().skip(1).all(|&b| b > 250), "full batches: {:?}", seen.sizes);
+    drop(seen);
+    // A row larger than BatchBytes goes alone.
+    let server = Server::start(Box::new(|_| (200, "", "ok")));
+    let s = Scenario::new();
+    s.write("in.csv", &format!("id,name\n1,{}\n2,b\n", "x".repeat(500)));
+    s.run(&http_pipeline(&server.url, "BatchBytes: 100")).unwrap();
+    assert_eq!(server.requests(), 2);
+    assert_eq!(server.ids().len(), 2);
+}
+
+#[test]
+fn csv_format_sends_a_header_and_exact_rows() {
+    let server = Server::start(Box::new(|_| (200, "", "ok")));
+    let s = Scenario::new();
+    s.write("in.csv", "id,name\n1,\"a, \"\"quoted\"\"\"\n2,\n3,c\n");
+    let summary = s.run(&http_pipeline(&server.url, "Format: csv\nBatchSize: 2")).unwrap();
+    assert_eq!(summary.step("Post").unwrap().rows_written, 3);
+    let seen = server.seen.lock().unwrap();
+    assert_eq!(seen.content_types, vec!["text/csv", "text/csv"]);
+    let rows: Vec<(String, String)> = seen
+        .stored
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap().to_owned(), r["name"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("1".to_owned(), "a, \"quoted\"".to_owned()),
+            ("2".to_owned(), String::new()),
+            ("3".to_owned(), "c".to_owned())
+        ]
+    );
+}
+
+/// A server answering each connection on its own thread after `delay`, counting the most
+/// requests it held at once.
+struct SlowServer {
+    url: String,
+    stop: Arc<AtomicBool>,
+    max_in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl SlowServer {
+    fn start(delay: Duration) -> SlowServer {
+        use std::sync::atomic::AtomicUsize;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let url = format!("http://{}/ingest", listener.local_addr().unwrap());
+        let stop = Arc::new(AtomicBool::new(false));
+        let max_in_flight = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let (stop2, max2, seen2) = (Arc::clone(&stop), Arc::clone(&max_in_flight), Arc::clone(&seen));
+        std::thread::spawn(move || {
+            let in_flight = Arc::new(AtomicUsize::new(0));
+            let end = Instant::now() + Duration::from_secs(60);
+            while !stop2.load(Ordering::Relaxed) && Instant::now() < end {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let (in_flight, max2, seen2) = (Arc::clone(&in_flight), Arc::clone(&max2), Arc::clone(&seen2));
+                        std::thread::spawn(move || {
+                            let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                            max2.fetch_max(now, Ordering::SeqCst);
+                            std::thread::sleep(delay);
+                            in_flight.fetch_sub(1, Ordering::SeqCst);
+                            let _ = handle(stream, &|_| (200, "", "ok"), &seen2);
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
+        });
+        SlowServer {
+            url,
+            stop,
+            max_in_flight,
+            seen,
+        }
+    }
+}
+
+impl Drop for SlowServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn concurrency_keeps_several_batches_in_flight_and_delivers_each_once() {
+    let s = Scenario::new();
+    s.write("in.csv", &csv_rows(200));
+    for (concurrency, want_max) in [(1usize, 1usize), (4, 4)] {
+        let server = SlowServer::start(Duration::from_millis(60));
+        let t = Instant::now();
+        let summary = s
+            .run(&http_pipeline(&server.url, &format!("BatchSize: 10\nConcurrency: {concurrency}")))
+            .unwrap();
+        let took = t.elapsed();
+        assert_eq!(summary.step("Post").unwrap().rows_written, 200);
+        let seen = server.seen.lock().unwrap();
+        let mut ids: Vec<i64> = seen.stored.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, (1..=200).collect::<Vec<i64>>(), "every row once");
+        assert_eq!(seen.requests, 20);
+        let max = server.max_in_flight.load(Ordering::SeqCst);
+        if concurrency == 1 {
+            assert_eq!(max, 1);
+            assert!(took >= Duration::from_millis(20 * 60), "{took:?}");
+        } else {
+            assert!((2..=want_max).contains(&max), "{max} in flight");
+            assert!(took < Duration::from_millis(20 * 60), "{took:?}");
+        }
+    }
+}
+
+// ------------------------------------------------------------ a user step under the policy
+
+/// A user transform that rejects rows with an odd `id`, under the engine's error policy.
+struct RejectOdd {
+    name: String,
+    input: flowengine::SchemaRef,
+    policy: flowengine::dead_letter::ErrorPolicy,
+    rejected: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl flowengine::steps::Transform for RejectOdd {
+    fn output_schema(&self) -> flowengine::SchemaRef {
+        Arc::clone(&self.input)
+    }
+    fn parallel_safe(&self) -> bool {
+        true
+    }
+    fn process(&mut self, chunk: Arc<flowengine::Chunk>, out: &mut flowengine::steps::Emitter) -> flowengine::Result<()> {
+        let mut keep = Vec::new();
+        let mut rows = flowengine::dead_letter::ErrorRows::new(&self.name, &self.input, false, None);
+        let seen = out.metrics().rows_in.load(Ordering::Relaxed);
+        for r in 0..chunk.len() {
+            let id = match chunk.column(0).get(r) {
+                flowengine::Value::Int64(i) => i,
+                other => panic!("{other:?}"),
+            };
+            if id % 2 == 0 {
+                keep.push(r);
+                continue;
+            }
+            let reason = format!("id {id} is odd");
+            let err = Error::Internal(reason.clone());
+            self.policy
+                .reject(&self.name, out.metrics(), &self.rejected, 1, seen, Some("id"), &reason, err)?;
+            if out.errors_connected() {
+                rows.push_row(&chunk, r, Some("id"), &reason, 1);
+            }
+        }
+        out.emit(chunk.take(&keep))?;
+        if let Some(c) = rows.take() {
+            out.emit_errors(c)?;
+        }
+        Ok(())
+    }
+}
+
+struct RejectOddPlugin;
+
+impl flowengine::steps::StepPlugin for RejectOddPlugin {
+    fn type_name(&self) -> &str {
+        "RejectOdd"
+    }
+    fn uses_error_policy(&self) -> bool {
+        true
+    }
+    fn build(
+        &self,
+        config: &serde_json::Value,
+        ctx: &flowengine::steps::BuildContext<'_>,
+    ) -> flowengine::Result<flowengine::steps::StepRuntime> {
+        assert!(config.get("OnError").is_none(), "the policy keys are the engine's: {config}");
+        let rejected = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let instances = (0..2)
+            .map(|_| {
+                Box::new(RejectOdd {
+                    name: ctx.name.to_owned(),
+                    input: ctx.require_input().unwrap(),
+                    policy: ctx.error_policy.clone().expect("a policy"),
+                    rejected: Arc::clone(&rejected),
+                }) as Box<dyn flowengine::steps::Transform>
+            })
+            .collect();
+        Ok(flowengine::steps::StepRuntime::Transform(instances))
+    }
+}
+
+fn run_with_plugin(s: &Scenario, policy: &str) -> Result<flowengine::RunSummary, Error> {
+    let yaml = format!(
+        "Pipeline:\n  Name: user\n  Plugins:\n{SOURCE}    - Name: Odd\n      Type: RejectOdd\n      Config:\n        {policy}\n    - {{ Name: Out, Type: DelimitedSink, Config: {{ FilePath: out.csv }} }}\n"
+    );
+    let mut registry = flowengine::Registry::new();
+    registry.register(Arc::new(RejectOddPlugin));
+    let p = s.write("pipeline.yaml", &yaml);
+    Pipeline::from_file_with_registry(&p, &[], &registry)?.run()
+}
+
+#[test]
+fn a_user_step_takes_the_same_policy_keys_and_error_output() {
+    let s = Scenario::new();
+    s.write("in.csv", &csv_rows(100));
+    let summary = run_with_plugin(&s, "OnError: DeadLetter\n        DeadLetterFilePath: odd.csv").unwrap();
+    let odd = summary.step("Odd").unwrap();
+    assert_eq!(
+        (odd.rows_in, odd.rows_out, odd.rows_rejected, odd.rows_dead_lettered),
+        (100, 50, 50, 50)
+    );
+    assert_eq!(odd.top_reasons[0].reason, "id: id N is odd");
+    let recs = records(&s.read("odd.csv"));
+    let ids: Vec<u64> = recs.iter().map(|r| r[0].parse().unwrap()).collect();
+    assert_eq!(
+        ids,
+        (1..=100).filter(|i| i % 2 == 1).collect::<Vec<u64>>(),
+        "input order, two instances"
+    );
+    assert!(recs.iter().all(|r| r[2] == "Odd" && r[3] == "id"));
+    // MaxErrors (default 100 here: 50 pass) and DeadLetter's need for somewhere to go.
+    let err = run_with_plugin(&s, "OnError: Skip\n        MaxErrors: 10").unwrap_err();
+    assert!(matches!(err, Error::TooManyErrors { count: 11, max: 10, .. }), "{err:?}");
+    let err = run_with_plugin(&s, "OnError: DeadLetter").unwrap_err().to_string();
+    assert!(err.contains("From: Odd.errors"), "{err}");
+    // Under Fail (the default), the first odd row fails the run.
+    let err = run_with_plugin(&s, "{}").unwrap_err().to_string();
+    assert!(err.contains("id 1 is odd"), "{err}");
 }

@@ -143,6 +143,10 @@ pub(crate) fn execute(config: &PipelineConfig, plan: Plan, cancel: CancelToken) 
                 .filter(|(role, _, _)| *role == crate::steps::PathRole::Output)
                 .map(|(_, _, p)| p.display().to_string())
                 .collect();
+            // The step's `DeadLetterFilePath` (written by its `<step>.DeadLetterFilePath` sink).
+            if let Some(p) = def.config.error_policy().and_then(|p| p.dead_letter_sink()) {
+                s.outputs.push(p.display().to_string());
+            }
             s
         })
         .collect();
@@ -268,6 +272,13 @@ fn run_step(
         crate::log::line(&format!("[{:>8.3}s] {name}: start", start.elapsed().as_secs_f64()));
     }
     let all_outs: Vec<Arc<Port>> = outs.iter().flatten().cloned().collect();
+    if let StepRuntime::Sink(sink) = &mut runtime {
+        let ports = crate::steps::errors_index(&out_names)
+            .and_then(|i| outs.get(i))
+            .cloned()
+            .unwrap_or_default();
+        sink.bind_errors(crate::dead_letter::ErrorOutput::new(ports, Arc::clone(&metrics)));
+    }
     let mut emitter = Emitter::new(out_names.clone(), outs, Arc::clone(&metrics));
     let t0 = Instant::now();
     let result = match &mut runtime {

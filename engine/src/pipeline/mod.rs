@@ -60,7 +60,12 @@ impl Pipeline {
     /// fan-in schema mismatch, two outputs on one file or an output on an input, several
     /// instances of a stateful transform; plus whatever a step's builder reports (e.g. a
     /// source file's header not matching its schema).
-    pub fn build(config: PipelineConfig) -> Result<Pipeline> {
+    ///
+    /// A step's `DeadLetterFilePath` becomes a `DelimitedSink` named
+    /// `<step>.DeadLetterFilePath` on its error output (see [`crate::dead_letter`]); it is in
+    /// [`Pipeline::config`] and the run's summary like any other step.
+    pub fn build(mut config: PipelineConfig) -> Result<Pipeline> {
+        plan::expand_dead_letters(&mut config);
         let plan = plan::plan(&config)?;
         Ok(Pipeline { config, plan })
     }
@@ -273,9 +278,52 @@ Pipeline:
             (s.step("js").unwrap().rows_rejected, s.step("js").unwrap().rows_dead_lettered),
             (1, 1)
         );
+        let text = std::fs::read_to_string(dir.path().join("dead.csv")).unwrap();
+        let mut lines = text.lines();
         assert_eq!(
-            std::fs::read_to_string(dir.path().join("dead.csv")).unwrap(),
-            "id,_error_step,_error_reason,_error_line,_error_attempts\n2,js,two,3,1\n"
+            lines.next(),
+            Some("id,_error_step,_error_field,_error_reason,_error_file,_error_line,_error_time,_error_attempts")
         );
+        let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+        assert_eq!(
+            (row[0], row[1], row[2], row[3], row[4], row[5], row[7]),
+            ("2", "js", "", "two", "", "3", "1")
+        );
+        assert!(row[6].ends_with('Z'), "{text}");
+        assert_eq!(lines.next(), None);
+    }
+
+    /// Every step has an `errors` output with its own schema: named in errors, checked on
+    /// fan-in, and `DeadLetterFilePath` becomes a sink on it.
+    #[test]
+    fn the_error_output_is_planned_like_any_output() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("in.csv"), "id\n1\n").unwrap();
+        let src = "    - { Name: src, Type: DelimitedSource, Config: { FilePath: in.csv, SkipMalformedRows: true, OutputSchema: { Columns: [ { Name: id, Type: int32 } ] } } }\n    - { Name: out, Type: DelimitedSink, Config: { FilePath: out.csv } }\n";
+        let yaml = |conns: &str| format!("Pipeline:\n  Name: t\n  Plugins:\n{src}  Connections:\n{conns}");
+        let err = |conns: &str| match Pipeline::from_yaml_str(&yaml(conns), dir.path(), &[]) {
+            Ok(_) => panic!("expected an error for {conns}"),
+            Err(e) => e.to_string(),
+        };
+        let e = err("    - { From: src, To: out }\n    - { From: src.errors, To: out }\n");
+        assert!(e.contains("schema mismatch") && e.contains("_error_step"), "{e}");
+        let e = err("    - { From: src.nope, To: out }\n");
+        assert!(e.contains("its named outputs: errors"), "{e}");
+        let p = Pipeline::from_yaml_str(&yaml("    - { From: src.errors, To: out }\n"), dir.path(), &[]).unwrap();
+        assert!(p.describe().contains("src.errors -> out"), "{}", p.describe());
+        // The shorthand: a sink named after the key, the implicit chain written out.
+        let chain = "Pipeline:\n  Name: t\n  Plugins:\n    - { Name: src, Type: DelimitedSource, Config: { FilePath: in.csv, SkipMalformedRows: true, DeadLetterFilePath: dead.csv } }\n    - { Name: out, Type: DelimitedSink, Config: { FilePath: out.csv } }\n";
+        let p = Pipeline::from_yaml_str(chain, dir.path(), &[]).unwrap();
+        assert_eq!(p.execution_order(), vec!["src", "out", "src.DeadLetterFilePath"]);
+        let d = p.describe();
+        assert!(
+            d.contains("src -> out") && d.contains("src.errors -> src.DeadLetterFilePath"),
+            "{d}"
+        );
+        let s = p.run().unwrap();
+        assert_eq!(s.step("src.DeadLetterFilePath").unwrap().rows_written, 0);
+        assert!(std::fs::read_to_string(dir.path().join("dead.csv"))
+            .unwrap()
+            .starts_with("id,_error_step,"));
     }
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::{ChannelConfig, PipelineConfig};
+use crate::dead_letter::{OnError, ERRORS_OUTPUT};
 use crate::error::{Error, Position, Result};
 use crate::memory::{MemoryReservation, RunMemory};
 use crate::metrics::StepMetrics;
@@ -48,6 +49,8 @@ pub(crate) struct Planned {
     pub runtime: StepRuntime,
     pub output_schema: Option<SchemaRef>,
     pub outputs: Vec<OutputId>,
+    /// The schema of its error output (`Step.errors`, [`crate::dead_letter::error_schema`]).
+    pub error_schema: SchemaRef,
     /// Its connected named inputs, in the order the step reads them.
     pub named_inputs: Vec<String>,
     pub metrics: Arc<StepMetrics>,
@@ -71,6 +74,7 @@ pub(crate) fn plan(config: &PipelineConfig) -> Result<Plan> {
     let index = step_index(config, &positions)?;
     let edges = edges(config, &index)?;
     check_inputs(config, &edges)?;
+    check_dead_letter_outputs(config, &edges, &positions)?;
     check_paths(config, &positions)?;
     let order = topo_order(config, &edges, &positions)?;
     check_named_input_upstreams(config, &edges)?;
@@ -384,15 +388,16 @@ fn build_in_order(
         let named: Vec<String> = named_inputs.iter().map(|(n, _)| n.clone()).collect();
         let ctx = BuildContext {
             name: &def.name,
-            input,
+            input: input.clone(),
             named_inputs,
             memory,
             engine: config.settings.engine,
             pool_stats: Arc::clone(pool_stats),
             pool_size: config.settings.memory_pools.chunk_pool,
+            error_policy: def.config.error_policy().cloned(),
         };
         let runtime = def.config.build(&ctx).map_err(|e| e.located(at, &def.name))?;
-        let mut planned = planned(&def.name, runtime, at)?;
+        let mut planned = planned(&def.name, runtime, at, input.as_ref())?;
         if let (StepRuntime::Transform(ts), false) = (&planned.runtime, named.is_empty()) {
             if ts.len() > 1 {
                 return Err(Error::plan_at(
@@ -441,7 +446,12 @@ fn input_schema(name: &str, inputs: &[&Edge], built: &[Option<Planned>], at: &Po
     let mut input: Option<SchemaRef> = None;
     for e in inputs {
         let up = built[e.from].as_ref().ok_or_else(|| Error::Internal("topological order".into()))?;
-        let Some(schema) = up.output_schema.clone() else {
+        let schema = if is_errors(&e.output) {
+            Some(Arc::clone(&up.error_schema))
+        } else {
+            up.output_schema.clone()
+        };
+        let Some(schema) = schema else {
             return Err(Error::plan_at(
                 &e.at,
                 name,
@@ -470,10 +480,15 @@ fn input_schema(name: &str, inputs: &[&Edge], built: &[Option<Planned>], at: &Po
     Ok(input)
 }
 
-/// Kind, output schema and outputs of a built step; refuses several instances of a
-/// transform that keeps state across chunks.
-fn planned(name: &str, runtime: StepRuntime, at: &Position) -> Result<Planned> {
-    let (kind, output_schema, outputs) = match &runtime {
+/// True for the error output (`Step.errors`).
+fn is_errors(o: &OutputId) -> bool {
+    matches!(o, OutputId::Named(n) if n == ERRORS_OUTPUT)
+}
+
+/// Kind, output schema, outputs (the error output last) and error schema of a built step;
+/// refuses several instances of a transform that keeps state across chunks.
+fn planned(name: &str, runtime: StepRuntime, at: &Position, input: Option<&SchemaRef>) -> Result<Planned> {
+    let (kind, output_schema, mut outputs) = match &runtime {
         StepRuntime::Source(s) => (StepKind::Source, Some(s.schema()), vec![OutputId::Main]),
         StepRuntime::Transform(ts) => {
             let t = ts
@@ -490,10 +505,26 @@ fn planned(name: &str, runtime: StepRuntime, at: &Position) -> Result<Planned> {
                 ));
             }
             let mut outs = vec![OutputId::Main];
-            outs.extend(t.extra_outputs().into_iter().map(OutputId::Named));
+            for extra in t.extra_outputs() {
+                if extra == ERRORS_OUTPUT {
+                    return Err(Error::plan_at(
+                        at,
+                        name,
+                        format!("'{name}' declares an output named '{ERRORS_OUTPUT}', which is every step's error output; rename it"),
+                    ));
+                }
+                outs.push(OutputId::Named(extra));
+            }
             (StepKind::Transform, Some(t.output_schema()), outs)
         }
         StepRuntime::Sink(_) => (StepKind::Sink, None, Vec::new()),
+    };
+    outputs.push(OutputId::Named(ERRORS_OUTPUT.to_owned()));
+    // A source's records are text until they parse; other steps' are their input rows.
+    let error_schema = match (kind, input, &output_schema) {
+        (StepKind::Source, _, Some(out)) => crate::dead_letter::error_schema(&crate::dead_letter::text_fields(out), true),
+        (_, Some(input), _) => crate::dead_letter::error_schema(input, false),
+        _ => crate::dead_letter::error_schema(&crate::schema::Schema::new(Vec::new()), false),
     };
     Ok(Planned {
         name: name.to_owned(),
@@ -501,9 +532,82 @@ fn planned(name: &str, runtime: StepRuntime, at: &Position) -> Result<Planned> {
         runtime,
         output_schema,
         outputs,
+        error_schema,
         named_inputs: Vec::new(),
         metrics: Arc::new(StepMetrics::default()),
     })
+}
+
+/// `OnError: DeadLetter` promises that no rejected row is lost: the step's error output must
+/// go somewhere (`DeadLetterFilePath`, which [`expand_dead_letters`] turned into a sink, or a
+/// connection `From: Step.errors`).
+fn check_dead_letter_outputs(config: &PipelineConfig, edges: &[Edge], positions: &[Position]) -> Result<()> {
+    for (i, def) in config.steps.iter().enumerate() {
+        let Some(p) = def.config.error_policy() else { continue };
+        if p.on_error == OnError::DeadLetter && !edges.iter().any(|e| e.from == i && is_errors(&e.output)) {
+            return Err(Error::plan_at(
+                &positions[i],
+                &def.name,
+                format!(
+                    "OnError: DeadLetter needs DeadLetterFilePath or a connection From: {}.{ERRORS_OUTPUT} to a sink (where rejected rows go); OnError: Skip drops them instead",
+                    def.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `DeadLetterFilePath` is shorthand for a `DelimitedSink` on the step's error output: each
+/// becomes a step named `<step>.DeadLetterFilePath` (at the step's line) and a connection
+/// `From: <step>.errors`. Connections left implicit (none listed: the steps in file order)
+/// are written out first, so the chain stays as it was.
+pub(crate) fn expand_dead_letters(config: &mut PipelineConfig) {
+    let added: Vec<(String, std::path::PathBuf, usize)> = config
+        .steps
+        .iter()
+        .filter_map(|s| {
+            let path = s.config.error_policy()?.dead_letter_sink()?;
+            Some((s.name.clone(), path.to_path_buf(), s.line))
+        })
+        .collect();
+    if added.is_empty() {
+        return;
+    }
+    if config.connections.is_empty() {
+        for w in config.steps.windows(2) {
+            config.connections.push(crate::config::ConnectionConfig {
+                from: w[0].name.clone(),
+                from_port: None,
+                to: w[1].name.clone(),
+                to_port: None,
+                channel: None,
+                line: w[1].line,
+            });
+        }
+    }
+    for (step, path, line) in added {
+        let sink = format!("{step}.DeadLetterFilePath");
+        config.steps.push(crate::config::StepDef {
+            name: sink.clone(),
+            config: crate::steps::StepConfig::new(
+                "DelimitedSink",
+                crate::steps::delimited_sink::DelimitedSinkConfig {
+                    file_path: path,
+                    ..Default::default()
+                },
+            ),
+            line,
+        });
+        config.connections.push(crate::config::ConnectionConfig {
+            from: step,
+            from_port: Some(ERRORS_OUTPUT.to_owned()),
+            to: sink,
+            to_port: None,
+            channel: None,
+            line,
+        });
+    }
 }
 
 /// Every output named in a connection must exist; every main output must go somewhere.
@@ -535,7 +639,11 @@ fn check_outputs(steps: &[Planned], edges: &[Edge], positions: &[Position]) -> R
     }
     // A pipeline without any sink (the original's "source-only test") reads and discards
     // its rows (counted as dropped); config loading notes it.
-    let has_sink = steps.iter().any(|s| s.kind == StepKind::Sink);
+    // Sinks fed only by error outputs do not count: the main rows would still go nowhere.
+    let has_sink = steps
+        .iter()
+        .enumerate()
+        .any(|(i, s)| s.kind == StepKind::Sink && edges.iter().any(|e| e.to == i && !is_errors(&e.output)));
     for (i, s) in steps.iter().enumerate() {
         if has_sink && s.kind != StepKind::Sink && !edges.iter().any(|e| e.from == i && e.output == OutputId::Main) {
             return Err(Error::plan_at(

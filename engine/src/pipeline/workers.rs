@@ -30,6 +30,7 @@ pub(crate) fn run_ordered(
     let workers = instances.len();
     let (work_tx, work_rx) = crossbeam_channel::bounded::<(u64, Arc<Chunk>)>(workers * 2);
     let (done_tx, done_rx) = crossbeam_channel::bounded::<(u64, Result<Emitted>)>(workers * 2);
+    let errors_connected = out.errors_connected();
     std::thread::scope(|scope| -> Result<()> {
         for (w, t) in instances.iter_mut().enumerate() {
             let work_rx = work_rx.clone();
@@ -39,7 +40,7 @@ pub(crate) fn run_ordered(
             std::thread::Builder::new()
                 .name(format!("{name}-worker-{w}"))
                 .spawn_scoped(scope, move || {
-                    let mut local = Emitter::buffering(names, metrics);
+                    let mut local = Emitter::buffering_with_errors(names, metrics, errors_connected);
                     // A worker keeps going after a failed chunk: chunks before it (in input
                     // order) must still come back, so that the error reported is the first.
                     for (seq, chunk) in work_rx {

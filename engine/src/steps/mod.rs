@@ -135,26 +135,71 @@ pub struct Emitter {
     names: Vec<OutputId>,
     metrics: Arc<StepMetrics>,
     buffer: Option<Vec<(usize, Arc<Chunk>)>>,
+    /// The index of the error output, when something is connected to it.
+    errors: Option<usize>,
+}
+
+/// The error output ([`crate::dead_letter::ERRORS_OUTPUT`]) among `names`.
+pub(crate) fn errors_index(names: &[OutputId]) -> Option<usize> {
+    names
+        .iter()
+        .position(|n| matches!(n, OutputId::Named(e) if e == crate::dead_letter::ERRORS_OUTPUT))
 }
 
 impl Emitter {
     pub(crate) fn new(names: Vec<OutputId>, outputs: Vec<Vec<Arc<Port>>>, metrics: Arc<StepMetrics>) -> Emitter {
+        let errors = errors_index(&names).filter(|&i| outputs.get(i).is_some_and(|p| !p.is_empty()));
         Emitter {
             outputs,
             names,
             metrics,
             buffer: None,
+            errors,
         }
     }
 
     /// An emitter that only collects (for parallel workers; the engine forwards in order).
     pub(crate) fn buffering(names: Vec<OutputId>, metrics: Arc<StepMetrics>) -> Emitter {
+        Self::buffering_with_errors(names, metrics, false)
+    }
+
+    /// [`Emitter::buffering`] for a step whose error output is connected or not.
+    pub(crate) fn buffering_with_errors(names: Vec<OutputId>, metrics: Arc<StepMetrics>, errors_connected: bool) -> Emitter {
+        let errors = errors_index(&names).filter(|_| errors_connected);
         Emitter {
             outputs: Vec::new(),
             names,
             metrics,
             buffer: Some(Vec::new()),
+            errors,
         }
+    }
+
+    /// True when something is connected to the step's error output (`From: Step.errors`):
+    /// a step gathers error rows only then.
+    pub fn errors_connected(&self) -> bool {
+        self.errors.is_some()
+    }
+
+    /// Sends error rows ([`crate::dead_letter::ErrorRows`]) on the error output, counted as
+    /// dead-lettered (not in `rows_out`); nothing when it is not connected.
+    ///
+    /// # Errors
+    /// Cancellation, or a port policy failing the run.
+    pub fn emit_errors(&mut self, chunk: Chunk) -> Result<()> {
+        let Some(index) = self.errors else {
+            return Ok(());
+        };
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        StepMetrics::add(&self.metrics.rows_dead_lettered, chunk.len() as u64);
+        let chunk = Arc::new(chunk);
+        if let Some(buf) = &mut self.buffer {
+            buf.push((index, chunk));
+            return Ok(());
+        }
+        self.forward(index, chunk)
     }
 
     pub(crate) fn take_buffer(&mut self) -> Vec<(usize, Arc<Chunk>)> {
@@ -265,7 +310,9 @@ pub trait Source: Send {
 ///
 /// # Contract
 /// - Its output schema is fixed when the DAG is built ([`Transform::output_schema`]); named
-///   extra outputs ([`Transform::extra_outputs`]) carry the same schema.
+///   extra outputs ([`Transform::extra_outputs`]) carry the same schema. Every step also has
+///   an error output (`Step.errors`, [`Emitter::emit_errors`]) whose schema is
+///   [`crate::dead_letter::error_schema`] of its input.
 /// - `process` may emit zero or more chunks per input chunk, on any output.
 /// - [`Transform::finish`] is called once after the last chunk (not after an error or a
 ///   cancellation): a stateful transform (sort, aggregate) emits what it holds there.
@@ -368,6 +415,9 @@ pub trait Sink: Send {
     /// metrics, for a sink that waits (retry backoff) and must stop when the run is
     /// cancelled, or that counts its own rows ([`Sink::counts_rows`]).
     fn bind_run(&mut self, _cancel: &CancelToken, _metrics: &Arc<StepMetrics>) {}
+    /// Called once before the first chunk with the sink's error output (`From: Sink.errors`),
+    /// for a sink that rejects rows (see [`crate::dead_letter`]). Default: ignored.
+    fn bind_errors(&mut self, _errors: crate::dead_letter::ErrorOutput) {}
     /// True when the sink counts `rows_written` and `rows_rejected` itself (rows it could
     /// not deliver are not written). Default false: the engine counts every chunk
     /// [`Sink::write`] accepted as written.
@@ -464,6 +514,9 @@ pub struct BuildContext<'a> {
     pub(crate) pool_stats: Arc<crate::pool::PoolStats>,
     /// Seed 003's `memoryPools.chunkPool`: the size of every buffer pool, when set.
     pub(crate) pool_size: Option<crate::config::PoolSize>,
+    /// The step's error policy, for a step that has one
+    /// ([`StepSettings::error_policy`]; a plugin's, see [`StepPlugin::uses_error_policy`]).
+    pub error_policy: Option<crate::dead_letter::ErrorPolicy>,
 }
 
 impl<'a> BuildContext<'a> {
@@ -478,6 +531,7 @@ impl<'a> BuildContext<'a> {
             engine: crate::config::EngineSettings::default(),
             pool_stats: Arc::default(),
             pool_size: None,
+            error_policy: None,
         }
     }
 

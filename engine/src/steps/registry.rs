@@ -39,6 +39,12 @@ pub trait StepSettings: std::fmt::Debug + Send + Sync + 'static {
     fn input_names(&self) -> Vec<String> {
         Vec::new()
     }
+    /// The step's error policy (`OnError`, `MaxErrors`, `MaxErrorRate`,
+    /// `DeadLetterFilePath`; see [`crate::dead_letter`]), for a step that rejects rows.
+    /// Default: none (the step rejects nothing).
+    fn error_policy(&self) -> Option<&crate::dead_letter::ErrorPolicy> {
+        None
+    }
     /// For downcasting to the concrete config type ([`StepConfig::settings`]).
     fn as_any(&self) -> &dyn Any;
 }
@@ -80,6 +86,11 @@ impl StepConfig {
         self.settings.input_names()
     }
 
+    /// See [`StepSettings::error_policy`].
+    pub fn error_policy(&self) -> Option<&crate::dead_letter::ErrorPolicy> {
+        self.settings.error_policy()
+    }
+
     pub(crate) fn build(&self, ctx: &BuildContext<'_>) -> Result<StepRuntime> {
         self.settings.build(ctx)
     }
@@ -118,14 +129,26 @@ pub trait StepPlugin: Send + Sync {
     fn input_names(&self, _config: &serde_json::Value) -> Vec<String> {
         Vec::new()
     }
+    /// True for a step that rejects rows under the engine's error policy: the engine then
+    /// takes `OnError`, `MaxErrors`, `MaxErrorRate`, `DeadLetterFilePath` (and the
+    /// `SkipMalformedRows` / `ContinueOnError` shorthands) out of the config block, with the
+    /// same meaning as on the built-in steps, and hands the policy to [`StepPlugin::build`]
+    /// as [`BuildContext::error_policy`]; the step applies it with
+    /// [`crate::dead_letter::ErrorPolicy::reject`] and sends rejected rows with
+    /// [`crate::steps::Emitter::emit_errors`]. Default: false (the block is the plugin's).
+    fn uses_error_policy(&self) -> bool {
+        false
+    }
 }
 
 /// A user plugin's settings: its config block as JSON, validated when built.
 #[derive(Clone)]
 pub struct PluginSettings {
     plugin: Arc<dyn StepPlugin>,
-    /// The config block as written.
+    /// The config block as written (less the error-policy keys, for a plugin that
+    /// [uses the error policy](StepPlugin::uses_error_policy)).
     pub config: serde_json::Value,
+    policy: Option<crate::dead_letter::ErrorPolicy>,
 }
 
 impl std::fmt::Debug for PluginSettings {
@@ -140,6 +163,9 @@ impl StepSettings for PluginSettings {
     }
     fn input_names(&self) -> Vec<String> {
         self.plugin.input_names(&self.config)
+    }
+    fn error_policy(&self) -> Option<&crate::dead_letter::ErrorPolicy> {
+        self.policy.as_ref()
     }
     fn as_any(&self) -> &dyn Any {
         self
@@ -247,7 +273,12 @@ impl Registry {
         match self.lookup(&raw) {
             Some((_, Entry::BuiltIn(t))) => (t.parse)(config, env),
             Some((_, Entry::Plugin(p))) => {
-                // Everything inside belongs to the plugin; it validates its own config.
+                let policy = if p.uses_error_policy() {
+                    Some(crate::dead_letter::ErrorPolicy::parse(config, env)?)
+                } else {
+                    None
+                };
+                // Everything else inside belongs to the plugin; it validates its own config.
                 let json: serde_json::Map<String, serde_json::Value> =
                     config.take_rest().into_iter().map(|(k, n)| (k, tree::to_json(n.node))).collect();
                 Ok(StepConfig::new(
@@ -255,6 +286,7 @@ impl Registry {
                     PluginSettings {
                         plugin: Arc::clone(p),
                         config: serde_json::Value::Object(json),
+                        policy,
                     },
                 ))
             }
@@ -284,6 +316,7 @@ impl Registry {
                 PluginSettings {
                     plugin: Arc::clone(p),
                     config,
+                    policy: p.uses_error_policy().then(crate::dead_letter::ErrorPolicy::default),
                 },
             )),
             _ => Err(Error::plan(type_name, format!("no plugin '{type_name}' is registered"))),

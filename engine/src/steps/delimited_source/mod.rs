@@ -3,12 +3,14 @@
 //!
 //! A row is malformed when it has the wrong number of fields, a value does not parse as its
 //! column's type, it is not valid UTF-8, or a non-nullable column is empty (an empty field
-//! is null, whatever the type). With `SkipMalformedRows: true` such rows are skipped and
-//! counted up to `MaxErrors`; otherwise the first one fails the run. Either way the error
-//! names the file, line, field and reason, and `DeadLetterFilePath` (if set) receives every
-//! rejected row with its line number and reason. The dead letter's `record` column is the
-//! rejected record written back as CSV in the source's dialect (fields re-quoted where
-//! needed), so it parses back to the same fields and can be reprocessed.
+//! is null, whatever the type). Such rows follow the step's error policy
+//! ([`crate::dead_letter`]: `OnError`, `MaxErrors`, `MaxErrorRate`; `SkipMalformedRows: true`
+//! is `OnError: Skip`): by default the first one fails the run, naming the file, line, field
+//! and reason. Rejected rows go to the step's error output (`From: Src.errors`, or
+//! `DeadLetterFilePath`): the fields the `OutputSchema` reads, as text, then the error
+//! columns; its `_error_record` is the rejected record written back as CSV in the source's
+//! dialect (fields re-quoted where needed), so it parses back to the same fields and can be
+//! reprocessed.
 //!
 //! # Nothing lost, nothing corrupted
 //! - **Each input is read exactly once.** The file (or stdin, `FilePath: -`, or a FIFO) is
@@ -53,13 +55,14 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use crate::chunk::{Chunk, Column};
 use crate::config::{Obj, ParseEnv};
+use crate::dead_letter::{text_fields, ErrorPolicy, ErrorRows};
 use crate::error::{Error, Result};
 use crate::metrics::StepMetrics;
-use crate::output_file::{AtomicOutput, Publish};
 use crate::pool::BufferPool;
 use crate::port::CancelToken;
 use crate::schema::{DataType, Field, Schema, SchemaRef};
@@ -111,12 +114,9 @@ pub struct DelimitedSourceConfig {
     pub columns: Option<Vec<ColumnDef>>,
     /// Rows sampled when inferring (default 1000).
     pub infer_sample_rows: usize,
-    /// Skip malformed rows instead of failing (default false).
-    pub skip_malformed_rows: bool,
-    /// Malformed rows tolerated when skipping (default 100).
-    pub max_errors: u64,
-    /// Where rejected rows go: a CSV of `line,reason,record`.
-    pub dead_letter_file: Option<PathBuf>,
+    /// What malformed rows do (`OnError`, `MaxErrors`, `MaxErrorRate`, `DeadLetterFilePath`;
+    /// `SkipMalformedRows: true` is `OnError: Skip`).
+    pub errors: ErrorPolicy,
     /// Longest record accepted, in bytes (`MaxRecordBytes`, default
     /// [`DEFAULT_MAX_RECORD_BYTES`]).
     pub max_record_bytes: usize,
@@ -135,9 +135,7 @@ impl Default for DelimitedSourceConfig {
             chunk_size: crate::defaults::DEFAULT_CHUNK_SIZE,
             columns: None,
             infer_sample_rows: 1000,
-            skip_malformed_rows: false,
-            max_errors: 100,
-            dead_letter_file: None,
+            errors: ErrorPolicy::default(),
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             config_only: false,
         }
@@ -217,30 +215,15 @@ impl DelimitedSourceConfig {
             }
             c.columns = Some(parse_output_schema(&n)?);
         }
-        let mut skip_given = false;
         if c.config_only && c.columns.is_none() && !c.is_stdin() {
             env.notes.push(format!(
                 "{infer_note_at}: --config-only does not read {}, so its schema (inferred from the file at run time) is unknown: the steps after it are checked against no columns",
                 c.display_name()
             ));
         }
-        if let Some(n) = o.take(&["SkipMalformedRows", "SkipInvalidRows"])? {
-            c.skip_malformed_rows = n.bool()?;
-            skip_given = true;
-        }
-        if let Some(n) = o.take(&["MaxErrors", "MaxErrorThreshold"])? {
-            c.max_errors = n.u64()?;
-        }
-        if let Some(n) = o.take(&["ContinueOnError"])? {
-            // The original's class default was true, but its pipeline files say
-            // SkipMalformedRows; an explicit ContinueOnError means the same thing.
-            if skip_given {
-                return Err(
-                    n.err("both SkipMalformedRows and ContinueOnError are given; they are one setting here, keep SkipMalformedRows")
-                );
-            }
-            c.skip_malformed_rows = n.bool()?;
-        }
+        // The original's ContinueOnError class default was true, but its pipeline files say
+        // SkipMalformedRows; an explicit ContinueOnError means the same thing.
+        c.errors = ErrorPolicy::parse(o, env)?;
         if let Some(n) = o.take(&["EscapeCharacter", "Escape"])? {
             let e = n.string()?;
             if e.as_bytes() != [c.quote] {
@@ -272,9 +255,6 @@ impl DelimitedSourceConfig {
                     other => other,
                 })?;
             c.max_record_bytes = v as usize;
-        }
-        if let Some(n) = o.take(&["DeadLetterFilePath", "DeadLetterFile", "RejectFilePath"])? {
-            c.dead_letter_file = Some(env.path(&n)?);
         }
         Ok(c)
     }
@@ -490,8 +470,6 @@ impl DelimitedSourceConfig {
                 schema: schema.interned(),
                 indices: defs.iter().map(|d| d.index).collect(),
                 expected_fields: None,
-                dead_letters: None,
-                dead_letters_done: None,
                 input: None,
                 size: None,
                 recycled: Arc::new(ctx.buffer_pool(RAW_CHUNK_POOL)),
@@ -511,8 +489,6 @@ impl DelimitedSourceConfig {
             schema,
             indices,
             expected_fields: expected,
-            dead_letters: None,
-            dead_letters_done: None,
             input: Some(sp),
             size,
             recycled: Arc::new(ctx.buffer_pool(RAW_CHUNK_POOL)),
@@ -667,9 +643,6 @@ pub struct DelimitedSource {
     schema: SchemaRef,
     indices: Vec<usize>,
     expected_fields: Option<usize>,
-    dead_letters: Option<csv::Writer<AtomicOutput>>,
-    /// The dead-letter file between prepare and commit (kept after commit for rollback).
-    dead_letters_done: Option<AtomicOutput>,
     /// The input, opened at build time and positioned at the first data record.
     input: Option<Splitter<Input>>,
     /// Input size when it is a regular file.
@@ -733,72 +706,64 @@ enum Bad<'a> {
     Raw(&'a ReadReject),
 }
 
-/// The dead-letter CSV, with its header: `line,field,reason,record`.
-fn open_dead_letters(path: &std::path::Path) -> Result<csv::Writer<AtomicOutput>> {
-    let out = AtomicOutput::create(path, Publish::Overwrite, true, 1 << 16)?;
-    let mut w = csv::WriterBuilder::new().from_writer(out);
-    w.write_record(["line", "field", "reason", "record"])
-        .map_err(|e| Error::io(path, e.into(), "cannot write dead letters"))?;
-    Ok(w)
-}
-
 impl DelimitedSource {
-    fn reject(&mut self, err: Error, bad: Bad<'_>, rejected: &mut u64) -> Result<()> {
-        if !self.cfg.skip_malformed_rows {
-            return Err(err);
-        }
-        *rejected += 1;
-        if let Some(path) = &self.cfg.dead_letter_file {
-            if self.dead_letters.is_none() {
-                self.dead_letters = Some(open_dead_letters(path)?);
+    /// A malformed record: counted and checked against the policy (`Err` fails the run),
+    /// then, when the error output is connected, gathered into `rows`.
+    fn reject(
+        &self,
+        err: Error,
+        bad: Bad<'_>,
+        rows: Option<&mut ErrorRows>,
+        count: &AtomicU64,
+        seen: u64,
+        metrics: &StepMetrics,
+    ) -> Result<()> {
+        let (line, field, reason) = match &err {
+            Error::Data { line, field, message, .. } => (Some(*line), Some(field.clone()), shorten(message)),
+            other => (other.line(), None, shorten(&other.to_string())),
+        };
+        self.cfg
+            .errors
+            .reject(&self.step, metrics, count, 1, seen, field.as_deref(), &reason, err)?;
+        let Some(rows) = rows else {
+            return Ok(());
+        };
+        let (fields, record): (Vec<Option<String>>, Vec<u8>) = match bad {
+            Bad::Fields(rec) => {
+                let fields = self
+                    .indices
+                    .iter()
+                    .map(|&i| rec.get(i).map(|b| String::from_utf8_lossy(b).into_owned()))
+                    .collect();
+                let mut rw = csv::WriterBuilder::new()
+                    .delimiter(self.cfg.delimiter)
+                    .quote(self.cfg.quote)
+                    .terminator(csv::Terminator::Any(b'\n'))
+                    .from_writer(Vec::new());
+                rw.write_record(rec.iter())
+                    .map_err(|e| Error::Internal(format!("cannot re-encode a rejected record: {e}")))?;
+                let mut v = rw
+                    .into_inner()
+                    .map_err(|e| Error::Internal(format!("cannot re-encode a rejected record: {e}")))?;
+                v.pop();
+                (fields, v)
             }
-            if let Some(w) = &mut self.dead_letters {
-                let record = match bad {
-                    Bad::Fields(rec) => {
-                        let mut rw = csv::WriterBuilder::new()
-                            .delimiter(self.cfg.delimiter)
-                            .quote(self.cfg.quote)
-                            .terminator(csv::Terminator::Any(b'\n'))
-                            .from_writer(Vec::new());
-                        rw.write_record(rec.iter())
-                            .map_err(|e| Error::Internal(format!("cannot re-encode a rejected record: {e}")))?;
-                        let mut v = rw
-                            .into_inner()
-                            .map_err(|e| Error::Internal(format!("cannot re-encode a rejected record: {e}")))?;
-                        v.pop();
-                        v
-                    }
-                    Bad::Raw(r) => {
-                        let mut v = r.raw.clone();
-                        if r.raw_len > v.len() as u64 {
-                            v.extend_from_slice(format!("… ({} bytes)", r.raw_len).as_bytes());
-                        }
-                        v
-                    }
-                };
-                let record = if record.len() > self.cfg.max_record_bytes {
-                    let mut v = record[..SHOWN_BYTES].to_vec();
-                    v.extend_from_slice(format!("… ({} bytes)", record.len()).as_bytes());
-                    v
-                } else {
-                    record
-                };
-                let (line, field, reason) = match &err {
-                    Error::Data { line, field, message, .. } => (line.to_string(), field.clone(), shorten(message)),
-                    other => (other.line().unwrap_or(0).to_string(), String::new(), shorten(&other.to_string())),
-                };
-                w.write_record([line.as_bytes(), field.as_bytes(), reason.as_bytes(), &record])
-                    .map_err(|e| Error::io(path, e.into(), "cannot write dead letters"))?;
+            Bad::Raw(r) => {
+                let mut v = r.raw.clone();
+                if r.raw_len > v.len() as u64 {
+                    v.extend_from_slice(format!("… ({} bytes)", r.raw_len).as_bytes());
+                }
+                (Vec::new(), v)
             }
-        }
-        if *rejected > self.cfg.max_errors {
-            return Err(Error::TooManyErrors {
-                step: self.step.clone(),
-                count: *rejected,
-                max: self.cfg.max_errors,
-                last: Box::new(err),
-            });
-        }
+        };
+        let record = if record.len() > self.cfg.max_record_bytes {
+            let mut v = record[..SHOWN_BYTES].to_vec();
+            v.extend_from_slice(format!("… ({} bytes)", record.len()).as_bytes());
+            v
+        } else {
+            record
+        };
+        rows.push_text(&fields, &record, line, field.as_deref(), &reason);
         Ok(())
     }
 }
@@ -821,14 +786,14 @@ impl Source for DelimitedSource {
             .take()
             .ok_or_else(|| Error::Internal(format!("step '{}': the input was already read", self.step)))?;
         sp.cancel = Some(cancel.clone());
-        sp.resync_long_lines = self.cfg.skip_malformed_rows;
+        sp.resync_long_lines = self.cfg.errors.tolerates();
         let (tx, rx) = crossbeam_channel::bounded::<RawChunk>(2);
         // Parsed raw chunks go back to the reader through the pool.
         let recycled = Arc::clone(&self.recycled);
         let recycled = &*recycled;
         let chunk_size = self.cfg.chunk_size;
         let raw_chunk_bytes = self.raw_chunk_bytes;
-        let stop_at_reject = !self.cfg.skip_malformed_rows;
+        let stop_at_reject = !self.cfg.errors.tolerates();
         let step = self.step.clone();
         std::thread::scope(|scope| {
             let reader = std::thread::Builder::new()
@@ -843,57 +808,7 @@ impl Source for DelimitedSource {
             let read = reader.join().map_err(|_| Error::Internal("the reader thread panicked".into()))?;
             parsed.and(read)
         })?;
-        if let Some(w) = &mut self.dead_letters {
-            w.flush().map_err(|e| {
-                Error::io(
-                    self.cfg.dead_letter_file.clone().unwrap_or_default(),
-                    e,
-                    "cannot write dead letters",
-                )
-            })?;
-        }
         Ok(())
-    }
-
-    fn prepare(&mut self) -> Result<()> {
-        // A run that rejected nothing still publishes its (empty) dead-letter file, so the
-        // file never shows an earlier run's rejections as this run's.
-        if let (None, Some(path)) = (&self.dead_letters, &self.cfg.dead_letter_file) {
-            if path.as_os_str() != "-" {
-                self.dead_letters = Some(open_dead_letters(path)?);
-            }
-        }
-        if let Some(w) = self.dead_letters.take() {
-            let path = self.cfg.dead_letter_file.clone().unwrap_or_default();
-            let mut out = w
-                .into_inner()
-                .map_err(|e| Error::io(&path, e.into_error(), "cannot write dead letters"))?;
-            out.prepare()?;
-            self.dead_letters_done = Some(out);
-        }
-        Ok(())
-    }
-
-    fn commit(&mut self) -> Result<()> {
-        if self.dead_letters.is_some() {
-            self.prepare()?;
-        }
-        match &mut self.dead_letters_done {
-            Some(out) => out.commit(),
-            None => Ok(()),
-        }
-    }
-
-    fn rollback(&mut self) {
-        self.dead_letters = None;
-        if let Some(mut out) = self.dead_letters_done.take() {
-            out.rollback();
-        }
-    }
-
-    fn abort(&mut self) {
-        self.dead_letters = None;
-        self.dead_letters_done = None;
     }
 }
 
@@ -1643,13 +1558,16 @@ impl DelimitedSource {
         let fields = self.schema.fields().to_vec();
         let indices = self.indices.clone();
         let expected = self.expected_fields;
-        let mut rejected = 0u64;
+        let rejected = AtomicU64::new(0);
         let mut last_bytes = 0u64;
+        let mut errors = out
+            .errors_connected()
+            .then(|| ErrorRows::new(&self.step, &text_fields(&self.schema), true, Some(file_name.clone())));
         for mut raw in rx {
             if cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
-            let (columns, lines) = parse_raw(&raw, &fields, &indices, expected, |bad, line, field, message| {
+            let (columns, lines) = parse_raw(&raw, &fields, &indices, expected, |bad, kept, line, field, message| {
                 let err = Error::Data {
                     step: self.step.clone(),
                     file: file_name.clone(),
@@ -1658,12 +1576,10 @@ impl DelimitedSource {
                     message,
                 };
                 StepMetrics::add(&out.metrics().rows_in, 1);
-                StepMetrics::add(&out.metrics().rows_rejected, 1);
-                let r = self.reject(err, bad, &mut rejected);
-                if r.is_ok() && self.cfg.dead_letter_file.is_some() {
-                    StepMetrics::add(&out.metrics().rows_dead_lettered, 1);
-                }
-                r
+                // Records taken so far: earlier chunks and this chunk's rejected ones are in
+                // rows_in, this chunk's good ones are `kept`.
+                let seen = out.metrics().rows_in.load(std::sync::atomic::Ordering::Relaxed) + kept as u64;
+                self.reject(err, bad, errors.as_mut(), &rejected, seen, out.metrics())
             })?;
             StepMetrics::add(&out.metrics().bytes_read, raw.byte_pos.saturating_sub(last_bytes));
             last_bytes = raw.byte_pos;
@@ -1672,6 +1588,9 @@ impl DelimitedSource {
             StepMetrics::add(&out.metrics().rows_in, lines.len() as u64);
             if !lines.is_empty() {
                 out.emit(Chunk::from_columns(Arc::clone(&self.schema), columns, lines))?;
+            }
+            if let Some(c) = errors.as_mut().and_then(ErrorRows::take) {
+                out.emit_errors(c)?;
             }
         }
         Ok(())
@@ -1710,22 +1629,22 @@ pub fn parse_chunk(schema: &SchemaRef, csv: &[u8], has_headers: bool, delimiter:
     }
     let fields = schema.fields();
     let indices: Vec<usize> = (0..fields.len()).collect();
-    let (columns, lines) = parse_raw(&raw, fields, &indices, Some(fields.len()), |_, line, field, message| {
+    let (columns, lines) = parse_raw(&raw, fields, &indices, Some(fields.len()), |_, _, line, field, message| {
         Err(mem_err(line, field, message))
     })?;
     Ok(Chunk::from_columns(Arc::clone(schema), columns, lines))
 }
 
 /// Parses a raw chunk into typed columns and the source lines of the rows kept. A malformed
-/// row (or one the splitter refused) is undone and handed to `on_malformed(record, line,
-/// field, reason)`, in line order, which returns the error that stops parsing or `Ok` to skip
+/// row (or one the splitter refused) is undone and handed to `on_malformed(record, rows kept
+/// so far, line, field, reason)`, in line order, which returns the error that stops parsing or `Ok` to skip
 /// the row. Shared by the source and [`parse_chunk`].
 fn parse_raw(
     raw: &RawChunk,
     fields: &[Field],
     indices: &[usize],
     expected: Option<usize>,
-    mut on_malformed: impl FnMut(Bad<'_>, u64, String, String) -> Result<()>,
+    mut on_malformed: impl FnMut(Bad<'_>, usize, u64, String, String) -> Result<()>,
 ) -> Result<(Vec<Column>, Vec<u64>)> {
     let n = raw.len();
     let mut columns: Vec<Column> = fields.iter().map(|f| Column::with_capacity(f.data_type, n)).collect();
@@ -1734,7 +1653,7 @@ fn parse_raw(
     let mut refused = raw.rejects.iter().peekable();
     for r in 0..n {
         while let Some((_, rej)) = refused.next_if(|(before, _)| *before <= r) {
-            on_malformed(Bad::Raw(rej), rej.line, rej.field.clone(), rej.message.clone())?;
+            on_malformed(Bad::Raw(rej), lines.len(), rej.line, rej.field.clone(), rej.message.clone())?;
         }
         let rec = raw.record(r, text);
         match parse_record(&rec, fields, indices, expected, &mut columns) {
@@ -1744,12 +1663,12 @@ fn parse_raw(
                 for c in &mut columns {
                     c.truncate(row);
                 }
-                on_malformed(Bad::Fields(&rec), raw.lines[r], field, shorten(&message))?;
+                on_malformed(Bad::Fields(&rec), row, raw.lines[r], field, shorten(&message))?;
             }
         }
     }
     for (_, rej) in refused {
-        on_malformed(Bad::Raw(rej), rej.line, rej.field.clone(), rej.message.clone())?;
+        on_malformed(Bad::Raw(rej), lines.len(), rej.line, rej.field.clone(), rej.message.clone())?;
     }
     Ok((columns, lines))
 }
@@ -1811,11 +1730,11 @@ impl crate::steps::StepSettings for DelimitedSourceConfig {
         DelimitedSourceConfig::build(self, ctx)
     }
     fn file_paths(&self) -> Vec<(crate::steps::PathRole, &'static str, &std::path::Path)> {
-        let mut v = vec![(crate::steps::PathRole::Input, "FilePath", self.file_path.as_path())];
-        if let Some(d) = &self.dead_letter_file {
-            v.push((crate::steps::PathRole::Output, "DeadLetterFilePath", d.as_path()));
-        }
-        v
+        // `DeadLetterFilePath` is written by the sink it stands for.
+        vec![(crate::steps::PathRole::Input, "FilePath", self.file_path.as_path())]
+    }
+    fn error_policy(&self) -> Option<&ErrorPolicy> {
+        Some(&self.errors)
     }
     fn as_any(&self) -> &dyn std::any::Any {
         self

@@ -8,8 +8,10 @@
 //!   Config:
 //!     Url: https://example.com/ingest      # http:// or https://
 //!     Method: POST                         # POST (default) or PUT
-//!     Format: json-array                   # json-array (default): [{..},{..}]; json-lines: one object per line
+//!     Format: json-array                   # json-array (default): [{..},{..}]; json-lines: one object per line; csv: a header, then RFC 4180 rows
 //!     BatchSize: 100                       # rows per request; 1..=100000
+//!     BatchBytes: 1048576                  # also send once the body would pass this many bytes (default: no limit)
+//!     Concurrency: 1                       # batches in flight at once; 1..=64
 //!     Headers: { Authorization: "Bearer ${Token}" }
 //!     TimeoutSeconds: 30                   # whole request, connect to last byte; >0..=3600
 //!     DecimalFormat: string                # string (default) or number
@@ -29,6 +31,17 @@
 //! so no receiver rounds them through a double; `DecimalFormat: number` writes the same
 //! digits as a bare JSON number instead. Either way no digit is lost in the request.
 //!
+//! # Concurrency
+//! `Concurrency: n` (default 1) sends up to n batches at once, each on its own thread with
+//! its own retries; the circuit breaker is shared. Every batch is still acknowledged or
+//! rejected before the run succeeds, but batches (and their error rows) may complete out of
+//! order — a receiver that needs input order wants `Concurrency: 1`.
+//!
+//! # Idempotency
+//! Every request carries `Idempotency-Key: <run id>-<batch number>` (a random run id per run,
+//! batches numbered from 1): a retried batch sends the same key, so a receiver that keeps the
+//! keys it has stored can drop the copy. A `Headers` entry of that name replaces it.
+//!
 //! # Failures
 //! A 2xx answer delivers the batch. Transient failures are retried with the `Retry`
 //! policy: connection errors, timeouts, 408, 429 and 5xx. A `Retry-After: <seconds>` header
@@ -41,13 +54,14 @@
 //! counts as a success for it. While it is open, attempts fail fast without a request: the
 //! batch fails at once (`_error_attempts` counts only requests actually made).
 //!
-//! When a batch cannot be delivered: `OnError: Fail` (the default) fails the run with
-//! [`crate::Error::Delivery`] naming the step, method, URL, status (or transport error) and
-//! attempts; `OnError: DeadLetter` writes the batch's rows to `DeadLetterFilePath`
-//! (required; see [`crate::dead_letter`]) with the reason — `HTTP <status>: <start of the
-//! response body>`, the transport error, or `circuit breaker open` — and goes on; `Skip`
-//! is the same with the dead-letter file optional. Rows not delivered count as rejected
-//! (and dead-lettered when written there).
+//! When a batch cannot be delivered, the step's error policy decides ([`crate::dead_letter`]):
+//! `OnError: Fail` (the default) fails the run with [`crate::Error::Delivery`] naming the
+//! step, method, URL, status (or transport error) and attempts; `OnError: DeadLetter` sends
+//! the batch's rows to the step's error output (`From: Post.errors`, or
+//! `DeadLetterFilePath`) with the reason — `HTTP <status>: <start of the response body>`,
+//! the transport error, or `circuit breaker open` — and goes on; `Skip` is the same with the
+//! error output optional. Rows not delivered count as rejected (and dead-lettered when sent
+//! on); `MaxErrors` (rows, unlimited by default) and `MaxErrorRate` bound them.
 //!
 //! # Delivery guarantees — the limit of two-phase publish
 //! A batch is published when the server accepts it (2xx), during the run: **an HTTP sink
@@ -62,20 +76,20 @@
 
 use std::io::Read;
 use std::ops::Range;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::breaker::{BreakerConfig, CircuitBreaker};
 use crate::chunk::{Chunk, Column};
 use crate::config::{Obj, ParseEnv};
-use crate::dead_letter::DeadLetters;
+use crate::dead_letter::{ErrorOutput, ErrorPolicy, ErrorRows};
 use crate::error::{Error, Result};
 use crate::metrics::StepMetrics;
 use crate::port::CancelToken;
 use crate::retry::{Attempt, RetryPolicy, Rng};
 use crate::schema::SchemaRef;
-use crate::steps::{BuildContext, PathRole, Sink, StepConfig, StepKind, StepRuntime, StepSettings, StepType};
+use crate::steps::{BuildContext, Sink, StepConfig, StepKind, StepRuntime, StepSettings, StepType};
 use crate::value::Value;
 
 /// The `HttpSink` step type.
@@ -115,6 +129,9 @@ pub enum Format {
     JsonArray,
     /// One object per line, `Content-Type: application/x-ndjson`.
     JsonLines,
+    /// A header line, then one RFC 4180 record per row (exact text, as `DelimitedSink`
+    /// writes it), `Content-Type: text/csv`.
+    Csv,
 }
 
 /// How decimals are written.
@@ -126,16 +143,8 @@ pub enum DecimalFormat {
     Number,
 }
 
-/// What to do with a batch that cannot be delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnError {
-    /// Fail the run (default).
-    Fail,
-    /// Count the rows as rejected, write them to `DeadLetterFilePath` when set, go on.
-    Skip,
-    /// As `Skip`, with `DeadLetterFilePath` required.
-    DeadLetter,
-}
+/// What to do with a batch that cannot be delivered: the policy every step shares.
+pub use crate::dead_letter::OnError;
 
 /// Config of `HttpSink`.
 #[derive(Debug, Clone, PartialEq)]
@@ -148,6 +157,11 @@ pub struct HttpSinkConfig {
     pub format: Format,
     /// Rows per request.
     pub batch_size: usize,
+    /// Batches in flight at once (`Concurrency`, default 1).
+    pub concurrency: usize,
+    /// Most bytes of one request body (`BatchBytes`): a batch is sent before the row that
+    /// would pass it (a single larger row goes alone). `None`: no limit.
+    pub batch_bytes: Option<usize>,
     /// Extra request headers, in file order.
     pub headers: Vec<(String, String)>,
     /// Limit of one request, connect to last byte.
@@ -158,10 +172,9 @@ pub struct HttpSinkConfig {
     pub retry: RetryPolicy,
     /// The circuit breaker.
     pub breaker: BreakerConfig,
-    /// Undeliverable batches.
-    pub on_error: OnError,
-    /// Where undelivered rows go.
-    pub dead_letter_file: Option<PathBuf>,
+    /// Undeliverable batches (`OnError`, `MaxErrors` — rows, unlimited by default,
+    /// `MaxErrorRate`, `DeadLetterFilePath`).
+    pub errors: ErrorPolicy,
 }
 
 impl Default for HttpSinkConfig {
@@ -171,13 +184,17 @@ impl Default for HttpSinkConfig {
             method: Method::Post,
             format: Format::JsonArray,
             batch_size: 100,
+            batch_bytes: None,
+            concurrency: 1,
             headers: Vec::new(),
             timeout: Duration::from_secs(30),
             decimals: DecimalFormat::String,
             retry: RetryPolicy::default(),
             breaker: BreakerConfig::default(),
-            on_error: OnError::Fail,
-            dead_letter_file: None,
+            errors: ErrorPolicy {
+                max_errors: u64::MAX,
+                ..ErrorPolicy::default()
+            },
         }
     }
 }
@@ -216,11 +233,23 @@ impl HttpSinkConfig {
             c.format = match s.trim().to_ascii_lowercase().replace('_', "-").as_str() {
                 "json-array" | "array" | "json" => Format::JsonArray,
                 "json-lines" | "jsonlines" | "ndjson" | "jsonl" => Format::JsonLines,
-                _ => return Err(v.err(format!("unknown Format '{}'; use json-lines or json-array", crate::error::clip(&s)))),
+                "csv" | "text/csv" => Format::Csv,
+                _ => {
+                    return Err(v.err(format!(
+                        "unknown Format '{}'; use json-array, json-lines or csv",
+                        crate::error::clip(&s)
+                    )))
+                }
             };
         }
         if let Some(v) = o.take(&["BatchSize"])? {
             c.batch_size = v.u64_in(1, 100_000)? as usize;
+        }
+        if let Some(v) = o.take(&["Concurrency", "MaxConcurrency"])? {
+            c.concurrency = v.u64_in(1, 64)? as usize;
+        }
+        if let Some(v) = o.take(&["BatchBytes", "MaxBatchBytes"])? {
+            c.batch_bytes = Some(v.u64_in(1, 1 << 30)? as usize);
         }
         if let Some(v) = o.take(&["Headers"])? {
             let mut h = v.obj()?;
@@ -254,49 +283,13 @@ impl HttpSinkConfig {
         if let Some(v) = o.take(&["CircuitBreaker", "Breaker"])? {
             c.breaker = BreakerConfig::parse(&v)?;
         }
-        let on_error = o.take(&["OnError", "ErrorPolicy"])?;
-        if let Some(v) = &on_error {
-            let s = v.string()?;
-            c.on_error = match s.trim().to_ascii_lowercase().as_str() {
-                "fail" | "stop" => OnError::Fail,
-                "skip" | "continue" => OnError::Skip,
-                "deadletter" | "dead-letter" | "dead_letter" => OnError::DeadLetter,
-                _ => {
-                    return Err(v.err(format!(
-                        "unknown OnError '{}'; use Fail, DeadLetter or Skip",
-                        crate::error::clip(&s)
-                    )))
-                }
-            };
-        }
-        let dl = o.take(&["DeadLetterFilePath", "DeadLetterFile", "RejectFilePath"])?;
-        if let Some(n) = &dl {
-            c.dead_letter_file = Some(env.path(n)?);
-            if c.on_error == OnError::Fail {
-                env.notes.push(format!("{} (line {}) has no effect: OnError is Fail, so an undeliverable batch fails the run; set OnError: DeadLetter to keep rejected rows", n.path, n.node.line));
-            }
-        }
-        if let (Some(v), None, OnError::DeadLetter) = (&on_error, &dl, c.on_error) {
-            return Err(v.err("OnError: DeadLetter needs DeadLetterFilePath (where undelivered rows go)"));
-        }
+        c.errors = ErrorPolicy::parse_over(o, env, c.errors.clone())?;
         Ok(c)
     }
 
     fn build(&self, ctx: &BuildContext<'_>) -> Result<StepRuntime> {
         let schema = ctx.require_input()?;
-        let dead_letters = match (&self.dead_letter_file, self.on_error) {
-            (Some(path), OnError::Skip | OnError::DeadLetter) => {
-                crate::dead_letter::check_schema(ctx.name, &schema)?;
-                Some(DeadLetters::new(path, ctx.name, &schema))
-            }
-            _ => None,
-        };
-        Ok(StepRuntime::Sink(Box::new(HttpSink::new(
-            ctx.name,
-            self.clone(),
-            schema,
-            dead_letters,
-        ))))
+        Ok(StepRuntime::Sink(Box::new(HttpSink::new(ctx.name, self.clone(), schema))))
     }
 }
 
@@ -304,12 +297,8 @@ impl StepSettings for HttpSinkConfig {
     fn build(&self, ctx: &BuildContext<'_>) -> Result<StepRuntime> {
         HttpSinkConfig::build(self, ctx)
     }
-    fn file_paths(&self) -> Vec<(PathRole, &'static str, &std::path::Path)> {
-        // Under `OnError: Fail` the file is never written.
-        match (&self.dead_letter_file, self.on_error) {
-            (Some(d), OnError::Skip | OnError::DeadLetter) => vec![(PathRole::Output, "DeadLetterFilePath", d.as_path())],
-            _ => Vec::new(),
-        }
+    fn error_policy(&self) -> Option<&ErrorPolicy> {
+        Some(&self.errors)
     }
     fn as_any(&self) -> &dyn std::any::Any {
         self
@@ -400,17 +389,34 @@ pub struct HttpSink {
     /// `"name":` per column, JSON-escaped.
     keys: Vec<Vec<u8>>,
     agent: ureq::Agent,
-    breaker: CircuitBreaker,
+    /// Shared by the threads of `Concurrency`.
+    breaker: Arc<Mutex<CircuitBreaker>>,
     rng: Rng,
+    /// The sending threads under `Concurrency` > 1, started at the first batch.
+    pool: Option<SendPool>,
     cancel: CancelToken,
     metrics: Arc<StepMetrics>,
     pending: Batch,
     pending_rows: usize,
-    dead_letters: Option<DeadLetters>,
+    /// Encoded size of the pending rows (counted only under `BatchBytes`).
+    pending_bytes: usize,
+    /// This run's id, the first part of every `Idempotency-Key`.
+    run_id: String,
+    /// Batches sent so far (the second part).
+    batches: u64,
+    /// One encoded row, for measuring it.
+    scratch: Vec<u8>,
+    /// The header line of a CSV body.
+    csv_header: Vec<u8>,
+    schema: SchemaRef,
+    /// Where undelivered rows go (`From: Post.errors`).
+    errors: ErrorOutput,
+    /// Rows rejected so far.
+    rejected: AtomicU64,
 }
 
 impl HttpSink {
-    fn new(step: &str, cfg: HttpSinkConfig, schema: SchemaRef, dead_letters: Option<DeadLetters>) -> HttpSink {
+    fn new(step: &str, cfg: HttpSinkConfig, schema: SchemaRef) -> HttpSink {
         let keys = schema
             .fields()
             .iter()
@@ -429,7 +435,8 @@ impl HttpSink {
             .into();
         HttpSink {
             step: step.to_owned(),
-            breaker: CircuitBreaker::new(cfg.breaker.clone()),
+            breaker: Arc::new(Mutex::new(CircuitBreaker::new(cfg.breaker.clone()))),
+            pool: None,
             cfg,
             keys,
             agent,
@@ -438,35 +445,45 @@ impl HttpSink {
             metrics: Arc::new(StepMetrics::default()),
             pending: Vec::new(),
             pending_rows: 0,
-            dead_letters,
+            pending_bytes: 0,
+            run_id: uuid::Uuid::new_v4().simple().to_string(),
+            batches: 0,
+            scratch: Vec::new(),
+            csv_header: csv_header(&schema),
+            schema,
+            errors: ErrorOutput::default(),
+            rejected: AtomicU64::new(0),
         }
     }
 
     /// The request body of a batch.
     fn encode(&self, batch: &Batch) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 * self.pending_rows.max(1));
-        if self.cfg.format == Format::JsonArray {
-            out.push(b'[');
+        match self.cfg.format {
+            Format::JsonArray => out.push(b'['),
+            Format::JsonLines => {}
+            Format::Csv => out.extend_from_slice(&self.csv_header),
         }
         let mut first = true;
+        let mut scratch = Vec::new();
         for (chunk, rows) in batch {
+            if self.cfg.format == Format::Csv {
+                let part = chunk.take(&rows.clone().collect::<Vec<usize>>());
+                crate::steps::delimited_sink::format_chunk(
+                    &part,
+                    b',',
+                    crate::steps::delimited_sink::LineEnding::Lf,
+                    &mut out,
+                    &mut scratch,
+                );
+                continue;
+            }
             for r in rows.clone() {
                 if self.cfg.format == Format::JsonArray && !first {
                     out.push(b',');
                 }
                 first = false;
-                out.push(b'{');
-                for (i, col) in chunk.columns().iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    out.extend_from_slice(&self.keys[i]);
-                    write_json(col, r, self.cfg.decimals, &mut out);
-                }
-                out.push(b'}');
-                if self.cfg.format == Format::JsonLines {
-                    out.push(b'\n');
-                }
+                self.encode_row(chunk, r, &mut out);
             }
         }
         if self.cfg.format == Format::JsonArray {
@@ -475,11 +492,58 @@ impl HttpSink {
         out
     }
 
+    /// Row `r` of `chunk` as the body holds it (without the separator of a JSON array).
+    fn encode_row(&self, chunk: &Chunk, r: usize, out: &mut Vec<u8>) {
+        if self.cfg.format == Format::Csv {
+            let mut scratch = Vec::new();
+            crate::steps::delimited_sink::format_chunk(
+                &chunk.take(&[r]),
+                b',',
+                crate::steps::delimited_sink::LineEnding::Lf,
+                out,
+                &mut scratch,
+            );
+            return;
+        }
+        out.push(b'{');
+        for (i, col) in chunk.columns().iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(&self.keys[i]);
+            write_json(col, r, self.cfg.decimals, out);
+        }
+        out.push(b'}');
+        if self.cfg.format == Format::JsonLines {
+            out.push(b'\n');
+        }
+    }
+
+    /// The body bytes row `r` of `chunk` adds (with a JSON array's comma).
+    fn row_bytes(&mut self, chunk: &Chunk, r: usize) -> usize {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        self.encode_row(chunk, r, &mut scratch);
+        let n = scratch.len() + usize::from(self.cfg.format == Format::JsonArray);
+        self.scratch = scratch;
+        n
+    }
+
+    /// The bytes a body holds besides its rows' (`[`…`]` less one comma; a CSV header).
+    fn body_overhead(&self) -> usize {
+        match self.cfg.format {
+            Format::JsonArray => 1,
+            Format::JsonLines => 0,
+            Format::Csv => self.csv_header.len(),
+        }
+    }
+
     /// One request: the status, `Retry-After` and a body snippet, or a transport error.
     fn send_once(
         agent: &ureq::Agent,
         cfg: &HttpSinkConfig,
         body: &[u8],
+        key: &str,
     ) -> std::result::Result<(u16, Option<Duration>, String), ureq::Error> {
         let mut req = match cfg.method {
             Method::Post => agent.post(&cfg.url),
@@ -489,8 +553,12 @@ impl HttpSink {
             let ct = match cfg.format {
                 Format::JsonArray => "application/json",
                 Format::JsonLines => "application/x-ndjson",
+                Format::Csv => "text/csv",
             };
             req = req.header("Content-Type", ct);
+        }
+        if !cfg.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("idempotency-key")) {
+            req = req.header("Idempotency-Key", key);
         }
         for (k, v) in &cfg.headers {
             req = req.header(k.as_str(), v.as_str());
@@ -508,69 +576,7 @@ impl HttpSink {
         Ok((code, after, text))
     }
 
-    /// Sends one batch with retries; `Ok(Err((problem, requests)))` when it was not
-    /// delivered.
-    fn deliver(&mut self, body: &[u8]) -> Result<std::result::Result<u32, (Problem, u32)>> {
-        let mut requests = 0u32;
-        let cancel = self.cancel.clone();
-        let mut sleep = |d: Duration| crate::retry::sleep_cancellable(d, &cancel);
-        let (agent, cfg, breaker) = (&self.agent, &self.cfg, &mut self.breaker);
-        let mut last: Option<Problem> = None;
-        let outcome = crate::retry::run(&cfg.retry, &mut self.rng, &mut sleep, |_| {
-            if cancel.is_cancelled() {
-                return Attempt::Permanent(None);
-            }
-            if !breaker.allow() {
-                return Attempt::Permanent(Some(Problem::BreakerOpen {
-                    retry_in: breaker.remaining_open(),
-                    last: last.take().map(Box::new),
-                }));
-            }
-            requests += 1;
-            let attempt = match HttpSink::send_once(agent, cfg, body) {
-                Ok((code, _, _)) if (200..300).contains(&code) => {
-                    breaker.on_success();
-                    Attempt::Done(())
-                }
-                Ok((code, after, text)) if transient_status(code) => {
-                    breaker.on_failure();
-                    Attempt::Transient {
-                        error: Some(Problem::Status { code, body: text }),
-                        retry_after: after,
-                    }
-                }
-                Ok((code, _, text)) => {
-                    breaker.on_success();
-                    Attempt::Permanent(Some(Problem::Status { code, body: text }))
-                }
-                Err(e) => {
-                    breaker.on_failure();
-                    let problem = Some(Problem::Transport(format!("{e}")));
-                    if transient_error(&e) {
-                        Attempt::Transient {
-                            error: problem,
-                            retry_after: None,
-                        }
-                    } else {
-                        Attempt::Permanent(problem)
-                    }
-                }
-            };
-            if let Attempt::Transient { error: Some(p), .. } = &attempt {
-                last = Some(p.clone());
-            }
-            attempt
-        });
-        match outcome? {
-            Ok(((), _)) => Ok(Ok(requests)),
-            Err(failed) => match failed.error {
-                None => Err(Error::Cancelled),
-                Some(p) => Ok(Err((p, requests))),
-            },
-        }
-    }
-
-    /// Sends the pending rows as one batch.
+    /// Sends the pending rows as one batch (on the pool's threads under `Concurrency` > 1).
     fn flush(&mut self) -> Result<()> {
         if self.pending_rows == 0 {
             return Ok(());
@@ -580,18 +586,51 @@ impl HttpSink {
         }
         let batch = std::mem::take(&mut self.pending);
         let n = std::mem::take(&mut self.pending_rows) as u64;
+        self.pending_bytes = 0;
         let body = self.encode(&batch);
-        match self.deliver(&body)? {
+        self.batches += 1;
+        let key = format!("{}-{}", self.run_id, self.batches);
+        if self.cfg.concurrency <= 1 {
+            let outcome = deliver(&self.agent, &self.cfg, &self.breaker, &mut self.rng, &self.cancel, &body, &key);
+            return self.settle(batch, n, outcome);
+        }
+        if self.pool.is_none() {
+            self.pool = Some(SendPool::start(self)?);
+        }
+        let done = match &mut self.pool {
+            Some(pool) => pool.submit(Job { batch, n, body, key })?,
+            None => Vec::new(),
+        };
+        for (batch, n, outcome) in done {
+            self.settle(batch, n, outcome)?;
+        }
+        Ok(())
+    }
+
+    /// Every batch sent on the pool has been answered (or rejected).
+    fn drain(&mut self) -> Result<()> {
+        let Some(pool) = self.pool.take() else {
+            return Ok(());
+        };
+        for (batch, n, outcome) in pool.finish()? {
+            self.settle(batch, n, outcome)?;
+        }
+        Ok(())
+    }
+
+    /// A batch's outcome: rows written, or rejected by the error policy.
+    fn settle(&mut self, batch: Batch, n: u64, outcome: Result<std::result::Result<u32, (Problem, u32)>>) -> Result<()> {
+        match outcome? {
             Ok(_) => StepMetrics::add(&self.metrics.rows_written, n),
             Err((problem, requests)) => {
-                if self.cfg.on_error == OnError::Fail {
+                let failed = {
                     let lines: Vec<u64> = batch.iter().flat_map(|(c, rows)| rows.clone().filter_map(|r| c.line(r))).collect();
                     let lines = match (lines.first(), lines.last()) {
                         (Some(a), Some(b)) if a != b => format!(" (source lines {a} to {b})"),
                         (Some(a), _) => format!(" (source line {a})"),
                         _ => String::new(),
                     };
-                    return Err(Error::Delivery {
+                    Error::Delivery {
                         step: self.step.clone(),
                         target: self.cfg.url.clone(),
                         attempts: requests,
@@ -601,22 +640,205 @@ impl HttpSink {
                             self.cfg.url,
                             if requests == 1 { "" } else { "s" },
                         ),
-                    });
-                }
-                StepMetrics::add(&self.metrics.rows_rejected, n);
-                if let Some(d) = &mut self.dead_letters {
-                    let reason = problem.to_string();
-                    for (chunk, rows) in &batch {
-                        for r in rows.clone() {
-                            d.write(chunk, r, &reason, chunk.line(r), requests)?;
+                    }
+                };
+                let reason = problem.to_string();
+                let seen = self.metrics.rows_in.load(std::sync::atomic::Ordering::Relaxed);
+                self.cfg
+                    .errors
+                    .reject(&self.step, &self.metrics, &self.rejected, n, seen, None, &reason, failed)?;
+                if self.errors.connected() {
+                    let mut rows = ErrorRows::new(&self.step, &self.schema, false, None);
+                    for (chunk, range) in &batch {
+                        for r in range.clone() {
+                            rows.push_row(chunk, r, None, &reason, requests);
                         }
                     }
-                    StepMetrics::add(&self.metrics.rows_dead_lettered, n);
+                    if let Some(c) = rows.take() {
+                        self.errors.send(c)?;
+                    }
                 }
             }
         }
         Ok(())
     }
+}
+
+/// Locks the shared breaker (a poisoned lock still holds a usable breaker).
+fn lock(b: &Mutex<CircuitBreaker>) -> std::sync::MutexGuard<'_, CircuitBreaker> {
+    b.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Sends one batch with retries; `Ok(Err((problem, requests)))` when it was not delivered.
+fn deliver(
+    agent: &ureq::Agent,
+    cfg: &HttpSinkConfig,
+    breaker: &Mutex<CircuitBreaker>,
+    rng: &mut Rng,
+    cancel: &CancelToken,
+    body: &[u8],
+    key: &str,
+) -> Result<std::result::Result<u32, (Problem, u32)>> {
+    let mut requests = 0u32;
+    let mut sleep = |d: Duration| crate::retry::sleep_cancellable(d, cancel);
+    let mut last: Option<Problem> = None;
+    let outcome = crate::retry::run(&cfg.retry, rng, &mut sleep, |_| {
+        if cancel.is_cancelled() {
+            return Attempt::Permanent(None);
+        }
+        {
+            let mut b = lock(breaker);
+            if !b.allow() {
+                return Attempt::Permanent(Some(Problem::BreakerOpen {
+                    retry_in: b.remaining_open(),
+                    last: last.take().map(Box::new),
+                }));
+            }
+        }
+        requests += 1;
+        let attempt = match HttpSink::send_once(agent, cfg, body, key) {
+            Ok((code, _, _)) if (200..300).contains(&code) => {
+                lock(breaker).on_success();
+                Attempt::Done(())
+            }
+            Ok((code, after, text)) if transient_status(code) => {
+                lock(breaker).on_failure();
+                Attempt::Transient {
+                    error: Some(Problem::Status { code, body: text }),
+                    retry_after: after,
+                }
+            }
+            Ok((code, _, text)) => {
+                lock(breaker).on_success();
+                Attempt::Permanent(Some(Problem::Status { code, body: text }))
+            }
+            Err(e) => {
+                lock(breaker).on_failure();
+                let problem = Some(Problem::Transport(format!("{e}")));
+                if transient_error(&e) {
+                    Attempt::Transient {
+                        error: problem,
+                        retry_after: None,
+                    }
+                } else {
+                    Attempt::Permanent(problem)
+                }
+            }
+        };
+        if let Attempt::Transient { error: Some(p), .. } = &attempt {
+            last = Some(p.clone());
+        }
+        attempt
+    });
+    match outcome? {
+        Ok(((), _)) => Ok(Ok(requests)),
+        Err(failed) => match failed.error {
+            None => Err(Error::Cancelled),
+            Some(p) => Ok(Err((p, requests))),
+        },
+    }
+}
+
+/// A batch for a sending thread.
+struct Job {
+    batch: Batch,
+    n: u64,
+    body: Vec<u8>,
+    key: String,
+}
+
+/// What a sending thread gives back: the batch, its rows, and how its delivery went.
+type Done = (Batch, u64, Result<std::result::Result<u32, (Problem, u32)>>);
+
+/// `Concurrency` threads sending batches. At most `Concurrency` batches wait for a thread
+/// besides those being sent; answers come back to the sink's thread, which counts them and
+/// applies the error policy.
+struct SendPool {
+    jobs: Option<crossbeam_channel::Sender<Job>>,
+    done: crossbeam_channel::Receiver<Done>,
+    handles: Vec<std::thread::JoinHandle<()>>,
+    cancel: CancelToken,
+}
+
+impl SendPool {
+    fn start(sink: &HttpSink) -> Result<SendPool> {
+        let n = sink.cfg.concurrency;
+        let (jobs, rx) = crossbeam_channel::bounded::<Job>(n);
+        let (done_tx, done) = crossbeam_channel::unbounded::<Done>();
+        let mut handles = Vec::with_capacity(n);
+        for i in 0..n {
+            let (rx, done_tx) = (rx.clone(), done_tx.clone());
+            let (agent, cfg, breaker, cancel) = (sink.agent.clone(), sink.cfg.clone(), Arc::clone(&sink.breaker), sink.cancel.clone());
+            let mut rng = Rng::seeded(sink.rng.clone().next_u64() ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let h = std::thread::Builder::new()
+                .name(format!("{}-send-{i}", sink.step))
+                .spawn(move || {
+                    for job in rx {
+                        let outcome = deliver(&agent, &cfg, &breaker, &mut rng, &cancel, &job.body, &job.key);
+                        if done_tx.send((job.batch, job.n, outcome)).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .map_err(|e| Error::Internal(format!("cannot start a sending thread: {e}")))?;
+            handles.push(h);
+        }
+        Ok(SendPool {
+            jobs: Some(jobs),
+            done,
+            handles,
+            cancel: sink.cancel.clone(),
+        })
+    }
+
+    /// Queues a batch (waiting while `Concurrency` batches are queued), and returns the
+    /// answers that have come back meanwhile.
+    fn submit(&mut self, job: Job) -> Result<Vec<Done>> {
+        let Some(jobs) = &self.jobs else {
+            return Err(Error::Internal("the sending threads were stopped".into()));
+        };
+        let mut job = Some(job);
+        let mut done = Vec::new();
+        while let Some(j) = job.take() {
+            match jobs.send_timeout(j, crate::retry::CANCEL_POLL) {
+                Ok(()) => {}
+                Err(crossbeam_channel::SendTimeoutError::Timeout(j)) => {
+                    if self.cancel.is_cancelled() {
+                        return Err(Error::Cancelled);
+                    }
+                    job = Some(j);
+                }
+                Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => {
+                    return Err(Error::Internal("the sending threads stopped".into()))
+                }
+            }
+            done.extend(self.done.try_iter());
+        }
+        Ok(done)
+    }
+
+    /// No more batches: waits for every answer.
+    fn finish(mut self) -> Result<Vec<Done>> {
+        self.jobs = None;
+        let mut done: Vec<Done> = Vec::new();
+        for h in std::mem::take(&mut self.handles) {
+            if h.join().is_err() {
+                return Err(Error::Internal("a sending thread panicked".into()));
+            }
+        }
+        done.extend(self.done.try_iter());
+        Ok(done)
+    }
+}
+
+/// The header line of a CSV body: the column names, quoted where needed.
+fn csv_header(schema: &crate::schema::Schema) -> Vec<u8> {
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    // Writing to memory cannot fail.
+    let _ = w.write_record(schema.names());
+    w.into_inner().unwrap_or_default()
 }
 
 /// Writes the value at row `r` of `col` as JSON.
@@ -649,6 +871,10 @@ impl Sink for HttpSink {
         self.metrics = Arc::clone(metrics);
     }
 
+    fn bind_errors(&mut self, errors: ErrorOutput) {
+        self.errors = errors;
+    }
+
     fn counts_rows(&self) -> bool {
         true
     }
@@ -656,11 +882,29 @@ impl Sink for HttpSink {
     fn write(&mut self, chunk: &Chunk) -> Result<()> {
         let mut start = 0;
         while start < chunk.len() {
-            let take = (self.cfg.batch_size - self.pending_rows).min(chunk.len() - start);
-            self.pending.push((chunk.clone(), start..start + take));
-            self.pending_rows += take;
-            start += take;
-            if self.pending_rows >= self.cfg.batch_size {
+            let room = (self.cfg.batch_size - self.pending_rows).min(chunk.len() - start);
+            let mut take = room;
+            if let Some(max) = self.cfg.batch_bytes {
+                // The rows that fit in BatchBytes; the first row of a batch always does.
+                take = 0;
+                while take < room {
+                    if self.pending_rows + take == 0 {
+                        self.pending_bytes = self.body_overhead();
+                    }
+                    let size = self.row_bytes(chunk, start + take);
+                    if self.pending_rows + take > 0 && self.pending_bytes + size > max {
+                        break;
+                    }
+                    self.pending_bytes += size;
+                    take += 1;
+                }
+            }
+            if take > 0 {
+                self.pending.push((chunk.clone(), start..start + take));
+                self.pending_rows += take;
+                start += take;
+            }
+            if self.pending_rows >= self.cfg.batch_size || take < room {
                 self.flush()?;
             }
         }
@@ -668,34 +912,18 @@ impl Sink for HttpSink {
     }
 
     fn finish(&mut self) -> Result<()> {
-        self.flush()
-    }
-
-    fn prepare(&mut self) -> Result<()> {
-        match &mut self.dead_letters {
-            Some(d) => d.prepare(),
-            None => Ok(()),
-        }
+        self.flush()?;
+        self.drain()
     }
 
     fn commit(&mut self) -> Result<()> {
-        match &mut self.dead_letters {
-            Some(d) => d.commit(),
-            None => Ok(()),
-        }
-    }
-
-    fn rollback(&mut self) {
-        if let Some(d) = &mut self.dead_letters {
-            d.rollback();
-        }
+        Ok(())
     }
 
     fn abort(&mut self) {
         self.pending.clear();
-        if let Some(d) = &mut self.dead_letters {
-            d.abort();
-        }
+        // Threads still sending finish their request (bounded by TimeoutSeconds) and stop.
+        self.pool = None;
     }
 }
 
@@ -742,7 +970,7 @@ mod tests {
             decimals,
             ..HttpSinkConfig::default()
         };
-        (HttpSink::new("H", cfg, schema, None), chunk)
+        (HttpSink::new("H", cfg, schema), chunk)
     }
 
     #[test]

@@ -43,18 +43,17 @@
 //! digit into a decimal, a boolean is not a number (and only 0/1 are booleans), NaN and
 //! ±Infinity are not decimals. Messages quote at most the first 200 bytes of a value, with
 //! its size. The error names the
-//! row's source line, the field (when there is one) and the message. `OnError: Fail` (the
-//! default) stops the run at the first; `OnError: Skip` counts the row as rejected and goes
-//! on, until more than `MaxErrors` rows of the step failed.
+//! row's source line, the field (when there is one) and the message. The step's error policy
+//! decides what follows ([`crate::dead_letter`]): `OnError: Fail` (the default) stops the run
+//! at the first; `OnError: Skip` counts the row as rejected and goes on, within `MaxErrors`
+//! and `MaxErrorRate`; `OnError: DeadLetter` as well, and the row must go somewhere.
 //!
 //! # Dead letters
-//! `DeadLetterFilePath` receives every rejected row (see [`crate::dead_letter`]): the row as
-//! the step received it (its input columns), then `_error_step`, `_error_reason` (the
-//! exception message, with the field when there is one), `_error_line` (the row's source
-//! line) and `_error_attempts` (1). `OnError: DeadLetter` is `Skip` that requires
-//! `DeadLetterFilePath`; `Skip` with a `DeadLetterFilePath` writes it too. The file is
-//! published with the run's other outputs, only when the run succeeds. With several workers,
-//! rows of different chunks may be written in another order than they were read.
+//! Rejected rows go to the step's error output (`From: JS.errors`, or `DeadLetterFilePath`,
+//! a CSV sink on it): the row as the step received it (its input columns), then the error
+//! columns — `_error_field` the field when there is one, `_error_reason` the exception or
+//! conversion message, `_error_line` the row's source line, `_error_attempts` 1. They keep
+//! input order, with several workers too.
 //!
 //! # Routed queues
 //! Every queue is an extra output of the step, reachable as `From: "Step.queue"`, with the
@@ -112,11 +111,11 @@ impl crate::steps::StepSettings for JavaScriptConfig {
         JavaScriptConfig::build(self, ctx)
     }
     fn file_paths(&self) -> Vec<(crate::steps::PathRole, &'static str, &std::path::Path)> {
-        // Under `OnError: Fail` the file is never written.
-        match (&self.dead_letter_file, self.on_error) {
-            (Some(d), OnError::Skip | OnError::DeadLetter) => vec![(crate::steps::PathRole::Output, "DeadLetterFilePath", d.as_path())],
-            _ => Vec::new(),
-        }
+        // `DeadLetterFilePath` is written by the sink it stands for.
+        Vec::new()
+    }
+    fn error_policy(&self) -> Option<&crate::dead_letter::ErrorPolicy> {
+        Some(&self.errors)
     }
     fn as_any(&self) -> &dyn std::any::Any {
         self
@@ -151,18 +150,8 @@ pub fn scan_set_fields(script: &str) -> Vec<String> {
 }
 
 /// What to do with a row whose script fails (throws, sets an unconvertible value, misses a
-/// required field).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OnError {
-    /// Fail the run at the first row error (default).
-    #[default]
-    Fail,
-    /// Skip the row, count it as rejected, up to `MaxErrors` (and write it to
-    /// `DeadLetterFilePath` when one is set).
-    Skip,
-    /// As `Skip`, and `DeadLetterFilePath` is required.
-    DeadLetter,
-}
+/// required field): the policy every step shares.
+pub use crate::dead_letter::OnError;
 
 /// `Workers: 0` (and no `Workers`) means one per available core.
 fn workers_or_cores(n: u64) -> usize {
@@ -189,10 +178,8 @@ pub struct JavaScriptConfig {
     /// Worker threads (`Workers`; default and 0: available cores, or 1 for a script that
     /// keeps state across rows).
     pub workers: usize,
-    /// Row error policy.
-    pub on_error: OnError,
-    /// Row errors tolerated under `Skip` (default 100).
-    pub max_errors: u64,
+    /// Row error policy (`OnError`, `MaxErrors`, `MaxErrorRate`, `DeadLetterFilePath`).
+    pub errors: crate::dead_letter::ErrorPolicy,
     /// Routing queues declared up front (`Queues`), added to those found in the script.
     pub queues: Vec<String>,
     /// Copy output fields the script leaves unset from input fields of the same name
@@ -201,8 +188,6 @@ pub struct JavaScriptConfig {
     /// Lowest `utils.log` level printed (`LogLevel`: trace, debug, info, warn, error; default
     /// info).
     pub log_level: String,
-    /// Where rejected rows go (`DeadLetterFilePath`).
-    pub dead_letter_file: Option<std::path::PathBuf>,
 }
 
 impl JavaScriptConfig {
@@ -289,12 +274,10 @@ impl JavaScriptConfig {
             timeout: Duration::from_millis(5000),
             memory_limit: 64 << 20,
             workers: workers_or_cores(0),
-            on_error: OnError::Fail,
-            max_errors: 100,
+            errors: crate::dead_letter::ErrorPolicy::default(),
             queues: Vec::new(),
             copy_input_fields: true,
             log_level: "info".to_owned(),
-            dead_letter_file: None,
         };
         // `Workers` as written: unset (and 0, "available cores") let a stateful script fall
         // back to one worker.
@@ -328,29 +311,7 @@ impl JavaScriptConfig {
             c.workers = workers_or_cores(n);
         }
         c.check_state(explicit_workers, env.notes);
-        let on_error_node = o.take(&["OnError", "ErrorPolicy"])?;
-        if let Some(v) = &on_error_node {
-            let s = v.string()?;
-            c.on_error = match s.to_ascii_lowercase().as_str() {
-                "fail" | "stop" => OnError::Fail,
-                "skip" | "continue" => OnError::Skip,
-                "deadletter" | "dead-letter" | "dead_letter" => OnError::DeadLetter,
-                _ => return Err(v.err(format!("unknown OnError '{s}'; use Fail, Skip or DeadLetter"))),
-            };
-        }
-        let dead_letter_node = o.take(&["DeadLetterFilePath", "DeadLetterFile", "RejectFilePath"])?;
-        if let Some(n) = &dead_letter_node {
-            c.dead_letter_file = Some(env.path(n)?);
-            if c.on_error == OnError::Fail {
-                env.notes.push(format!("{} (line {}) has no effect: OnError is Fail, so the first rejected row fails the run; set OnError: DeadLetter to keep rejected rows", n.path, n.node.line));
-            }
-        }
-        if let (Some(v), None, OnError::DeadLetter) = (&on_error_node, &dead_letter_node, c.on_error) {
-            return Err(v.err("OnError: DeadLetter needs DeadLetterFilePath (where rejected rows go)"));
-        }
-        if let Some(v) = o.take(&["MaxErrors"])? {
-            c.max_errors = v.u64()?;
-        }
+        c.errors = crate::dead_letter::ErrorPolicy::parse(o, env)?;
         if let Some(v) = o.take(&["Queues", "Routes", "OutputQueues"])? {
             for q in v.list()? {
                 let name = q.string()?;
@@ -477,13 +438,6 @@ impl JavaScriptConfig {
                 format!("queue name '{q}' must be non-empty and contain no '.'"),
             ));
         }
-        let dead_letters = match (&self.dead_letter_file, self.on_error) {
-            (Some(path), OnError::Skip | OnError::DeadLetter) => {
-                crate::dead_letter::check_schema(ctx.name, &input)?;
-                Some(crate::dead_letter::DeadLetters::shared(path, ctx.name, &input))
-            }
-            _ => None,
-        };
         // Each worker's heap comes from the run's budget: under an explicit limit, at most a
         // quarter of it is shared by the workers (at least 16 MiB each).
         let workers = self.workers.max(1);
@@ -498,11 +452,7 @@ impl JavaScriptConfig {
             heap.saturating_mul(workers),
             "raise the memory limit, or lower Workers or Engine.MemoryLimit",
         )?;
-        let shared = Arc::new(
-            runtime::Shared::new(self, ctx.name, input, output, queues)
-                .with_dead_letters(dead_letters)
-                .with_heap_limit(heap, reserved),
-        );
+        let shared = Arc::new(runtime::Shared::new(self, ctx.name, input, output, queues).with_heap_limit(heap, reserved));
         runtime::check_compiles(&shared)?;
         let instances = (0..workers)
             .map(|_| Box::new(runtime::JsTransform::new(Arc::clone(&shared))) as Box<dyn Transform>)

@@ -44,7 +44,7 @@ use rquickjs::convert::Coerced;
 use rquickjs::{Array, Context, Ctx, FromJs, Function, Object, Persistent, Runtime, TypedArray, Value as JsValue};
 
 use self::contract::{EMIT, FAILED, FILTERED, ROUTED_ONLY};
-use super::{JavaScriptConfig, OnError};
+use super::JavaScriptConfig;
 use crate::chunk::{Chunk, Column, ColumnData};
 use crate::error::{Error, Result};
 use crate::metrics::StepMetrics;
@@ -303,8 +303,10 @@ pub(crate) struct Shared {
     queues: Vec<String>,
     timeout: Duration,
     memory_limit: usize,
-    on_error: OnError,
-    max_errors: u64,
+    /// The input schema: rejected rows go to the error output as they came in.
+    input: SchemaRef,
+    policy: crate::dead_letter::ErrorPolicy,
+    /// Rows rejected by every instance (MaxErrors is per step).
     errors: AtomicU64,
     min_log_level: usize,
     /// Where `utils.log` lines go besides stderr (tests read them here).
@@ -312,9 +314,6 @@ pub(crate) struct Shared {
     /// The run's cancellation token, once bound ([`JsTransform::bind_cancel`]): every
     /// engine's interrupt handler checks it, so cancelling stops a running script.
     cancel: Arc<OnceLock<CancelToken>>,
-    /// Where rejected rows go (`DeadLetterFilePath` under Skip / DeadLetter), one file for
-    /// every worker.
-    dead_letters: Option<crate::dead_letter::SharedDeadLetters>,
 }
 
 impl Shared {
@@ -342,11 +341,12 @@ impl Shared {
             })
             .collect();
         let runner_config = runner_config(&input, &output, &queues);
+        let source = runner_source(&input);
         Shared {
             _heap_reserved: None,
             step: step.to_owned(),
             script: config.script.clone(),
-            runner_source: runner_source(&input),
+            runner_source: source,
             runner_config,
             output,
             copy_from,
@@ -354,20 +354,13 @@ impl Shared {
             queues,
             timeout: config.timeout,
             memory_limit: config.memory_limit,
-            on_error: config.on_error,
-            max_errors: config.max_errors,
+            input,
+            policy: config.errors.clone(),
             errors: AtomicU64::new(0),
             min_log_level: level_rank(&config.log_level),
             log_capture: None,
             cancel: Arc::new(OnceLock::new()),
-            dead_letters: None,
         }
-    }
-
-    /// Rejected rows go to `dead_letters`.
-    pub(crate) fn with_dead_letters(mut self, dead_letters: Option<crate::dead_letter::SharedDeadLetters>) -> Shared {
-        self.dead_letters = dead_letters;
-        self
     }
 
     /// Keeps `utils.log` lines (level, message) in `sink` as well.
@@ -593,32 +586,6 @@ impl Transform for JsTransform {
         self.shared.queues.clone()
     }
 
-    fn prepare(&mut self) -> Result<()> {
-        match &self.shared.dead_letters {
-            Some(d) => crate::dead_letter::lock(d).prepare(),
-            None => Ok(()),
-        }
-    }
-
-    fn commit(&mut self) -> Result<()> {
-        match &self.shared.dead_letters {
-            Some(d) => crate::dead_letter::lock(d).commit(),
-            None => Ok(()),
-        }
-    }
-
-    fn rollback(&mut self) {
-        if let Some(d) = &self.shared.dead_letters {
-            crate::dead_letter::lock(d).rollback();
-        }
-    }
-
-    fn abort(&mut self) {
-        if let Some(d) = &self.shared.dead_letters {
-            crate::dead_letter::lock(d).abort();
-        }
-    }
-
     fn process(&mut self, chunk: Arc<Chunk>, out: &mut Emitter) -> Result<()> {
         if chunk.is_empty() {
             return Ok(());
@@ -667,30 +634,32 @@ fn finish_chunk(shared: &Shared, chunk: &Chunk, mut res: ChunkResult, out: &mut 
             res.status[e.row] = FAILED;
         }
         let errors = std::mem::take(&mut res.errors);
+        let mut rows = out
+            .errors_connected()
+            .then(|| crate::dead_letter::ErrorRows::new(&shared.step, &shared.input, false, None));
+        // Rows taken so far, this chunk's included (counted before `process`).
+        let seen = out.metrics().rows_in.load(Ordering::Relaxed);
         for e in errors {
-            let reason = match &e.field {
-                Some(f) => format!("field '{}': {}", clip(f), e.message),
-                None => e.message.clone(),
-            };
             let (row, line) = (e.row, chunk.line(e.row));
-            let err = shared.script_error(line, e.field, e.message);
-            if shared.on_error == OnError::Fail {
-                return Err(err);
+            let message = clip_message(e.message);
+            let field = e.field.map(|f| clip(&f).into_owned());
+            let err = shared.script_error(line, field.clone(), message.clone());
+            shared.policy.reject(
+                &shared.step,
+                out.metrics(),
+                &shared.errors,
+                1,
+                seen,
+                field.as_deref(),
+                &message,
+                err,
+            )?;
+            if let Some(rows) = &mut rows {
+                rows.push_row(chunk, row, field.as_deref(), &message, 1);
             }
-            StepMetrics::add(&out.metrics().rows_rejected, 1);
-            if let Some(d) = &shared.dead_letters {
-                crate::dead_letter::lock(d).write(chunk, row, &clip_message(reason), line, 1)?;
-                StepMetrics::add(&out.metrics().rows_dead_lettered, 1);
-            }
-            let count = shared.errors.fetch_add(1, Ordering::Relaxed) + 1;
-            if count > shared.max_errors {
-                return Err(Error::TooManyErrors {
-                    step: shared.step.clone(),
-                    count,
-                    max: shared.max_errors,
-                    last: Box::new(err),
-                });
-            }
+        }
+        if let Some(c) = rows.as_mut().and_then(crate::dead_letter::ErrorRows::take) {
+            out.emit_errors(c)?;
         }
     }
     let filtered = res.status.iter().filter(|&&s| s == FILTERED).count();

@@ -36,12 +36,13 @@ fn config(script: &str) -> JavaScriptConfig {
         timeout: Duration::from_secs(5),
         memory_limit: 32 << 20,
         workers: 1,
-        on_error: OnError::Fail,
-        max_errors: 0,
+        errors: crate::dead_letter::ErrorPolicy {
+            max_errors: 0,
+            ..Default::default()
+        },
         queues: Vec::new(),
         copy_input_fields: true,
         log_level: "none".into(),
-        dead_letter_file: None,
     }
 }
 
@@ -313,8 +314,8 @@ fn a_script_error_reading_interrupted_is_a_row_error_not_a_timeout() {
         "function process(context) { context.output.setField('id', { b: 1n, toString() { throw new InternalError('interrupted'); } }); return true; }",
     ] {
         let mut cfg = config(script);
-        cfg.on_error = OnError::Skip;
-        cfg.max_errors = 10;
+        cfg.errors.on_error = OnError::Skip;
+        cfg.errors.max_errors = 10;
         let input = Schema::new(vec![Field::new("id", DataType::Int32, false)]).interned();
         let output = cfg.schema("JS").unwrap();
         let mut t = JsTransform::new(Arc::new(Shared::new(&cfg, "JS", input.clone(), output, Vec::new())));
