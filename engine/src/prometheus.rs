@@ -193,12 +193,13 @@ impl Collector for RunCollector {
             fills.iter().map(|f| (port(f), f.bytes as f64)),
         )?;
         let consumers = p.memory.consumers();
-        let per_step = |f: fn(&crate::memory::ConsumerStats) -> f64| {
+        // Summed as integers: an empty f64 sum is -0.0, which would print as "-0.0".
+        let per_step = |f: fn(&crate::memory::ConsumerStats) -> u64| {
             steps
                 .iter()
                 .map(|&(step, _, _)| {
-                    let v: f64 = consumers.iter().filter(|c| c.step == step).map(|c| f(c)).sum();
-                    ([("step", step)], v)
+                    let v: u64 = consumers.iter().filter(|c| c.step == step).map(|c| f(c)).sum();
+                    ([("step", step)], v as f64)
                 })
                 .collect::<Vec<_>>()
         };
@@ -206,19 +207,19 @@ impl Collector for RunCollector {
             &mut enc,
             "flowengine_memory_bytes",
             "Bytes a step reserves from the run's memory budget now.",
-            per_step(|c| c.current.load(Relaxed) as f64),
+            per_step(|c| c.current.load(Relaxed) as u64),
         )?;
         gauges(
             &mut enc,
             "flowengine_memory_peak_bytes",
             "Most bytes each of a step's reservations held at once (summed).",
-            per_step(|c| c.peak.load(Relaxed) as f64),
+            per_step(|c| c.peak.load(Relaxed) as u64),
         )?;
         counters(
             &mut enc,
             "flowengine_spill_bytes",
             "Bytes a step spilled to disk.",
-            per_step(|c| c.spill_bytes.load(Relaxed) as f64),
+            per_step(|c| c.spill_bytes.load(Relaxed)),
         )?;
         gauge(
             &mut enc,
@@ -435,6 +436,9 @@ Pipeline:
         assert!(inf.ends_with(" 6"), "{inf}");
         assert_eq!(value(&text, r#"flowengine_chunk_seconds_count{step="gen"}"#), 6.0);
         assert!(value(&text, "flowengine_memory_limit_bytes") > 0.0);
+        // A step that reserves nothing reads 0, not -0.
+        assert!(!text.contains("-0.0"), "{text}");
+        assert_eq!(value(&text, r#"flowengine_memory_bytes{step="gen"}"#), 0.0);
         // The ports are gone once the run has ended.
         assert!(!text.contains("flowengine_port_fill_ratio{"), "{text}");
     }
