@@ -9,6 +9,9 @@
 //! - [`steps::Source`], [`steps::Transform`], [`steps::Sink`], [`steps::StepPlugin`]: write
 //!   your own steps; register them in a [`steps::Registry`].
 //! - [`Error`]: one error type, with file, line, step and field where known.
+//! - Watching a run: [`Pipeline::progress`] (live [`StepMetrics`] of every step, port fill
+//!   levels, memory), served for Prometheus by [`prometheus::MetricsServer`], sampled by
+//!   [`monitor::Monitor`]; [`tap::Tap`] prints sampled rows of one step's output.
 //!
 //! ```no_run
 //! use flowengine::Pipeline;
@@ -31,11 +34,13 @@ pub mod error;
 pub mod log;
 pub mod memory;
 pub mod metrics;
+pub mod monitor;
 pub mod output_file;
 pub mod paths;
 pub mod pipeline;
 pub mod pool;
 pub mod port;
+pub mod prometheus;
 pub mod regression;
 pub mod retry;
 pub mod rows;
@@ -43,6 +48,7 @@ pub mod schema;
 pub mod spill;
 pub mod steps;
 pub mod summary;
+pub mod tap;
 pub mod value;
 
 pub use chunk::{Chunk, Column, ColumnData, RowRef};

@@ -1,6 +1,6 @@
 //! `flowengine`: run and validate FlowEngine pipeline files.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +17,25 @@ use flowengine::{CancelToken, Error, Pipeline, PipelineConfig, Progress, RunSumm
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// More log lines: -v debug (step starts and ends), -vv trace. `RUST_LOG` (e.g.
+    /// `RUST_LOG=flowengine=debug`) overrides -v and -q.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Errors only: no progress bar, no summary, no log lines below error.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// How log lines look on standard error.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// `LEVEL message step="name"`, one line per event.
+    Text,
+    /// One JSON object per line: timestamp, level, fields (message, step), target.
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -28,9 +47,6 @@ enum Command {
         /// Override a variable: --var Name=value (repeatable).
         #[arg(long = "var", value_name = "NAME=VALUE")]
         vars: Vec<String>,
-        /// No progress bar and no summary (errors are still printed).
-        #[arg(long, short)]
-        quiet: bool,
         /// Print the summary as JSON on stdout.
         #[arg(long)]
         json: bool,
@@ -38,6 +54,66 @@ enum Command {
         /// that hold rows (Sort, Aggregate, Lookup) spill to disk to stay under it.
         #[arg(long, value_name = "SIZE", value_parser = parse_memory_limit)]
         memory_limit: Option<usize>,
+        /// Serve Prometheus metrics at http://ADDR/metrics while the run lasts. A bare port
+        /// (9898) or `:9898` binds loopback (127.0.0.1); name an interface to expose it
+        /// (0.0.0.0:9898). Port 0 picks a free port (printed on stderr).
+        #[arg(long, value_name = "ADDR", value_parser = parse_metrics_addr)]
+        metrics_addr: Option<std::net::SocketAddr>,
+        /// Show live per-step numbers: a table redrawn in place on a terminal, `logfmt`
+        /// lines (`monitor t=… step=… rows_in=…`) when stderr is not a terminal.
+        #[arg(long)]
+        monitor: bool,
+        /// How often --monitor samples: 5s, 500ms, 1m or seconds (default 5s).
+        #[arg(long, value_name = "DURATION", value_parser = parse_interval, default_value = "5s", requires = "monitor")]
+        interval: Duration,
+        /// A dry run on the head of the data: each source sends its first N rows, and every
+        /// output file is written into --limit-dir instead of its configured path.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        limit: Option<u64>,
+        /// Where --limit writes the outputs (created if missing).
+        #[arg(long, value_name = "DIR", default_value = "flowengine-limit", requires = "limit")]
+        limit_dir: PathBuf,
+    },
+    /// Print the pipeline as the engine resolved it: variables substituted, paths made
+    /// absolute, every setting with its default filled in; then the connections.
+    Echo {
+        /// The pipeline YAML file.
+        pipeline: PathBuf,
+        /// Override a variable: --var Name=value (repeatable).
+        #[arg(long = "var", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
+    },
+    /// Run the pipeline and print a sample of the rows one step sends, as JSON lines on
+    /// stdout, masked fields reading "***". The run (outputs, counts) is unchanged.
+    Tap {
+        /// The pipeline YAML file.
+        pipeline: PathBuf,
+        /// The step whose output to sample.
+        step: String,
+        /// Which output of the step (a routing queue's name); default its main output.
+        #[arg(long, default_value = "")]
+        output: String,
+        /// Share of rows printed, 0 to 1 (0.01: one row in a hundred, drawn at random).
+        #[arg(long, default_value_t = 1.0, value_parser = parse_rate)]
+        sample: f64,
+        /// Fields whose values print as "***" (comma-separated, case-insensitive).
+        #[arg(long, value_delimiter = ',')]
+        mask: Vec<String>,
+        /// Rows printed at most.
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+        /// Seed of the sampling: the same seed picks the same rows.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Override a variable: --var Name=value (repeatable).
+        #[arg(long = "var", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
+    },
+    /// Print a completion script for a shell
+    /// (`flowengine completions bash > /etc/bash_completion.d/flowengine`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
     },
     /// List the step types (built-in), or show one.
     Steps {
@@ -75,6 +151,51 @@ fn parse_memory_limit(s: &str) -> Result<usize, String> {
     Ok(b)
 }
 
+/// `9898`, `:9898` → loopback; `HOST:PORT` as given (a name is resolved, first address).
+fn parse_metrics_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
+    let s = s.trim();
+    let port_only = s.strip_prefix(':').unwrap_or(s);
+    if let Ok(port) = port_only.parse::<u16>() {
+        return Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    }
+    s.to_socket_addrs()
+        .map_err(|e| format!("'{s}' is not PORT or HOST:PORT ({e})"))?
+        .next()
+        .ok_or_else(|| format!("'{s}' resolves to no address"))
+}
+
+/// `5s`, `500ms`, `2m`, `1.5` (seconds); at least 50ms.
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let (num, unit) = match t.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration like 5s, 500ms or 1m"))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "s" | "sec" => n,
+        "m" | "min" => n * 60.0,
+        other => return Err(format!("unknown unit '{other}' in '{s}'; use ms, s or m")),
+    };
+    if !secs.is_finite() || secs < 0.05 {
+        return Err(format!("'{s}' is too short; the interval is at least 50ms"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// A share from 0 to 1.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("'{s}' is not a share from 0 to 1 (e.g. 0.01)")),
+    }
+}
+
 fn parse_vars(vars: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     vars.iter()
         .map(|v| match v.split_once('=') {
@@ -90,6 +211,10 @@ fn parse_vars(vars: &[String]) -> anyhow::Result<Vec<(String, String)>> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = matches!(cli.command, Command::Run { json: true, .. });
+    if let Err(e) = init_logging(cli.verbose, cli.quiet, cli.log_format) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
     match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -134,14 +259,125 @@ fn list_steps(step_type: Option<&str>) -> anyhow::Result<()> {
             let mut names = vec![format!("{}Plugin", t.name), format!("{0}.{0}Plugin", t.name)];
             names.extend(t.aliases.iter().map(|a| (*a).to_owned()));
             println!("  also written as: {}", names.join(", "));
+            // Asked of the step's own parser: what pipeline files may write under Config.
+            let keys = flowengine::steps::keys::keys_of(t);
+            println!("\nConfig keys (in the order the parser reads them):");
+            for k in &keys {
+                let what = match (&k.default, k.required) {
+                    (_, true) => "required".to_owned(),
+                    (Some(d), _) => format!("default {d}"),
+                    (None, _) => String::new(),
+                };
+                let aliases = if k.aliases.is_empty() {
+                    String::new()
+                } else {
+                    format!("  (also {})", k.aliases.join(", "))
+                };
+                println!("  {:<28} {what}{aliases}", k.name);
+            }
         }
     }
     Ok(())
 }
 
+/// The progress display on the terminal, if one is drawn: log lines print above it.
+static BAR: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+
+fn set_bar(bar: Option<indicatif::ProgressBar>) {
+    *BAR.lock().unwrap_or_else(|e| e.into_inner()) = bar;
+}
+
+/// Where log lines go: standard error, above the progress display when one is drawn
+/// (`suspend` clears it, prints, redraws: no frozen copy of the bar is left behind).
+struct BarWriter;
+
+impl std::io::Write for BarWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let bar = BAR.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match bar {
+            Some(bar) => bar.suspend(|| std::io::stderr().write_all(buf))?,
+            None => std::io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// `tracing` to standard error: `RUST_LOG` when set, else info for the engine's lines and
+/// warn for the rest; `-v` debug, `-vv` trace, `-q` errors only.
+fn init_logging(verbose: u8, quiet: bool, format: LogFormat) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => EnvFilter::try_new(&v).with_context(|| format!("RUST_LOG='{v}' is not a log filter"))?,
+        _ => EnvFilter::new(match (quiet, verbose) {
+            (true, _) => "error",
+            (false, 0) => "warn,flowengine=info",
+            (false, 1) => "warn,flowengine=debug",
+            _ => "info,flowengine=trace",
+        }),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| BarWriter)
+        .with_target(false);
+    let installed = match format {
+        LogFormat::Text => builder.without_time().with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    installed.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+}
+
 fn real_main(cli: Cli) -> anyhow::Result<()> {
+    let quiet = cli.quiet;
     match cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "flowengine", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Steps { step_type } => list_steps(step_type.as_deref()),
+        Command::Tap {
+            pipeline,
+            step,
+            output,
+            sample,
+            mask,
+            limit,
+            seed,
+            vars,
+        } => {
+            let vars = parse_vars(&vars)?;
+            let cfg = flowengine::tap::TapConfig {
+                sample_rate: sample,
+                mask_fields: mask.into_iter().map(|m| m.trim().to_owned()).filter(|m| !m.is_empty()).collect(),
+                max_rows: limit,
+                seed,
+            };
+            let tap = Arc::new(flowengine::tap::Tap::new(cfg, |line| {
+                // A closed pipe (`| head`) only ends the sample, not the run.
+                let _ = writeln!(std::io::stdout(), "{line}");
+            }));
+            let p = Pipeline::from_file(&pipeline, &vars)?.with_tap(&step, &output, Arc::clone(&tap))?;
+            let summary = p.run()?;
+            if !quiet {
+                eprintln!(
+                    "tap: {} rows of '{step}' printed; the run read {} rows in {:.3} s",
+                    tap.printed(),
+                    grouped(summary.steps.iter().filter(|s| s.kind == "source").map(|s| s.rows_in).sum()),
+                    summary.elapsed.as_secs_f64()
+                );
+            }
+            Ok(())
+        }
+        Command::Echo { pipeline, vars } => {
+            let vars = parse_vars(&vars)?;
+            let p = Pipeline::from_file(&pipeline, &vars)?;
+            print!("{}", echo(&p));
+            Ok(())
+        }
         Command::Graph { pipeline, vars } => {
             let vars = parse_vars(&vars)?;
             print!("{}", Pipeline::from_file(&pipeline, &vars)?.to_dot());
@@ -175,9 +411,13 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         Command::Run {
             pipeline,
             vars,
-            quiet,
             json,
             memory_limit,
+            metrics_addr,
+            monitor,
+            interval,
+            limit,
+            limit_dir,
         } => {
             let vars = parse_vars(&vars)?;
             let cancel = CancelToken::new();
@@ -208,7 +448,25 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             if let Some(limit) = memory_limit {
                 config.settings.memory.limit = Some(limit);
             }
-            let p = Pipeline::build(config)?;
+            let mut p = Pipeline::build(config)?;
+            if let Some(rows) = limit {
+                if let Some(s) = p.config().steps.iter().find(|s| s.config.type_name() == "HttpSink") {
+                    bail!(
+                        "--limit redirects output files, but step '{}' (HttpSink) would still deliver rows to its service; run the head of the data without it",
+                        s.name
+                    );
+                }
+                std::fs::create_dir_all(&limit_dir).with_context(|| format!("cannot create --limit-dir {}", limit_dir.display()))?;
+                let dir = std::fs::canonicalize(&limit_dir).with_context(|| format!("--limit-dir {}", limit_dir.display()))?;
+                flowengine::output_file::redirect_outputs(Some(dir.clone()));
+                p = p.with_row_limit(rows);
+                if !quiet {
+                    eprintln!(
+                        "note: --limit {rows}: the first {rows} rows of each source; outputs go to {}",
+                        dir.display()
+                    );
+                }
+            }
             if !quiet {
                 for n in &p.config().notes {
                     eprintln!("note: {n}");
@@ -218,16 +476,35 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             let config_notes = p.config().notes.len();
             started.store(true, Ordering::SeqCst);
             let progress = p.progress();
-            let show_bar = !quiet && std::io::stderr().is_terminal();
+            let server = match metrics_addr {
+                Some(addr) => {
+                    let server = flowengine::prometheus::MetricsServer::start(addr, progress.clone())?;
+                    if !quiet {
+                        eprintln!("metrics: serving http://{}/metrics while the run lasts", server.local_addr());
+                    }
+                    Some(server)
+                }
+                None => None,
+            };
+            let terminal = std::io::stderr().is_terminal();
             let stop = Arc::new(AtomicBool::new(false));
-            let bar_thread = show_bar.then(|| {
+            let display = {
                 let stop = Arc::clone(&stop);
-                std::thread::spawn(move || progress_bar(&progress, &stop))
-            });
+                if monitor {
+                    Some(std::thread::spawn(move || monitor_display(progress, interval, terminal, &stop)))
+                } else if !quiet && terminal {
+                    Some(std::thread::spawn(move || progress_bar(&progress, &stop)))
+                } else {
+                    None
+                }
+            };
             let result = p.run_with_cancel(cancel);
             stop.store(true, Ordering::Relaxed);
-            if let Some(t) = bar_thread {
+            if let Some(t) = display {
                 let _ = t.join();
+            }
+            if let Some(server) = server {
+                server.stop();
             }
             let mut summary = result?;
             // The single-run performance gate, when the pipeline asks for one.
@@ -269,10 +546,7 @@ fn progress_bar(progress: &Progress, stop: &AtomicBool) {
             (b, false)
         }
     };
-    {
-        let bar = bar.clone();
-        flowengine::log::set_sink(move |line| bar.suspend(|| eprintln!("{line}")));
-    }
+    set_bar(Some(bar.clone()));
     let start = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let rows = progress.rows_read();
@@ -291,8 +565,42 @@ fn progress_bar(progress: &Progress, stop: &AtomicBool) {
         bar.set_message(msg);
         std::thread::sleep(Duration::from_millis(100));
     }
-    flowengine::log::reset_sink();
+    set_bar(None);
     bar.finish_and_clear();
+}
+
+/// `--monitor`: on a terminal, a table redrawn in place (log lines print above it); else
+/// `logfmt` lines every interval. Either way a last sample when the run ends.
+fn monitor_display(progress: Progress, interval: Duration, terminal: bool, stop: &AtomicBool) {
+    let mut monitor = flowengine::monitor::Monitor::new(progress);
+    let bar = terminal.then(|| {
+        let b = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        b.set_style(indicatif::ProgressStyle::with_template("{msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()));
+        set_bar(Some(b.clone()));
+        b
+    });
+    let show = |sample: &flowengine::monitor::Sample, last: bool| match &bar {
+        Some(b) if last => {
+            // The final table stays on the screen.
+            b.finish_and_clear();
+            eprint!("{}", sample.table());
+        }
+        Some(b) => b.set_message(sample.table().trim_end().to_owned()),
+        None => eprint!("{}", sample.lines()),
+    };
+    if bar.is_some() {
+        show(&monitor.sample(), false);
+    }
+    let mut next = std::time::Instant::now() + interval;
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(20).min(interval));
+        if std::time::Instant::now() >= next {
+            next += interval;
+            show(&monitor.sample(), false);
+        }
+    }
+    set_bar(None);
+    show(&monitor.sample(), true);
 }
 
 fn fmt_secs(s: f64) -> String {
@@ -306,15 +614,49 @@ fn fmt_secs(s: f64) -> String {
     }
 }
 
-/// `1234567` as `1,234,567`.
-fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
+use flowengine::monitor::grouped;
+
+/// `flowengine echo`: the resolved pipeline, one block per step (its settings as the engine
+/// holds them, defaults included), then the settings and the connections.
+fn echo(p: &Pipeline) -> String {
+    let c = p.config();
+    let mut out = format!(
+        "# pipeline '{}' from {} (variables substituted, paths resolved, defaults filled in)\n",
+        c.name, c.file
+    );
+    if let Some(v) = &c.version {
+        out.push_str(&format!("# version {v}\n"));
+    }
+    out.push_str("steps:\n");
+    for def in &c.steps {
+        let line = if def.line > 0 {
+            format!(" (line {})", def.line)
+        } else {
+            String::new()
+        };
+        out.push_str(&format!("  {}: {}{line}\n", def.name, def.config.type_name()));
+        for (role, key, path) in def.config.file_paths() {
+            let role = match role {
+                flowengine::steps::PathRole::Input => "reads",
+                flowengine::steps::PathRole::Output => "writes",
+            };
+            out.push_str(&format!("    {role} {key}: {}\n", path.display()));
         }
-        out.push(c);
+        for l in format!("{:#?}", def.config).lines() {
+            out.push_str(&format!("    {l}\n"));
+        }
+    }
+    let st = &c.settings;
+    out.push_str(&format!(
+        "settings:\n  engine: {:?}\n  default channel: {:?}\n  memory: {:?}\n  monitoring: {:?}\n",
+        st.engine, st.default_channel, st.memory, st.monitoring
+    ));
+    out.push_str("connections (in execution order):\n");
+    for l in p.describe().lines() {
+        out.push_str(&format!("  {l}\n"));
+    }
+    for n in &c.notes {
+        out.push_str(&format!("# note: {n}\n"));
     }
     out
 }

@@ -34,6 +34,12 @@ pub struct StepMetrics {
     pub busy_nanos: AtomicU64,
     /// Rejected rows by reason ([`crate::dead_letter::reason_key`]), for the summary.
     pub reasons: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    /// Nanoseconds the step waited for room on a full output port (backpressure).
+    pub blocked_nanos: AtomicU64,
+    /// Nanoseconds the step waited for a chunk on an empty input (starved by upstream).
+    pub starved_nanos: AtomicU64,
+    /// How long the step took per chunk, waits on ports excluded.
+    pub chunk_time: ChunkHistogram,
 }
 
 impl StepMetrics {
@@ -70,6 +76,24 @@ impl StepMetrics {
         v
     }
 
+    /// Runs `f` (one chunk's work) and records its time in [`StepMetrics::chunk_time`],
+    /// less the time it waited on full output ports meanwhile. Call it from the step's own
+    /// thread: the waits subtracted are this step's.
+    ///
+    /// # Errors
+    /// What `f` returns.
+    #[inline]
+    pub fn time_chunk<T>(&self, f: impl FnOnce() -> crate::error::Result<T>) -> crate::error::Result<T> {
+        let blocked = self.blocked_nanos.load(Relaxed);
+        let t = std::time::Instant::now();
+        let r = f();
+        let spent = t
+            .elapsed()
+            .saturating_sub(Duration::from_nanos(self.blocked_nanos.load(Relaxed).saturating_sub(blocked)));
+        self.chunk_time.record(spent);
+        r
+    }
+
     /// A consistent-enough copy for reporting.
     pub fn snapshot(&self, name: &str, kind: crate::steps::StepKind, elapsed: Duration) -> StepSummary {
         // A sink's output is what it wrote.
@@ -90,6 +114,9 @@ impl StepMetrics {
             rows_filtered: self.rows_filtered.load(Relaxed),
             backpressure_waits: self.backpressure_waits.load(Relaxed),
             busy: Duration::from_nanos(self.busy_nanos.load(Relaxed)),
+            blocked: Duration::from_nanos(self.blocked_nanos.load(Relaxed)),
+            starved: Duration::from_nanos(self.starved_nanos.load(Relaxed)),
+            chunk_seconds: self.chunk_time.snapshot().times(),
             elapsed,
             outputs: Vec::new(),
             memory: crate::memory::StepMemory::default(),
@@ -134,6 +161,15 @@ pub struct StepSummary {
     /// Time spent working (seconds in JSON).
     #[serde(serialize_with = "seconds")]
     pub busy: std::time::Duration,
+    /// Time spent waiting for room on a full output (seconds in JSON): downstream is slower.
+    #[serde(serialize_with = "seconds")]
+    pub blocked: std::time::Duration,
+    /// Time spent waiting for a chunk on an empty input (seconds in JSON): upstream is
+    /// slower.
+    #[serde(serialize_with = "seconds")]
+    pub starved: std::time::Duration,
+    /// Processing time per chunk (waits on ports excluded): count and percentiles.
+    pub chunk_seconds: ChunkTimes,
     /// Wall time from start to the step's end (seconds in JSON).
     #[serde(serialize_with = "seconds")]
     pub elapsed: std::time::Duration,
@@ -177,10 +213,182 @@ impl StepSummary {
     }
 }
 
+/// Upper bounds of the [`ChunkHistogram`] buckets in nanoseconds: 1-2-5 steps from 1 µs to
+/// 10 s (the last bucket, `+Inf`, holds the rest). Fixed, so that recording is a few
+/// comparisons and one atomic add, and Prometheus gets the same `le` bounds on every scrape.
+pub const CHUNK_BUCKETS_NANOS: [u64; 22] = {
+    let mut b = [0u64; 22];
+    let mut i = 0;
+    let mut decade = 1_000u64;
+    while i < 22 {
+        b[i] = decade;
+        if i + 1 < 22 {
+            b[i + 1] = decade * 2;
+        }
+        if i + 2 < 22 {
+            b[i + 2] = decade * 5;
+        }
+        i += 3;
+        decade *= 10;
+    }
+    b
+};
+
+/// A histogram of chunk processing times: fixed buckets ([`CHUNK_BUCKETS_NANOS`]) of atomic
+/// counters, recorded once per chunk (never per row), lock-free.
+#[derive(Debug, Default)]
+pub struct ChunkHistogram {
+    /// One counter per bucket; the last one is `+Inf`.
+    buckets: [AtomicU64; CHUNK_BUCKETS_NANOS.len() + 1],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+    max_nanos: AtomicU64,
+}
+
+impl ChunkHistogram {
+    /// Records one chunk's processing time.
+    #[inline]
+    pub fn record(&self, d: Duration) {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let i = CHUNK_BUCKETS_NANOS.partition_point(|&b| b < nanos);
+        self.buckets[i].fetch_add(1, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+        self.sum_nanos.fetch_add(nanos, Relaxed);
+        self.max_nanos.fetch_max(nanos, Relaxed);
+    }
+
+    /// A copy of the counters.
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        HistogramSnapshot {
+            buckets: self.buckets.iter().map(|b| b.load(Relaxed)).collect(),
+            count: self.count.load(Relaxed),
+            sum: Duration::from_nanos(self.sum_nanos.load(Relaxed)),
+            max: Duration::from_nanos(self.max_nanos.load(Relaxed)),
+        }
+    }
+}
+
+/// A copy of a [`ChunkHistogram`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HistogramSnapshot {
+    /// Per bucket (not cumulative), bounds [`CHUNK_BUCKETS_NANOS`] then `+Inf`.
+    pub buckets: Vec<u64>,
+    /// Chunks recorded.
+    pub count: u64,
+    /// Total time recorded.
+    pub sum: Duration,
+    /// Longest time recorded.
+    pub max: Duration,
+}
+
+impl HistogramSnapshot {
+    /// The `q` quantile (0..=1), interpolated linearly inside its bucket and never above
+    /// the longest time recorded; zero when nothing was recorded. Accurate to its bucket
+    /// (the bounds step by 2 to 2.5×).
+    pub fn quantile(&self, q: f64) -> Duration {
+        if self.count == 0 {
+            return Duration::ZERO;
+        }
+        let rank = (q.clamp(0.0, 1.0) * self.count as f64).ceil().max(1.0);
+        let mut seen = 0u64;
+        for (i, &n) in self.buckets.iter().enumerate() {
+            if n == 0 {
+                continue;
+            }
+            if (seen + n) as f64 >= rank {
+                let lower = (if i == 0 { 0 } else { CHUNK_BUCKETS_NANOS[i - 1] }) as f64;
+                let upper = CHUNK_BUCKETS_NANOS.get(i).map_or(self.max.as_nanos() as f64, |&b| b as f64);
+                let within = (rank - seen as f64) / n as f64;
+                let nanos = (lower + (upper - lower) * within).min(self.max.as_nanos() as f64);
+                return Duration::from_nanos(nanos as u64);
+            }
+            seen += n;
+        }
+        self.max
+    }
+
+    /// Count, p50, p95, p99 and max.
+    pub fn times(&self) -> ChunkTimes {
+        ChunkTimes {
+            count: self.count,
+            p50: self.quantile(0.50),
+            p95: self.quantile(0.95),
+            p99: self.quantile(0.99),
+            max: self.max,
+        }
+    }
+}
+
+/// Chunk processing times of a step (seconds in JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+pub struct ChunkTimes {
+    /// Chunks processed.
+    pub count: u64,
+    /// Median.
+    #[serde(serialize_with = "seconds")]
+    pub p50: Duration,
+    /// 95th percentile.
+    #[serde(serialize_with = "seconds")]
+    pub p95: Duration,
+    /// 99th percentile.
+    #[serde(serialize_with = "seconds")]
+    pub p99: Duration,
+    /// Longest.
+    #[serde(serialize_with = "seconds")]
+    pub max: Duration,
+}
+
+/// Resident memory of this process now, in bytes (Linux `/proc/self/statm`), when available.
+pub fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // 4 KiB pages: every Linux target this engine runs on.
+    Some(pages * 4096)
+}
+
 /// Peak resident memory of this process in bytes (Linux `VmHWM`), when available.
 pub fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_bounds_step_one_two_five() {
+        assert_eq!(&CHUNK_BUCKETS_NANOS[..4], &[1_000, 2_000, 5_000, 10_000]);
+        assert_eq!(CHUNK_BUCKETS_NANOS[21], 10_000_000_000);
+        assert!(CHUNK_BUCKETS_NANOS.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn quantiles_land_in_the_right_bucket() {
+        let h = ChunkHistogram::default();
+        assert_eq!(h.snapshot().quantile(0.5), Duration::ZERO);
+        // 90 chunks of 150 µs, 9 of 3 ms, 1 of 40 ms.
+        for _ in 0..90 {
+            h.record(Duration::from_micros(150));
+        }
+        for _ in 0..9 {
+            h.record(Duration::from_millis(3));
+        }
+        h.record(Duration::from_millis(40));
+        let s = h.snapshot();
+        assert_eq!(s.count, 100);
+        assert_eq!(s.max, Duration::from_millis(40));
+        let t = s.times();
+        assert!(t.p50 > Duration::from_micros(100) && t.p50 <= Duration::from_micros(200), "{t:?}");
+        assert!(t.p95 > Duration::from_millis(2) && t.p95 <= Duration::from_millis(5), "{t:?}");
+        assert!(t.p99 > Duration::from_millis(2) && t.p99 <= Duration::from_millis(5), "{t:?}");
+        assert_eq!(s.quantile(1.0), Duration::from_millis(40));
+        // A time past the last bound lands in +Inf, and the quantile stops at the max.
+        h.record(Duration::from_secs(30));
+        let s = h.snapshot();
+        assert_eq!(s.buckets[CHUNK_BUCKETS_NANOS.len()], 1);
+        assert_eq!(s.quantile(1.0), Duration::from_secs(30));
+    }
 }

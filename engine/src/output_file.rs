@@ -208,6 +208,24 @@ pub(crate) mod failpoint {
     }
 }
 
+/// `run --limit`: where every output goes instead (see [`redirect_outputs`]).
+static REDIRECT: std::sync::RwLock<Option<PathBuf>> = std::sync::RwLock::new(None);
+
+/// From now on, every output file this process creates is written into `dir`, under its own
+/// file name, instead of where its step says; `None` restores the configured paths. The
+/// CLI's `run --limit` uses it so that a dry run never touches the real outputs. Two outputs
+/// with one file name in different directories then collide: the second fails to publish.
+pub fn redirect_outputs(dir: Option<PathBuf>) {
+    *REDIRECT.write().unwrap_or_else(|e| e.into_inner()) = dir;
+}
+
+fn redirected(target: &Path) -> PathBuf {
+    match REDIRECT.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        Some(dir) => dir.join(target.file_name().unwrap_or(std::ffi::OsStr::new("output"))),
+        None => target.to_path_buf(),
+    }
+}
+
 /// A buffered writer over a temp file that becomes `target` on commit.
 pub struct AtomicOutput {
     target: PathBuf,
@@ -229,7 +247,7 @@ impl AtomicOutput {
     /// The directory is missing (and `create_dirs` is false), not writable, the target is
     /// not a regular file, or it exists under [`Publish::NoClobber`].
     pub fn create(target: &Path, publish: Publish, create_dirs: bool, buffer: usize) -> Result<AtomicOutput> {
-        let target = resolve_target(target)?;
+        let target = resolve_target(&redirected(target))?;
         let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         if !dir.exists() {
             if create_dirs {

@@ -504,6 +504,10 @@ impl Port {
                 match self.queue.try_send(Msg::Chunk(chunk, bytes)) {
                     Ok(()) => {
                         self.ring();
+                        if let Some(since) = waited_since {
+                            // Measured only on the slow path: a send that found room costs nothing.
+                            StepMetrics::add(&self.upstream.blocked_nanos, since.elapsed().as_nanos() as u64);
+                        }
                         return Ok(());
                     }
                     Err(Msg::Chunk(c, _)) => {
@@ -622,6 +626,19 @@ impl Port {
         self.chunks()
     }
 
+    /// How full the port is now: what it holds and what it may hold.
+    pub fn fill(&self) -> PortFill {
+        PortFill {
+            from: self.from.clone(),
+            to: self.to.clone(),
+            // The `Closed` wake-up is not a chunk.
+            buffered: self.chunks().min(self.cfg.buffer_size),
+            capacity: self.cfg.buffer_size,
+            bytes: self.bytes.load(Ordering::Relaxed),
+            on_disk: self.overflow.as_ref().map_or(0, |o| o.on_disk.load(Ordering::Relaxed)),
+        }
+    }
+
     /// Takes a chunk if one is ready: `Some(Some(chunk))`, `Some(None)` when the port is
     /// finished (every sender done, nothing buffered), `None` when it is merely empty.
     ///
@@ -638,6 +655,61 @@ impl Port {
                 Ok((self.senders.load(Ordering::Acquire) == 0 && self.queue.is_empty() && on_disk == 0).then_some(None))
             }
         }
+    }
+}
+
+/// How full one port is, at one instant ([`Port::fill`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortFill {
+    /// `step` or `step.output`.
+    pub from: String,
+    /// Downstream step (and named input).
+    pub to: String,
+    /// Chunks buffered.
+    pub buffered: usize,
+    /// `BufferSize`: chunks it may hold.
+    pub capacity: usize,
+    /// Bytes buffered.
+    pub bytes: usize,
+    /// Chunks overflowed to disk (`FullMode: Spill`).
+    pub on_disk: usize,
+}
+
+impl PortFill {
+    /// `buffered / capacity`, 0 to 1.
+    pub fn ratio(&self) -> f64 {
+        if self.capacity == 0 {
+            0.0
+        } else {
+            (self.buffered as f64 / self.capacity as f64).min(1.0)
+        }
+    }
+}
+
+/// The ports of a running pipeline, for monitors and the metrics endpoint: filled when the
+/// run wires its steps, emptied when it ends. Its lock is taken then and by readers, never
+/// by a step.
+#[derive(Clone, Default)]
+pub struct PortBoard(Arc<Mutex<Vec<Arc<Port>>>>);
+
+impl PortBoard {
+    /// Every port's fill level now (empty before and after the run).
+    pub fn fills(&self) -> Vec<PortFill> {
+        lock(&self.0).iter().map(|p| p.fill()).collect()
+    }
+
+    pub(crate) fn set(&self, ports: Vec<Arc<Port>>) {
+        *lock(&self.0) = ports;
+    }
+
+    pub(crate) fn clear(&self) {
+        lock(&self.0).clear();
+    }
+}
+
+impl fmt::Debug for PortBoard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.fills()).finish()
     }
 }
 
@@ -798,6 +870,48 @@ mod tests {
             let e = p.send(chunk(1)).unwrap_err().to_string();
             assert!(e.contains("not keeping up"), "{f}: {e}");
             assert_eq!(m.backpressure_waits.load(Ordering::Relaxed), 1, "{f}");
+        }
+    }
+
+    /// A producer that waits for room counts the wait as blocked time; one that finds room
+    /// counts nothing. The fill level says what the port holds.
+    #[test]
+    fn a_blocked_send_is_timed_and_fill_reports_the_buffer() {
+        for f in PortFlavour::ALL {
+            let m = Arc::new(StepMetrics::default());
+            let cfg = ChannelConfig {
+                buffer_size: 2,
+                full_mode: FullMode::Wait,
+                backpressure_threshold: 100,
+                ..Default::default()
+            };
+            let p = Arc::new(Port::with_flavour(
+                f,
+                "a".into(),
+                "b".into(),
+                cfg,
+                1,
+                CancelToken::new(),
+                Arc::clone(&m),
+            ));
+            p.send(chunk(3)).unwrap();
+            assert_eq!(m.blocked_nanos.load(Ordering::Relaxed), 0, "{f}");
+            let fill = p.fill();
+            assert_eq!((fill.buffered, fill.capacity, fill.ratio()), (1, 2, 0.5), "{f}");
+            assert!(fill.bytes > 0, "{f}");
+            p.send(chunk(3)).unwrap();
+            assert_eq!(p.fill().ratio(), 1.0, "{f}");
+            let reader = {
+                let p = Arc::clone(&p);
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(60));
+                    p.recv().unwrap().unwrap().len()
+                })
+            };
+            p.send(chunk(3)).unwrap();
+            assert_eq!(reader.join().unwrap(), 3);
+            let blocked = Duration::from_nanos(m.blocked_nanos.load(Ordering::Relaxed));
+            assert!(blocked >= Duration::from_millis(30), "{f}: {blocked:?}");
         }
     }
 

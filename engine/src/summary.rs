@@ -20,6 +20,12 @@ pub struct Progress {
     pub total_rows: Option<u64>,
     /// Indices of source steps.
     pub sources: Vec<usize>,
+    /// Each step's kind, in the order of `steps`.
+    pub kinds: Vec<StepKind>,
+    /// The run's ports and how full each is (empty before and after the run).
+    pub ports: crate::port::PortBoard,
+    /// The run's memory budget: what each step reserves now.
+    pub memory: Arc<crate::memory::MemoryPool>,
 }
 
 impl Progress {

@@ -52,6 +52,13 @@ fn json_summary() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["steps"][1]["rows_written"], 25);
+    // Typed timings per step: chunk times (one chunk of 25 rows), waits on ports.
+    let sink = &v["steps"][1];
+    assert_eq!(sink["chunk_seconds"]["count"], 1, "{sink}");
+    let p50 = sink["chunk_seconds"]["p50"].as_f64().unwrap();
+    assert!(p50 > 0.0 && p50 <= sink["chunk_seconds"]["max"].as_f64().unwrap(), "{sink}");
+    assert!(sink["blocked"].is_f64() && sink["starved"].is_f64(), "{sink}");
+    assert_eq!(v["steps"][0]["chunk_seconds"]["count"], 1, "{}", v["steps"][0]);
 }
 
 #[test]
@@ -168,7 +175,22 @@ fn steps_lists_the_registry() {
         assert!(text.contains(t), "{text}");
     }
     let out = flowengine(&["steps", "delimitedsourceplugin"]);
-    assert!(String::from_utf8(out.stdout).unwrap().starts_with("DelimitedSource (source)"));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("DelimitedSource (source)"), "{text}");
+    // Its keys, asked of its parser: required ones, defaults, aliases.
+    assert!(text.contains("Config keys"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("FilePath") && l.contains("required") && l.contains("(also Path)")),
+        "{text}"
+    );
+    let out = flowengine(&["steps", "DataGenerator"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("RowCount") && l.contains("default 1000") && l.contains("(also Rows)")),
+        "{text}"
+    );
     let out = flowengine(&["steps", "Nope"]);
     assert_eq!(out.status.code(), Some(1));
 }
@@ -254,4 +276,436 @@ fn each_note_is_printed_once() {
     assert!(out.status.success());
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(stderr.matches("Assembly 'x.dll' ignored").count(), 1, "{stderr}");
+}
+
+/// A slow generator: `rows` one-row chunks, `delay_ms` apart, into a CSV sink.
+fn slow_pipeline(s: &Scenario, rows: u64, delay_ms: u64, settings: &str) -> std::path::PathBuf {
+    s.write(
+        "p.yaml",
+        &format!(
+            "Pipeline:\n  Name: slow\n{settings}  Plugins:\n    - {{ Name: gen, Type: DataGenerator, Config: {{ RowCount: {rows}, BatchSize: 1, DelayMs: {delay_ms} }} }}\n    - {{ Name: out, Type: DelimitedSink, Config: {{ FilePath: out.csv }} }}\n"
+        ),
+    )
+}
+
+/// Reads a child's stderr on a thread, line by line, into a channel.
+fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The value of the first sample line starting with `series`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
+}
+
+/// `--metrics-addr 0` binds a free loopback port, says where on stderr, and serves the
+/// OpenMetrics text of the live run: a real HTTP client scrapes it twice during the run and
+/// sees the rows grow; once the run has ended nothing listens any more.
+#[test]
+fn metrics_addr_serves_prometheus_text_while_the_run_lasts() {
+    let s = Scenario::new();
+    let p = slow_pipeline(&s, 60, 50, "");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowengine"))
+        .args(["run", p.to_str().unwrap(), "--metrics-addr", "0"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = stderr_lines(&mut child);
+    let url = loop {
+        let line = lines
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("no 'metrics: serving' line on stderr");
+        if let Some(rest) = line.strip_prefix("metrics: serving ") {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/metrics"), "{url}");
+    let scrape = || {
+        let mut resp = ureq::get(&url).call().expect("scrape");
+        let ct = resp.headers().get("content-type").unwrap().to_str().unwrap().to_owned();
+        assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
+        resp.body_mut().read_to_string().unwrap()
+    };
+    let out_rows = r#"flowengine_rows_total{step="gen",direction="out"}"#;
+    let started = std::time::Instant::now();
+    let first = loop {
+        let text = scrape();
+        if sample(&text, out_rows).unwrap_or(0.0) > 0.0 {
+            break text;
+        }
+        assert!(started.elapsed().as_secs() < 30, "no rows after 30 s:\n{text}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    for series in [
+        "# TYPE flowengine_rows counter",
+        "# TYPE flowengine_chunk_seconds histogram",
+        r#"flowengine_chunk_seconds_count{step="out"}"#,
+        r#"flowengine_port_fill_ratio{from="gen",to="out"}"#,
+        r#"flowengine_memory_bytes{step="gen"}"#,
+        r#"flowengine_blocked_seconds_total{step="gen"}"#,
+        r#"flowengine_starved_seconds_total{step="out"}"#,
+        "flowengine_memory_limit_bytes",
+    ] {
+        assert!(first.contains(series), "no {series} in\n{first}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let second = scrape();
+    assert!(
+        sample(&second, out_rows).unwrap() > sample(&first, out_rows).unwrap(),
+        "rows did not grow between scrapes"
+    );
+    // The sink waits for the generator: its starved time grows.
+    assert!(sample(&second, r#"flowengine_starved_seconds_total{step="out"}"#).unwrap() > 0.0);
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let addr = url.trim_start_matches("http://").trim_end_matches("/metrics").to_owned();
+    assert!(std::net::TcpStream::connect(addr).is_err(), "still serving after the run");
+}
+
+#[test]
+fn metrics_addr_rejects_what_is_not_an_address() {
+    let s = Scenario::new();
+    let p = slow_pipeline(&s, 1, 0, "");
+    let out = flowengine(&["run", p.to_str().unwrap(), "--metrics-addr", "not an address"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not PORT or HOST:PORT"));
+    // A port already taken: an I/O failure, before any output is written.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = flowengine(&["run", p.to_str().unwrap(), "--metrics-addr", &port]);
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--metrics-addr"));
+    assert!(!s.path("out.csv").exists());
+}
+
+/// `--monitor` without a terminal prints one `logfmt` line per step every interval, and a
+/// last sample with the final counts.
+#[test]
+fn monitor_prints_logfmt_lines_when_not_a_terminal() {
+    let s = Scenario::new();
+    let p = slow_pipeline(&s, 30, 30, "");
+    let out = flowengine(&["run", p.to_str().unwrap(), "--monitor", "--interval", "200ms"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let gen: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("monitor t=") && l.contains(" step=gen "))
+        .collect();
+    // ≈ 0.9 s of run: at least two periodic samples and the last one.
+    assert!(gen.len() >= 3, "{stderr}");
+    assert!(gen.last().unwrap().contains("kind=source rows_in=30 rows_out=30"), "{stderr}");
+    let sink = stderr
+        .lines()
+        .rfind(|l| l.starts_with("monitor t=") && l.contains(" step=out "))
+        .unwrap();
+    for field in [
+        "rows_in=30",
+        "rows_out=30",
+        "chunk_p50_ms=",
+        "starved_pct=",
+        "input_fill_pct=",
+        "memory_bytes=",
+    ] {
+        assert!(sink.contains(field), "{field}: {sink}");
+    }
+    // The monitor does not replace the summary.
+    assert!(stderr.contains("pipeline 'slow' finished"), "{stderr}");
+}
+
+#[test]
+fn interval_needs_monitor_and_a_sane_duration() {
+    let s = Scenario::new();
+    let p = slow_pipeline(&s, 1, 0, "");
+    let out = flowengine(&["run", p.to_str().unwrap(), "--interval", "1s"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = flowengine(&["run", p.to_str().unwrap(), "--monitor", "--interval", "10ms"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 50ms"));
+    let out = flowengine(&["run", p.to_str().unwrap(), "--monitor", "--interval", "2h"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown unit 'h'"));
+}
+
+fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flowengine"));
+    cmd.args(args).env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (out.status, String::from_utf8(out.stderr).unwrap())
+}
+
+/// Log levels: info by default (the periodic metrics line), `-v` adds step starts and
+/// ends, `-q` leaves errors only, `RUST_LOG` overrides both, `--log-format json` prints one
+/// JSON object per line.
+#[test]
+fn verbosity_rust_log_and_json_log_lines() {
+    let s = Scenario::new();
+    let p = slow_pipeline(&s, 12, 30, "  Settings:\n    Monitoring: { MetricsIntervalSeconds: 0.1 }\n");
+    let p = p.to_str().unwrap();
+    let (st, err) = run_with_env(&["run", p], &[]);
+    assert!(st.success(), "{err}");
+    assert!(err.lines().any(|l| l.contains("INFO") && l.contains("metrics: gen: in")), "{err}");
+    assert!(!err.contains("] start"), "{err}");
+    let (_, err) = run_with_env(&["run", p, "-v"], &[]);
+    assert!(
+        err.lines()
+            .any(|l| l.contains("DEBUG") && l.contains("] start") && l.contains("step=\"gen\"")),
+        "{err}"
+    );
+    let (st, err) = run_with_env(&["run", p, "-q"], &[]);
+    assert!(st.success());
+    assert_eq!(err, "", "-q prints nothing on success");
+    let (_, err) = run_with_env(&["run", p], &[("RUST_LOG", "flowengine=warn")]);
+    assert!(!err.contains("metrics:") && err.contains("pipeline 'slow' finished"), "{err}");
+    let (_, err) = run_with_env(&["run", p, "-vv"], &[("RUST_LOG", "flowengine=error")]);
+    assert!(!err.contains("] start"), "RUST_LOG wins over -v: {err}");
+    let (st, err) = run_with_env(&["run", p, "--log-format", "json"], &[]);
+    assert!(st.success());
+    let events: Vec<serde_json::Value> = err
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let metrics = events
+        .iter()
+        .find(|e| e["fields"]["message"].as_str().is_some_and(|m| m.contains("metrics: gen: in")))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert_eq!(metrics["level"], "INFO");
+    let (st, err) = run_with_env(&["run", p, "--log-format", "yaml"], &[]);
+    assert_eq!(st.code(), Some(2), "{err}");
+    let (st, err) = run_with_env(&["run", p], &[("RUST_LOG", "flowengine=[")]);
+    assert_eq!(st.code(), Some(2), "{err}");
+    assert!(err.contains("RUST_LOG"), "{err}");
+}
+
+#[test]
+fn completions_cover_subcommands_and_flags() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = flowengine(&["completions", shell]);
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        for word in ["flowengine", "validate", "metrics-addr", "monitor"] {
+            assert!(script.contains(word), "{shell}: no {word}");
+        }
+    }
+    let out = flowengine(&["completions", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+fn js_pipeline(s: &Scenario, script: &str) -> std::path::PathBuf {
+    s.write("clean.js", script);
+    s.write(
+        "p.yaml",
+        "Pipeline:\n  Name: js\n  Plugins:\n    - { Name: gen, Type: DataGenerator, Config: { RowCount: 5 } }\n    - { Name: js, Type: JavaScriptTransform, Config: { ScriptFile: clean.js } }\n    - { Name: out, Type: DelimitedSink, Config: { FilePath: out.csv } }\n",
+    )
+}
+
+/// JavaScript errors name the script file with line and column (syntax errors and errors
+/// thrown by a row), and `console.*` prints to the step's log at its level.
+#[test]
+fn javascript_errors_name_the_file_and_console_goes_to_the_log() {
+    let s = Scenario::new();
+    let p = js_pipeline(&s, "function process(c) {\n  return true;\n  let x = ;\n}\n");
+    let out = flowengine(&["run", p.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr.contains("clean.js:3:"), "{stderr}");
+    assert!(!stderr.contains("eval_script"), "{stderr}");
+    let p = js_pipeline(
+        &s,
+        "console.warn('loaded', { rows: 5 });\nfunction process(c) {\n  const id = c.input.getValue('customer_id');\n  if (id === 3) {\n    throw new Error('bad row ' + id);\n  }\n  console.log('row', id);\n  return true;\n}\n",
+    );
+    let out = flowengine(&["run", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad row 3 (at clean.js:5:"), "{stderr}");
+    let warn = stderr.lines().find(|l| l.contains("loaded")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        warn.contains("WARN") && warn.contains(r#"{"rows":5}"#) && warn.contains("step=\"js\""),
+        "{warn}"
+    );
+    assert!(stderr.lines().any(|l| l.contains("INFO") && l.contains("row 1")), "{stderr}");
+    // -q keeps errors only: console.log lines go.
+    let out = flowengine(&["run", p.to_str().unwrap(), "-q"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("row 1") && !stderr.contains("loaded"), "{stderr}");
+    assert!(stderr.contains("bad row 3"), "{stderr}");
+}
+
+/// `echo` prints what the engine resolved: the variable's value, the defaults, the absolute
+/// output path, the connection's channel; it runs nothing.
+#[test]
+fn echo_prints_the_resolved_pipeline() {
+    let s = Scenario::new();
+    let p = s.write(
+        "p.yaml",
+        &PIPELINE.replace(
+            "ConsoleOutput, Config: { MaxRows: 3, ShowRowNumbers: true, MaxColumnWidth: 8 }",
+            "DelimitedSink, Config: { FilePath: o.csv }",
+        ),
+    );
+    let out = flowengine(&["echo", p.to_str().unwrap(), "--var", "Rows=40"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("# pipeline 'cli' from "), "{text}");
+    assert!(text.contains("gen: DataGenerator (line 6)"), "{text}");
+    assert!(text.contains("row_count: 40,") && text.contains("seed: 42,"), "{text}");
+    let o = std::fs::canonicalize(s.dir.path()).unwrap().join("o.csv");
+    assert!(text.contains(&format!("writes FilePath: {}", o.display())), "{text}");
+    assert!(text.contains("gen -> show (BufferSize 16, Wait)"), "{text}");
+    assert!(!s.path("o.csv").exists());
+}
+
+/// `--monitor` on a terminal (a tmux pane): the table is redrawn in place and log lines print
+/// above it, so once the run has ended the screen holds the log lines and one table — the
+/// last sample — with no frozen copy of an earlier one.
+#[cfg(target_os = "linux")]
+#[test]
+fn monitor_table_on_a_terminal_leaves_one_table_and_the_log_lines() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("skipped: no tmux for a terminal");
+        return;
+    }
+    let s = Scenario::new();
+    let p = slow_pipeline(&s, 40, 40, "  Settings:\n    Monitoring: { MetricsIntervalSeconds: 0.3 }\n");
+    let socket = format!("fe-test-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .args(["-L", &socket])
+            .args(args)
+            .env("TERM", "xterm-256color")
+            .output()
+            .unwrap()
+    };
+    let cmd = format!(
+        "{} run {} --monitor --interval 200ms; echo EXIT=$?; sleep 60",
+        env!("CARGO_BIN_EXE_flowengine"),
+        p.display()
+    );
+    let started = tmux(&["new-session", "-d", "-x", "220", "-y", "50", &cmd]);
+    assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
+    let t0 = std::time::Instant::now();
+    let screen = loop {
+        let out = tmux(&["capture-pane", "-p", "-S", "-"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("EXIT=") {
+            break text;
+        }
+        if t0.elapsed().as_secs() > 60 {
+            tmux(&["kill-server"]);
+            panic!("the run did not end:\n{text}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    tmux(&["kill-server"]);
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    let headers = screen.lines().filter(|l| l.starts_with("STEP ")).count();
+    assert_eq!(headers, 1, "a frozen copy of the table:\n{screen}");
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.starts_with("gen ") && l.contains("source") && l.contains("40")),
+        "{screen}"
+    );
+    let logs = screen.lines().filter(|l| l.contains("metrics: gen: in")).count();
+    assert!(logs >= 2, "{screen}");
+    // The log lines are above the final table.
+    let lines: Vec<&str> = screen.lines().collect();
+    let last_log = lines.iter().rposition(|l| l.contains("metrics: gen: in")).unwrap();
+    let table = lines.iter().position(|l| l.starts_with("STEP ")).unwrap();
+    assert!(last_log < table, "{screen}");
+}
+
+/// `--limit N`: each source sends its first N rows (the chunk that reaches N is cut), and the
+/// outputs land in `--limit-dir`, never at their configured paths.
+#[test]
+fn limit_runs_the_head_of_the_data_into_a_separate_directory() {
+    let s = Scenario::new();
+    let mut csv = String::from("id\n");
+    for i in 0..100 {
+        csv.push_str(&format!("{i}\n"));
+    }
+    s.write("in.csv", &csv);
+    let p = s.write(
+        "p.yaml",
+        "Pipeline:\n  Name: head\n  Plugins:\n    - { Name: src, Type: DelimitedSource, Config: { FilePath: in.csv, OutputSchema: { Columns: [ { Name: id, Type: int32 } ] } } }\n    - { Name: out, Type: DelimitedSink, Config: { FilePath: out.csv } }\n",
+    );
+    let dir = s.path("head");
+    let out = flowengine(&[
+        "run",
+        p.to_str().unwrap(),
+        "--limit",
+        "7",
+        "--limit-dir",
+        dir.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(dir.join("out.csv")).unwrap(), "id\n0\n1\n2\n3\n4\n5\n6\n");
+    assert!(!s.path("out.csv").exists(), "the configured output was touched");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["steps"][0]["rows_out"], 7);
+    assert_eq!(v["steps"][1]["rows_written"], 7);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("note: --limit 7"));
+    // A generator cut inside its second chunk.
+    let p = slow_pipeline(&s, 1000, 0, "").to_str().unwrap().to_owned();
+    let yaml = std::fs::read_to_string(&p).unwrap().replace("BatchSize: 1,", "BatchSize: 300,");
+    std::fs::write(&p, yaml).unwrap();
+    let out = flowengine(&["run", &p, "--limit", "450", "--limit-dir", dir.to_str().unwrap(), "-q"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(dir.join("out.csv")).unwrap().lines().count(), 451);
+    // --limit-dir needs --limit; 0 rows is not a dry run.
+    assert_eq!(flowengine(&["run", &p, "--limit-dir", "x"]).status.code(), Some(2));
+    assert_eq!(flowengine(&["run", &p, "--limit", "0"]).status.code(), Some(2));
+}
+
+/// `tap` prints a sample of a step's output as JSON lines at about the asked rate, masks the
+/// asked fields, stops at --limit, and leaves the run's outputs as they are without it.
+#[test]
+fn tap_samples_masks_and_changes_nothing() {
+    let s = Scenario::new();
+    let p = s.write(
+        "p.yaml",
+        "Pipeline:\n  Name: t\n  Plugins:\n    - { Name: gen, Type: DataGenerator, Config: { RowCount: 20000, BatchSize: 1000 } }\n    - { Name: out, Type: DelimitedSink, Config: { FilePath: out.csv } }\n",
+    );
+    let p = p.to_str().unwrap();
+    assert!(flowengine(&["run", p, "-q"]).status.success());
+    let plain = s.read("out.csv");
+    let out = flowengine(&["tap", p, "gen", "--sample", "0.05", "--mask", "email,AGE", "--limit", "100000"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // 20,000 rows at 5 %: 1,000 expected (σ ≈ 31).
+    assert!((850..=1150).contains(&lines.len()), "{}", lines.len());
+    for v in &lines {
+        assert_eq!(v["email"], "***", "{v}");
+        assert_eq!(v["age"], "***", "{v}");
+        assert!(v["customer_id"].is_i64() && v["first_name"].is_string(), "{v}");
+    }
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("tap: {} rows of 'gen' printed", lines.len())));
+    assert_eq!(s.read("out.csv"), plain, "the tap changed the output");
+    let out = flowengine(&["tap", p, "gen", "--limit", "3"]);
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 3);
+    let out = flowengine(&["tap", p, "out"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is a sink"));
+    let out = flowengine(&["tap", p, "nope"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("steps: gen, out"));
+    assert_eq!(flowengine(&["tap", p, "gen", "--sample", "2"]).status.code(), Some(2));
 }

@@ -513,15 +513,27 @@ fn a_signal_while_the_plan_blocks_on_stdin_exits_130() {
         "p.yaml",
         "Pipeline:\n  Name: t\n  Plugins:\n    - { Name: src, Type: DelimitedSource, Config: { FilePath: \"-\", InferSchema: true } }\n    - { Name: out, Type: DelimitedSink, Config: { FilePath: out.csv } }\n",
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_flowengine"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowengine"))
         .args(["run", p.to_str().unwrap(), "--quiet"])
         .stdin(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Stdin stays open until the process has exited: closing it would end the blocked read
+    // with an empty input, racing the signal on a loaded machine.
+    let stdin = child.stdin.take();
     // Time to start and install the handler, generously (a loaded machine is slow).
     std::thread::sleep(Duration::from_millis(2000));
     signal(child.id(), "TERM");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("a signal did not stop a run blocked on stdin within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(stdin);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(s.files(), vec!["p.yaml".to_string()]);

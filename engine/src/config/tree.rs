@@ -231,6 +231,9 @@ pub struct Obj<'a> {
     line: usize,
     entries: Vec<(&'a str, &'a YNode, bool)>,
     known: Vec<&'static str>,
+    /// Every key asked for, with its aliases, in the order asked (`flowengine steps TYPE`
+    /// lists a step's keys from it).
+    asked: Vec<Vec<&'static str>>,
 }
 
 impl<'a> Obj<'a> {
@@ -247,6 +250,7 @@ impl<'a> Obj<'a> {
                 line: node.line,
                 entries: entries.iter().map(|(k, v)| (k.as_str(), v, false)).collect(),
                 known: Vec::new(),
+                asked: Vec::new(),
             }),
             YKind::Null => Ok(Obj {
                 ctx,
@@ -254,9 +258,15 @@ impl<'a> Obj<'a> {
                 line: node.line,
                 entries: Vec::new(),
                 known: Vec::new(),
+                asked: Vec::new(),
             }),
             other => Err(ctx.err(&path, node.line, format!("expected a mapping of keys, found {}", describe(other)))),
         }
+    }
+
+    /// Every key asked for so far, each with its aliases (canonical name first).
+    pub fn asked(&self) -> &[Vec<&'static str>] {
+        &self.asked
     }
 
     /// The dotted path of this mapping.
@@ -281,6 +291,7 @@ impl<'a> Obj<'a> {
     /// When two spellings of one key are both present.
     pub fn take(&mut self, names: &[&'static str]) -> Result<Option<Node<'a>>> {
         self.known.push(names[0]);
+        self.asked.push(names.to_vec());
         let wanted: Vec<String> = names.iter().map(|n| norm_key(n)).collect();
         let mut found: Option<(usize, &'a str)> = None;
         for (i, (k, _, used)) in self.entries.iter_mut().enumerate() {

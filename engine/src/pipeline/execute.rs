@@ -45,7 +45,7 @@ impl FirstError<'_> {
 }
 
 /// Runs the plan to completion or until `cancel` is set.
-pub(crate) fn execute(config: &PipelineConfig, plan: Plan, cancel: CancelToken) -> Result<RunSummary> {
+pub(crate) fn execute(config: &PipelineConfig, plan: Plan, cancel: CancelToken, options: &super::RunOptions) -> Result<RunSummary> {
     let start = Instant::now();
     let Plan {
         steps,
@@ -53,10 +53,12 @@ pub(crate) fn execute(config: &PipelineConfig, plan: Plan, cancel: CancelToken) 
         memory,
         port_reservations,
         pool_stats,
+        ports: board,
         ..
     } = plan;
     memory.spill.remove_stale();
     let (mut inputs, mut outputs) = wire(&steps, &edges, config.settings.engine.port_flavour, &cancel, &memory);
+    board.set(outputs.iter().flatten().flatten().cloned().collect());
     let first = FirstError {
         slot: Mutex::new(None),
         cancel: &cancel,
@@ -89,7 +91,7 @@ pub(crate) fn execute(config: &PipelineConfig, plan: Plan, cancel: CancelToken) 
             let spawned = std::thread::Builder::new()
                 .name(format!("step-{}", step.name))
                 .spawn_scoped(scope, move || {
-                    let f = run_step(step, input, outs, &cancel, first, tracing, start);
+                    let f = run_step(step, input, outs, &cancel, first, tracing, start, options);
                     running[i].store(false, Ordering::Release);
                     f
                 });
@@ -113,6 +115,7 @@ pub(crate) fn execute(config: &PipelineConfig, plan: Plan, cancel: CancelToken) 
         }
         done.store(true, Ordering::Relaxed);
     });
+    board.clear();
     let error = first.slot.into_inner().unwrap_or_else(|p| p.into_inner());
     let mut error = error.or_else(|| cancel.is_cancelled().then_some(Error::Cancelled));
     if error.is_none() {
@@ -251,6 +254,7 @@ fn wire(steps: &[Planned], edges: &[Edge], flavour: PortFlavour, cancel: &Cancel
 }
 
 /// The body of one step's thread.
+#[allow(clippy::too_many_arguments)] // the run's shared state, passed down once per step
 fn run_step(
     step: Planned,
     mut input: StepInputs,
@@ -259,6 +263,7 @@ fn run_step(
     first: &FirstError<'_>,
     tracing: bool,
     start: Instant,
+    options: &super::RunOptions,
 ) -> Finished {
     let Planned {
         name,
@@ -268,9 +273,17 @@ fn run_step(
         metrics,
         ..
     } = step;
-    if tracing {
-        crate::log::line(&format!("[{:>8.3}s] {name}: start", start.elapsed().as_secs_f64()));
-    }
+    // `EnableTracing: true` shows step starts and ends at level info; `-v` shows them anyway.
+    let trace_level = if tracing {
+        crate::log::Level::INFO
+    } else {
+        crate::log::Level::DEBUG
+    };
+    crate::log::event(
+        trace_level,
+        Some(name.as_str()),
+        &format!("[{:>8.3}s] start", start.elapsed().as_secs_f64()),
+    );
     let all_outs: Vec<Arc<Port>> = outs.iter().flatten().cloned().collect();
     if let StepRuntime::Sink(sink) = &mut runtime {
         let ports = crate::steps::errors_index(&out_names)
@@ -280,21 +293,40 @@ fn run_step(
         sink.bind_errors(crate::dead_letter::ErrorOutput::new(ports, Arc::clone(&metrics)));
     }
     let mut emitter = Emitter::new(out_names.clone(), outs, Arc::clone(&metrics));
+    for (_, output, tap) in options.taps.iter().filter(|(s, _, _)| *s == name) {
+        if let Some(i) = out_names.iter().position(|o| o == output) {
+            emitter.set_tap(i, Arc::clone(tap));
+        }
+    }
     let t0 = Instant::now();
     let result = match &mut runtime {
-        StepRuntime::Source(src) => src.run(&mut emitter, cancel),
+        StepRuntime::Source(src) => {
+            emitter.time_chunks();
+            if let Some(rows) = options.row_limit {
+                emitter.limit_rows(rows);
+            }
+            match src.run(&mut emitter, cancel) {
+                // The row limit stopped the source: its input has ended, as far as the run goes.
+                Err(Error::Cancelled) if emitter.limit_hit() && !cancel.is_cancelled() => Ok(()),
+                other => other,
+            }
+        }
         StepRuntime::Transform(ts) => run_transform(&name, ts, &mut input, &mut emitter, &metrics, cancel, &out_names),
         StepRuntime::Sink(sink) => run_sink(sink.as_mut(), input.main.as_mut(), &metrics, cancel),
     };
-    StepMetrics::add(&metrics.busy_nanos, t0.elapsed().as_nanos() as u64);
+    // Busy: the step's time less its waits on ports (full outputs, empty inputs).
+    let waited = metrics.blocked_nanos.load(Ordering::Relaxed) + metrics.starved_nanos.load(Ordering::Relaxed);
+    StepMetrics::add(&metrics.busy_nanos, (t0.elapsed().as_nanos() as u64).saturating_sub(waited));
     for p in &all_outs {
         p.sender_done();
     }
     input.receiver_done();
-    if tracing {
-        let state = if result.is_ok() { "done" } else { "failed" };
-        crate::log::line(&format!("[{:>8.3}s] {name}: {state}", start.elapsed().as_secs_f64()));
-    }
+    let state = if result.is_ok() { "done" } else { "failed" };
+    crate::log::event(
+        trace_level,
+        Some(name.as_str()),
+        &format!("[{:>8.3}s] {state}", start.elapsed().as_secs_f64()),
+    );
     if let Err(e) = result {
         first.fail(e);
     }
@@ -423,10 +455,10 @@ fn run_sink(sink: &mut dyn Sink, input: Option<&mut Inputs>, metrics: &Arc<StepM
     let input = input.ok_or_else(|| Error::Internal("sink without input".into()))?;
     sink.bind_run(cancel, metrics);
     let engine_counts = !sink.counts_rows();
-    while let Some(chunk) = input.recv()? {
+    while let Some(chunk) = recv_timed(input, metrics)? {
         let n = chunk.len() as u64;
         StepMetrics::add(&metrics.rows_in, n);
-        sink.write(&chunk)?;
+        metrics.time_chunk(|| sink.write(&chunk))?;
         if engine_counts {
             StepMetrics::add(&metrics.rows_written, n);
         }
@@ -454,8 +486,8 @@ fn run_transform(
             return Err(Error::Internal("a transform with named inputs runs as one instance".into()));
         };
         for (input_name, input) in &mut inputs.named {
-            while let Some(chunk) = input.recv()? {
-                t.process_input(input_name, chunk, out)?;
+            while let Some(chunk) = recv_timed(input, metrics)? {
+                metrics.time_chunk(|| t.process_input(input_name, chunk, out))?;
             }
             t.input_finished(input_name, out)?;
             // Its ports have nothing more to give: release them now.
@@ -467,11 +499,20 @@ fn run_transform(
         .as_mut()
         .ok_or_else(|| Error::Internal("transform without input".into()))?;
     if let [t] = instances {
-        while let Some(chunk) = input.recv()? {
+        while let Some(chunk) = recv_timed(input, metrics)? {
             StepMetrics::add(&metrics.rows_in, chunk.len() as u64);
-            t.process(chunk, out)?;
+            metrics.time_chunk(|| t.process(chunk, out))?;
         }
         return t.finish(out);
     }
     super::workers::run_ordered(name, instances, input, out, metrics, cancel, out_names)
+}
+
+/// Receives a step's next chunk, counting the wait as time starved by upstream (two clock
+/// reads per chunk, none per row).
+pub(super) fn recv_timed(input: &mut Inputs, metrics: &StepMetrics) -> Result<Option<Arc<crate::chunk::Chunk>>> {
+    let t = Instant::now();
+    let r = input.recv();
+    StepMetrics::add(&metrics.starved_nanos, t.elapsed().as_nanos() as u64);
+    r
 }

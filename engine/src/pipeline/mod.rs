@@ -22,6 +22,16 @@ pub use crate::summary::{Progress, RunSummary};
 pub struct Pipeline {
     config: PipelineConfig,
     plan: plan::Plan,
+    options: RunOptions,
+}
+
+/// What a run does beyond its pipeline file: CLI switches.
+#[derive(Default, Clone)]
+pub(crate) struct RunOptions {
+    /// `run --limit`: rows each source may send.
+    pub row_limit: Option<u64>,
+    /// Debug taps: (step, output, tap).
+    pub taps: Vec<(String, crate::steps::OutputId, Arc<crate::tap::Tap>)>,
 }
 
 impl Pipeline {
@@ -67,7 +77,57 @@ impl Pipeline {
     pub fn build(mut config: PipelineConfig) -> Result<Pipeline> {
         plan::expand_dead_letters(&mut config);
         let plan = plan::plan(&config)?;
-        Ok(Pipeline { config, plan })
+        Ok(Pipeline {
+            config,
+            plan,
+            options: RunOptions::default(),
+        })
+    }
+
+    /// Lets each source send at most `rows` rows, then stop as if its input had ended (a
+    /// dry run on the head of the data: `flowengine run --limit`). A source still reads the
+    /// chunk that reaches the limit, so its `rows_in` may exceed `rows_out`.
+    pub fn with_row_limit(mut self, rows: u64) -> Pipeline {
+        self.options.row_limit = Some(rows);
+        self
+    }
+
+    /// Shows `tap` every chunk step `step` sends on `output` (`""`: its main output; see
+    /// [`crate::tap`]). The run's outputs and counts are the same with or without it.
+    ///
+    /// # Errors
+    /// [`crate::Error::Plan`] when the pipeline has no such step, or the step no such
+    /// output (a sink has none).
+    pub fn with_tap(mut self, step: &str, output: &str, tap: Arc<crate::tap::Tap>) -> Result<Pipeline> {
+        let names: Vec<&str> = self.plan.steps.iter().map(|s| s.name.as_str()).collect();
+        let Some(s) = self.plan.steps.iter().find(|s| s.name == step) else {
+            return Err(crate::Error::plan(
+                step,
+                format!("no step '{step}' to tap; steps: {}", names.join(", ")),
+            ));
+        };
+        let id = crate::steps::OutputId::from_name(output);
+        if !s.outputs.contains(&id) {
+            let outputs: Vec<String> = s
+                .outputs
+                .iter()
+                .map(|o| match o {
+                    crate::steps::OutputId::Main => "(main)".to_owned(),
+                    crate::steps::OutputId::Named(n) => n.clone(),
+                })
+                .collect();
+            return Err(crate::Error::plan(
+                step,
+                // Every step has the error output; a sink has nothing else.
+                if outputs.iter().all(|o| o == crate::dead_letter::ERRORS_OUTPUT) {
+                    format!("'{step}' is a sink: it has no output to tap; tap the step that feeds it")
+                } else {
+                    format!("'{step}' has no output '{output}'; its outputs: {}", outputs.join(", "))
+                },
+            ));
+        }
+        self.options.taps.push((step.to_owned(), id, tap));
+        Ok(self)
     }
 
     /// The loaded configuration.
@@ -164,6 +224,9 @@ impl Pipeline {
             total_bytes: total,
             total_rows,
             sources,
+            kinds: steps.iter().map(|s| s.kind).collect(),
+            ports: self.plan.ports.clone(),
+            memory: Arc::clone(&self.plan.memory.pool),
         }
     }
 
@@ -182,7 +245,7 @@ impl Pipeline {
     /// # Errors
     /// As [`Pipeline::run`].
     pub fn run_with_cancel(self, cancel: CancelToken) -> Result<RunSummary> {
-        execute::execute(&self.config, self.plan, cancel)
+        execute::execute(&self.config, self.plan, cancel, &self.options)
     }
 }
 

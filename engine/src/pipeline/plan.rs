@@ -66,6 +66,8 @@ pub(crate) struct Plan {
     pub port_reservations: Vec<MemoryReservation>,
     /// What the steps' buffer pools do during the run (`Settings.Engine.Pooling`).
     pub pool_stats: Arc<PoolStats>,
+    /// The run's ports, for monitors (filled when the run wires them).
+    pub ports: crate::port::PortBoard,
 }
 
 /// Builds the plan (see [`crate::Pipeline::build`] for the errors).
@@ -91,6 +93,7 @@ pub(crate) fn plan(config: &PipelineConfig) -> Result<Plan> {
         memory,
         port_reservations,
         pool_stats,
+        ports: Default::default(),
     })
 }
 

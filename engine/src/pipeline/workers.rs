@@ -44,7 +44,10 @@ pub(crate) fn run_ordered(
                     // A worker keeps going after a failed chunk: chunks before it (in input
                     // order) must still come back, so that the error reported is the first.
                     for (seq, chunk) in work_rx {
+                        // A worker's emitter only buffers: it never waits on a port.
+                        let t0 = std::time::Instant::now();
                         let r = t.process(chunk, &mut local).map(|()| local.take_buffer());
+                        local.metrics().chunk_time.record(t0.elapsed());
                         if done_tx.send((seq, r)).is_err() {
                             break;
                         }
@@ -124,7 +127,7 @@ impl Reorder<'_> {
     /// Keeps one chunk ready for dispatch.
     fn refill(&mut self) -> Result<()> {
         if !self.input_done && self.queue.is_empty() {
-            match self.input.recv()? {
+            match super::execute::recv_timed(self.input, self.metrics)? {
                 Some(chunk) => {
                     StepMetrics::add(&self.metrics.rows_in, chunk.len() as u64);
                     self.queue.push_back((self.sent, chunk));

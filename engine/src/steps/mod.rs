@@ -25,6 +25,7 @@ pub mod delimited_sink;
 pub mod delimited_source;
 pub mod http_sink;
 pub mod javascript;
+pub mod keys;
 pub mod lookup;
 mod registry;
 pub mod sort;
@@ -137,6 +138,15 @@ pub struct Emitter {
     buffer: Option<Vec<(usize, Arc<Chunk>)>>,
     /// The index of the error output, when something is connected to it.
     errors: Option<usize>,
+    /// A source's emitter times each chunk: from the return of the previous send to this
+    /// one (the time spent making the chunk, waits on ports excluded).
+    last_sent: Option<std::time::Instant>,
+    /// `run --limit`: rows this source may still send (`None`: no limit).
+    rows_left: Option<u64>,
+    /// The limit stopped the source (its `Cancelled` is not a cancellation).
+    limit_hit: bool,
+    /// A debug tap on one output: (output index, tap).
+    tap: Option<(usize, Arc<crate::tap::Tap>)>,
 }
 
 /// The error output ([`crate::dead_letter::ERRORS_OUTPUT`]) among `names`.
@@ -155,6 +165,10 @@ impl Emitter {
             metrics,
             buffer: None,
             errors,
+            last_sent: None,
+            rows_left: None,
+            limit_hit: false,
+            tap: None,
         }
     }
 
@@ -172,6 +186,10 @@ impl Emitter {
             metrics,
             buffer: Some(Vec::new()),
             errors,
+            last_sent: None,
+            rows_left: None,
+            limit_hit: false,
+            tap: None,
         }
     }
 
@@ -200,6 +218,29 @@ impl Emitter {
             return Ok(());
         }
         self.forward(index, chunk)
+    }
+
+    /// Times every chunk sent from now on (sources: the engine cannot wrap their `run`
+    /// per chunk).
+    pub(crate) fn time_chunks(&mut self) {
+        self.last_sent = Some(std::time::Instant::now());
+    }
+
+    /// Lets the source send at most `rows` rows: the chunk that reaches the limit is cut,
+    /// and the send that completes it returns [`Error::Cancelled`] to stop the source
+    /// ([`Emitter::limit_hit`] then tells it apart from a real cancellation).
+    pub(crate) fn limit_rows(&mut self, rows: u64) {
+        self.rows_left = Some(rows);
+    }
+
+    /// Shows `tap` every chunk sent on output `index`.
+    pub(crate) fn set_tap(&mut self, index: usize, tap: Arc<crate::tap::Tap>) {
+        self.tap = Some((index, tap));
+    }
+
+    /// The row limit stopped the source.
+    pub(crate) fn limit_hit(&self) -> bool {
+        self.limit_hit
     }
 
     pub(crate) fn take_buffer(&mut self) -> Vec<(usize, Arc<Chunk>)> {
@@ -234,15 +275,51 @@ impl Emitter {
         if chunk.is_empty() {
             return Ok(());
         }
+        if let Some(left) = self.rows_left {
+            return self.emit_limited(index, chunk, left);
+        }
         StepMetrics::add(&self.metrics.rows_out, chunk.len() as u64);
         if let Some(buf) = &mut self.buffer {
             buf.push((index, chunk));
             return Ok(());
         }
+        if let Some(last) = self.last_sent {
+            self.metrics.chunk_time.record(last.elapsed());
+            let r = self.forward(index, chunk);
+            self.last_sent = Some(std::time::Instant::now());
+            return r;
+        }
         self.forward(index, chunk)
     }
 
+    /// [`Emitter::emit_to`] under a row limit with `left` rows to go.
+    fn emit_limited(&mut self, index: usize, chunk: Arc<Chunk>, left: u64) -> Result<()> {
+        if left == 0 {
+            self.limit_hit = true;
+            return Err(Error::Cancelled);
+        }
+        let chunk = match usize::try_from(left) {
+            Ok(keep) if keep < chunk.len() => Arc::new(chunk.take(&(0..keep).collect::<Vec<_>>())),
+            _ => chunk,
+        };
+        let left = left - chunk.len() as u64;
+        self.rows_left = None;
+        let sent = self.emit_to(index, chunk);
+        self.rows_left = Some(left);
+        sent?;
+        if left == 0 {
+            self.limit_hit = true;
+            return Err(Error::Cancelled);
+        }
+        Ok(())
+    }
+
     pub(crate) fn forward(&mut self, index: usize, chunk: Arc<Chunk>) -> Result<()> {
+        if let Some((i, tap)) = &self.tap {
+            if *i == index {
+                tap.observe(&chunk);
+            }
+        }
         match self.outputs.get(index) {
             Some(ports) if !ports.is_empty() => {
                 for p in ports {

@@ -167,6 +167,10 @@ fn workers_or_cores(n: u64) -> usize {
 pub struct JavaScriptConfig {
     /// Script text defining `function process(context)`.
     pub script: String,
+    /// The name JavaScript errors give the script (`file:line:column`): the `ScriptFile`
+    /// path as written, or `Script` for a script inline in the pipeline file (its lines
+    /// counted from the script's first line).
+    pub script_name: String,
     /// Declared output columns. Empty when the config has no `OutputSchema` (or only
     /// `InferFromScript: true`): the output is then the input's fields plus every field the
     /// script sets by a literal name, new ones typed string ([`JavaScriptConfig::schema_for`]).
@@ -194,6 +198,7 @@ impl JavaScriptConfig {
     pub(crate) fn parse(o: &mut Obj<'_>, env: &mut ParseEnv<'_>) -> Result<Self> {
         let script_node = o.take(&["Script", "Code"])?;
         let file_node = o.take(&["ScriptFile", "ScriptPath"])?;
+        let mut script_name = "Script".to_owned();
         let script = match (script_node, file_node) {
             (Some(_), Some(f)) => {
                 return Err(f.err(format!(
@@ -203,6 +208,9 @@ impl JavaScriptConfig {
             }
             (Some(n), None) => n.string()?,
             (None, Some(n)) => {
+                if let Ok(written) = n.string() {
+                    script_name = written;
+                }
                 let path = env.input_path(&n)?;
                 // The script is part of the config: its file is read even by --config-only,
                 // and a problem points at the key.
@@ -270,6 +278,7 @@ impl JavaScriptConfig {
         }
         let mut c = JavaScriptConfig {
             script,
+            script_name,
             output_schema,
             timeout: Duration::from_millis(5000),
             memory_limit: 64 << 20,

@@ -284,6 +284,21 @@
       return 'uncaught exception (describing the thrown value threw as well)';
     }
   }
+  // Where the script threw, as `file:line:column`: the first stack frame outside the
+  // engine's own code (QuickJS writes frames as `at name (file:line:column)`); '' when the
+  // thrown value is not an Error or has no such frame.
+  function locate(e) {
+    try {
+      if (!(e instanceof Error) || typeof e.stack !== 'string') return '';
+      for (const l of e.stack.split('\n')) {
+        const m = /^\s*at (?:[^(]* \()?(.+?):(\d+):(\d+)\)?\s*$/.exec(l);
+        if (m && m[1] !== RUNNER_FILE) return `${m[1]}:${m[2]}:${m[3]}`;
+      }
+    } catch (_) {
+      // A hostile `stack` getter: no location.
+    }
+    return '';
+  }
   function fieldOf(e) {
     try {
       return e instanceof Error && typeof e.feField === 'string' ? e.feField : null;

@@ -10,5 +10,5 @@ try {
   // Drop the routes of the failed row (they are the last entries).
   while (ROUTES.length > 0 && ROUTES[ROUTES.length - ROUTE_STRIDE] === r) ROUTES.length -= ROUTE_STRIDE;
   status[r] = failed;
-  errors.push(r, fieldOf(e), describe(e));
+  errors.push(r, fieldOf(e), describe(e), locate(e));
 }

@@ -55,6 +55,19 @@ use crate::value::{self, Value};
 
 const PRELUDE: &str = include_str!("prelude.js");
 const ROW: &str = include_str!("row.js");
+const CONSOLE: &str = include_str!("console.js");
+
+/// `console.js` with the contract's constants.
+fn console_source() -> String {
+    CONSOLE.replace("__FE_CONTRACT__", &contract::js())
+}
+
+/// Evaluation as `ctx.eval` does it (global, strict), under a file name.
+fn named(file: &str) -> rquickjs::context::EvalOptions {
+    let mut o = rquickjs::context::EvalOptions::default();
+    o.filename = Some(file.to_owned());
+    o
+}
 
 /// The written contract between Rust and the JavaScript side (`prelude.js`, `row.js` and the
 /// code [`runner_source`] generates): every value both sides must agree on is defined here,
@@ -94,7 +107,7 @@ const ROW: &str = include_str!("row.js");
 /// | index | what |
 /// |---|---|
 /// | [`RESULT_STATUS`](contract::RESULT_STATUS) | `Uint8Array(n)`, one status per row: [`EMIT`], [`FILTERED`] (`process` returned `false`) or [`FAILED`] (it threw). Rust adds [`ROUTED_ONLY`] for an emitted row with a `route.send` |
-/// | [`RESULT_ERRORS`](contract::RESULT_ERRORS) | flat array, [`ERROR_STRIDE`](contract::ERROR_STRIDE) entries per failed row: row index, field name (or `null`), message |
+/// | [`RESULT_ERRORS`](contract::RESULT_ERRORS) | flat array, [`ERROR_STRIDE`](contract::ERROR_STRIDE) entries per failed row: row index, field name (or `null`), message, location in the script (`file:line:column` or `''`) |
 /// | [`RESULT_ROUTES`](contract::RESULT_ROUTES) | flat array, [`ROUTE_STRIDE`](contract::ROUTE_STRIDE) entries per route, in row order: row index, route code ([`contract::decode_route`]: the queue index for `sendCopy`, its bitwise NOT `~index`, negative, for `send`). A failed row's routes are removed |
 /// | [`RESULT_COLUMNS`](contract::RESULT_COLUMNS) | one entry per output field: the array `setField` filled (index = row; a hole or `undefined` is "not set"), or `null` when no row set the field |
 ///
@@ -128,8 +141,9 @@ pub(crate) mod contract {
     pub(crate) const RESULT_COLUMNS: usize = 3;
     /// Length of `run`'s result.
     pub(crate) const RESULT_LEN: usize = 4;
-    /// Entries per row error: row, field or null, message.
-    pub(crate) const ERROR_STRIDE: usize = 3;
+    /// Entries per row error: row, field or null, message, where in the script it threw
+    /// (`file:line:column`, or `''`).
+    pub(crate) const ERROR_STRIDE: usize = 4;
     /// Entries per route: row, route code.
     pub(crate) const ROUTE_STRIDE: usize = 2;
 
@@ -179,6 +193,9 @@ pub(crate) mod contract {
     pub(crate) const NATIVE_OUT_OF_MEMORY: &str = "outOfMemory";
     /// Native function: `(level, message)`, one `utils.log` line.
     pub(crate) const NATIVE_LOG: &str = "log";
+    /// The file name of the engine's own JavaScript (the prelude and `console`) in stacks:
+    /// a row error's location is the first frame of another file, the user's script.
+    pub(crate) const RUNNER_FILE: &str = "<flowengine>";
 
     /// A heap within this many bytes of `Engine.MemoryLimit` counts as exhausted.
     pub(crate) const OOM_SLACK: usize = 256 << 10;
@@ -250,6 +267,7 @@ pub(crate) mod contract {
             NATIVE_GUID,
             NATIVE_OUT_OF_MEMORY,
             NATIVE_LOG,
+            RUNNER_FILE,
             DEFAULT_LOG_LEVEL,
         );
         // The type name of boolean input columns (their values arrive as bytes).
@@ -290,6 +308,8 @@ pub(crate) struct Shared {
     _heap_reserved: Option<crate::memory::MemoryReservation>,
     step: String,
     script: String,
+    /// The script's file name in JavaScript errors and stacks.
+    script_name: String,
     runner_source: String,
     runner_config: String,
     output: SchemaRef,
@@ -346,6 +366,7 @@ impl Shared {
             _heap_reserved: None,
             step: step.to_owned(),
             script: config.script.clone(),
+            script_name: config.script_name.clone(),
             runner_source: source,
             runner_config,
             output,
@@ -623,6 +644,8 @@ struct RowError {
     row: usize,
     field: Option<String>,
     message: String,
+    /// `file:line:column` of the `throw` in the script, when known.
+    at: Option<String>,
 }
 
 fn finish_chunk(shared: &Shared, chunk: &Chunk, mut res: ChunkResult, out: &mut Emitter) -> Result<()> {
@@ -643,7 +666,13 @@ fn finish_chunk(shared: &Shared, chunk: &Chunk, mut res: ChunkResult, out: &mut 
             let (row, line) = (e.row, chunk.line(e.row));
             let message = clip_message(e.message);
             let field = e.field.map(|f| clip(&f).into_owned());
-            let err = shared.script_error(line, field.clone(), message.clone());
+            // The error that fails the run says where in the script; the dead-letter reason
+            // stays the script's own message.
+            let located = match &e.at {
+                Some(at) => format!("{message} (at {at})"),
+                None => message.clone(),
+            };
+            let err = shared.script_error(line, field.clone(), located);
             shared.policy.reject(
                 &shared.step,
                 out.metrics(),
@@ -774,8 +803,26 @@ impl Engine {
         );
         let saved = context.with(|ctx| -> std::result::Result<Saved, String> {
             let fail = |e: rquickjs::Error| describe_js_error(&ctx, e, shared, stopped.get());
-            ctx.eval::<JsValue, _>(shared.script.as_bytes()).map_err(fail)?;
-            let factory: Function = ctx.eval(shared.runner_source.as_bytes()).map_err(fail)?;
+            let log = Function::new(ctx.clone(), move |level: String, message: String| {
+                if let Some(c) = &capture {
+                    c.lock().unwrap_or_else(|p| p.into_inner()).push((level.clone(), message.clone()));
+                }
+                if level_rank(&level) >= min_level {
+                    crate::log::event(crate::log::script_level(&level), Some(step.as_str()), &message);
+                }
+            })
+            .map_err(fail)?;
+            // `console` exists before the script runs: its top-level code may log too.
+            let console: Function = ctx
+                .eval_with_options(console_source(), named(contract::RUNNER_FILE))
+                .map_err(fail)?;
+            console.call::<_, ()>((log.clone(),)).map_err(fail)?;
+            // Named, so that errors and stacks say `clean.js:3:18` (or `Script:3:18`).
+            ctx.eval_with_options::<JsValue, _>(shared.script.as_bytes(), named(&shared.script_name))
+                .map_err(fail)?;
+            let factory: Function = ctx
+                .eval_with_options(shared.runner_source.as_bytes(), named(contract::RUNNER_FILE))
+                .map_err(fail)?;
             let native = Object::new(ctx.clone()).map_err(fail)?;
             let tick = Function::new(ctx.clone(), move || ticking.set(Instant::now() + timeout)).map_err(fail)?;
             native.set(contract::NATIVE_TICK, tick).map_err(fail)?;
@@ -788,15 +835,6 @@ impl Engine {
             })
             .map_err(fail)?;
             native.set(contract::NATIVE_OUT_OF_MEMORY, oom).map_err(fail)?;
-            let log = Function::new(ctx.clone(), move |level: String, message: String| {
-                if let Some(c) = &capture {
-                    c.lock().unwrap_or_else(|p| p.into_inner()).push((level.clone(), message.clone()));
-                }
-                if level_rank(&level) >= min_level {
-                    crate::log::line(&format!("[{step}] {}: {message}", level.to_ascii_uppercase()));
-                }
-            })
-            .map_err(fail)?;
             native.set(contract::NATIVE_LOG, log).map_err(fail)?;
             let cfg = ctx.json_parse(shared.runner_config.as_bytes()).map_err(fail)?;
             let runner: Array = factory.call((native, cfg)).map_err(fail)?;
@@ -1062,6 +1100,7 @@ fn read_result<'js>(
             row: raw_errors.get::<u32>(at).map_err(fail)? as usize,
             field: raw_errors.get::<Option<String>>(at + 1).map_err(fail)?,
             message: raw_errors.get::<String>(at + 2).map_err(fail)?,
+            at: Some(raw_errors.get::<String>(at + 3).map_err(fail)?).filter(|l| !l.is_empty()),
         });
     }
     let raw_routes: Array = result.get(contract::RESULT_ROUTES).map_err(fail)?;
@@ -1105,6 +1144,7 @@ fn read_result<'js>(
                     row: r,
                     field: Some(field.name.clone()),
                     message: format!("required field '{}' has no value", field.name),
+                    at: None,
                 });
             }
         }
@@ -1154,6 +1194,7 @@ fn copy_input(shared: &Shared, chunk: &Chunk, j: usize, r: usize, needed: bool, 
                         row: r,
                         field: Some(shared.output.fields()[j].name.clone()),
                         message: format!("copying input field: {m}"),
+                        at: None,
                     });
                 }
             }
@@ -1169,6 +1210,7 @@ fn push_checked(col: &mut Column, pushed: std::result::Result<(), String>, r: us
             row: r,
             field: Some(field.to_owned()),
             message: m,
+            at: None,
         });
     }
 }

@@ -27,6 +27,7 @@ fn queues_are_found_in_string_literals() {
 fn config(script: &str) -> JavaScriptConfig {
     JavaScriptConfig {
         script: script.to_owned(),
+        script_name: "Script".into(),
         output_schema: vec![ColumnDef {
             name: "id".into(),
             data_type: DataType::Int32,

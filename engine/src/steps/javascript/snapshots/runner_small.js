@@ -26,7 +26,7 @@ const RESULT_ERRORS = 1;
 const RESULT_ROUTES = 2;
 const RESULT_COLUMNS = 3;
 const RESULT_LEN = 4;
-const ERROR_STRIDE = 3;
+const ERROR_STRIDE = 4;
 const ROUTE_STRIDE = 2;
 const RUNNER_RUN = 0;
 const RUNNER_CURRENT_ROW = 1;
@@ -45,6 +45,7 @@ const NATIVE_TICK = "tick";
 const NATIVE_GUID = "guid";
 const NATIVE_OUT_OF_MEMORY = "outOfMemory";
 const NATIVE_LOG = "log";
+const RUNNER_FILE = "<flowengine>";
 const DEFAULT_LOG_LEVEL = "info";
 const BOOL_TYPE = "bool";
 const LOG_LEVEL_OF = Object.freeze(Object.assign(Object.create(null), {"critical":"fatal","debug":"debug","error":"error","fatal":"fatal","info":"info","information":"info","trace":"trace","warn":"warn","warning":"warn"}));
@@ -316,6 +317,21 @@ const LOG_LEVEL_OF = Object.freeze(Object.assign(Object.create(null), {"critical
       return 'uncaught exception (describing the thrown value threw as well)';
     }
   }
+  // Where the script threw, as `file:line:column`: the first stack frame outside the
+  // engine's own code (QuickJS writes frames as `at name (file:line:column)`); '' when the
+  // thrown value is not an Error or has no such frame.
+  function locate(e) {
+    try {
+      if (!(e instanceof Error) || typeof e.stack !== 'string') return '';
+      for (const l of e.stack.split('\n')) {
+        const m = /^\s*at (?:[^(]* \()?(.+?):(\d+):(\d+)\)?\s*$/.exec(l);
+        if (m && m[1] !== RUNNER_FILE) return `${m[1]}:${m[2]}:${m[3]}`;
+      }
+    } catch (_) {
+      // A hostile `stack` getter: no location.
+    }
+    return '';
+  }
   function fieldOf(e) {
     try {
       return e instanceof Error && typeof e.feField === 'string' ? e.feField : null;
@@ -380,7 +396,7 @@ try {
   // Drop the routes of the failed row (they are the last entries).
   while (ROUTES.length > 0 && ROUTES[ROUTES.length - ROUTE_STRIDE] === r) ROUTES.length -= ROUTE_STRIDE;
   status[r] = failed;
-  errors.push(r, fieldOf(e), describe(e));
+  errors.push(r, fieldOf(e), describe(e), locate(e));
 }
 
       }
@@ -404,7 +420,7 @@ try {
   // Drop the routes of the failed row (they are the last entries).
   while (ROUTES.length > 0 && ROUTES[ROUTES.length - ROUTE_STRIDE] === r) ROUTES.length -= ROUTE_STRIDE;
   status[r] = failed;
-  errors.push(r, fieldOf(e), describe(e));
+  errors.push(r, fieldOf(e), describe(e), locate(e));
 }
 
       }

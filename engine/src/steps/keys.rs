@@ -1,0 +1,244 @@
+//! The keys of a step type's `Config` block, found by asking its own parser (so the list
+//! cannot drift from what pipeline files accept): `flowengine steps TYPE` prints them.
+//!
+//! The parser is run on a block that starts empty. Every key it asks for is recorded, with
+//! its aliases ([`crate::config::Obj::asked`]). When it stops at a key it requires, that key
+//! is given a placeholder value (text, then a number, a boolean, a mapping, a list, until
+//! one is accepted) and the parser runs again, until it accepts the block. The settings it
+//! then returns hold every default; a default is shown for each key whose name matches a
+//! settings field (`RowCount` ↔ `row_count`).
+
+use crate::config::tree::{norm_key, Ctx, YKind, YNode};
+use crate::config::{Obj, ParseEnv};
+use crate::error::Error;
+use crate::steps::{Registry, StepType};
+
+/// One key of a step's `Config` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// The canonical spelling.
+    pub name: &'static str,
+    /// Other spellings the parser accepts.
+    pub aliases: Vec<&'static str>,
+    /// The parser stops without it.
+    pub required: bool,
+    /// The value the step uses when the key is absent, as the engine prints it (`None`: no
+    /// default to show, e.g. a required key or a setting without a field of its name).
+    pub default: Option<String>,
+}
+
+/// Placeholder values for a required key, tried in turn.
+fn placeholders() -> [YKind; 5] {
+    [
+        YKind::Str("x".into()),
+        YKind::Int(1),
+        YKind::Bool(true),
+        YKind::Map(Vec::new()),
+        YKind::Seq(Vec::new()),
+    ]
+}
+
+/// The keys of `t`'s `Config` block, in the order its parser reads them. Keys nested in a
+/// sub-block (e.g. `Engine: { Timeout }`) are not listed.
+pub fn keys_of(t: &StepType) -> Vec<KeyInfo> {
+    let registry = Registry::new();
+    let base = std::env::temp_dir();
+    // Required keys found so far: canonical name, index of the placeholder in use.
+    let mut given: Vec<(&'static str, usize)> = Vec::new();
+    let mut required: Vec<&'static str> = Vec::new();
+    let mut asked: Vec<Vec<&'static str>> = Vec::new();
+    let mut settings = None;
+    // Each round either finishes, adds a required key or moves one key to its next
+    // placeholder: bounded by the keys times the placeholders.
+    for _ in 0..64 {
+        let node = YNode {
+            kind: YKind::Map(
+                given
+                    .iter()
+                    .map(|(k, i)| {
+                        (
+                            (*k).to_owned(),
+                            YNode {
+                                kind: placeholders()[*i].clone(),
+                                line: 1,
+                            },
+                        )
+                    })
+                    .collect(),
+            ),
+            line: 1,
+        };
+        let mut notes = Vec::new();
+        let mut path_keys = Vec::new();
+        let mut env = ParseEnv {
+            base_dir: &base,
+            registry: &registry,
+            notes: &mut notes,
+            config_only: false,
+            engine: Default::default(),
+            path_keys: &mut path_keys,
+        };
+        let Ok(mut obj) = Obj::new(Ctx { file: "<keys>" }, &node, "Config") else {
+            break;
+        };
+        let result = (t.parse)(&mut obj, &mut env);
+        asked = obj.asked().to_vec();
+        match result {
+            Ok(parsed) => {
+                settings = Some(format!("{parsed:?}"));
+                break;
+            }
+            Err(e) => {
+                let at = match &e {
+                    Error::Config { path, .. } => path.rsplit('.').next().map(|k| norm_key(k.split('[').next().unwrap_or(k))),
+                    _ => None,
+                };
+                // A value we gave was refused: try the next placeholder for it.
+                if let Some(g) = given.iter_mut().find(|(k, _)| at.as_deref() == Some(norm_key(k).as_str())) {
+                    g.1 += 1;
+                    if g.1 >= placeholders().len() {
+                        break;
+                    }
+                    continue;
+                }
+                // Else the parser stopped at the last key it asked for: it requires it.
+                match asked.last().map(|names| names[0]) {
+                    Some(k) if !given.iter().any(|(g, _)| *g == k) => {
+                        given.push((k, 0));
+                        required.push(k);
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }
+    let defaults = settings.map(|s| debug_fields(&s)).unwrap_or_default();
+    let mut keys: Vec<KeyInfo> = Vec::new();
+    for names in asked {
+        let name = names[0];
+        if keys.iter().any(|k| k.name == name) {
+            continue;
+        }
+        let is_required = required.contains(&name);
+        let default = if is_required {
+            None
+        } else {
+            defaults
+                .iter()
+                .find(|(field, _)| field.replace('_', "") == norm_key(name))
+                .map(|(_, v)| as_char(name, v))
+        };
+        keys.push(KeyInfo {
+            name,
+            aliases: names[1..].to_vec(),
+            required: is_required,
+            default,
+        });
+    }
+    keys
+}
+
+/// A one-character setting (`Delimiter`, `Quote`) is held as a byte: show the character.
+fn as_char(key: &str, value: &str) -> String {
+    let k = norm_key(key);
+    match value.parse::<u8>() {
+        Ok(b) if (k.contains("delimiter") || k.contains("quote") || k.contains("escape")) && b.is_ascii() => {
+            format!("{:?}", char::from(b))
+        }
+        _ => value.to_owned(),
+    }
+}
+
+/// The top-level `field: value` pairs of a `{:?}` rendering (`StepConfig { .., settings:
+/// DataGeneratorConfig { row_count: 1000, .. } }`): those of the innermost struct named
+/// `settings`, or of the outer one.
+fn debug_fields(text: &str) -> Vec<(String, String)> {
+    let body = match text.find("settings: ") {
+        Some(i) => &text[i + "settings: ".len()..],
+        None => text,
+    };
+    let Some(open) = body.find('{') else {
+        return Vec::new();
+    };
+    let mut fields = Vec::new();
+    let (mut depth, mut in_str, mut escaped) = (0i32, false, false);
+    let mut start = open + 1;
+    for (i, c) in body.char_indices().skip_while(|(i, _)| *i <= open) {
+        if in_str {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_str = true,
+            '{' | '[' | '(' => depth += 1,
+            '}' | ']' | ')' if depth > 0 => depth -= 1,
+            ',' | '}' if depth == 0 => {
+                let part = body[start..i].trim();
+                if let Some((k, v)) = part.split_once(": ") {
+                    fields.push((k.trim().to_owned(), v.trim().to_owned()));
+                }
+                start = i + 1;
+                if c == '}' {
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(name: &str) -> Vec<KeyInfo> {
+        let t = crate::steps::BUILT_IN.iter().find(|t| t.name == name).unwrap();
+        keys_of(t)
+    }
+
+    #[test]
+    fn the_generator_keys_with_defaults_and_aliases() {
+        let k = keys("DataGenerator");
+        let row_count = k.iter().find(|k| k.name == "RowCount").unwrap();
+        assert_eq!(row_count.default.as_deref(), Some("1000"));
+        assert!(!row_count.required);
+        let delay = k.iter().find(|k| k.name == "DelayMs").unwrap();
+        assert_eq!(delay.aliases, vec!["Delay"]);
+        assert_eq!(delay.default.as_deref(), Some("0"));
+        assert!(k.iter().any(|k| k.name == "Seed"));
+    }
+
+    #[test]
+    fn required_keys_are_found_by_running_the_parser() {
+        let k = keys("DelimitedSource");
+        let file = k.iter().find(|k| k.name == "FilePath").unwrap();
+        assert!(file.required && file.default.is_none(), "{k:?}");
+        assert!(k.len() > 5, "{k:?}");
+        let delimiter = k.iter().find(|k| k.name == "Delimiter").unwrap();
+        assert_eq!(delimiter.default.as_deref(), Some("','"), "{k:?}");
+        // Every built-in type yields at least one key.
+        for t in crate::steps::BUILT_IN {
+            assert!(!keys_of(t).is_empty(), "{}", t.name);
+        }
+    }
+
+    #[test]
+    fn debug_fields_are_split_at_the_top_level() {
+        let f = debug_fields(r#"StepConfig { type_name: "X", settings: Cfg { a: 1, b: Some("x, y"), c: [1, 2], d: E { f: 2 } } }"#);
+        assert_eq!(
+            f,
+            vec![
+                ("a".to_owned(), "1".to_owned()),
+                ("b".to_owned(), r#"Some("x, y")"#.to_owned()),
+                ("c".to_owned(), "[1, 2]".to_owned()),
+                ("d".to_owned(), "E { f: 2 }".to_owned()),
+            ]
+        );
+    }
+}
