@@ -8,7 +8,7 @@
 //!
 //! | metric | type | labels | what |
 //! |---|---|---|---|
-//! | `flowengine_rows_total` | counter | `step`, `direction` = `in`, `out`, `rejected`, `dropped`, `filtered`, `dead_lettered` | rows through each step (a sink's `out` is what it wrote) |
+//! | `flowengine_rows_total` | counter | `step`, `direction` = `in`, `out`, `rejected`, `dropped`, `filtered`, `dead_lettered`, `discarded` (sent to an output nothing reads) | rows through each step (a sink's `out` is what it wrote) |
 //! | `flowengine_input_bytes_total` | counter | `step` | bytes a source consumed from its input |
 //! | `flowengine_chunk_seconds` | histogram | `step` | processing time per chunk, waits on ports excluded |
 //! | `flowengine_blocked_seconds_total` | counter | `step` | time waiting for room on a full output (downstream is slower) |
@@ -112,6 +112,7 @@ impl Collector for RunCollector {
                 ("dropped", &m.rows_dropped),
                 ("filtered", &m.rows_filtered),
                 ("dead_lettered", &m.rows_dead_lettered),
+                ("discarded", &m.rows_discarded),
             ] {
                 rows.push(([("step", step), ("direction", direction)], c.load(Relaxed) as f64));
             }
@@ -438,6 +439,15 @@ Pipeline:
         assert!(value(&text, "flowengine_memory_limit_bytes") > 0.0);
         // A step that reserves nothing reads 0, not -0.
         assert!(!text.contains("-0.0"), "{text}");
+        assert_eq!(value(&text, r#"flowengine_rows_total{step="gen",direction="discarded"}"#), 0.0);
+        // A source that nothing reads: its rows are read and counted as discarded.
+        let source_only =
+            "Pipeline:\n  Name: lone\n  Plugins:\n    - { Name: gen, Type: DataGenerator, Config: { RowCount: 1200, BatchSize: 500 } }\n";
+        let p = crate::Pipeline::from_yaml_str(source_only, dir.path(), &[]).unwrap();
+        let progress = p.progress();
+        p.run().unwrap();
+        let text = render(&progress).unwrap();
+        assert_eq!(value(&text, r#"flowengine_rows_total{step="gen",direction="discarded"}"#), 1200.0);
         assert_eq!(value(&text, r#"flowengine_memory_bytes{step="gen"}"#), 0.0);
         // The ports are gone once the run has ended.
         assert!(!text.contains("flowengine_port_fill_ratio{"), "{text}");
