@@ -15,19 +15,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use flowengine::{CancelToken, Error, Pipeline};
 
-/// Current resident set size, from `/proc/self/status` (`VmRSS`).
-fn rss_bytes() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb = s
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse::<u64>()
-        .ok()?;
-    Some(kb * 1024)
-}
-
 #[derive(serde::Serialize)]
 struct Sample {
     t_seconds: f64,
@@ -93,7 +80,7 @@ fn main() -> Result<()> {
             t_seconds: t,
             rows,
             rows_per_sec: (rows - last_rows) as f64 / (t - last_t),
-            rss_bytes: rss_bytes().unwrap_or(0),
+            rss_bytes: flowengine::metrics::rss_bytes().unwrap_or(0),
         };
         eprintln!(
             "soak: {:>7.0} s  {:>12} rows  {:>10.0} rows/s  RSS {:>6.1} MiB",
