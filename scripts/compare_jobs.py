@@ -153,7 +153,7 @@ def main():
           + ", ".join(f"{a['memory_limit_mb']} MB {'ok' if a['completed'] else 'failed'}" for a in attempts))
     print(f"{'tool':<11} {'median s':>9} {'min s':>7} {'peak MiB':>9} {'vs duckdb':>9}  output")
     med_duck = statistics.median(times["duckdb"]) if times["duckdb"] else float("nan")
-    out_dir = os.path.join(ROOT, "results", "peers")
+    out_dir = os.path.join(ROOT, "results", "limited")
     os.makedirs(out_dir, exist_ok=True)
     for k in tools:
         if not times[k]:

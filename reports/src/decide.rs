@@ -1414,6 +1414,7 @@ mod tests {
             threads: None,
             chunk_size: None,
             buffer_chunks: None,
+            ..Default::default()
         };
         let narrow = Results {
             e2e: vec![run(1_000_000)],

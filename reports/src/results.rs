@@ -113,7 +113,7 @@ pub struct DhatProfile {
 }
 
 /// One end-to-end or peer run (`results/e2e/*.json`, `results/peers/*.json`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct RunResult {
     /// Run name, e.g. `wide-100k`.
     pub name: String,
@@ -121,12 +121,34 @@ pub struct RunResult {
     pub tool: String,
     /// Rows processed.
     pub rows: u64,
-    /// Columns per row.
+    /// Columns per row (absent in older peer files: 0).
+    #[serde(default)]
     pub columns: u64,
     /// Input bytes.
     pub bytes: u64,
-    /// Wall-clock seconds.
+    /// Wall-clock seconds of the whole process (median over the runs).
     pub seconds: f64,
+    /// All runs' wall-clock seconds (optional).
+    #[serde(default)]
+    pub seconds_all: Vec<f64>,
+    /// Seconds inside the tool, start-up and imports excluded (peers; optional).
+    #[serde(default)]
+    pub seconds_inprocess: Option<f64>,
+    /// All runs' in-process seconds (optional).
+    #[serde(default)]
+    pub seconds_inprocess_all: Vec<f64>,
+    /// CPU seconds (user + system) of the process (optional).
+    #[serde(default)]
+    pub cpu_seconds: Option<f64>,
+    /// The job a peer comparison ran: `passthrough`, `sort`, `aggregate`, `javascript` (optional).
+    #[serde(default)]
+    pub job: Option<String>,
+    /// How the output was checked, e.g. `identical to input`, `same as duckdb` (optional).
+    #[serde(default)]
+    pub output: Option<String>,
+    /// 1-minute load average before the runs (optional; first of the three fields).
+    #[serde(default)]
+    pub load_before: Vec<f64>,
     /// Rows per second.
     pub rows_per_sec: f64,
     /// Peak resident set size, bytes (absent when the platform could not tell).
