@@ -164,7 +164,7 @@ def main():
             "same as duckdb" if reference is not None and normalise(out[k], job) == reference else "DIFFERS")
         print(f"{k:<11} {med:>9.3f} {min(times[k]):>7.3f} {rss[k] / 2**20:>9.1f} {med / med_duck:>8.2f}x  {same}")
         rec = {"name": f"{job}-{args.rows}", "tool": k, "rows": args.rows, "bytes": size, "seconds": med,
-               "seconds_all": times[k], "peak_rss_bytes": rss[k], "memory_limit_mb": duck_mb if k == "duckdb" else limit,
+               "seconds_all": times[k], "peak_rss_bytes": rss[k], "memory_limit_mb": duck_mb if k == "duckdb" else (None if k == "polars" else limit),
                "output": same, "load_average": load, "date": datetime.now(timezone.utc).isoformat()}
         with open(os.path.join(out_dir, f"{job}-{k}-{args.rows}.json"), "w") as f:
             json.dump(rec, f, indent=2)

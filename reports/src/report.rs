@@ -639,13 +639,237 @@ fn real_world(o: &mut String, results: &Results, plots: &PlotLinks) {
         }
         let _ = writeln!(o);
     }
-    let _ = writeln!(o, "### Against peers\n");
+    peers(o, results);
+    plot(o, &plots.peers, "End-to-end throughput against peers");
+    memory_vs_size(o, results);
+    limited(o, results);
+}
+
+/// The job of a peer run: its `job` field, else the name before the last `-`.
+fn job_of(r: &RunResult) -> String {
+    r.job
+        .clone()
+        .unwrap_or_else(|| r.name.rsplit_once('-').map_or(r.name.clone(), |(j, _)| j.to_owned()))
+}
+
+/// Seconds inside the tool when measured, else the process's seconds.
+fn inside(r: &RunResult) -> f64 {
+    r.seconds_inprocess.unwrap_or(r.seconds)
+}
+
+/// Per-row cost in ns between the smallest and the largest size of one job and tool, from
+/// in-tool times: (t(big) − t(small)) ÷ (rows(big) − rows(small)). Fixed costs cancel.
+pub fn per_row_ns(runs: &[&RunResult], job: &str, tool: &str) -> Option<(f64, u64, u64)> {
+    let mut mine: Vec<&&RunResult> = runs.iter().filter(|r| job_of(r) == job && r.tool == tool).collect();
+    mine.sort_by_key(|r| r.rows);
+    let (small, big) = (mine.first()?, mine.last()?);
+    if big.rows <= small.rows {
+        return None;
+    }
+    let ns = (inside(big) - inside(small)) / (big.rows - small.rows) as f64 * 1e9;
+    (ns > 0.0).then_some((ns, small.rows, big.rows))
+}
+
+fn jobs_of(runs: &[RunResult]) -> Vec<String> {
+    let mut jobs: Vec<String> = runs.iter().map(job_of).collect();
+    jobs.sort_by_key(|j| {
+        (
+            ["passthrough", "sort", "aggregate", "javascript"].iter().position(|k| k == j),
+            j.clone(),
+        )
+    });
+    jobs.dedup();
+    jobs
+}
+
+fn peers(o: &mut String, results: &Results) {
+    let _ = writeln!(o, "### Against peers (`scripts/compare-peers.sh`)\n");
     if results.peers.is_empty() {
         let _ = writeln!(o, "{NOT_MEASURED}\n");
-    } else {
-        run_table(o, &results.peers);
+        return;
     }
-    plot(o, &plots.peers, "End-to-end throughput against peers");
+    let command = results.peers.iter().map(|r| r.command.as_str()).find(|c| c.starts_with("scripts/"));
+    let loads: Vec<f64> = results.peers.iter().filter_map(|r| r.load_before.first().copied()).collect();
+    let _ = writeln!(
+        o,
+        "Every tool runs as its own process with its defaults on the same generated customer file, the tools \
+         alternating run by run after a warm-up; medians. **Process** is the wall time a user waits for (start-up \
+         and, for Polars and DuckDB, the Python `import` included); **in the tool** is the time doing the work \
+         (for Polars and DuckDB timed inside Python after `import`; for flowengine the run's own `elapsed`). \
+         Comparisons use the in-tool time, so the figures are fair to the Python tools{}{}.\n",
+        command.map_or(String::new(), |c| format!("; command: `{c}`")),
+        if loads.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; 1-minute load before each job {}–{}",
+                fmt::sig3(loads.iter().copied().fold(f64::INFINITY, f64::min)),
+                fmt::sig3(loads.iter().copied().fold(0.0, f64::max))
+            )
+        }
+    );
+    let all: Vec<&RunResult> = results.peers.iter().collect();
+    for job in jobs_of(&results.peers) {
+        let mut runs: Vec<&RunResult> = results.peers.iter().filter(|r| job_of(r) == job).collect();
+        runs.sort_by_key(|r| (r.rows, r.tool != "flowengine", r.tool.clone()));
+        let _ = writeln!(o, "#### {job}\n");
+        let _ = writeln!(
+            o,
+            "| Rows | Input | Tool | Process | In the tool | CPU | Peak RSS | flowengine ÷ tool, in the tool (below 1: flowengine faster) | Output check |\n|---|---|---|---|---|---|---|---|---|"
+        );
+        for r in &runs {
+            let fe = runs.iter().find(|x| x.rows == r.rows && x.tool == "flowengine");
+            let vs = match fe {
+                Some(fe) if r.tool != "flowengine" => fmt::ratio(inside(fe) / inside(r)),
+                _ => "–".into(),
+            };
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | {} | {} | {vs} | {} |",
+                r.rows,
+                fmt::bytes(r.bytes as f64),
+                cell(&r.tool),
+                fmt::time(r.seconds * 1e9),
+                r.seconds_inprocess.map_or("–".into(), |s| fmt::time(s * 1e9)),
+                r.cpu_seconds.map_or("–".into(), |s| fmt::time(s * 1e9)),
+                r.peak_rss_bytes.map_or("–".into(), |b| fmt::bytes(b as f64)),
+                cell(r.output.as_deref().filter(|s| !s.is_empty()).unwrap_or("–"))
+            );
+        }
+        let mut tools: Vec<String> = runs.iter().map(|r| r.tool.clone()).collect();
+        tools.sort_by_key(|t| (t != "flowengine", t.clone()));
+        tools.dedup();
+        let costs: Vec<(String, f64, u64, u64)> = tools
+            .iter()
+            .filter_map(|t| per_row_ns(&all, &job, t).map(|(ns, a, b)| (t.clone(), ns, a, b)))
+            .collect();
+        if let Some((_, _, a, b)) = costs.first() {
+            let fe = costs.iter().find(|c| c.0 == "flowengine").map(|c| c.1);
+            let parts: Vec<String> = costs
+                .iter()
+                .map(|(t, ns, _, _)| match fe {
+                    Some(f) if t != "flowengine" => format!("{t} {} ns (flowengine {} of it)", fmt::sig3(*ns), fmt::ratio(f / ns)),
+                    _ => format!("{t} {} ns", fmt::sig3(*ns)),
+                })
+                .collect();
+            let _ = writeln!(
+                o,
+                "\nPer-row cost in the tool between {a} and {b} rows (fixed costs cancel): {}.\n",
+                parts.join("; ")
+            );
+        } else {
+            let _ = writeln!(o);
+        }
+    }
+}
+
+/// Peak RSS against input size for every job and tool (seed 000: memory footprint).
+fn memory_vs_size(o: &mut String, results: &Results) {
+    let _ = writeln!(o, "### Memory against input size\n");
+    let runs: Vec<&RunResult> = results.peers.iter().filter(|r| r.peak_rss_bytes.is_some()).collect();
+    let mut sizes: Vec<(u64, u64)> = runs.iter().map(|r| (r.rows, r.bytes)).collect();
+    sizes.sort();
+    sizes.dedup_by_key(|s| s.0);
+    if sizes.len() < 2 {
+        let _ = writeln!(o, "{NOT_MEASURED} (it needs peer runs at two sizes or more)\n");
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "Peak RSS (the child's `ru_maxrss`) of each tool at each input size, from the runs above; each tool with its \
+         defaults (flowengine's memory budget defaults to half the machine's memory, so its operators only spill when \
+         that fills). Seed 000's bar: memory below 2× the raw data.\n"
+    );
+    let _ = write!(o, "| Job | Tool |");
+    for (rows, bytes) in &sizes {
+        let _ = write!(o, " {rows} rows ({}) |", fmt::bytes(*bytes as f64));
+    }
+    let _ = writeln!(o, "\n|---|---|{}", "---|".repeat(sizes.len()));
+    let mut lines = Vec::new();
+    for job in jobs_of(&results.peers) {
+        let mut tools: Vec<String> = runs.iter().filter(|r| job_of(r) == job).map(|r| r.tool.clone()).collect();
+        tools.sort_by_key(|t| (t != "flowengine", t.clone()));
+        tools.dedup();
+        for t in tools {
+            let _ = write!(o, "| {job} | {} |", cell(&t));
+            for (rows, _) in &sizes {
+                match runs.iter().find(|r| job_of(r) == job && r.tool == t && r.rows == *rows) {
+                    Some(r) => {
+                        let rss = r.peak_rss_bytes.unwrap_or(0) as f64;
+                        let _ = write!(o, " {} ({}) |", fmt::bytes(rss), fmt::ratio(rss / r.bytes.max(1) as f64));
+                    }
+                    None => {
+                        let _ = write!(o, " – |");
+                    }
+                }
+            }
+            let _ = writeln!(o);
+            if t == "flowengine" {
+                let nearest = runs
+                    .iter()
+                    .filter(|r| job_of(r) == job && r.tool == "flowengine")
+                    .min_by_key(|r| r.rows.abs_diff(1_000_000));
+                if let Some(r) = nearest {
+                    lines.push(format!(
+                        "{job} {} ({} of input)",
+                        fmt::bytes(r.peak_rss_bytes.unwrap_or(0) as f64),
+                        fmt::ratio(r.peak_rss_bytes.unwrap_or(0) as f64 / r.bytes.max(1) as f64)
+                    ));
+                }
+            }
+        }
+    }
+    let at = runs
+        .iter()
+        .filter(|r| r.tool == "flowengine")
+        .map(|r| r.rows)
+        .min_by_key(|rows| rows.abs_diff(1_000_000));
+    if let Some(rows) = at {
+        let _ = writeln!(o, "\n**Footprint at {rows} rows:** flowengine peaks at {}.\n", lines.join("; "));
+    }
+}
+
+/// Stateful jobs under a memory limit (`scripts/compare-peers.sh --job`, issue 11's bars).
+fn limited(o: &mut String, results: &Results) {
+    let _ = writeln!(o, "### Stateful jobs under a memory limit (`scripts/compare-peers.sh --job …`)\n");
+    if results.limited.is_empty() {
+        let _ = writeln!(o, "{NOT_MEASURED}\n");
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "flowengine runs with `--memory-limit`; DuckDB with the smallest `memory_limit` it completes with \
+         (doubling from the same limit); Polars' streaming engine has no limit; GNU sort gets `-S` of the limit. \
+         Process wall time (one Python start-up included for the Python tools), medians.\n"
+    );
+    let _ = writeln!(
+        o,
+        "| Job | Rows | Tool | Limit | Time | Peak RSS | flowengine ÷ tool (below 1: flowengine faster) | Output |\n|---|---|---|---|---|---|---|---|"
+    );
+    let mut runs: Vec<&RunResult> = results.limited.iter().collect();
+    runs.sort_by_key(|r| (job_of(r), r.rows, r.tool != "flowengine", r.tool.clone()));
+    for r in runs {
+        let fe = results.limited.iter().find(|x| x.name == r.name && x.tool == "flowengine");
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            cell(&job_of(r)),
+            r.rows,
+            cell(&r.tool),
+            match r.memory_limit_mb {
+                Some(m) if r.tool != "polars" => format!("{m} MB"),
+                _ => "none".into(),
+            },
+            fmt::time(r.seconds * 1e9),
+            r.peak_rss_bytes.map_or("–".into(), |b| fmt::bytes(b as f64)),
+            match fe {
+                Some(fe) if r.tool != "flowengine" => fmt::ratio(fe.seconds / r.seconds),
+                _ => "–".into(),
+            },
+            cell(r.output.as_deref().unwrap_or("–"))
+        );
+    }
+    let _ = writeln!(o);
 }
 
 fn core_scaling(o: &mut String, a: &Analysis) {
@@ -843,7 +1067,11 @@ fn seed_figures(o: &mut String, results: &Results, a: &Analysis) {
         (
             "seed 000: 100K rows/s for a simple pass-through",
             100_000.0,
-            results.peers.iter().filter(|r| r.tool == "flowengine").collect::<Vec<_>>(),
+            results
+                .peers
+                .iter()
+                .filter(|r| r.tool == "flowengine" && job_of(r) == "passthrough")
+                .collect::<Vec<_>>(),
         ),
     ] {
         let text: Vec<String> = runs
@@ -1007,6 +1235,61 @@ fn appendix(o: &mut String, results: &Results) {
 mod tests {
     use super::*;
     use crate::decide::decide;
+
+    fn peer(job: &str, tool: &str, rows: u64, process: f64, inside: f64, rss_mib: u64) -> RunResult {
+        RunResult {
+            name: format!("{job}-{rows}"),
+            job: Some(job.into()),
+            tool: tool.into(),
+            rows,
+            columns: 6,
+            bytes: rows * 56,
+            seconds: process,
+            seconds_inprocess: Some(inside),
+            peak_rss_bytes: Some(rss_mib << 20),
+            command: "scripts/compare-peers.sh --jobs passthrough --sizes 200000,2000000 --runs 5".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn peers_compare_in_tool_times_and_per_row_costs_from_two_sizes() {
+        let results = Results {
+            peers: vec![
+                peer("passthrough", "flowengine", 200_000, 0.040, 0.030, 16),
+                peer("passthrough", "flowengine", 2_000_000, 0.300, 0.210, 18),
+                // Polars: 0.5 s of Python start-up in the process time, not in the tool.
+                peer("passthrough", "polars", 200_000, 0.560, 0.060, 70),
+                peer("passthrough", "polars", 2_000_000, 0.800, 0.300, 230),
+            ],
+            ..Default::default()
+        };
+        let mut md = String::new();
+        peers(&mut md, &results);
+        // Per row in the tool: flowengine (0.210 − 0.030) / 1.8M = 100 ns; Polars 0.24 / 1.8M = 133 ns.
+        assert!(md.contains("flowengine 100 ns"), "{md}");
+        assert!(md.contains("polars 133 ns (flowengine 0.750× of it)"), "{md}");
+        // The 2M-row ratio uses in-tool times: 0.210 / 0.300 = 0.7×, not 0.300 / 0.800.
+        assert!(
+            md.contains("| 2000000 | 107 MiB | polars | 800 ms | 300 ms | – | 230 MiB | 0.700× |"),
+            "{md}"
+        );
+        let mut md = String::new();
+        memory_vs_size(&mut md, &results);
+        assert!(md.contains("| passthrough | flowengine | 16.0 MiB"), "{md}");
+        assert!(
+            md.contains("**Footprint at 2000000 rows:** flowengine peaks at passthrough 18.0 MiB"),
+            "{md}"
+        );
+        // One size only: no memory-against-size table.
+        let one = Results {
+            peers: results.peers[..1].to_vec(),
+            ..Default::default()
+        };
+        let mut md = String::new();
+        memory_vs_size(&mut md, &one);
+        assert!(md.contains(NOT_MEASURED), "{md}");
+    }
 
     #[test]
     fn engine_scaling_renders_each_point_and_says_what_two_cores_cannot_show() {

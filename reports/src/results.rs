@@ -149,8 +149,12 @@ pub struct RunResult {
     /// 1-minute load average before the runs (optional; first of the three fields).
     #[serde(default)]
     pub load_before: Vec<f64>,
-    /// Rows per second.
+    /// Rows per second (absent in memory-limited job files: computed from rows ÷ seconds).
+    #[serde(default)]
     pub rows_per_sec: f64,
+    /// The memory limit the tool ran under, MB (memory-limited job files only).
+    #[serde(default)]
+    pub memory_limit_mb: Option<u64>,
     /// Peak resident set size, bytes (absent when the platform could not tell).
     #[serde(default)]
     pub peak_rss_bytes: Option<u64>,
@@ -349,6 +353,8 @@ pub struct Results {
     pub e2e: Vec<RunResult>,
     /// Peer comparison runs, sorted by name.
     pub peers: Vec<RunResult>,
+    /// Stateful jobs under a memory limit against peers (`results/limited/`), sorted by name.
+    pub limited: Vec<RunResult>,
     /// Engine A/B experiments, sorted by id.
     pub ab: Vec<AbRecord>,
     /// `scripts/scaling.sh` sweeps, sorted by stage.
@@ -412,6 +418,15 @@ impl Results {
         r.e2e.sort_by(|a, b| (&a.name, &a.tool).cmp(&(&b.name, &b.tool)));
         r.peers = load_json_dir(&dir.join("peers"), "peers", &mut r.notes)?;
         r.peers.sort_by(|a, b| (&a.name, &a.tool).cmp(&(&b.name, &b.tool)));
+        if dir.join("limited").is_dir() {
+            r.limited = load_json_dir(&dir.join("limited"), "limited", &mut r.notes)?;
+            r.limited.sort_by(|a, b| (&a.name, &a.tool).cmp(&(&b.name, &b.tool)));
+        }
+        for run in r.e2e.iter_mut().chain(r.peers.iter_mut()).chain(r.limited.iter_mut()) {
+            if run.rows_per_sec == 0.0 && run.seconds > 0.0 {
+                run.rows_per_sec = run.rows as f64 / run.seconds;
+            }
+        }
         if dir.join("scaling").is_dir() {
             r.scaling = load_json_dir(&dir.join("scaling"), "scaling", &mut r.notes)?;
             r.scaling.sort_by(|a, b| a.stage.cmp(&b.stage));
