@@ -12,4 +12,4 @@ cd "$(dirname "$0")/.."
 
 cargo build --release --quiet -p flowengine-reports --bin flowengine-reports
 target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-exec "${target_dir:-target}/release/flowengine-reports" "$@"
+exec "${target_dir:-target}/release/flowengine-reports" --readme README.md "$@"

@@ -24,6 +24,7 @@ pub mod fmt;
 pub mod gate;
 pub mod ids;
 pub mod plots;
+pub mod readme;
 pub mod report;
 pub mod results;
 pub mod rules;

@@ -34,6 +34,10 @@ struct Args {
     /// Print only the decision summary (one `key = value` line each) after writing.
     #[arg(long)]
     summary: bool,
+    /// Regenerate the performance table between the `perf-table` markers of this README from
+    /// the peer results (left alone when there are none).
+    #[arg(long)]
+    readme: Option<PathBuf>,
 }
 
 /// The commit of the rules (`reports/src/rules.rs`, `reports/src/stats.rs`), with
@@ -114,6 +118,24 @@ fn main() -> Result<()> {
     }
     fs::write(&args.report, md).with_context(|| format!("writing {}", args.report.display()))?;
     fs::write(&args.decisions, decisions.to_toml()?).with_context(|| format!("writing {}", args.decisions.display()))?;
+    if let Some(readme) = args
+        .readme
+        .as_ref()
+        .filter(|_| mode.as_deref() != Some("quick") || args.allow_quick)
+    {
+        match flowengine_reports::readme::table(&results) {
+            Some(table) => {
+                let text = fs::read_to_string(readme).with_context(|| format!("reading {}", readme.display()))?;
+                let new = flowengine_reports::readme::splice(&text, &table).map_err(|e| anyhow::anyhow!("{}: {e}", readme.display()))?;
+                fs::write(readme, new).with_context(|| format!("writing {}", readme.display()))?;
+                eprintln!("flowengine-reports: regenerated the performance table in {}", readme.display());
+            }
+            None => eprintln!(
+                "flowengine-reports: no peer results (scripts/compare-peers.sh): {} left as it is",
+                readme.display()
+            ),
+        }
+    }
 
     if args.summary {
         for line in decisions.summary_lines() {

@@ -52,6 +52,7 @@ pub fn render(results: &Results, a: &Analysis, d: &Decisions, plots: &PlotLinks)
     engine_ab(&mut o, a);
     rows(&mut o, a, plots);
     allocation(&mut o, a);
+    engine_allocation(&mut o, results);
     fan_out(&mut o, a, plots);
     pooling(&mut o, a, plots);
     spill(&mut o, a, results, d);
@@ -371,6 +372,74 @@ fn allocation(o: &mut String, a: &Analysis) {
         );
     }
     let _ = writeln!(o, "\ndhat counts are exact for the profiled run: no interval.\n");
+}
+
+/// Allocation in the engine's real pipelines (`scripts/allocation.sh`): dhat per row, and the
+/// allocator swapped end to end.
+fn engine_allocation(o: &mut String, results: &Results) {
+    let _ = writeln!(o, "### In the engine's real pipelines (`scripts/allocation.sh`)\n");
+    if results.alloc.is_empty() {
+        let _ = writeln!(o, "{NOT_MEASURED}\n");
+        return;
+    }
+    let r0 = &results.alloc[0];
+    let _ = writeln!(
+        o,
+        "dhat counts every allocation of one whole engine run (CSV in, the job, CSV out) on {} rows; then the same \
+         program with the system allocator (glibc malloc) and with mimalloc runs alternately {} times each on {} rows \
+         (medians of the engine's own run time and of the process's CPU time). If allocation were the bottleneck, a \
+         faster allocator would show it: a ratio well below 1. Command: `{}`{}.\n",
+        r0.dhat.rows,
+        r0.runs,
+        r0.rows,
+        r0.command,
+        r0.load_before
+            .first()
+            .map_or(String::new(), |l| format!("; 1-minute load before the first job {}", fmt::sig3(*l)))
+    );
+    let _ = writeln!(
+        o,
+        "| Job | Allocations / row | Bytes / row | Peak heap | System allocator | mimalloc | mimalloc ÷ system (time) | (CPU) |\n|---|---|---|---|---|---|---|---|"
+    );
+    let mut order: Vec<&crate::results::AllocRecord> = results.alloc.iter().collect();
+    order.sort_by_key(|r| ["passthrough", "javascript", "sort", "aggregate"].iter().position(|j| *j == r.job));
+    let mut verdicts = Vec::new();
+    for r in order {
+        let (sys, mi) = (r.allocators.get("system"), r.allocators.get("mimalloc"));
+        let ratio = |f: fn(&crate::results::AllocTiming) -> f64| match (sys, mi) {
+            (Some(s), Some(m)) if f(s) > 0.0 => Some(f(m) / f(s)),
+            _ => None,
+        };
+        let (t, c) = (ratio(|x| x.seconds), ratio(|x| x.cpu_seconds));
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            cell(&r.job),
+            fmt::sig3(r.dhat.allocs_per_row),
+            fmt::sig3(r.dhat.bytes_per_row),
+            fmt::bytes(r.dhat.max_bytes as f64),
+            sys.map_or("–".into(), |s| fmt::time(s.seconds * 1e9)),
+            mi.map_or("–".into(), |s| fmt::time(s.seconds * 1e9)),
+            t.map_or("–".into(), fmt::ratio),
+            c.map_or("–".into(), fmt::ratio)
+        );
+        if let Some(t) = t {
+            verdicts.push(format!(
+                "{}: {}",
+                r.job,
+                if t < 0.9 {
+                    format!("allocation matters (mimalloc saves {})", fmt::percent(1.0 - t))
+                } else if t > 1.1 {
+                    format!("mimalloc is slower ({})", fmt::ratio(t))
+                } else {
+                    "within 10 %: not the bottleneck".to_owned()
+                }
+            ));
+        }
+    }
+    if !verdicts.is_empty() {
+        let _ = writeln!(o, "\n**Answer:** {}.\n", verdicts.join("; "));
+    }
 }
 
 fn fan_out(o: &mut String, a: &Analysis, plots: &PlotLinks) {
@@ -1289,6 +1358,63 @@ mod tests {
         };
         let mut md = String::new();
         memory_vs_size(&mut md, &one);
+        assert!(md.contains(NOT_MEASURED), "{md}");
+    }
+
+    #[test]
+    fn engine_allocation_shows_per_row_counts_and_answers_from_the_allocator_swap() {
+        use crate::results::{AllocDhat, AllocRecord, AllocTiming};
+        let rec = |job: &str, sys: f64, mi: f64| AllocRecord {
+            job: job.into(),
+            dhat: AllocDhat {
+                rows: 200_000,
+                total_blocks: 50_000,
+                total_bytes: 80_000_000,
+                max_bytes: 20 << 20,
+                allocs_per_row: 0.25,
+                bytes_per_row: 400.0,
+            },
+            rows: 1_000_000,
+            runs: 5,
+            allocators: [
+                (
+                    "system".to_owned(),
+                    AllocTiming {
+                        seconds: sys,
+                        cpu_seconds: sys,
+                        ..Default::default()
+                    },
+                ),
+                (
+                    "mimalloc".to_owned(),
+                    AllocTiming {
+                        seconds: mi,
+                        cpu_seconds: mi,
+                        ..Default::default()
+                    },
+                ),
+            ]
+            .into_iter()
+            .collect(),
+            command: "scripts/allocation.sh".into(),
+            load_before: vec![0.2],
+        };
+        let results = Results {
+            alloc: vec![rec("sort", 2.0, 1.5), rec("passthrough", 1.0, 1.02)],
+            ..Default::default()
+        };
+        let mut md = String::new();
+        engine_allocation(&mut md, &results);
+        assert!(
+            md.contains("| passthrough | 0.250 | 400 | 20.0 MiB | 1.00 s | 1.02 s | 1.02× |"),
+            "{md}"
+        );
+        assert!(md.contains("passthrough: within 10 %: not the bottleneck"), "{md}");
+        assert!(md.contains("sort: allocation matters (mimalloc saves 25.0 %)"), "{md}");
+        // Pass-through is listed before sort whatever the file order.
+        assert!(md.find("| passthrough |") < md.find("| sort |"), "{md}");
+        let mut md = String::new();
+        engine_allocation(&mut md, &Results::default());
         assert!(md.contains(NOT_MEASURED), "{md}");
     }
 

@@ -5,6 +5,7 @@
 //! failing or inventing a number. A file that exists but does not parse is a note too, naming
 //! the file and the parse error.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -336,6 +337,56 @@ pub struct Soak {
     pub rss_flat: bool,
 }
 
+/// dhat counts of one engine run (`results/alloc/<job>.json`, `dhat`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct AllocDhat {
+    /// Rows the run read.
+    pub rows: u64,
+    /// Allocations over the whole run.
+    pub total_blocks: u64,
+    /// Bytes allocated over the whole run.
+    pub total_bytes: u64,
+    /// Peak heap, bytes.
+    pub max_bytes: u64,
+    /// Allocations per row read.
+    pub allocs_per_row: f64,
+    /// Bytes allocated per row read.
+    pub bytes_per_row: f64,
+}
+
+/// One allocator's timed runs (`results/alloc/<job>.json`, `allocators.<name>`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct AllocTiming {
+    /// Median run time, seconds (the engine's own `elapsed`).
+    pub seconds: f64,
+    /// Median CPU seconds of the process.
+    pub cpu_seconds: f64,
+    /// Every run's seconds.
+    #[serde(default)]
+    pub seconds_all: Vec<f64>,
+}
+
+/// `scripts/allocation.sh` for one job: dhat counts, and the system allocator against mimalloc.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct AllocRecord {
+    /// The job: `passthrough`, `javascript`, `sort`, `aggregate`.
+    pub job: String,
+    /// dhat's counts.
+    pub dhat: AllocDhat,
+    /// Rows of the timed runs.
+    pub rows: u64,
+    /// Timed runs per allocator.
+    pub runs: u64,
+    /// `system` and `mimalloc`.
+    pub allocators: BTreeMap<String, AllocTiming>,
+    /// The command.
+    #[serde(default)]
+    pub command: String,
+    /// 1-minute load average before the timed runs (first of three).
+    #[serde(default)]
+    pub load_before: Vec<f64>,
+}
+
 /// Everything read from one `results/` directory.
 #[derive(Debug, Clone, Default)]
 pub struct Results {
@@ -355,6 +406,8 @@ pub struct Results {
     pub peers: Vec<RunResult>,
     /// Stateful jobs under a memory limit against peers (`results/limited/`), sorted by name.
     pub limited: Vec<RunResult>,
+    /// `scripts/allocation.sh`: allocation in the engine's real pipelines, sorted by job.
+    pub alloc: Vec<AllocRecord>,
     /// Engine A/B experiments, sorted by id.
     pub ab: Vec<AbRecord>,
     /// `scripts/scaling.sh` sweeps, sorted by stage.
@@ -421,6 +474,10 @@ impl Results {
         if dir.join("limited").is_dir() {
             r.limited = load_json_dir(&dir.join("limited"), "limited", &mut r.notes)?;
             r.limited.sort_by(|a, b| (&a.name, &a.tool).cmp(&(&b.name, &b.tool)));
+        }
+        if dir.join("alloc").is_dir() {
+            r.alloc = load_json_dir(&dir.join("alloc"), "alloc", &mut r.notes)?;
+            r.alloc.sort_by(|a, b| a.job.cmp(&b.job));
         }
         for run in r.e2e.iter_mut().chain(r.peers.iter_mut()).chain(r.limited.iter_mut()) {
             if run.rows_per_sec == 0.0 && run.seconds > 0.0 {
