@@ -100,3 +100,36 @@ pub fn run_child(case: &str) -> io::Result<serde_json::Value> {
 pub fn peak_rss_bytes() -> io::Result<u64> {
     flowengine_prototypes::spill::proc_status_bytes("VmHWM")
 }
+
+/// Runs the pipeline file named by the arguments `PIPELINE [NAME=VALUE ...]` through the
+/// library (what `flowengine run` does, without the CLI's progress and signal handling) and
+/// returns the run's summary and the CPU seconds this process used (user + system).
+///
+/// Used by the allocation examples (`benches/examples/alloc_*.rs`), which differ only in
+/// their global allocator.
+///
+/// # Errors
+/// A usage message, or the engine's error as text.
+pub fn run_pipeline_from_args(args: &[String]) -> Result<flowengine::RunSummary, String> {
+    let (path, vars) = args.split_first().ok_or("usage: PIPELINE [NAME=VALUE ...]")?;
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|v| {
+            v.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| format!("'{v}' is not NAME=VALUE"))
+        })
+        .collect::<Result<_, _>>()?;
+    let pipeline = flowengine::Pipeline::from_file(path, &vars).map_err(|e| e.to_string())?;
+    pipeline.run().map_err(|e| e.to_string())
+}
+
+/// Rows read by the run's sources (`rows_out` of every step with no input).
+pub fn rows_read(summary: &flowengine::RunSummary) -> u64 {
+    summary
+        .steps
+        .iter()
+        .filter(|s| s.kind == flowengine::StepKind::Source)
+        .map(|s| s.rows_out)
+        .sum()
+}
