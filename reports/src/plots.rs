@@ -162,7 +162,7 @@ impl<C, DB: DrawingBackend> Drawable<DB> for MarkerAt<C> {
                 backend.draw_path(closed, &line)
             }
         };
-        let square = [(-r + 1, -r + 1), (r - 1, -r + 1), (r - 1, r - 1), (-r + 1, r - 1)];
+        let square = [(-r, -r), (r, -r), (r, r), (-r, r)];
         let up = [(0, -r - 1), (r + 1, r - 1), (-r - 1, r - 1)];
         let down = [(0, r + 1), (r + 1, -r + 1), (-r - 1, -r + 1)];
         let diamond = [(0, -r - 1), (r + 1, 0), (0, r + 1), (-r - 1, 0)];
@@ -339,8 +339,8 @@ pub struct LineChart {
     pub guides: Vec<Guide>,
     /// Dashed lines through the origin, `y = value · x`.
     pub diagonals: Vec<Guide>,
-    /// Where the legend goes.
-    pub legend: SeriesLabelPosition,
+    /// Draw a legend (right of the plot).
+    pub legend: bool,
 }
 
 const W: u32 = 1100;
@@ -379,6 +379,99 @@ fn finite_pos(v: f64) -> bool {
     v.is_finite() && v > 0.0
 }
 
+/// An axis number: whole numbers without decimals, others to three significant digits.
+fn num(v: f64) -> String {
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{v:.0}")
+    } else {
+        crate::fmt::sig3(v)
+    }
+}
+
+/// What a legend entry shows beside its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Swatch {
+    /// A bar (light: the lighter second bar) and the marker its top carries.
+    Bar { light: bool },
+    /// A line through the marker.
+    Line,
+}
+
+/// The legend, drawn to the right of the plot (never over the data).
+struct Legend(Vec<(String, Look, Swatch)>);
+
+impl Legend {
+    fn width(&self) -> u32 {
+        if self.0.is_empty() {
+            return 0;
+        }
+        let chars = self.0.iter().map(|(n, _, _)| n.chars().count()).max().unwrap_or(0) as u32;
+        (chars * 7 + 56).clamp(110, 330)
+    }
+
+    /// Draws the entries top-down from `(x, y)` on `root` (pixels), framed.
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, x: i32, y: i32) -> Result<()> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let row = 20;
+        let w = self.width() as i32 - 12;
+        let h = row * self.0.len() as i32 + 10;
+        root.draw(&Rectangle::new([(x, y), (x + w, y + h)], WHITE.filled()))
+            .map_err(plot_err)?;
+        root.draw(&Rectangle::new([(x, y), (x + w, y + h)], RGBColor(90, 90, 90).stroke_width(1)))
+            .map_err(plot_err)?;
+        let style = TextStyle::from(("sans-serif", TEXT).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+        for (i, (name, look, swatch)) in self.0.iter().enumerate() {
+            let cy = y + 5 + row / 2 + row * i as i32;
+            let x0 = x + 8;
+            let Look { colour, marker } = *look;
+            match swatch {
+                Swatch::Bar { light } => {
+                    let fill = if *light { colour.mix(0.3).filled() } else { colour.filled() };
+                    root.draw(&Rectangle::new([(x0, cy - 6), (x0 + 12, cy + 7)], fill))
+                        .map_err(plot_err)?;
+                    root.draw(&Rectangle::new([(x0, cy - 6), (x0 + 12, cy + 7)], colour.stroke_width(1)))
+                        .map_err(plot_err)?;
+                    root.draw(&marker.at((x0 + 24, cy), 5, colour.to_rgba())).map_err(plot_err)?;
+                }
+                Swatch::Line => {
+                    root.draw(&PathElement::new(vec![(x0, cy), (x0 + 30, cy)], colour.stroke_width(2)))
+                        .map_err(plot_err)?;
+                    root.draw(&marker.at((x0 + 15, cy), 5, colour.to_rgba())).map_err(plot_err)?;
+                }
+            }
+            root.draw(&Text::new(name.clone(), (x0 + 38, cy), style.clone()))
+                .map_err(plot_err)?;
+        }
+        Ok(())
+    }
+}
+
+/// Text on a white box (so a label stays readable over bars and lines), at pixel `at`.
+fn boxed_text<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, text: &str, at: (i32, i32), pos: Pos) -> Result<()> {
+    let style = TextStyle::from(("sans-serif", TEXT).into_font()).color(&GUIDE_INK).pos(pos);
+    let (w, h) = root.estimate_text_size(text, &style).map_err(plot_err)?;
+    let (w, h) = (w as i32, h as i32);
+    let x0 = match pos.h_pos {
+        HPos::Left => at.0,
+        HPos::Center => at.0 - w / 2,
+        HPos::Right => at.0 - w,
+    };
+    let y0 = match pos.v_pos {
+        VPos::Top => at.1,
+        VPos::Center => at.1 - h / 2,
+        VPos::Bottom => at.1 - h,
+    };
+    root.draw(&Rectangle::new(
+        [(x0 - 3, y0 - 2), (x0 + w + 3, y0 + h + 2)],
+        WHITE.mix(0.85).filled(),
+    ))
+    .map_err(plot_err)?;
+    root.draw(&Text::new(text.to_owned(), at, style)).map_err(plot_err)?;
+    Ok(())
+}
+
 /// Every value a bar chart draws (values, light values, bounds).
 fn bar_values(c: &BarChart) -> Vec<f64> {
     let mut out = Vec::new();
@@ -410,11 +503,11 @@ pub fn grouped_bars(path: &Path, c: &BarChart) -> Result<bool> {
     if c.log {
         let all: Vec<f64> = vals.into_iter().chain(guides).filter(|v| finite_pos(*v)).collect();
         let lo = all.iter().copied().fold(f64::INFINITY, f64::min) / 2.0;
-        let hi = all.iter().copied().fold(0.0, f64::max) * 3.0;
+        let hi = all.iter().copied().fold(0.0, f64::max) * 2.5;
         on_canvas!(path, size, bars_on(c, (lo..hi).log_scale(), lo));
     } else {
         let hi = vals.into_iter().chain(guides).fold(0.0, f64::max);
-        let hi = if hi > 0.0 { hi * 1.18 } else { 1.0 };
+        let hi = if hi > 0.0 { hi * 1.12 } else { 1.0 };
         on_canvas!(path, size, bars_on(c, 0.0..hi, 0.0));
     }
     Ok(true)
@@ -425,11 +518,26 @@ where
     Y: AsRangedCoord<Value = f64>,
     Y::CoordDescType: ValueFormatter<f64>,
 {
+    let mut legend = Legend(
+        c.series
+            .iter()
+            .map(|s| {
+                let any = s.values.iter().chain(&s.light).flatten().any(|v| v.is_finite());
+                let name = if any { s.name.clone() } else { format!("{} (no data)", s.name) };
+                (name, s.look, Swatch::Bar { light: false })
+            })
+            .collect(),
+    );
+    legend
+        .0
+        .extend(c.key.iter().map(|(n, l, light)| (n.clone(), *l, Swatch::Bar { light: *light })));
+    let label_lines = c.categories.iter().map(|c| c.lines().count()).max().unwrap_or(1) as u32;
     let n = c.categories.len().max(1);
     let mut chart = ChartBuilder::on(root)
         .caption(&c.title, ("sans-serif", TITLE))
         .margin(16)
-        .x_label_area_size(44)
+        .margin_right(16 + legend.width())
+        .x_label_area_size(24 + 16 * label_lines)
         .y_label_area_size(96)
         .build_cartesian_2d(0f64..n as f64, y)
         .map_err(plot_err)?;
@@ -438,6 +546,7 @@ where
         .configure_mesh()
         .disable_x_mesh()
         .x_labels(0)
+        .y_max_light_lines(if c.log { 8 } else { 1 })
         .y_desc(&c.y_label)
         .y_label_formatter(&|v| y_fmt(*v))
         .label_style(("sans-serif", TEXT))
@@ -447,7 +556,9 @@ where
     let slot = 0.84 / k;
     let bar = slot * 0.86;
     let x_of = |si: usize, ci: usize| ci as f64 + 0.08 + si as f64 * slot;
-    let cap = ((bar * 0.3) * chart.plotting_area().dim_in_pixel().0 as f64 / n as f64).clamp(2.0, 8.0) as i32;
+    let px_per_unit = f64::from(chart.plotting_area().dim_in_pixel().0) / n as f64;
+    let cap = ((bar * 0.3) * px_per_unit).clamp(2.0, 7.0) as i32;
+    let r = ((bar * 0.4) * px_per_unit).clamp(3.0, 6.0) as i32;
     for (si, s) in c.series.iter().enumerate() {
         let Look { colour, marker } = s.look;
         let light_style = ShapeStyle {
@@ -455,7 +566,7 @@ where
             filled: true,
             stroke_width: 0,
         };
-        // Light bars first (behind), with an outline in the series' colour.
+        // Light bars first (behind), outlined in the series' colour.
         for (ci, v) in s.light.iter().enumerate() {
             let Some(v) = v.filter(|v| v.is_finite() && *v >= base) else {
                 continue;
@@ -467,82 +578,58 @@ where
                     Rectangle::new([(x0, base), (x0 + bar, v)], colour.stroke_width(1)),
                 ])
                 .map_err(plot_err)?;
+            let mut top = v;
             if let Some(Some((lo, hi))) = s.light_bounds.get(ci) {
-                whisker(&mut chart, x0 + bar * 0.5, *lo, *hi, colour.mix(0.7), cap)?;
+                whisker(&mut chart, x0 + bar * 0.5, *lo, *hi, colour.mix(0.8), cap)?;
+                top = top.max(*hi);
             }
             chart
-                .draw_series([marker.at((x0 + bar * 0.5, v), 4, colour.mix(0.7))])
+                .draw_series([EmptyElement::at((x0 + bar * 0.5, top)) + marker.at((0, -r - 4), r, colour.mix(0.6))])
                 .map_err(plot_err)?;
         }
-        let mut first = true;
         for (ci, v) in s.values.iter().enumerate() {
             let Some(v) = v.filter(|v| v.is_finite() && *v >= base) else {
                 continue;
             };
             let x0 = x_of(si, ci);
             let xc = x0 + bar * 0.5;
-            let rect = chart
+            chart
                 .draw_series([Rectangle::new([(x0, base), (x0 + bar, v)], colour.filled())])
                 .map_err(plot_err)?;
-            if first {
-                rect.label(s.name.clone()).legend(move |(x, y)| {
-                    EmptyElement::at((x, y)) + Rectangle::new([(0, -6), (18, 6)], colour.filled()) + marker.at((9, 0), 4, WHITE.to_rgba())
-                });
-                first = false;
-            }
+            let mut top = v;
             if let Some(Some((lo, hi))) = s.bounds.get(ci) {
                 whisker(&mut chart, xc, *lo, *hi, GUIDE_INK, cap)?;
+                top = top.max(*hi);
             }
-            // The marker sits on the bar top: a zero bar still shows which series it is.
-            chart.draw_series([marker.at((xc, v), 5, colour.to_rgba())]).map_err(plot_err)?;
-            if c.value_labels {
-                let style = TextStyle::from(("sans-serif", TEXT - 1).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
-                let top = s.bounds.get(ci).copied().flatten().map_or(v, |(_, hi)| hi.max(v));
+            let light_top = s.light.get(ci).copied().flatten().filter(|l| *l > v);
+            // The marker sits on the bar top (a zero bar still shows whose it is); inside a
+            // taller light bar, the light bar's marker says whose it is.
+            if light_top.is_none() {
                 chart
-                    .draw_series([EmptyElement::at((xc, top)) + Text::new(y_fmt(v), (0, -9), style)])
+                    .draw_series([EmptyElement::at((xc, top)) + marker.at((0, -r - 4), r, colour.to_rgba())])
+                    .map_err(plot_err)?;
+            }
+            if c.value_labels && light_top.is_none() {
+                let style = TextStyle::from(("sans-serif", TEXT - 1).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
+                chart
+                    .draw_series([EmptyElement::at((xc, top)) + Text::new(y_fmt(v), (0, -2 * r - 8), style)])
                     .map_err(plot_err)?;
             }
         }
-        if first {
-            // A series with no bar still gets its legend entry (say what is missing).
-            chart
-                .draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())
-                .map_err(plot_err)?
-                .label(format!("{} (no data)", s.name))
-                .legend(move |(x, y)| EmptyElement::at((x, y)) + marker.at((9, 0), 5, colour.to_rgba()));
-        }
-    }
-    for (name, look, light) in &c.key {
-        let Look { colour, marker } = *look;
-        let light = *light;
-        let fill = if light { colour.mix(0.3).filled() } else { colour.filled() };
-        chart
-            .draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())
-            .map_err(plot_err)?
-            .label(name.clone())
-            .legend(move |(x, y)| {
-                EmptyElement::at((x, y))
-                    + Rectangle::new([(0, -6), (18, 6)], fill)
-                    + Rectangle::new([(0, -6), (18, 6)], colour.stroke_width(1))
-                    + marker.at((9, 0), 4, if light { colour.to_rgba() } else { WHITE.to_rgba() })
-            });
     }
     for g in &c.guides {
-        hguide(&mut chart, 0.0, n as f64, g)?;
+        hguide(root, &mut chart, 0.0, n as f64, g)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font(("sans-serif", TEXT))
-        .draw()
-        .map_err(plot_err)?;
     let style = TextStyle::from(("sans-serif", TEXT).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
     for (i, cat) in c.categories.iter().enumerate() {
         let (px, py) = chart.backend_coord(&(i as f64 + 0.5, base));
-        root.draw(&Text::new(cat.clone(), (px, py + 8), style.clone())).map_err(plot_err)?;
+        for (l, line) in cat.lines().enumerate() {
+            root.draw(&Text::new(line.to_owned(), (px, py + 8 + 16 * l as i32), style.clone()))
+                .map_err(plot_err)?;
+        }
     }
+    let area = chart.plotting_area().get_pixel_range();
+    legend.draw(root, area.0.end + 12, area.1.start)?;
     Ok(())
 }
 
@@ -575,7 +662,13 @@ where
 }
 
 /// A dashed horizontal guide from `x0` to `x1` at `g.value`, labelled above its left end.
-fn hguide<DB: DrawingBackend, X, Y>(chart: &mut Chart2d<'_, DB, X, Y>, x0: f64, x1: f64, g: &Guide) -> Result<()>
+fn hguide<DB: DrawingBackend, X, Y>(
+    root: &DrawingArea<DB, Shift>,
+    chart: &mut Chart2d<'_, DB, X, Y>,
+    x0: f64,
+    x1: f64,
+    g: &Guide,
+) -> Result<()>
 where
     X: plotters::coord::ranged1d::Ranged<ValueType = f64>,
     Y: plotters::coord::ranged1d::Ranged<ValueType = f64>,
@@ -588,18 +681,17 @@ where
             GUIDE_INK.stroke_width(2),
         )])
         .map_err(plot_err)?;
-    let style = TextStyle::from(("sans-serif", TEXT).into_font())
-        .color(&GUIDE_INK)
-        .pos(Pos::new(HPos::Left, VPos::Bottom));
-    chart
-        .draw_series([EmptyElement::at((x0, g.value)) + Text::new(g.label.clone(), (6, -3), style)])
-        .map_err(plot_err)?;
-    Ok(())
+    let (px, py) = chart.backend_coord(&(x0, g.value));
+    boxed_text(root, &g.label, (px + 6, py - 4), Pos::new(HPos::Left, VPos::Bottom))
 }
 
 /// Draws a line chart. Returns `false` when there is no point to draw.
 pub fn line_chart(path: &Path, c: &LineChart) -> Result<bool> {
-    line_chart_sized(path, c, (W, H))
+    if usable(c).is_empty() {
+        return Ok(false);
+    }
+    on_canvas!(path, (W, H), lines_any(c));
+    Ok(true)
 }
 
 fn usable(c: &LineChart) -> Vec<(f64, f64)> {
@@ -609,14 +701,6 @@ fn usable(c: &LineChart) -> Vec<(f64, f64)> {
         .filter(|p| p.x.is_finite() && p.y.is_finite() && (!c.log_x || p.x > 0.0) && (!c.log_y || p.y > 0.0) && p.x >= 0.0 && p.y >= 0.0)
         .map(|p| (p.x, p.y))
         .collect()
-}
-
-fn line_chart_sized(path: &Path, c: &LineChart, size: (u32, u32)) -> Result<bool> {
-    if usable(c).is_empty() {
-        return Ok(false);
-    }
-    on_canvas!(path, size, lines_any(c));
-    Ok(true)
 }
 
 /// Axis ranges of a line chart: pads log axes by a factor, linear ones start at zero.
@@ -637,14 +721,13 @@ fn line_ranges(c: &LineChart) -> ((f64, f64), (f64, f64)) {
         let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = v.iter().copied().fold(0.0, f64::max);
         if log {
-            let (lo, hi) = if hi / lo < 4.0 {
+            if hi / lo < 4.0 {
                 (lo / 2.0, hi * 2.0)
             } else {
                 (lo / 1.5, hi * 1.5)
-            };
-            (lo, hi)
+            }
         } else {
-            (0.0, if hi > 0.0 { hi * 1.15 } else { 1.0 })
+            (0.0, if hi > 0.0 { hi * 1.12 } else { 1.0 })
         }
     };
     (span(&xs, c.log_x), span(&ys, c.log_y))
@@ -668,9 +751,15 @@ where
     Y::CoordDescType: ValueFormatter<f64>,
 {
     let ((x0, x1), (_, y1)) = line_ranges(c);
+    let legend = Legend(if c.legend {
+        c.lines.iter().map(|l| (l.name.clone(), l.look, Swatch::Line)).collect()
+    } else {
+        Vec::new()
+    });
     let mut chart = ChartBuilder::on(root)
         .caption(&c.title, ("sans-serif", TITLE))
         .margin(16)
+        .margin_right(16 + legend.width())
         .x_label_area_size(48)
         .y_label_area_size(96)
         .build_cartesian_2d(x, y)
@@ -680,38 +769,37 @@ where
         .configure_mesh()
         .x_desc(&c.x_label)
         .y_desc(&c.y_label)
+        .x_max_light_lines(if c.log_x { 8 } else { 1 })
+        .y_max_light_lines(if c.log_y { 8 } else { 1 })
         .x_label_formatter(&|v| x_fmt(*v))
         .y_label_formatter(&|v| y_fmt(*v))
         .label_style(("sans-serif", TEXT))
         .draw()
         .map_err(plot_err)?;
     for g in &c.diagonals {
-        // y = k·x: enough points that a log–log chart draws it straight.
+        // y = k·x, with enough points that a log–log chart draws it straight.
         let steps = 64;
         let pts: Vec<(f64, f64)> = (0..=steps)
             .map(|i| {
-                let t = i as f64 / steps as f64;
+                let t = f64::from(i) / f64::from(steps);
                 let xv = if c.log_x { x0 * (x1 / x0).powf(t) } else { x0 + (x1 - x0) * t };
                 (xv, g.value * xv)
             })
             .filter(|(_, yv)| *yv <= y1)
             .collect();
-        if let Some(&(lx, ly)) = pts.last() {
+        if pts.len() >= 2 {
+            // The label sits under the line, 40 % along it.
+            let (lx, ly) = pts[pts.len() * 2 / 5];
             chart
                 .draw_series([DashedPathElement::new(pts, 9, 6, GUIDE_INK.stroke_width(2))])
                 .map_err(plot_err)?;
-            let style = TextStyle::from(("sans-serif", TEXT).into_font())
-                .color(&GUIDE_INK)
-                .pos(Pos::new(HPos::Right, VPos::Top));
-            chart
-                .draw_series([EmptyElement::at((lx, ly)) + Text::new(g.label.clone(), (-8, 6), style)])
-                .map_err(plot_err)?;
+            let (px, py) = chart.backend_coord(&(lx, ly));
+            boxed_text(root, &g.label, (px + 10, py + 8), Pos::new(HPos::Left, VPos::Top))?;
         }
     }
     for g in &c.guides {
-        hguide(&mut chart, x0, x1, g)?;
+        hguide(root, &mut chart, x0, x1, g)?;
     }
-    let cap = 5;
     for l in &c.lines {
         let Look { colour, marker } = l.look;
         let mut pts: Vec<LinePoint> = l
@@ -724,30 +812,18 @@ where
         for p in &pts {
             if let Some((lo, hi)) = p.bounds {
                 let lo = if c.log_y { lo.max(f64::MIN_POSITIVE) } else { lo };
-                whisker(&mut chart, p.x, lo, hi, colour, cap)?;
+                whisker(&mut chart, p.x, lo, hi, colour, 5)?;
             }
         }
         chart
             .draw_series(LineSeries::new(pts.iter().map(|p| (p.x, p.y)), colour.stroke_width(2)))
-            .map_err(plot_err)?
-            .label(l.name.clone())
-            .legend(move |(x, y)| {
-                EmptyElement::at((x, y))
-                    + PathElement::new(vec![(-2, 0), (22, 0)], colour.stroke_width(2))
-                    + marker.at((10, 0), 5, colour.to_rgba())
-            });
+            .map_err(plot_err)?;
         chart
             .draw_series(pts.iter().map(|p| marker.at((p.x, p.y), 5, colour.to_rgba())))
             .map_err(plot_err)?;
     }
-    chart
-        .configure_series_labels()
-        .position(c.legend.clone())
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font(("sans-serif", TEXT))
-        .draw()
-        .map_err(plot_err)?;
+    let area = chart.plotting_area().get_pixel_range();
+    legend.draw(root, area.0.end + 12, area.1.start)?;
     Ok(())
 }
 
@@ -853,7 +929,7 @@ pub fn fan_out_plot(a: &Analysis, path: &Path) -> Result<bool> {
             log_y: true,
             guides: Vec::new(),
             diagonals: Vec::new(),
-            legend: SeriesLabelPosition::LowerLeft,
+            legend: true,
         },
     )
 }
@@ -861,8 +937,8 @@ pub fn fan_out_plot(a: &Analysis, path: &Path) -> Result<bool> {
 /// The category a run belongs to in the peers and memory plots: its job and size.
 fn run_category(r: &RunResult) -> String {
     match &r.job {
-        Some(j) => format!("{j} · {} rows", rows_short(r.rows)),
-        None => format!("e2e · {} × {}", rows_short(r.rows), r.columns),
+        Some(j) => format!("{j}\n{} rows", rows_short(r.rows)),
+        None => format!("e2e\n{} rows\n{} cols", rows_short(r.rows), r.columns),
     }
 }
 
@@ -974,7 +1050,7 @@ pub fn pooling_plot(a: &Analysis, path: &Path) -> Result<bool> {
             y_label: "allocations / op (dhat; linear)".into(),
             categories: labels,
             series,
-            y_fmt: crate::fmt::sig3,
+            y_fmt: num,
             log: false,
             guides: Vec::new(),
             value_labels: true,
@@ -1023,13 +1099,13 @@ pub fn memory_plot(results: &Results, path: &Path) -> Result<bool> {
             x_label: "input size, MiB (log)".into(),
             y_label: "peak RSS, MiB (log)".into(),
             lines,
-            x_fmt: crate::fmt::sig3,
-            y_fmt: crate::fmt::sig3,
+            x_fmt: num,
+            y_fmt: num,
             log_x: true,
             log_y: true,
             guides: Vec::new(),
             diagonals: vec![Guide::new(2.0, "seed 000: memory < 2× the raw data (y = 2x)")],
-            legend: SeriesLabelPosition::UpperLeft,
+            legend: true,
         },
     )
 }
@@ -1070,7 +1146,7 @@ pub fn soak_plot(soak: Option<&Soak>, path: &Path) -> Result<bool> {
             format!("mean of the first {n} samples: {} rows/s", crate::fmt::rate(first_mean)),
         )],
         diagonals: Vec::new(),
-        legend: SeriesLabelPosition::LowerRight,
+        legend: false,
     };
     let limit = s.rss_first_bytes as f64 * 1.10 + 8.0 * MIB;
     let rss = LineChart {
@@ -1092,12 +1168,12 @@ pub fn soak_plot(soak: Option<&Soak>, path: &Path) -> Result<bool> {
                 .collect(),
         }],
         x_fmt: |v| format!("{v:.0}"),
-        y_fmt: crate::fmt::sig3,
+        y_fmt: num,
         log_x: false,
         log_y: false,
         guides: vec![Guide::new(limit / MIB, "flat limit: first window's peak + 10 % + 8 MiB")],
         diagonals: Vec::new(),
-        legend: SeriesLabelPosition::LowerRight,
+        legend: false,
     };
     on_canvas!(path, (W, 2 * H - 80), two_panels(&rate, &rss));
     Ok(true)
@@ -1117,7 +1193,7 @@ fn alternative(comparison: &str) -> &str {
 /// One plot per decision: each comparison's ratio (alternative against the incumbent, > 1 =
 /// the alternative is better) with its bootstrap interval, a solid line at 1× (the
 /// incumbent) and the adoption bar dashed. Returns `false` for a decision without evidence.
-pub fn decision_plot(key: &str, d: &Decision, path: &Path) -> Result<bool> {
+pub fn decision_plot(d: &Decision, path: &Path) -> Result<bool> {
     let ev: Vec<_> = d
         .evidence
         .iter()
@@ -1128,11 +1204,11 @@ pub fn decision_plot(key: &str, d: &Decision, path: &Path) -> Result<bool> {
     }
     let rows = ev.len() as u32;
     let h = (150 + 64 * rows).max(320);
-    on_canvas!(path, (W, h), decision_on(key, d));
+    on_canvas!(path, (W, h), decision_on(d));
     Ok(true)
 }
 
-fn decision_on<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, key: &str, d: &Decision) -> Result<()> {
+fn decision_on<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &Decision) -> Result<()> {
     let ev: Vec<_> = d
         .evidence
         .iter()
@@ -1149,7 +1225,20 @@ fn decision_on<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, key: &str, d: 
         .iter()
         .map(|e| format!("{} ({} CI)", e.comparison, crate::fmt::percent(e.level)))
         .collect();
-    let label_px = (labels.iter().map(|l| l.chars().count()).max().unwrap_or(10) as u32 * 7 + 24).clamp(140, 460);
+    let label_px = (labels.iter().map(|l| l.chars().count()).max().unwrap_or(10) as u32 * 15 / 2 + 24).clamp(140, 460);
+    let mut alts: Vec<&str> = Vec::new();
+    for e in &ev {
+        let a = alternative(&e.comparison);
+        if !alts.contains(&a) {
+            alts.push(a);
+        }
+    }
+    let legend = Legend(
+        alts.iter()
+            .enumerate()
+            .map(|(i, a)| ((*a).to_owned(), look(i), Swatch::Line))
+            .collect(),
+    );
     let keep = d.decision == d.baseline || d.baseline.starts_with(&format!("{} ", d.decision));
     let outcome = if !d.measured {
         format!("{} kept (prior: not measured)", d.decision)
@@ -1159,8 +1248,9 @@ fn decision_on<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, key: &str, d: 
         format!("adopt {} (incumbent {})", d.decision, d.baseline)
     };
     let mut chart = ChartBuilder::on(root)
-        .caption(format!("Decision {key} — {}: {outcome}", d.component), ("sans-serif", TITLE))
+        .caption(format!("{}: {outcome}", capitalised(&d.component)), ("sans-serif", TITLE))
         .margin(16)
+        .margin_right(16 + legend.width())
         .x_label_area_size(48)
         .y_label_area_size(label_px)
         .build_cartesian_2d(0f64..x_max, -0.5f64..n as f64 - 0.5)
@@ -1168,6 +1258,7 @@ fn decision_on<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, key: &str, d: 
     chart
         .configure_mesh()
         .disable_y_mesh()
+        .x_max_light_lines(1)
         .y_labels(0)
         .x_desc("ratio against the incumbent (> 1×: the alternative is better), with its interval (linear)")
         .x_label_formatter(&|v| format!("{v:.1}×"))
@@ -1192,7 +1283,6 @@ fn decision_on<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, key: &str, d: 
         .map_err(plot_err)?;
     // The bar of each comparison, dashed across its row (rows sharing a bar join up).
     let mut labelled: Vec<f64> = Vec::new();
-    let mut alts: Vec<&str> = Vec::new();
     for (i, e) in ev.iter().enumerate() {
         let yc = (n - 1 - i) as f64;
         chart
@@ -1206,13 +1296,8 @@ fn decision_on<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, key: &str, d: 
         if !labelled.iter().any(|t| (t - e.threshold).abs() < 1e-9) {
             labelled.push(e.threshold);
             let text = format!("bar {}", crate::fmt::ratio(e.threshold));
-            chart
-                .draw_series([EmptyElement::at((e.threshold, yc + 0.5)) + Text::new(text, (4, 4), small(HPos::Left))])
-                .map_err(plot_err)?;
-        }
-        let a = alternative(&e.comparison);
-        if !alts.contains(&a) {
-            alts.push(a);
+            let (px, py) = chart.backend_coord(&(e.threshold, yc + 0.5));
+            boxed_text(root, &text, (px + 4, py + 3), Pos::new(HPos::Left, VPos::Top))?;
         }
     }
     for (i, e) in ev.iter().enumerate() {
@@ -1226,16 +1311,9 @@ fn decision_on<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, key: &str, d: 
         chart
             .draw_series([e.lower, e.upper].map(|x| EmptyElement::at((x, yc)) + PathElement::new(vec![(0, -9), (0, 9)], st)))
             .map_err(plot_err)?;
-        let drawn = chart
+        chart
             .draw_series([marker.at((e.ratio, yc), 7, colour.to_rgba())])
             .map_err(plot_err)?;
-        if !ev[..i].iter().any(|p| alternative(&p.comparison) == a) {
-            drawn.label(a.to_owned()).legend(move |(x, y)| {
-                EmptyElement::at((x, y))
-                    + PathElement::new(vec![(-2, 0), (22, 0)], colour.stroke_width(3))
-                    + marker.at((10, 0), 6, colour.to_rgba())
-            });
-        }
         let verdict = format!(
             "{} [{}, {}] {}",
             crate::fmt::ratio(e.ratio),
@@ -1243,23 +1321,20 @@ fn decision_on<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, key: &str, d: 
             crate::fmt::sig3(e.upper),
             e.outcome
         );
-        let style = TextStyle::from(("sans-serif", TEXT).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
-        chart
-            .draw_series([EmptyElement::at((e.upper, yc)) + Text::new(verdict, (14, 0), style)])
-            .map_err(plot_err)?;
+        let (px, py) = chart.backend_coord(&(e.upper, yc));
+        boxed_text(root, &verdict, (px + 14, py), Pos::new(HPos::Left, VPos::Center))?;
         let (px, py) = chart.backend_coord(&(0.0, yc));
         let lstyle = TextStyle::from(("sans-serif", TEXT).into_font()).pos(Pos::new(HPos::Right, VPos::Center));
         root.draw(&Text::new(labels[i].clone(), (px - 8, py), lstyle)).map_err(plot_err)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font(("sans-serif", TEXT))
-        .draw()
-        .map_err(plot_err)?;
+    let area = chart.plotting_area().get_pixel_range();
+    legend.draw(root, area.0.end + 12, area.1.start)?;
     Ok(())
+}
+
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map_or_else(String::new, |f| f.to_uppercase().chain(c).collect())
 }
 
 /// File name of a decision's plot (`decision-<key>.svg`).
@@ -1297,7 +1372,7 @@ pub fn draw_all_as(results: &Results, a: &Analysis, d: &Decisions, dir: &Path, e
     for key in DECISION_ORDER {
         if let Some(dec) = d.decisions.get(key) {
             let n = decision_file(key, ext);
-            if let Some(l) = draw(&n, decision_plot(key, dec, &p(&n)))? {
+            if let Some(l) = draw(&n, decision_plot(dec, &p(&n)))? {
                 links.decisions.insert(key.to_owned(), l);
             }
         }
@@ -1494,12 +1569,12 @@ mod tests {
             evidence: Vec::new(),
             flag: None,
         };
-        assert!(!decision_plot("chunk_size", &d, &path).unwrap());
+        assert!(!decision_plot(&d, &path).unwrap());
         d.evidence = vec![
             ev("500 vs 5000", 1.05, 0.77, 1.17, "tie (within noise)"),
             ev("50000 vs 5000", 0.86, 0.67, 0.98, "loss"),
         ];
-        assert!(decision_plot("chunk_size", &d, &path).unwrap());
+        assert!(decision_plot(&d, &path).unwrap());
         let svg = std::fs::read_to_string(&path).unwrap();
         for want in [
             "chunk size",
@@ -1534,8 +1609,9 @@ mod tests {
         for want in [
             "flowengine",
             "polars",
-            "passthrough · 200K rows",
-            "sort · 200K rows",
+            "passthrough",
+            "sort",
+            "200K rows",
             "time inside the tool",
             "100K rows/s",
         ] {
