@@ -209,7 +209,7 @@ pub fn look(i: usize) -> Look {
 
 /// Tools keep one look across plots (peers, memory): FlowEngine is always blue circles.
 fn tool_look(tool: &str) -> Look {
-    const KNOWN: [&str; 6] = ["flowengine", "polars", "duckdb", "csv-floor", "prototype", "gnu-sort"];
+    const KNOWN: [&str; 6] = ["flowengine", "polars", "duckdb", "csv-floor", "flowengine-prototype", "gnu-sort"];
     match KNOWN.iter().position(|t| *t == tool) {
         Some(i) => look(i),
         None => look(KNOWN.len() + tool.bytes().map(usize::from).sum::<usize>() % (MAX_SERIES - KNOWN.len())),
@@ -410,10 +410,12 @@ impl Legend {
     }
 
     /// Draws the entries top-down from `(x, y)` on `root` (pixels), framed.
+    /// `(x, y)` are backend pixels, as the chart reports them.
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, x: i32, y: i32) -> Result<()> {
         if self.0.is_empty() {
             return Ok(());
         }
+        let (x, y) = local(root, (x, y));
         let row = 20;
         let w = self.width() as i32 - 12;
         let h = row * self.0.len() as i32 + 10;
@@ -449,7 +451,16 @@ impl Legend {
 }
 
 /// Text on a white box (so a label stays readable over bars and lines), at pixel `at`.
+/// Backend pixels (what `ChartContext::backend_coord` gives) to pixels of `root`, which may be
+/// a panel of the canvas.
+fn local<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, (x, y): (i32, i32)) -> (i32, i32) {
+    let (bx, by) = root.get_base_pixel();
+    (x - bx, y - by)
+}
+
+/// `at` is in backend pixels.
 fn boxed_text<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, text: &str, at: (i32, i32), pos: Pos) -> Result<()> {
+    let at = local(root, at);
     let style = TextStyle::from(("sans-serif", TEXT).into_font()).color(&GUIDE_INK).pos(pos);
     let (w, h) = root.estimate_text_size(text, &style).map_err(plot_err)?;
     let (w, h) = (w as i32, h as i32);
@@ -622,7 +633,7 @@ where
     }
     let style = TextStyle::from(("sans-serif", TEXT).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
     for (i, cat) in c.categories.iter().enumerate() {
-        let (px, py) = chart.backend_coord(&(i as f64 + 0.5, base));
+        let (px, py) = local(root, chart.backend_coord(&(i as f64 + 0.5, base)));
         for (l, line) in cat.lines().enumerate() {
             root.draw(&Text::new(line.to_owned(), (px, py + 8 + 16 * l as i32), style.clone()))
                 .map_err(plot_err)?;
@@ -1323,7 +1334,7 @@ fn decision_on<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, d: &Decision) 
         );
         let (px, py) = chart.backend_coord(&(e.upper, yc));
         boxed_text(root, &verdict, (px + 14, py), Pos::new(HPos::Left, VPos::Center))?;
-        let (px, py) = chart.backend_coord(&(0.0, yc));
+        let (px, py) = local(root, chart.backend_coord(&(0.0, yc)));
         let lstyle = TextStyle::from(("sans-serif", TEXT).into_font()).pos(Pos::new(HPos::Right, VPos::Center));
         root.draw(&Text::new(labels[i].clone(), (px - 8, py), lstyle)).map_err(plot_err)?;
     }
@@ -1577,8 +1588,7 @@ mod tests {
         assert!(decision_plot(&d, &path).unwrap());
         let svg = std::fs::read_to_string(&path).unwrap();
         for want in [
-            "chunk size",
-            "keep 5000",
+            "Chunk size: keep 5000 (the incumbent)",
             "500 vs 5000",
             "50000 vs 5000",
             "bar 1.50×",
@@ -1642,7 +1652,7 @@ mod tests {
         ];
         assert!(pooling_plot(&a, &path).unwrap());
         let svg = std::fs::read_to_string(&path).unwrap();
-        assert!(svg.contains(">0<") || svg.contains(">0\n"), "the zero bar is labelled 0");
+        assert!(svg.contains(">\n0\n</text>"), "the zero bar is labelled 0");
         assert!(svg.contains("linear"));
         for v in &PoolVariant::ALL[..2] {
             assert!(svg.contains(v.name()), "{v}");
