@@ -732,11 +732,7 @@ fn line_ranges(c: &LineChart) -> ((f64, f64), (f64, f64)) {
         let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = v.iter().copied().fold(0.0, f64::max);
         if log {
-            if hi / lo < 4.0 {
-                (lo / 2.0, hi * 2.0)
-            } else {
-                (lo / 1.5, hi * 1.5)
-            }
+            (lo / 1.4, hi * 1.4)
         } else {
             (0.0, if hi > 0.0 { hi * 1.12 } else { 1.0 })
         }
