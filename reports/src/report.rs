@@ -223,14 +223,11 @@ fn matrix(o: &mut String, d: &Decisions, plots: &PlotLinks) {
     if !any {
         let _ = writeln!(o, "| – | {} | | | | | |", NOT_MEASURED);
     }
-    for (k, link) in crate::decide::DECISION_ORDER
-        .iter()
-        .filter_map(|k| plots.decisions.get(*k).map(|l| (k, l)))
-    {
+    for k in crate::decide::DECISION_ORDER {
         plot(
             o,
-            &Some(link.clone()),
-            &format!("Decision {k}: each alternative against the incumbent and the bar"),
+            &plots.decisions.get(k).cloned(),
+            &format!("Decision {k}: the alternatives against the incumbent and the bar"),
         );
     }
     let _ = writeln!(
