@@ -27,6 +27,10 @@ struct Args {
     /// Skip drawing plots.
     #[arg(long)]
     no_plots: bool,
+    /// Draw the plots as `png` (to look at them) instead of `svg`; the report then links the
+    /// PNG files. Not for committed reports.
+    #[arg(long, default_value = "svg", value_parser = ["svg", "png"], hide = true)]
+    plot_format: String,
     /// Write where the flags say even for a `--quick` run (default: a quick run writes into
     /// `<results>/quick-report/`, never the committed files).
     #[arg(long)]
@@ -99,14 +103,17 @@ fn main() -> Result<()> {
     let mut links = report::PlotLinks::default();
     if !args.no_plots {
         plots::register_fonts()?;
-        let drawn = plots::draw_all(&results, &analysis, &args.plots)?;
+        let drawn = plots::draw_all_as(&results, &analysis, &decisions, &args.plots, &args.plot_format)?;
         let rel = relative_dir(&args.report, &args.plots);
-        let prefix = |o: Option<String>| o.map(|n| if rel.is_empty() { n } else { format!("{rel}/{n}") });
+        let prefix = |n: String| if rel.is_empty() { n } else { format!("{rel}/{n}") };
         links = report::PlotLinks {
-            rows: prefix(drawn.rows),
-            fan_out: prefix(drawn.fan_out),
-            peers: prefix(drawn.peers),
-            pooling: prefix(drawn.pooling),
+            rows: drawn.rows.map(prefix),
+            fan_out: drawn.fan_out.map(prefix),
+            peers: drawn.peers.map(prefix),
+            pooling: drawn.pooling.map(prefix),
+            memory: drawn.memory.map(prefix),
+            soak: drawn.soak.map(prefix),
+            decisions: drawn.decisions.into_iter().map(|(k, n)| (k, prefix(n))).collect(),
         };
     }
 

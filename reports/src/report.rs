@@ -25,6 +25,12 @@ pub struct PlotLinks {
     pub peers: Option<String>,
     /// Pool allocations.
     pub pooling: Option<String>,
+    /// Peak memory against input size (peers and end-to-end runs).
+    pub memory: Option<String>,
+    /// Soak: throughput and RSS over time.
+    pub soak: Option<String>,
+    /// One plot per decision with evidence, by decision key.
+    pub decisions: std::collections::BTreeMap<String, String>,
 }
 
 fn plot(out: &mut String, link: &Option<String>, alt: &str) {
@@ -48,7 +54,7 @@ pub fn render(results: &Results, a: &Analysis, d: &Decisions, plots: &PlotLinks)
     );
     machine(&mut o, results);
     regenerate(&mut o);
-    matrix(&mut o, d);
+    matrix(&mut o, d, plots);
     engine_ab(&mut o, a);
     rows(&mut o, a, plots);
     allocation(&mut o, a);
@@ -61,7 +67,7 @@ pub fn render(results: &Results, a: &Analysis, d: &Decisions, plots: &PlotLinks)
     engine_scaling(&mut o, results);
     seed_figures(&mut o, results, a);
     cross_platform(&mut o);
-    soak(&mut o, results);
+    soak(&mut o, results, plots);
     instructions(&mut o, results);
     appendix(&mut o, results);
     o
@@ -149,7 +155,7 @@ fn regenerate(o: &mut String) {
     );
 }
 
-fn matrix(o: &mut String, d: &Decisions) {
+fn matrix(o: &mut String, d: &Decisions, plots: &PlotLinks) {
     let _ = writeln!(o, "## Decision matrix\n");
     let _ = writeln!(
         o,
@@ -217,6 +223,13 @@ fn matrix(o: &mut String, d: &Decisions) {
     }
     if !any {
         let _ = writeln!(o, "| – | {} | | | | | |", NOT_MEASURED);
+    }
+    for k in crate::decide::DECISION_ORDER {
+        plot(
+            o,
+            &plots.decisions.get(k).cloned(),
+            &format!("Decision {k}: the alternatives against the incumbent and the bar"),
+        );
     }
     let _ = writeln!(
         o,
@@ -711,6 +724,7 @@ fn real_world(o: &mut String, results: &Results, plots: &PlotLinks) {
     peers(o, results);
     plot(o, &plots.peers, "End-to-end throughput against peers");
     memory_vs_size(o, results);
+    plot(o, &plots.memory, "Peak memory against input size");
     limited(o, results);
 }
 
@@ -1202,7 +1216,7 @@ fn seed_figures(o: &mut String, results: &Results, a: &Analysis) {
 }
 
 /// Seed 000 "No thermal throttling in 30-minute runs": `scripts/soak.sh`.
-fn soak(o: &mut String, results: &Results) {
+fn soak(o: &mut String, results: &Results, plots: &PlotLinks) {
     let _ = writeln!(
         o,
         "## 10. Soak (throughput and memory over time)\n\nSeed criterion: no thermal throttling (performance \
@@ -1238,6 +1252,7 @@ fn soak(o: &mut String, results: &Results) {
         );
     }
     let _ = writeln!(o);
+    plot(o, &plots.soak, "Soak: throughput and resident memory over time");
 }
 
 /// Seed 000 "Cross-platform issues: any WSL-specific bottlenecks?": what this suite can say.

@@ -107,7 +107,8 @@ fn draws_the_plots() {
     let a = Analysis::new(&r).unwrap();
     let dir = scratch("plots");
     plots::register_fonts().unwrap();
-    let links = plots::draw_all(&r, &a, &dir).unwrap();
+    let d = decide::decide(&r, &a, "fixture-commit");
+    let links = plots::draw_all(&r, &a, &d, &dir).unwrap();
     for name in [&links.rows, &links.fan_out, &links.peers, &links.pooling] {
         let name = name.as_ref().expect("plot drawn");
         let svg = std::fs::read_to_string(dir.join(name)).unwrap();
@@ -118,6 +119,16 @@ fn draws_the_plots() {
     assert!(rows.contains("dictionary") && rows.contains("columnar"));
     let peers = std::fs::read_to_string(dir.join("peers.svg")).unwrap();
     assert!(peers.contains("polars"));
+    assert!(rows.contains("seed 001: row operations"), "the 100 ns line is labelled");
+    // One plot per decision with evidence: the alternatives against the bar.
+    for key in ["chunk_size", "buffer_size_chunks"] {
+        let name = links.decisions.get(key).unwrap_or_else(|| panic!("no plot for {key}"));
+        let svg = std::fs::read_to_string(dir.join(name)).unwrap();
+        assert!(svg.contains("bar 1.50×") && svg.contains("1× = incumbent"), "{name}");
+    }
+    // The fixture's e2e run has a peak RSS: the memory plot is drawn, with the 2× line.
+    let memory = std::fs::read_to_string(dir.join(links.memory.as_ref().expect("memory plot"))).unwrap();
+    assert!(memory.contains("2× the raw data"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -139,6 +150,10 @@ fn binary_writes_report_plots_and_decisions() {
     let md = std::fs::read_to_string(dir.join("performance-report.md")).unwrap();
     assert!(md.contains("![Row variants: read by name and with](plots/rows.svg)"));
     assert!(dir.join("plots/fan-out.svg").is_file());
+    assert!(
+        md.contains("](plots/decision-chunk-size.svg)"),
+        "the matrix embeds each decision's plot"
+    );
     let toml = std::fs::read_to_string(dir.join("decisions.toml")).unwrap();
     let d = decide::Decisions::from_toml(&toml).unwrap();
     assert_eq!(d.defaults.pooling.to_string(), "lock-free");
