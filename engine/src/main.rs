@@ -486,13 +486,20 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 }
                 None => None,
             };
+            // A debug tap writing to stderr would be torn by a progress bar redrawn there.
+            let tap_on_stderr = p
+                .config()
+                .settings
+                .debug_taps
+                .iter()
+                .any(|t| t.destination == flowengine::config::TapDestination::Stderr);
             let terminal = std::io::stderr().is_terminal();
             let stop = Arc::new(AtomicBool::new(false));
             let display = {
                 let stop = Arc::clone(&stop);
                 if monitor {
                     Some(std::thread::spawn(move || monitor_display(progress, interval, terminal, &stop)))
-                } else if !quiet && terminal {
+                } else if !quiet && terminal && !tap_on_stderr {
                     Some(std::thread::spawn(move || progress_bar(&progress, &stop)))
                 } else {
                     None

@@ -709,3 +709,27 @@ fn tap_samples_masks_and_changes_nothing() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("steps: gen, out"));
     assert_eq!(flowengine(&["tap", p, "gen", "--sample", "2"]).status.code(), Some(2));
 }
+
+/// `Settings.DebugTaps` with `Destination: stderr`: the sampled rows are JSON lines on
+/// standard error, the summary says how many, and stdout (`--json`) is untouched.
+#[test]
+fn debug_taps_in_the_pipeline_file_write_to_stderr() {
+    let s = Scenario::new();
+    let p = s.write(
+        "p.yaml",
+        "Pipeline:\n  Name: t\n  Plugins:\n    - { Name: gen, Type: DataGenerator, Config: { RowCount: 500, BatchSize: 100 } }\n    - { Name: out, Type: DelimitedSink, Config: { FilePath: out.csv } }\n  Settings:\n    DebugTaps: [ { Step: gen, MaxRows: 3, MaskFields: [email], Destination: stderr } ]\n",
+    );
+    let out = flowengine(&["run", p.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let rows: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3, "{stderr}");
+    assert!(rows.iter().all(|r| r["email"] == "***" && r["customer_id"].is_i64()), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["steps"][1]["rows_written"], 500);
+    assert!(v["notes"].to_string().contains("debug tap on 'gen': 3 rows written to stderr"), "{v}");
+}

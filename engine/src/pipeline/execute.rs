@@ -295,7 +295,7 @@ fn run_step(
     let mut emitter = Emitter::new(out_names.clone(), outs, Arc::clone(&metrics));
     for (_, output, tap) in options.taps.iter().filter(|(s, _, _)| *s == name) {
         if let Some(i) = out_names.iter().position(|o| o == output) {
-            emitter.set_tap(i, Arc::clone(tap));
+            emitter.add_tap(i, Arc::clone(tap));
         }
     }
     let t0 = Instant::now();
