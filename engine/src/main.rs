@@ -41,6 +41,7 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Run a pipeline file.
+    #[command(group = clap::ArgGroup::new("sampling").args(["monitor", "profile_memory"]).multiple(true))]
     Run {
         /// The pipeline YAML file.
         pipeline: PathBuf,
@@ -63,9 +64,15 @@ enum Command {
         /// lines (`monitor t=… step=… rows_in=…`) when stderr is not a terminal.
         #[arg(long)]
         monitor: bool,
-        /// How often --monitor samples: 5s, 500ms, 1m or seconds (default 5s).
-        #[arg(long, value_name = "DURATION", value_parser = parse_interval, default_value = "5s", requires = "monitor")]
-        interval: Duration,
+        /// Sample memory while the run lasts: resident memory (RSS) every --interval (default
+        /// 100ms) and the budget's reservations; the summary and --json (`memory_profile`)
+        /// get the timeline and each step's peak reservation.
+        #[arg(long)]
+        profile_memory: bool,
+        /// How often --monitor (default 5s) and --profile-memory (default 100ms) sample:
+        /// 5s, 500ms, 1m or seconds.
+        #[arg(long, value_name = "DURATION", value_parser = parse_interval, requires = "sampling")]
+        interval: Option<Duration>,
         /// A dry run on the head of the data: each source sends its first N rows, and every
         /// output file is written into --limit-dir instead of its configured path.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -415,6 +422,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             memory_limit,
             metrics_addr,
             monitor,
+            profile_memory,
             interval,
             limit,
             limit_dir,
@@ -449,6 +457,10 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 config.settings.memory.limit = Some(limit);
             }
             let mut p = Pipeline::build(config)?;
+            if profile_memory {
+                p = p.with_memory_profile(interval.unwrap_or(Duration::from_millis(100)));
+            }
+            let interval = interval.unwrap_or(Duration::from_secs(5));
             if let Some(rows) = limit {
                 if let Some(s) = p.config().steps.iter().find(|s| s.config.type_name() == "HttpSink") {
                     bail!(
@@ -670,6 +682,41 @@ fn echo(p: &Pipeline) -> String {
 
 use flowengine::memory::fmt_bytes;
 
+/// `--profile-memory` in the summary: the peak, each step's peak reservation, and the
+/// timeline thinned to at most 20 points (the JSON has every sample).
+fn render_memory_profile(m: &flowengine::summary::MemoryProfile) -> String {
+    let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
+    let mut out = format!(
+        "memory profile: {} samples every {:.0} ms; peak resident {}, peak reserved {}\n",
+        m.timeline.len(),
+        m.interval_s * 1e3,
+        m.peak_rss_bytes.map_or_else(|| "unknown".to_owned(), mib),
+        fmt_bytes(m.peak_reserved_bytes as usize)
+    );
+    let mut steps: Vec<(&String, &u64)> = m.steps.iter().collect();
+    steps.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+    for (name, peak) in steps {
+        out.push_str(&format!("  {name:<24} peak reserved {}\n", fmt_bytes(*peak as usize)));
+    }
+    let n = m.timeline.len();
+    let step = n.div_ceil(20).max(1);
+    let points: Vec<String> = m
+        .timeline
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % step == 0 || *i + 1 == n)
+        .map(|(_, p)| {
+            format!(
+                "{:.1}s {}",
+                p.t_s,
+                p.rss_bytes.map_or_else(|| "?".to_owned(), mib)
+            )
+        })
+        .collect();
+    out.push_str(&format!("  resident over time: {}\n", points.join(", ")));
+    out
+}
+
 fn render_summary(s: &RunSummary, notes_already_printed: usize) -> String {
     let mut out = format!("pipeline '{}' finished in {:.3} s\n", s.pipeline, s.elapsed.as_secs_f64());
     out.push_str(&format!(
@@ -730,6 +777,9 @@ fn render_summary(s: &RunSummary, notes_already_printed: usize) -> String {
             fmt_bytes(s.peak_reserved_bytes as usize),
             fmt_bytes(s.memory_limit_bytes as usize)
         ));
+    }
+    if let Some(m) = &s.memory_profile {
+        out.push_str(&render_memory_profile(m));
     }
     for n in s.notes.iter().skip(notes_already_printed) {
         out.push_str(&format!("note: {n}\n"));

@@ -733,3 +733,102 @@ fn debug_taps_in_the_pipeline_file_write_to_stderr() {
     assert_eq!(v["steps"][1]["rows_written"], 500);
     assert!(v["notes"].to_string().contains("debug tap on 'gen': 3 rows written to stderr"), "{v}");
 }
+
+/// `run --profile-memory`: an RSS timeline sampled every --interval and each step's peak
+/// reservation, in --json and in the summary.
+#[test]
+fn profile_memory_samples_rss_over_the_run() {
+    let s = Scenario::new();
+    let p = slow_pipeline(&s, 25, 20, "");
+    let p = p.to_str().unwrap();
+    let out = flowengine(&["run", p, "--profile-memory", "--interval", "50ms", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let m = &v["memory_profile"];
+    assert_eq!(m["interval_s"], 0.05, "{m}");
+    let timeline = m["timeline"].as_array().unwrap();
+    // 25 rows 20 ms apart: about half a second, so about 10 samples of 50 ms (and a first
+    // and a last one).
+    assert!(timeline.len() >= 6 && timeline.len() <= 40, "{}", timeline.len());
+    let t: Vec<f64> = timeline.iter().map(|p| p["t_s"].as_f64().unwrap()).collect();
+    assert!(t.windows(2).all(|w| w[0] <= w[1]), "{t:?}");
+    assert!(*t.last().unwrap() >= 0.4, "{t:?}");
+    let rss: Vec<u64> = timeline.iter().map(|p| p["rss_bytes"].as_u64().unwrap()).collect();
+    assert!(rss.iter().all(|&r| r > 1 << 20), "{rss:?}");
+    assert!(m["peak_rss_bytes"].as_u64().unwrap() >= *rss.iter().max().unwrap(), "{m}");
+    // Per-step peaks are the summary's own per-step figures.
+    for st in v["steps"].as_array().unwrap() {
+        assert_eq!(m["steps"][st["name"].as_str().unwrap()], st["peak_reserved_bytes"], "{m}");
+    }
+    assert_eq!(m["peak_reserved_bytes"], v["peak_reserved_bytes"]);
+    // Without the flag there is no profile; the summary prints one with it.
+    let out = flowengine(&["run", p, "--json", "-q"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v.get("memory_profile").is_none(), "{v}");
+    let out = flowengine(&["run", p, "--profile-memory"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("memory profile: ") && stderr.contains("every 100 ms") && stderr.contains("resident over time: 0.0s "),
+        "{stderr}"
+    );
+    // --interval needs --monitor or --profile-memory.
+    assert_eq!(flowengine(&["run", p, "--interval", "1s"]).status.code(), Some(2));
+}
+
+/// `FLOWENGINE_ENABLE_DETAILED_METRICS=true` (or `Monitoring.EnableDetailedMetrics`): each
+/// step's last chunks in --json (bounded to 256), the histogram, debug log lines per chunk.
+#[test]
+fn detailed_metrics_keep_the_last_chunks_per_step() {
+    let s = Scenario::new();
+    let p = s.write(
+        "p.yaml",
+        "Pipeline:\n  Name: d\n  Plugins:\n    - { Name: gen, Type: DataGenerator, Config: { RowCount: 1000, BatchSize: 100 } }\n    - { Name: out, Type: DelimitedSink, Config: { FilePath: out.csv } }\n",
+    );
+    let p = p.to_str().unwrap();
+    let json = |env: &[(&str, &str)], path: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_flowengine"));
+        cmd.args(["run", path, "--json", "-q"]).env_remove("FLOWENGINE_ENABLE_DETAILED_METRICS");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let v = json(&[], p);
+    assert!(v["steps"][0].get("chunk_detail").is_none(), "{v}");
+    let v = json(&[("FLOWENGINE_ENABLE_DETAILED_METRICS", "true")], p);
+    for st in v["steps"].as_array().unwrap() {
+        let d = &st["chunk_detail"];
+        assert_eq!(d["recorded"], 10, "{st}");
+        let recent = d["recent"].as_array().unwrap();
+        let seqs: Vec<u64> = recent.iter().map(|c| c["seq"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, (0..10).collect::<Vec<u64>>(), "{st}");
+        assert!(recent.iter().all(|c| c["rows"] == 100 && c["seconds"].as_f64().unwrap() > 0.0), "{st}");
+        let in_buckets: u64 = d["histogram"].as_array().unwrap().iter().map(|b| b["count"].as_u64().unwrap()).sum();
+        assert_eq!(in_buckets, 10, "{st}");
+        assert_eq!(st["chunk_seconds"]["count"], 10);
+    }
+    // Bounded: 600 one-row chunks keep the last 256.
+    let many = s.write("many.yaml", &std::fs::read_to_string(p).unwrap().replace("RowCount: 1000, BatchSize: 100", "RowCount: 600, BatchSize: 1"));
+    let many = many.to_str().unwrap();
+    let v = json(&[("FLOWENGINE_ENABLE_DETAILED_METRICS", "1")], many);
+    let d = &v["steps"][1]["chunk_detail"];
+    assert_eq!((d["recorded"].as_u64(), d["kept_at_most"].as_u64()), (Some(600), Some(256)), "{d}");
+    let recent = d["recent"].as_array().unwrap();
+    assert_eq!((recent.len(), recent[0]["seq"].as_u64()), (256, Some(344)));
+    // The pipeline-file key does the same; a debug log line per chunk with -v.
+    let keyed = s.write(
+        "keyed.yaml",
+        &format!("{}  Settings: {{ Monitoring: {{ EnableDetailedMetrics: true }} }}\n", std::fs::read_to_string(p).unwrap()),
+    );
+    let v = json(&[], keyed.to_str().unwrap());
+    assert_eq!(v["steps"][0]["chunk_detail"]["recorded"], 10);
+    let (status, stderr) = run_with_env(&["run", keyed.to_str().unwrap(), "-v"], &[]);
+    assert!(status.success());
+    assert!(stderr.lines().any(|l| l.contains("chunk 9: 100 rows in") && l.contains("out")), "{stderr}");
+    // A value that is not a boolean is an error naming the variable.
+    let (status, stderr) = run_with_env(&["run", p], &[("FLOWENGINE_ENABLE_DETAILED_METRICS", "maybe")]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("FLOWENGINE_ENABLE_DETAILED_METRICS") && stderr.contains("'maybe'"), "{stderr}");
+}

@@ -193,6 +193,9 @@ pub struct MonitoringConfig {
     pub metrics_interval: Duration,
     /// Log step lifecycle events to stderr.
     pub enable_tracing: bool,
+    /// Per-chunk timings ([`crate::metrics::ChunkLog`]): `EnableDetailedMetrics: true`, or
+    /// the environment's `FLOWENGINE_ENABLE_DETAILED_METRICS=true` (seed 003).
+    pub enable_detailed_metrics: bool,
 }
 
 impl Default for MonitoringConfig {
@@ -201,6 +204,7 @@ impl Default for MonitoringConfig {
             enable_metrics: true,
             metrics_interval: Duration::ZERO,
             enable_tracing: false,
+            enable_detailed_metrics: false,
         }
     }
 }
@@ -555,6 +559,7 @@ impl PipelineConfig {
         if let Some(n) = p.take(&["Performance"])? {
             settings.performance = parse_performance(&n, base_dir)?;
         }
+        settings.monitoring.enable_detailed_metrics |= detailed_metrics_env()?;
         if let Some(n) = p.take(&["Metadata"])? {
             notes.push(ignored_note(&n, "pipeline metadata is not used"));
         }
@@ -741,6 +746,34 @@ fn parse_channels(n: &Node<'_>, s: &mut Settings, had_default: bool, notes: &mut
     Ok(())
 }
 
+/// The environment variable that turns detailed metrics on for every run (seed 003).
+pub const DETAILED_METRICS_ENV: &str = "FLOWENGINE_ENABLE_DETAILED_METRICS";
+
+/// [`DETAILED_METRICS_ENV`]: `true`/`1`/`yes`/`on` turn detailed metrics on; unset, empty,
+/// `false`/`0`/`no`/`off` leave them as the file says.
+///
+/// # Errors
+/// Any other value, naming the variable and what it accepts.
+pub fn detailed_metrics_env() -> Result<bool> {
+    let Some(raw) = std::env::var_os(DETAILED_METRICS_ENV) else {
+        return Ok(false);
+    };
+    let v = raw.to_string_lossy().trim().to_ascii_lowercase();
+    match v.as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "" | "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(Error::Config {
+            file: "environment".into(),
+            line: None,
+            path: DETAILED_METRICS_ENV.into(),
+            message: format!(
+                "'{}' is not true or false; set {DETAILED_METRICS_ENV}=true (or unset it)",
+                crate::error::clip(&raw.to_string_lossy())
+            ),
+        }),
+    }
+}
+
 /// Seed 003's `dynamicMemoryLimits` and `enableMemoryPressureAdaptation` (wherever they are
 /// written): `true` derives the run's memory budget from the cgroup's memory limit when one is
 /// set ([`crate::memory::MemoryConfig::from_cgroup`]) — half of it, or the limit set when
@@ -921,6 +954,9 @@ fn parse_settings(node: &Node<'_>, base_dir: &Path, notes: &mut Vec<String>) -> 
         }
         if let Some(v) = m.take(&["EnableTracing"])? {
             s.monitoring.enable_tracing = v.bool()?;
+        }
+        if let Some(v) = m.take(&["EnableDetailedMetrics"])? {
+            s.monitoring.enable_detailed_metrics = v.bool()?;
         }
         // The original's later YAML form.
         if let Some(v) = m.take(&["Enabled"])? {

@@ -32,6 +32,8 @@ pub(crate) struct RunOptions {
     pub row_limit: Option<u64>,
     /// Debug taps: (step, output, tap).
     pub taps: Vec<(String, crate::steps::OutputId, Arc<crate::tap::Tap>)>,
+    /// `run --profile-memory`: sample memory every this long.
+    pub memory_profile: Option<std::time::Duration>,
 }
 
 impl Pipeline {
@@ -90,6 +92,14 @@ impl Pipeline {
     /// chunk that reaches the limit, so its `rows_in` may exceed `rows_out`.
     pub fn with_row_limit(mut self, rows: u64) -> Pipeline {
         self.options.row_limit = Some(rows);
+        self
+    }
+
+    /// Samples resident memory and the budget's reservations every `interval` (at least
+    /// 1 ms) while the run lasts, and reports them with each step's peak reservation in
+    /// [`RunSummary::memory_profile`] (`flowengine run --profile-memory`).
+    pub fn with_memory_profile(mut self, interval: std::time::Duration) -> Pipeline {
+        self.options.memory_profile = Some(interval.max(std::time::Duration::from_millis(1)));
         self
     }
 

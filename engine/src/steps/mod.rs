@@ -284,7 +284,7 @@ impl Emitter {
             return Ok(());
         }
         if let Some(last) = self.last_sent {
-            self.metrics.chunk_time.record(last.elapsed());
+            self.metrics.record_chunk(last.elapsed(), chunk.len() as u64);
             let r = self.forward(index, chunk);
             self.last_sent = Some(std::time::Instant::now());
             return r;
