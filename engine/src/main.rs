@@ -81,8 +81,8 @@ enum Command {
         #[arg(long, value_name = "DIR", default_value = "flowengine-limit", requires = "limit")]
         limit_dir: PathBuf,
     },
-    /// Print the pipeline as the engine resolved it: variables substituted, paths made
-    /// absolute, every setting with its default filled in; then the connections.
+    /// Print the pipeline as the engine resolved it, as a pipeline file: variables
+    /// substituted, paths absolute, defaults filled in, settings and connections written out.
     Echo {
         /// The pipeline YAML file.
         pipeline: PathBuf,
@@ -381,8 +381,10 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Echo { pipeline, vars } => {
             let vars = parse_vars(&vars)?;
-            let p = Pipeline::from_file(&pipeline, &vars)?;
-            print!("{}", echo(&p));
+            print!(
+                "{}",
+                flowengine::config::echo::to_yaml(&pipeline, &vars, &flowengine::Registry::new())?
+            );
             Ok(())
         }
         Command::Graph { pipeline, vars } => {
@@ -634,51 +636,6 @@ fn fmt_secs(s: f64) -> String {
 }
 
 use flowengine::monitor::grouped;
-
-/// `flowengine echo`: the resolved pipeline, one block per step (its settings as the engine
-/// holds them, defaults included), then the settings and the connections.
-fn echo(p: &Pipeline) -> String {
-    let c = p.config();
-    let mut out = format!(
-        "# pipeline '{}' from {} (variables substituted, paths resolved, defaults filled in)\n",
-        c.name, c.file
-    );
-    if let Some(v) = &c.version {
-        out.push_str(&format!("# version {v}\n"));
-    }
-    out.push_str("steps:\n");
-    for def in &c.steps {
-        let line = if def.line > 0 {
-            format!(" (line {})", def.line)
-        } else {
-            String::new()
-        };
-        out.push_str(&format!("  {}: {}{line}\n", def.name, def.config.type_name()));
-        for (role, key, path) in def.config.file_paths() {
-            let role = match role {
-                flowengine::steps::PathRole::Input => "reads",
-                flowengine::steps::PathRole::Output => "writes",
-            };
-            out.push_str(&format!("    {role} {key}: {}\n", path.display()));
-        }
-        for l in format!("{:#?}", def.config).lines() {
-            out.push_str(&format!("    {l}\n"));
-        }
-    }
-    let st = &c.settings;
-    out.push_str(&format!(
-        "settings:\n  engine: {:?}\n  default channel: {:?}\n  memory: {:?}\n  monitoring: {:?}\n",
-        st.engine, st.default_channel, st.memory, st.monitoring
-    ));
-    out.push_str("connections (in execution order):\n");
-    for l in p.describe().lines() {
-        out.push_str(&format!("  {l}\n"));
-    }
-    for n in &c.notes {
-        out.push_str(&format!("# note: {n}\n"));
-    }
-    out
-}
 
 use flowengine::memory::fmt_bytes;
 

@@ -545,10 +545,12 @@ fn javascript_errors_name_the_file_and_console_goes_to_the_log() {
     assert!(stderr.contains("bad row 3"), "{stderr}");
 }
 
-/// `echo` prints what the engine resolved: the variable's value, the defaults, the absolute
-/// output path, the connection's channel; it runs nothing.
+/// `echo` prints the pipeline as resolved, as a pipeline file: the variable's value, the
+/// defaults, the absolute output path, the settings and the connection with its channel.
+/// It runs nothing, and the output — written elsewhere — validates and runs to the same
+/// result as the original.
 #[test]
-fn echo_prints_the_resolved_pipeline() {
+fn echo_prints_the_resolved_pipeline_as_a_pipeline_file() {
     let s = Scenario::new();
     let p = s.write(
         "p.yaml",
@@ -561,12 +563,55 @@ fn echo_prints_the_resolved_pipeline() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("# pipeline 'cli' from "), "{text}");
-    assert!(text.contains("gen: DataGenerator (line 6)"), "{text}");
-    assert!(text.contains("row_count: 40,") && text.contains("seed: 42,"), "{text}");
+    assert!(text.contains("RowCount: \"40\"") && text.contains("Seed: 42"), "{text}");
     let o = std::fs::canonicalize(s.dir.path()).unwrap().join("o.csv");
-    assert!(text.contains(&format!("writes FilePath: {}", o.display())), "{text}");
-    assert!(text.contains("gen -> show (BufferSize 16, Wait)"), "{text}");
+    assert!(text.contains(&format!("FilePath: \"{}\"", o.display())), "{text}");
+    assert!(text.contains("Connections:\n    - From: \"gen\"\n      To: \"show\"\n      Channel:\n        BufferSize: 16"), "{text}");
+    assert!(text.contains("  Settings:\n    Engine:\n      PortFlavour: \"crossbeam\""), "{text}");
     assert!(!s.path("o.csv").exists());
+    // The echo is a pipeline file: from another directory it validates, and runs to the
+    // same output.
+    let other = Scenario::new();
+    let echoed = other.write("echoed.yaml", &text);
+    let v = flowengine(&["validate", echoed.to_str().unwrap()]);
+    assert!(v.status.success(), "{}\n{text}", String::from_utf8_lossy(&v.stderr));
+    assert!(flowengine(&["run", echoed.to_str().unwrap(), "-q"]).status.success());
+    let from_echo = s.read("o.csv");
+    assert_eq!(from_echo.lines().count(), 41);
+    assert!(flowengine(&["run", p.to_str().unwrap(), "-q", "--var", "Rows=40"]).status.success());
+    assert_eq!(s.read("o.csv"), from_echo);
+    // Echoing the echo changes nothing but the file named in its first line.
+    let again = flowengine(&["echo", echoed.to_str().unwrap()]);
+    let again = String::from_utf8(again.stdout).unwrap();
+    assert_eq!(again.split_once('\n').unwrap().1, text.split_once('\n').unwrap().1);
+}
+
+/// A richer pipeline: a multi-line script, a dead-letter file, a source schema, settings and
+/// explicit connections survive the echo, which runs to the same outputs.
+#[test]
+fn echo_of_a_script_pipeline_runs_the_same() {
+    let s = Scenario::new();
+    s.write("data/in.csv", "id,name\n1,ann\n2,\n3,bob\n");
+    let p = s.write(
+        "p.yaml",
+        "Variables: { Out: out }\nPipeline:\n  Name: rich\n  Plugins:\n    - Name: src\n      Type: DelimitedSource\n      Config:\n        FilePath: data/in.csv\n        OutputSchema: { Columns: [ { Name: id, Type: int32 }, { Name: name, Type: string } ] }\n    - Name: js\n      Type: JavaScriptTransform\n      Config:\n        Script: |\n          function process(c) {\n            if (!c.input.getValue('name')) throw new Error('no name');\n            c.output.setField('name', c.input.getValue('name').toUpperCase());\n            return true;\n          }\n        OnError: DeadLetter\n        DeadLetterFilePath: \"{Out}/rejected.csv\"\n    - { Name: sink, Type: DelimitedSink, Config: { FilePath: \"{Out}/names.csv\" } }\n  Connections:\n    - { From: src, To: js, Channel: { BufferSize: 4 } }\n    - { From: js, To: sink }\n  Settings:\n    Engine: { ChunkSize: 2 }\n    Memory: { Limit: 64MiB }\n    Monitoring: { MetricsIntervalSeconds: 0 }\n    Custom: { team: data }\n",
+    );
+    std::fs::create_dir_all(s.path("out")).unwrap();
+    let out = flowengine(&["echo", p.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("Script: |\n          function process(c) {\n"), "{text}");
+    assert!(text.contains("Limit: \"67108864\"") && text.contains("team: \"data\""), "{text}");
+    assert!(text.contains("ChunkSize: 2") && text.contains("BufferSize: 4"), "{text}");
+    let other = Scenario::new();
+    let echoed = other.write("echoed.yaml", &text);
+    let run = flowengine(&["run", echoed.to_str().unwrap(), "--json"]);
+    assert!(run.status.success(), "{}\n{text}", String::from_utf8_lossy(&run.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(v["strategy"]["chunk_size"], 2);
+    assert_eq!(v["memory_limit_bytes"], 64 << 20);
+    assert_eq!(s.read("out/names.csv"), "id,name\n1,ANN\n3,BOB\n");
+    assert!(s.read("out/rejected.csv").contains("no name"));
 }
 
 /// `--monitor` on a terminal (a tmux pane): the table is redrawn in place and log lines print

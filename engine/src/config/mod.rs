@@ -40,6 +40,7 @@
 //! Keys of the original's config classes that mean nothing here are accepted with a note
 //! naming the key and why ([`ParseEnv::accept_ignored`]), never dropped silently.
 
+pub mod echo;
 pub mod engine;
 pub mod files;
 pub mod tree;
