@@ -662,13 +662,7 @@ fn render_memory_profile(m: &flowengine::summary::MemoryProfile) -> String {
         .iter()
         .enumerate()
         .filter(|(i, _)| i % step == 0 || *i + 1 == n)
-        .map(|(_, p)| {
-            format!(
-                "{:.1}s {}",
-                p.t_s,
-                p.rss_bytes.map_or_else(|| "?".to_owned(), mib)
-            )
-        })
+        .map(|(_, p)| format!("{:.1}s {}", p.t_s, p.rss_bytes.map_or_else(|| "?".to_owned(), mib)))
         .collect();
     out.push_str(&format!("  resident over time: {}\n", points.join(", ")));
     out

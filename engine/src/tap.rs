@@ -203,10 +203,7 @@ impl DebugTapFile {
                 o.error = Some(e);
             }
         }
-        let dest = self
-            .path
-            .as_ref()
-            .map_or_else(|| "stderr".to_owned(), |p| p.display().to_string());
+        let dest = self.path.as_ref().map_or_else(|| "stderr".to_owned(), |p| p.display().to_string());
         match &o.error {
             Some(e) => format!(
                 "debug tap on {}: writing {dest} failed after {} rows: {e}",

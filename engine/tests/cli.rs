@@ -566,8 +566,14 @@ fn echo_prints_the_resolved_pipeline_as_a_pipeline_file() {
     assert!(text.contains("RowCount: \"40\"") && text.contains("Seed: 42"), "{text}");
     let o = std::fs::canonicalize(s.dir.path()).unwrap().join("o.csv");
     assert!(text.contains(&format!("FilePath: \"{}\"", o.display())), "{text}");
-    assert!(text.contains("Connections:\n    - From: \"gen\"\n      To: \"show\"\n      Channel:\n        BufferSize: 16"), "{text}");
-    assert!(text.contains("  Settings:\n    Engine:\n      PortFlavour: \"crossbeam\""), "{text}");
+    assert!(
+        text.contains("Connections:\n    - From: \"gen\"\n      To: \"show\"\n      Channel:\n        BufferSize: 16"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  Settings:\n    Engine:\n      PortFlavour: \"crossbeam\""),
+        "{text}"
+    );
     assert!(!s.path("o.csv").exists());
     // The echo is a pipeline file: from another directory it validates, and runs to the
     // same output.
@@ -776,7 +782,10 @@ fn debug_taps_in_the_pipeline_file_write_to_stderr() {
     assert!(rows.iter().all(|r| r["email"] == "***" && r["customer_id"].is_i64()), "{stderr}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["steps"][1]["rows_written"], 500);
-    assert!(v["notes"].to_string().contains("debug tap on 'gen': 3 rows written to stderr"), "{v}");
+    assert!(
+        v["notes"].to_string().contains("debug tap on 'gen': 3 rows written to stderr"),
+        "{v}"
+    );
 }
 
 /// `run --profile-memory`: an RSS timeline sampled every --interval and each step's peak
@@ -832,7 +841,8 @@ fn detailed_metrics_keep_the_last_chunks_per_step() {
     let p = p.to_str().unwrap();
     let json = |env: &[(&str, &str)], path: &str| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_flowengine"));
-        cmd.args(["run", path, "--json", "-q"]).env_remove("FLOWENGINE_ENABLE_DETAILED_METRICS");
+        cmd.args(["run", path, "--json", "-q"])
+            .env_remove("FLOWENGINE_ENABLE_DETAILED_METRICS");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -849,13 +859,26 @@ fn detailed_metrics_keep_the_last_chunks_per_step() {
         let recent = d["recent"].as_array().unwrap();
         let seqs: Vec<u64> = recent.iter().map(|c| c["seq"].as_u64().unwrap()).collect();
         assert_eq!(seqs, (0..10).collect::<Vec<u64>>(), "{st}");
-        assert!(recent.iter().all(|c| c["rows"] == 100 && c["seconds"].as_f64().unwrap() > 0.0), "{st}");
-        let in_buckets: u64 = d["histogram"].as_array().unwrap().iter().map(|b| b["count"].as_u64().unwrap()).sum();
+        assert!(
+            recent.iter().all(|c| c["rows"] == 100 && c["seconds"].as_f64().unwrap() > 0.0),
+            "{st}"
+        );
+        let in_buckets: u64 = d["histogram"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["count"].as_u64().unwrap())
+            .sum();
         assert_eq!(in_buckets, 10, "{st}");
         assert_eq!(st["chunk_seconds"]["count"], 10);
     }
     // Bounded: 600 one-row chunks keep the last 256.
-    let many = s.write("many.yaml", &std::fs::read_to_string(p).unwrap().replace("RowCount: 1000, BatchSize: 100", "RowCount: 600, BatchSize: 1"));
+    let many = s.write(
+        "many.yaml",
+        &std::fs::read_to_string(p)
+            .unwrap()
+            .replace("RowCount: 1000, BatchSize: 100", "RowCount: 600, BatchSize: 1"),
+    );
     let many = many.to_str().unwrap();
     let v = json(&[("FLOWENGINE_ENABLE_DETAILED_METRICS", "1")], many);
     let d = &v["steps"][1]["chunk_detail"];
@@ -865,15 +888,24 @@ fn detailed_metrics_keep_the_last_chunks_per_step() {
     // The pipeline-file key does the same; a debug log line per chunk with -v.
     let keyed = s.write(
         "keyed.yaml",
-        &format!("{}  Settings: {{ Monitoring: {{ EnableDetailedMetrics: true }} }}\n", std::fs::read_to_string(p).unwrap()),
+        &format!(
+            "{}  Settings: {{ Monitoring: {{ EnableDetailedMetrics: true }} }}\n",
+            std::fs::read_to_string(p).unwrap()
+        ),
     );
     let v = json(&[], keyed.to_str().unwrap());
     assert_eq!(v["steps"][0]["chunk_detail"]["recorded"], 10);
     let (status, stderr) = run_with_env(&["run", keyed.to_str().unwrap(), "-v"], &[]);
     assert!(status.success());
-    assert!(stderr.lines().any(|l| l.contains("chunk 9: 100 rows in") && l.contains("out")), "{stderr}");
+    assert!(
+        stderr.lines().any(|l| l.contains("chunk 9: 100 rows in") && l.contains("out")),
+        "{stderr}"
+    );
     // A value that is not a boolean is an error naming the variable.
     let (status, stderr) = run_with_env(&["run", p], &[("FLOWENGINE_ENABLE_DETAILED_METRICS", "maybe")]);
     assert_eq!(status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("FLOWENGINE_ENABLE_DETAILED_METRICS") && stderr.contains("'maybe'"), "{stderr}");
+    assert!(
+        stderr.contains("FLOWENGINE_ENABLE_DETAILED_METRICS") && stderr.contains("'maybe'"),
+        "{stderr}"
+    );
 }

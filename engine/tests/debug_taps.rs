@@ -52,7 +52,9 @@ fn taps_sample_at_the_rate_mask_and_change_nothing() {
     // MaxRows: the first 25 rows the transform sent (it filters every fourth), age + 1.
     let js = lines(&s, "js.jsonl");
     assert_eq!(js.len(), 25);
-    assert!(js.iter().all(|v| v["first_name"] == "***" && v["last_name"] == "***" && v["age"].is_i64()));
+    assert!(js
+        .iter()
+        .all(|v| v["first_name"] == "***" && v["last_name"] == "***" && v["age"].is_i64()));
     assert!(js.iter().all(|v| v["customer_id"].as_i64().unwrap() % 4 != 0), "{js:?}");
     let header: Vec<&str> = plain_out.lines().next().unwrap().split(',').collect();
     let first_out: Vec<&str> = plain_out.lines().nth(1).unwrap().split(',').collect();
@@ -61,7 +63,10 @@ fn taps_sample_at_the_rate_mask_and_change_nothing() {
     assert_eq!(js[0]["age"].to_string(), col("age"), "{}", js[0]);
     // The summary says where each tap wrote.
     assert!(
-        tapped.notes.iter().any(|n| n.contains("debug tap on 'js': 25 rows written to") && n.ends_with("js.jsonl")),
+        tapped
+            .notes
+            .iter()
+            .any(|n| n.contains("debug tap on 'js': 25 rows written to") && n.ends_with("js.jsonl")),
         "{:?}",
         tapped.notes
     );
@@ -84,7 +89,11 @@ fn a_failed_run_leaves_a_marked_tap_file_and_validate_writes_none() {
     let (last, rows) = v.split_last().unwrap();
     assert_eq!(last["flowengine_tap"], "incomplete", "{last}");
     assert!(last["error"].as_str().unwrap().contains("boom"), "{last}");
-    assert!(rows.len() >= 5000 && rows.iter().all(|r| r["customer_id"].is_i64()), "{}", rows.len());
+    assert!(
+        rows.len() >= 5000 && rows.iter().all(|r| r["customer_id"].is_i64()),
+        "{}",
+        rows.len()
+    );
 }
 
 #[test]
@@ -97,13 +106,19 @@ fn a_tap_on_what_does_not_exist_is_a_plan_error_with_its_line() {
     let e = err("    DebugTaps:\n      - { Step: jss }\n");
     assert!(e.contains(":11:") && e.contains("no step 'jss' to tap (did you mean 'js'?)"), "{e}");
     let e = err("    DebugTaps:\n      - { Step: js, Output: error }\n");
-    assert!(e.contains(":11:") && e.contains("no output 'error' (did you mean 'errors'?)"), "{e}");
+    assert!(
+        e.contains(":11:") && e.contains("no output 'error' (did you mean 'errors'?)"),
+        "{e}"
+    );
     let e = err("    DebugTaps:\n      - { Step: out }\n");
     assert!(e.contains("is a sink"), "{e}");
     let e = err("    DebugTaps:\n      - { Step: gen, MaskFields: [emial] }\n");
     assert!(e.contains("'emial'") && e.contains("did you mean 'email'"), "{e}");
     let e = err("    DebugTaps:\n      - { Step: gen, SampleRte: 0.1 }\n");
-    assert!(e.contains(":11:") && e.contains("SampleRte") && e.contains("did you mean 'SampleRate'"), "{e}");
+    assert!(
+        e.contains(":11:") && e.contains("SampleRte") && e.contains("did you mean 'SampleRate'"),
+        "{e}"
+    );
     let e = err("    DebugTaps:\n      - { Step: gen, SampleRate: 5 }\n");
     assert!(e.contains("SampleRate 5 is out of range"), "{e}");
     let e = err("    DebugTaps:\n      - { Step: gen, Destination: out.csv }\n");

@@ -83,7 +83,11 @@ fn every_complete_pipeline_in_the_readme_runs() {
         let written: u64 = summary.steps.iter().map(|s| s.rows_written).sum();
         assert!(written > 0, "README.md:{}: the pipeline wrote no rows: {summary:?}", b.line);
         if b.text.contains("{OutputDir}") {
-            assert!(std::fs::read_dir(&out).unwrap().next().is_some(), "README.md:{}: nothing in OutputDir", b.line);
+            assert!(
+                std::fs::read_dir(&out).unwrap().next().is_some(),
+                "README.md:{}: nothing in OutputDir",
+                b.line
+            );
         }
         ran += 1;
     }
@@ -103,7 +107,10 @@ fn fragments_are_yaml() {
 
 fn registry_keys(name: &str) -> Vec<&'static str> {
     let types = flowengine::Registry::new().built_ins();
-    let t = types.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("no step type {name}"));
+    let t = types
+        .iter()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("no step type {name}"));
     flowengine::steps::keys::keys_of(t).into_iter().map(|k| k.name).collect()
 }
 
@@ -128,7 +135,10 @@ fn the_javascript_key_table_matches_the_registry() {
     let mut registry = registry_keys("JavaScriptTransform");
     documented.sort_unstable();
     registry.sort_unstable();
-    assert_eq!(documented, registry, "README's JavaScriptTransform table vs `flowengine steps JavaScriptTransform`");
+    assert_eq!(
+        documented, registry,
+        "README's JavaScriptTransform table vs `flowengine steps JavaScriptTransform`"
+    );
 }
 
 /// The list under `<!-- step-keys -->`: one line per built-in step type with its keys, as
@@ -167,7 +177,10 @@ fn the_newcomer_commands_name_files_that_exist() {
         for word in commands.split_whitespace() {
             let is_file = [".yaml", ".sh", ".csv", ".py", ".js"].iter().any(|ext| word.ends_with(ext));
             if is_file {
-                assert!(root().join(word).is_file(), "README's newcomer command names {word}, which does not exist");
+                assert!(
+                    root().join(word).is_file(),
+                    "README's newcomer command names {word}, which does not exist"
+                );
                 checked += 1;
             }
         }

@@ -110,9 +110,11 @@ fn step_config(config: &PipelineConfig, i: usize, raw: YNode, registry: &Registr
         };
     };
     for key in crate::steps::keys::keys_of(&ty) {
-        let given = entries
-            .iter()
-            .any(|(name, _)| std::iter::once(key.name).chain(key.aliases.iter().copied()).any(|k| norm_key(k) == norm_key(name)));
+        let given = entries.iter().any(|(name, _)| {
+            std::iter::once(key.name)
+                .chain(key.aliases.iter().copied())
+                .any(|k| norm_key(k) == norm_key(name))
+        });
         let Some(default) = key.default.as_deref().filter(|_| !given) else {
             continue;
         };
@@ -131,7 +133,13 @@ fn step_config(config: &PipelineConfig, i: usize, raw: YNode, registry: &Registr
 }
 
 /// The step's settings as `{:?}`, parsed from `entries` (`None` when the parser refuses them).
-fn parse_debug(ty: &StepType, entries: &[(String, YNode)], config: &PipelineConfig, registry: &Registry, base_dir: &Path) -> Option<String> {
+fn parse_debug(
+    ty: &StepType,
+    entries: &[(String, YNode)],
+    config: &PipelineConfig,
+    registry: &Registry,
+    base_dir: &Path,
+) -> Option<String> {
     let node = YNode {
         kind: YKind::Map(entries.to_vec()),
         line: 0,
@@ -522,7 +530,14 @@ mod tests {
             ("yes", node(YKind::Bool(true))),
             ("Script", str_node("function process(c) {\n\treturn true;\n}\n\n")),
             ("Inline", str_node(" leading\nblank")),
-            ("List", seq(vec![map(vec![("A", int(1)), ("B", node(YKind::Float(2.0)))]), str_node("x"), seq(vec![])])),
+            (
+                "List",
+                seq(vec![
+                    map(vec![("A", int(1)), ("B", node(YKind::Float(2.0)))]),
+                    str_node("x"),
+                    seq(vec![]),
+                ]),
+            ),
             ("Empty", map(vec![])),
             ("Nothing", node(YKind::Null)),
         ]);

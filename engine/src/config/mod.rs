@@ -1012,7 +1012,9 @@ fn parse_debug_tap(item: &Node<'_>, base_dir: &Path) -> Result<DebugTapConfig> {
     if let Some(n) = o.take(&["SampleRate"])? {
         let v = n.f64()?;
         if !(0.0..=1.0).contains(&v) {
-            return Err(n.err(format!("SampleRate {v} is out of range: a share of rows from 0 to 1 (0.01 = one row in a hundred)")));
+            return Err(n.err(format!(
+                "SampleRate {v} is out of range: a share of rows from 0 to 1 (0.01 = one row in a hundred)"
+            )));
         }
         tap.sample_rate = v;
     }

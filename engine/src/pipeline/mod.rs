@@ -293,7 +293,10 @@ fn tap_target(plan: &plan::Plan, step: &str, output: &str) -> std::result::Resul
     let hint = crate::error::suggest(output, outputs.iter().map(String::as_str))
         .map(|n| format!(" (did you mean '{n}'?)"))
         .unwrap_or_default();
-    Err(format!("'{step}' has no output '{output}'{hint}; its outputs: {}", outputs.join(", ")))
+    Err(format!(
+        "'{step}' has no output '{output}'{hint}; its outputs: {}",
+        outputs.join(", ")
+    ))
 }
 
 /// `Settings.DebugTaps` at plan time: every tap names a step and output that exist, masks
