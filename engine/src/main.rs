@@ -41,6 +41,7 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Run a pipeline file.
+    #[command(group = clap::ArgGroup::new("sampling").args(["monitor", "profile_memory"]).multiple(true))]
     Run {
         /// The pipeline YAML file.
         pipeline: PathBuf,
@@ -63,9 +64,15 @@ enum Command {
         /// lines (`monitor t=… step=… rows_in=…`) when stderr is not a terminal.
         #[arg(long)]
         monitor: bool,
-        /// How often --monitor samples: 5s, 500ms, 1m or seconds (default 5s).
-        #[arg(long, value_name = "DURATION", value_parser = parse_interval, default_value = "5s", requires = "monitor")]
-        interval: Duration,
+        /// Sample memory while the run lasts: resident memory (RSS) every --interval (default
+        /// 100ms) and the budget's reservations; the summary and --json (`memory_profile`)
+        /// get the timeline and each step's peak reservation.
+        #[arg(long)]
+        profile_memory: bool,
+        /// How often --monitor (default 5s) and --profile-memory (default 100ms) sample:
+        /// 5s, 500ms, 1m or seconds.
+        #[arg(long, value_name = "DURATION", value_parser = parse_interval, requires = "sampling")]
+        interval: Option<Duration>,
         /// A dry run on the head of the data: each source sends its first N rows, and every
         /// output file is written into --limit-dir instead of its configured path.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -74,8 +81,8 @@ enum Command {
         #[arg(long, value_name = "DIR", default_value = "flowengine-limit", requires = "limit")]
         limit_dir: PathBuf,
     },
-    /// Print the pipeline as the engine resolved it: variables substituted, paths made
-    /// absolute, every setting with its default filled in; then the connections.
+    /// Print the pipeline as the engine resolved it, as a pipeline file: variables
+    /// substituted, paths absolute, defaults filled in, settings and connections written out.
     Echo {
         /// The pipeline YAML file.
         pipeline: PathBuf,
@@ -374,8 +381,10 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Echo { pipeline, vars } => {
             let vars = parse_vars(&vars)?;
-            let p = Pipeline::from_file(&pipeline, &vars)?;
-            print!("{}", echo(&p));
+            print!(
+                "{}",
+                flowengine::config::echo::to_yaml(&pipeline, &vars, &flowengine::Registry::new())?
+            );
             Ok(())
         }
         Command::Graph { pipeline, vars } => {
@@ -415,6 +424,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             memory_limit,
             metrics_addr,
             monitor,
+            profile_memory,
             interval,
             limit,
             limit_dir,
@@ -449,6 +459,10 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 config.settings.memory.limit = Some(limit);
             }
             let mut p = Pipeline::build(config)?;
+            if profile_memory {
+                p = p.with_memory_profile(interval.unwrap_or(Duration::from_millis(100)));
+            }
+            let interval = interval.unwrap_or(Duration::from_secs(5));
             if let Some(rows) = limit {
                 if let Some(s) = p.config().steps.iter().find(|s| s.config.type_name() == "HttpSink") {
                     bail!(
@@ -486,13 +500,20 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 }
                 None => None,
             };
+            // A debug tap writing to stderr would be torn by a progress bar redrawn there.
+            let tap_on_stderr = p
+                .config()
+                .settings
+                .debug_taps
+                .iter()
+                .any(|t| t.destination == flowengine::config::TapDestination::Stderr);
             let terminal = std::io::stderr().is_terminal();
             let stop = Arc::new(AtomicBool::new(false));
             let display = {
                 let stop = Arc::clone(&stop);
                 if monitor {
                     Some(std::thread::spawn(move || monitor_display(progress, interval, terminal, &stop)))
-                } else if !quiet && terminal {
+                } else if !quiet && terminal && !tap_on_stderr {
                     Some(std::thread::spawn(move || progress_bar(&progress, &stop)))
                 } else {
                     None
@@ -616,52 +637,36 @@ fn fmt_secs(s: f64) -> String {
 
 use flowengine::monitor::grouped;
 
-/// `flowengine echo`: the resolved pipeline, one block per step (its settings as the engine
-/// holds them, defaults included), then the settings and the connections.
-fn echo(p: &Pipeline) -> String {
-    let c = p.config();
+use flowengine::memory::fmt_bytes;
+
+/// `--profile-memory` in the summary: the peak, each step's peak reservation, and the
+/// timeline thinned to at most 20 points (the JSON has every sample).
+fn render_memory_profile(m: &flowengine::summary::MemoryProfile) -> String {
+    let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0));
     let mut out = format!(
-        "# pipeline '{}' from {} (variables substituted, paths resolved, defaults filled in)\n",
-        c.name, c.file
+        "memory profile: {} samples every {:.0} ms; peak resident {}, peak reserved {}\n",
+        m.timeline.len(),
+        m.interval_s * 1e3,
+        m.peak_rss_bytes.map_or_else(|| "unknown".to_owned(), mib),
+        fmt_bytes(m.peak_reserved_bytes as usize)
     );
-    if let Some(v) = &c.version {
-        out.push_str(&format!("# version {v}\n"));
+    let mut steps: Vec<(&String, &u64)> = m.steps.iter().collect();
+    steps.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+    for (name, peak) in steps {
+        out.push_str(&format!("  {name:<24} peak reserved {}\n", fmt_bytes(*peak as usize)));
     }
-    out.push_str("steps:\n");
-    for def in &c.steps {
-        let line = if def.line > 0 {
-            format!(" (line {})", def.line)
-        } else {
-            String::new()
-        };
-        out.push_str(&format!("  {}: {}{line}\n", def.name, def.config.type_name()));
-        for (role, key, path) in def.config.file_paths() {
-            let role = match role {
-                flowengine::steps::PathRole::Input => "reads",
-                flowengine::steps::PathRole::Output => "writes",
-            };
-            out.push_str(&format!("    {role} {key}: {}\n", path.display()));
-        }
-        for l in format!("{:#?}", def.config).lines() {
-            out.push_str(&format!("    {l}\n"));
-        }
-    }
-    let st = &c.settings;
-    out.push_str(&format!(
-        "settings:\n  engine: {:?}\n  default channel: {:?}\n  memory: {:?}\n  monitoring: {:?}\n",
-        st.engine, st.default_channel, st.memory, st.monitoring
-    ));
-    out.push_str("connections (in execution order):\n");
-    for l in p.describe().lines() {
-        out.push_str(&format!("  {l}\n"));
-    }
-    for n in &c.notes {
-        out.push_str(&format!("# note: {n}\n"));
-    }
+    let n = m.timeline.len();
+    let step = n.div_ceil(20).max(1);
+    let points: Vec<String> = m
+        .timeline
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % step == 0 || *i + 1 == n)
+        .map(|(_, p)| format!("{:.1}s {}", p.t_s, p.rss_bytes.map_or_else(|| "?".to_owned(), mib)))
+        .collect();
+    out.push_str(&format!("  resident over time: {}\n", points.join(", ")));
     out
 }
-
-use flowengine::memory::fmt_bytes;
 
 fn render_summary(s: &RunSummary, notes_already_printed: usize) -> String {
     let mut out = format!("pipeline '{}' finished in {:.3} s\n", s.pipeline, s.elapsed.as_secs_f64());
@@ -723,6 +728,9 @@ fn render_summary(s: &RunSummary, notes_already_printed: usize) -> String {
             fmt_bytes(s.peak_reserved_bytes as usize),
             fmt_bytes(s.memory_limit_bytes as usize)
         ));
+    }
+    if let Some(m) = &s.memory_profile {
+        out.push_str(&render_memory_profile(m));
     }
     for n in s.notes.iter().skip(notes_already_printed) {
         out.push_str(&format!("note: {n}\n"));

@@ -40,6 +40,84 @@ pub struct StepMetrics {
     pub starved_nanos: AtomicU64,
     /// How long the step took per chunk, waits on ports excluded.
     pub chunk_time: ChunkHistogram,
+    /// Per-chunk records, when detailed metrics are on
+    /// (`FLOWENGINE_ENABLE_DETAILED_METRICS=true` or `Settings.Monitoring.EnableDetailedMetrics`);
+    /// unset otherwise, so a chunk then costs one more atomic load.
+    pub detail: std::sync::OnceLock<ChunkLog>,
+}
+
+/// Chunks a step's [`ChunkLog`] keeps: the most recent ones (older ones still count in the
+/// histogram).
+pub const DETAIL_KEEP: usize = 256;
+
+/// Detailed metrics of one step: its last [`DETAIL_KEEP`] chunks (sequence number, rows,
+/// processing time, when it ended), each also logged at debug level. Bounded: a ring buffer.
+#[derive(Debug)]
+pub struct ChunkLog {
+    step: String,
+    start: std::time::Instant,
+    recorded: AtomicU64,
+    ring: std::sync::Mutex<std::collections::VecDeque<ChunkRecord>>,
+}
+
+/// One chunk of a step, as detailed metrics keep it.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct ChunkRecord {
+    /// 0 for the step's first chunk.
+    pub seq: u64,
+    /// Rows in the chunk (the chunk the step took; a source's: the chunk it sent).
+    pub rows: u64,
+    /// Processing time, waits on ports excluded.
+    pub seconds: f64,
+    /// When the chunk was done, seconds since the run started.
+    pub at_s: f64,
+}
+
+impl ChunkLog {
+    fn record(&self, d: Duration, rows: u64) {
+        let seq = self.recorded.fetch_add(1, Relaxed);
+        let rec = ChunkRecord {
+            seq,
+            rows,
+            seconds: d.as_secs_f64(),
+            at_s: self.start.elapsed().as_secs_f64(),
+        };
+        {
+            let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
+            if ring.len() >= DETAIL_KEEP {
+                ring.pop_front();
+            }
+            ring.push_back(rec);
+        }
+        crate::log::event(
+            crate::log::Level::DEBUG,
+            Some(&self.step),
+            &format!("chunk {seq}: {rows} rows in {:.3} ms", rec.seconds * 1e3),
+        );
+    }
+}
+
+/// What `--json` shows of a step's detailed metrics.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ChunkDetail {
+    /// Chunks recorded in all.
+    pub recorded: u64,
+    /// Most chunks kept in `recent` ([`DETAIL_KEEP`]).
+    pub kept_at_most: usize,
+    /// The most recent chunks, oldest first.
+    pub recent: Vec<ChunkRecord>,
+    /// Every chunk's time in the histogram's buckets (1-2-5 steps from 1 µs to 10 s): the
+    /// non-empty ones, `le_seconds` `null` for the last (above 10 s).
+    pub histogram: Vec<BucketCount>,
+}
+
+/// One bucket of [`ChunkDetail::histogram`].
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct BucketCount {
+    /// Upper bound in seconds (`None`: +Inf).
+    pub le_seconds: Option<f64>,
+    /// Chunks in the bucket (not cumulative).
+    pub count: u64,
 }
 
 impl StepMetrics {
@@ -76,22 +154,65 @@ impl StepMetrics {
         v
     }
 
-    /// Runs `f` (one chunk's work) and records its time in [`StepMetrics::chunk_time`],
+    /// Runs `f` (one chunk of `rows` rows) and records its time ([`StepMetrics::record_chunk`]),
     /// less the time it waited on full output ports meanwhile. Call it from the step's own
     /// thread: the waits subtracted are this step's.
     ///
     /// # Errors
     /// What `f` returns.
     #[inline]
-    pub fn time_chunk<T>(&self, f: impl FnOnce() -> crate::error::Result<T>) -> crate::error::Result<T> {
+    pub fn time_chunk<T>(&self, rows: usize, f: impl FnOnce() -> crate::error::Result<T>) -> crate::error::Result<T> {
         let blocked = self.blocked_nanos.load(Relaxed);
         let t = std::time::Instant::now();
         let r = f();
         let spent = t
             .elapsed()
             .saturating_sub(Duration::from_nanos(self.blocked_nanos.load(Relaxed).saturating_sub(blocked)));
-        self.chunk_time.record(spent);
+        self.record_chunk(spent, rows as u64);
         r
+    }
+
+    /// Records one chunk's processing time in [`StepMetrics::chunk_time`], and in the
+    /// step's [`ChunkLog`] when detailed metrics are on.
+    #[inline]
+    pub fn record_chunk(&self, d: Duration, rows: u64) {
+        self.chunk_time.record(d);
+        if let Some(log) = self.detail.get() {
+            log.record(d, rows);
+        }
+    }
+
+    /// Turns detailed metrics on for this step (`step` names it in the debug log lines;
+    /// times are since `start`). A second call changes nothing.
+    pub fn enable_detail(&self, step: &str, start: std::time::Instant) {
+        let _ = self.detail.set(ChunkLog {
+            step: step.to_owned(),
+            start,
+            recorded: AtomicU64::new(0),
+            ring: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(DETAIL_KEEP)),
+        });
+    }
+
+    /// The step's detailed metrics, when on.
+    pub fn chunk_detail(&self) -> Option<ChunkDetail> {
+        let log = self.detail.get()?;
+        let h = self.chunk_time.snapshot();
+        let histogram = h
+            .buckets
+            .iter()
+            .enumerate()
+            .filter(|(_, &n)| n > 0)
+            .map(|(i, &count)| BucketCount {
+                le_seconds: CHUNK_BUCKETS_NANOS.get(i).map(|&b| b as f64 / 1e9),
+                count,
+            })
+            .collect();
+        Some(ChunkDetail {
+            recorded: log.recorded.load(Relaxed),
+            kept_at_most: DETAIL_KEEP,
+            recent: log.ring.lock().unwrap_or_else(|e| e.into_inner()).iter().copied().collect(),
+            histogram,
+        })
     }
 
     /// A consistent-enough copy for reporting.
@@ -121,6 +242,7 @@ impl StepMetrics {
             outputs: Vec::new(),
             memory: crate::memory::StepMemory::default(),
             top_reasons: self.top_reasons(TOP_REASONS),
+            chunk_detail: self.chunk_detail(),
         }
     }
 }
@@ -181,6 +303,10 @@ pub struct StepSummary {
     /// Why rows were rejected: the [`TOP_REASONS`] most frequent reasons with their counts
     /// (values masked, see [`crate::dead_letter::reason_key`]).
     pub top_reasons: Vec<ReasonCount>,
+    /// Detailed metrics (`FLOWENGINE_ENABLE_DETAILED_METRICS=true`): the last chunks'
+    /// timings and the full histogram; absent (not in JSON) otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunk_detail: Option<ChunkDetail>,
 }
 
 /// Reasons a step summary lists.

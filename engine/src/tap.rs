@@ -8,6 +8,13 @@
 //! A masked field's value is replaced by the fixed text [`MASK`] (a null stays null): the
 //! value cannot be recovered from the tap's output, nor matched across rows.
 //! A step without a tap pays one branch per chunk.
+//!
+//! Taps come from the command line (`flowengine tap`) or from the pipeline file
+//! (`Settings.DebugTaps`, [`crate::config::DebugTapConfig`], opened by [`DebugTapFile`]). A
+//! tap's file is debug output, not a result: it is truncated when the run starts and written
+//! as rows pass (never through a temp file, never rolled back). When the run fails or is
+//! cancelled, its last line is a marker, `{"flowengine_tap":"incomplete","error":"…"}`, so a
+//! partial sample cannot pass for a complete one.
 
 use std::sync::Mutex;
 
@@ -107,6 +114,103 @@ impl Tap {
             if state.1 >= self.cfg.max_rows {
                 return;
             }
+        }
+    }
+}
+
+/// Where a tap's lines go, and the first write error (reported after the run).
+struct TapOut {
+    file: Option<std::io::BufWriter<std::fs::File>>,
+    error: Option<std::io::Error>,
+}
+
+/// A `Settings.DebugTaps` entry opened for a run: its [`Tap`] and, for a file destination,
+/// the file it writes.
+pub struct DebugTapFile {
+    /// The tap to show the step's chunks.
+    pub tap: std::sync::Arc<Tap>,
+    label: String,
+    path: Option<std::path::PathBuf>,
+    out: std::sync::Arc<Mutex<TapOut>>,
+}
+
+impl DebugTapFile {
+    /// Opens the tap's destination (a file is created or truncated now) for the tap on
+    /// `step`.
+    ///
+    /// # Errors
+    /// [`crate::Error::Io`] when the file cannot be created, naming the tap's line.
+    pub fn open(step: &str, cfg: &crate::config::DebugTapConfig) -> crate::error::Result<DebugTapFile> {
+        let label = if cfg.output.is_empty() {
+            format!("'{step}'")
+        } else {
+            format!("'{step}.{}'", cfg.output)
+        };
+        let (file, path) = match &cfg.destination {
+            crate::config::TapDestination::Stderr => (None, None),
+            crate::config::TapDestination::File(p) => {
+                let f = std::fs::File::create(p).map_err(|e| {
+                    crate::Error::io(
+                        p,
+                        e,
+                        format!(
+                            "cannot create the file of the debug tap on {label} (Settings.DebugTaps, line {}); check the Destination's directory",
+                            cfg.line
+                        ),
+                    )
+                })?;
+                (Some(std::io::BufWriter::new(f)), Some(p.clone()))
+            }
+        };
+        let out = std::sync::Arc::new(Mutex::new(TapOut { file, error: None }));
+        let sink_out = std::sync::Arc::clone(&out);
+        let tap = Tap::new(cfg.tap.clone(), move |line| {
+            use std::io::Write;
+            let mut o = sink_out.lock().unwrap_or_else(|e| e.into_inner());
+            if o.error.is_some() {
+                return;
+            }
+            let r = match &mut o.file {
+                Some(f) => writeln!(f, "{line}"),
+                None => writeln!(std::io::stderr().lock(), "{line}"),
+            };
+            if let Err(e) = r {
+                o.error = Some(e);
+            }
+        });
+        Ok(DebugTapFile {
+            tap: std::sync::Arc::new(tap),
+            label,
+            path,
+            out,
+        })
+    }
+
+    /// Ends the tap after the run: a failed run's file gets the `incomplete` marker line;
+    /// the file is flushed. Returns a note for the summary (rows written, or the write error).
+    pub fn finish(self, run_error: Option<&crate::Error>) -> String {
+        use std::io::Write;
+        let mut guard = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let o = &mut *guard;
+        if let (Some(f), Some(err), None) = (&mut o.file, run_error, &o.error) {
+            let marker = serde_json::json!({ "flowengine_tap": "incomplete", "error": err.to_string() });
+            if let Err(e) = writeln!(f, "{marker}") {
+                o.error = Some(e);
+            }
+        }
+        if let (Some(f), None) = (&mut o.file, &o.error) {
+            if let Err(e) = f.flush() {
+                o.error = Some(e);
+            }
+        }
+        let dest = self.path.as_ref().map_or_else(|| "stderr".to_owned(), |p| p.display().to_string());
+        match &o.error {
+            Some(e) => format!(
+                "debug tap on {}: writing {dest} failed after {} rows: {e}",
+                self.label,
+                self.tap.printed()
+            ),
+            None => format!("debug tap on {}: {} rows written to {dest}", self.label, self.tap.printed()),
         }
     }
 }

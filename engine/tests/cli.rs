@@ -545,10 +545,12 @@ fn javascript_errors_name_the_file_and_console_goes_to_the_log() {
     assert!(stderr.contains("bad row 3"), "{stderr}");
 }
 
-/// `echo` prints what the engine resolved: the variable's value, the defaults, the absolute
-/// output path, the connection's channel; it runs nothing.
+/// `echo` prints the pipeline as resolved, as a pipeline file: the variable's value, the
+/// defaults, the absolute output path, the settings and the connection with its channel.
+/// It runs nothing, and the output — written elsewhere — validates and runs to the same
+/// result as the original.
 #[test]
-fn echo_prints_the_resolved_pipeline() {
+fn echo_prints_the_resolved_pipeline_as_a_pipeline_file() {
     let s = Scenario::new();
     let p = s.write(
         "p.yaml",
@@ -561,12 +563,61 @@ fn echo_prints_the_resolved_pipeline() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("# pipeline 'cli' from "), "{text}");
-    assert!(text.contains("gen: DataGenerator (line 6)"), "{text}");
-    assert!(text.contains("row_count: 40,") && text.contains("seed: 42,"), "{text}");
+    assert!(text.contains("RowCount: \"40\"") && text.contains("Seed: 42"), "{text}");
     let o = std::fs::canonicalize(s.dir.path()).unwrap().join("o.csv");
-    assert!(text.contains(&format!("writes FilePath: {}", o.display())), "{text}");
-    assert!(text.contains("gen -> show (BufferSize 16, Wait)"), "{text}");
+    assert!(text.contains(&format!("FilePath: \"{}\"", o.display())), "{text}");
+    assert!(
+        text.contains("Connections:\n    - From: \"gen\"\n      To: \"show\"\n      Channel:\n        BufferSize: 16"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  Settings:\n    Engine:\n      PortFlavour: \"crossbeam\""),
+        "{text}"
+    );
     assert!(!s.path("o.csv").exists());
+    // The echo is a pipeline file: from another directory it validates, and runs to the
+    // same output.
+    let other = Scenario::new();
+    let echoed = other.write("echoed.yaml", &text);
+    let v = flowengine(&["validate", echoed.to_str().unwrap()]);
+    assert!(v.status.success(), "{}\n{text}", String::from_utf8_lossy(&v.stderr));
+    assert!(flowengine(&["run", echoed.to_str().unwrap(), "-q"]).status.success());
+    let from_echo = s.read("o.csv");
+    assert_eq!(from_echo.lines().count(), 41);
+    assert!(flowengine(&["run", p.to_str().unwrap(), "-q", "--var", "Rows=40"]).status.success());
+    assert_eq!(s.read("o.csv"), from_echo);
+    // Echoing the echo changes nothing but the file named in its first line.
+    let again = flowengine(&["echo", echoed.to_str().unwrap()]);
+    let again = String::from_utf8(again.stdout).unwrap();
+    assert_eq!(again.split_once('\n').unwrap().1, text.split_once('\n').unwrap().1);
+}
+
+/// A richer pipeline: a multi-line script, a dead-letter file, a source schema, settings and
+/// explicit connections survive the echo, which runs to the same outputs.
+#[test]
+fn echo_of_a_script_pipeline_runs_the_same() {
+    let s = Scenario::new();
+    s.write("data/in.csv", "id,name\n1,ann\n2,\n3,bob\n");
+    let p = s.write(
+        "p.yaml",
+        "Variables: { Out: out }\nPipeline:\n  Name: rich\n  Plugins:\n    - Name: src\n      Type: DelimitedSource\n      Config:\n        FilePath: data/in.csv\n        OutputSchema: { Columns: [ { Name: id, Type: int32 }, { Name: name, Type: string } ] }\n    - Name: js\n      Type: JavaScriptTransform\n      Config:\n        Script: |\n          function process(c) {\n            if (!c.input.getValue('name')) throw new Error('no name');\n            c.output.setField('name', c.input.getValue('name').toUpperCase());\n            return true;\n          }\n        OnError: DeadLetter\n        DeadLetterFilePath: \"{Out}/rejected.csv\"\n    - { Name: sink, Type: DelimitedSink, Config: { FilePath: \"{Out}/names.csv\" } }\n  Connections:\n    - { From: src, To: js, Channel: { BufferSize: 4 } }\n    - { From: js, To: sink }\n  Settings:\n    Engine: { ChunkSize: 2 }\n    Memory: { Limit: 64MiB }\n    Monitoring: { MetricsIntervalSeconds: 0 }\n    Custom: { team: data }\n",
+    );
+    std::fs::create_dir_all(s.path("out")).unwrap();
+    let out = flowengine(&["echo", p.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("Script: |\n          function process(c) {\n"), "{text}");
+    assert!(text.contains("Limit: \"67108864\"") && text.contains("team: \"data\""), "{text}");
+    assert!(text.contains("ChunkSize: 2") && text.contains("BufferSize: 4"), "{text}");
+    let other = Scenario::new();
+    let echoed = other.write("echoed.yaml", &text);
+    let run = flowengine(&["run", echoed.to_str().unwrap(), "--json"]);
+    assert!(run.status.success(), "{}\n{text}", String::from_utf8_lossy(&run.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(v["strategy"]["chunk_size"], 2);
+    assert_eq!(v["memory_limit_bytes"], 64 << 20);
+    assert_eq!(s.read("out/names.csv"), "id,name\n1,ANN\n3,BOB\n");
+    assert!(s.read("out/rejected.csv").contains("no name"));
 }
 
 /// `--monitor` on a terminal (a tmux pane): the table is redrawn in place and log lines print
@@ -708,4 +759,153 @@ fn tap_samples_masks_and_changes_nothing() {
     let out = flowengine(&["tap", p, "nope"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("steps: gen, out"));
     assert_eq!(flowengine(&["tap", p, "gen", "--sample", "2"]).status.code(), Some(2));
+}
+
+/// `Settings.DebugTaps` with `Destination: stderr`: the sampled rows are JSON lines on
+/// standard error, the summary says how many, and stdout (`--json`) is untouched.
+#[test]
+fn debug_taps_in_the_pipeline_file_write_to_stderr() {
+    let s = Scenario::new();
+    let p = s.write(
+        "p.yaml",
+        "Pipeline:\n  Name: t\n  Plugins:\n    - { Name: gen, Type: DataGenerator, Config: { RowCount: 500, BatchSize: 100 } }\n    - { Name: out, Type: DelimitedSink, Config: { FilePath: out.csv } }\n  Settings:\n    DebugTaps: [ { Step: gen, MaxRows: 3, MaskFields: [email], Destination: stderr } ]\n",
+    );
+    let out = flowengine(&["run", p.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let rows: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3, "{stderr}");
+    assert!(rows.iter().all(|r| r["email"] == "***" && r["customer_id"].is_i64()), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["steps"][1]["rows_written"], 500);
+    assert!(
+        v["notes"].to_string().contains("debug tap on 'gen': 3 rows written to stderr"),
+        "{v}"
+    );
+}
+
+/// `run --profile-memory`: an RSS timeline sampled every --interval and each step's peak
+/// reservation, in --json and in the summary.
+#[test]
+fn profile_memory_samples_rss_over_the_run() {
+    let s = Scenario::new();
+    let p = slow_pipeline(&s, 25, 20, "");
+    let p = p.to_str().unwrap();
+    let out = flowengine(&["run", p, "--profile-memory", "--interval", "50ms", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let m = &v["memory_profile"];
+    assert_eq!(m["interval_s"], 0.05, "{m}");
+    let timeline = m["timeline"].as_array().unwrap();
+    // 25 rows 20 ms apart: about half a second, so about 10 samples of 50 ms (and a first
+    // and a last one).
+    assert!(timeline.len() >= 6 && timeline.len() <= 40, "{}", timeline.len());
+    let t: Vec<f64> = timeline.iter().map(|p| p["t_s"].as_f64().unwrap()).collect();
+    assert!(t.windows(2).all(|w| w[0] <= w[1]), "{t:?}");
+    assert!(*t.last().unwrap() >= 0.4, "{t:?}");
+    let rss: Vec<u64> = timeline.iter().map(|p| p["rss_bytes"].as_u64().unwrap()).collect();
+    assert!(rss.iter().all(|&r| r > 1 << 20), "{rss:?}");
+    assert!(m["peak_rss_bytes"].as_u64().unwrap() >= *rss.iter().max().unwrap(), "{m}");
+    // Per-step peaks are the summary's own per-step figures.
+    for st in v["steps"].as_array().unwrap() {
+        assert_eq!(m["steps"][st["name"].as_str().unwrap()], st["peak_reserved_bytes"], "{m}");
+    }
+    assert_eq!(m["peak_reserved_bytes"], v["peak_reserved_bytes"]);
+    // Without the flag there is no profile; the summary prints one with it.
+    let out = flowengine(&["run", p, "--json", "-q"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v.get("memory_profile").is_none(), "{v}");
+    let out = flowengine(&["run", p, "--profile-memory"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("memory profile: ") && stderr.contains("every 100 ms") && stderr.contains("resident over time: 0.0s "),
+        "{stderr}"
+    );
+    // --interval needs --monitor or --profile-memory.
+    assert_eq!(flowengine(&["run", p, "--interval", "1s"]).status.code(), Some(2));
+}
+
+/// `FLOWENGINE_ENABLE_DETAILED_METRICS=true` (or `Monitoring.EnableDetailedMetrics`): each
+/// step's last chunks in --json (bounded to 256), the histogram, debug log lines per chunk.
+#[test]
+fn detailed_metrics_keep_the_last_chunks_per_step() {
+    let s = Scenario::new();
+    let p = s.write(
+        "p.yaml",
+        "Pipeline:\n  Name: d\n  Plugins:\n    - { Name: gen, Type: DataGenerator, Config: { RowCount: 1000, BatchSize: 100 } }\n    - { Name: out, Type: DelimitedSink, Config: { FilePath: out.csv } }\n",
+    );
+    let p = p.to_str().unwrap();
+    let json = |env: &[(&str, &str)], path: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_flowengine"));
+        cmd.args(["run", path, "--json", "-q"])
+            .env_remove("FLOWENGINE_ENABLE_DETAILED_METRICS");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let v = json(&[], p);
+    assert!(v["steps"][0].get("chunk_detail").is_none(), "{v}");
+    let v = json(&[("FLOWENGINE_ENABLE_DETAILED_METRICS", "true")], p);
+    for st in v["steps"].as_array().unwrap() {
+        let d = &st["chunk_detail"];
+        assert_eq!(d["recorded"], 10, "{st}");
+        let recent = d["recent"].as_array().unwrap();
+        let seqs: Vec<u64> = recent.iter().map(|c| c["seq"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, (0..10).collect::<Vec<u64>>(), "{st}");
+        assert!(
+            recent.iter().all(|c| c["rows"] == 100 && c["seconds"].as_f64().unwrap() > 0.0),
+            "{st}"
+        );
+        let in_buckets: u64 = d["histogram"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(in_buckets, 10, "{st}");
+        assert_eq!(st["chunk_seconds"]["count"], 10);
+    }
+    // Bounded: 600 one-row chunks keep the last 256.
+    let many = s.write(
+        "many.yaml",
+        &std::fs::read_to_string(p)
+            .unwrap()
+            .replace("RowCount: 1000, BatchSize: 100", "RowCount: 600, BatchSize: 1"),
+    );
+    let many = many.to_str().unwrap();
+    let v = json(&[("FLOWENGINE_ENABLE_DETAILED_METRICS", "1")], many);
+    let d = &v["steps"][1]["chunk_detail"];
+    assert_eq!((d["recorded"].as_u64(), d["kept_at_most"].as_u64()), (Some(600), Some(256)), "{d}");
+    let recent = d["recent"].as_array().unwrap();
+    assert_eq!((recent.len(), recent[0]["seq"].as_u64()), (256, Some(344)));
+    // The pipeline-file key does the same; a debug log line per chunk with -v.
+    let keyed = s.write(
+        "keyed.yaml",
+        &format!(
+            "{}  Settings: {{ Monitoring: {{ EnableDetailedMetrics: true }} }}\n",
+            std::fs::read_to_string(p).unwrap()
+        ),
+    );
+    let v = json(&[], keyed.to_str().unwrap());
+    assert_eq!(v["steps"][0]["chunk_detail"]["recorded"], 10);
+    let (status, stderr) = run_with_env(&["run", keyed.to_str().unwrap(), "-v"], &[]);
+    assert!(status.success());
+    assert!(
+        stderr.lines().any(|l| l.contains("chunk 9: 100 rows in") && l.contains("out")),
+        "{stderr}"
+    );
+    // A value that is not a boolean is an error naming the variable.
+    let (status, stderr) = run_with_env(&["run", p], &[("FLOWENGINE_ENABLE_DETAILED_METRICS", "maybe")]);
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("FLOWENGINE_ENABLE_DETAILED_METRICS") && stderr.contains("'maybe'"),
+        "{stderr}"
+    );
 }

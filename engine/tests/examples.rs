@@ -52,3 +52,20 @@ fn soak_pipeline_runs_until_cancelled_and_publishes_nothing() {
     assert!(matches!(outcome, Err(flowengine::Error::Cancelled)), "{outcome:?}");
     assert!(!out.exists(), "a cancelled run publishes nothing");
 }
+
+/// `flowengine echo` of each shipped pipeline is itself a pipeline that builds from another
+/// directory, with the same steps, and runs nothing while echoing.
+#[test]
+fn shipped_pipelines_echo_to_pipelines_that_build() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let elsewhere = tempfile::tempdir().unwrap();
+    for name in ["passthrough.yaml", "customers-js.yaml"] {
+        let p = root.join(name);
+        let yaml =
+            flowengine::config::echo::to_yaml(&p, &[], &flowengine::Registry::new()).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        let original = flowengine::Pipeline::from_file(&p, &[]).unwrap();
+        let echoed = flowengine::Pipeline::from_yaml_str(&yaml, elsewhere.path(), &[]).unwrap_or_else(|e| panic!("{name}: {e}\n{yaml}"));
+        assert_eq!(echoed.execution_order(), original.execution_order(), "{name}");
+        assert_eq!(echoed.describe(), original.describe(), "{name}");
+    }
+}

@@ -40,6 +40,7 @@
 //! Keys of the original's config classes that mean nothing here are accepted with a note
 //! naming the key and why ([`ParseEnv::accept_ignored`]), never dropped silently.
 
+pub mod echo;
 pub mod engine;
 pub mod files;
 pub mod tree;
@@ -193,6 +194,9 @@ pub struct MonitoringConfig {
     pub metrics_interval: Duration,
     /// Log step lifecycle events to stderr.
     pub enable_tracing: bool,
+    /// Per-chunk timings ([`crate::metrics::ChunkLog`]): `EnableDetailedMetrics: true`, or
+    /// the environment's `FLOWENGINE_ENABLE_DETAILED_METRICS=true` (seed 003).
+    pub enable_detailed_metrics: bool,
 }
 
 impl Default for MonitoringConfig {
@@ -201,6 +205,7 @@ impl Default for MonitoringConfig {
             enable_metrics: true,
             metrics_interval: Duration::ZERO,
             enable_tracing: false,
+            enable_detailed_metrics: false,
         }
     }
 }
@@ -255,6 +260,34 @@ pub struct MemoryPoolsConfig {
     pub chunk_pool: Option<PoolSize>,
 }
 
+/// Where a debug tap writes its JSON lines.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum TapDestination {
+    /// Standard error (`Destination: stderr` or `-`, the default).
+    #[default]
+    Stderr,
+    /// A file (relative to the pipeline file), truncated when the run starts and written as
+    /// rows pass: it is debug output, not a published result (see [`crate::tap`]).
+    File(PathBuf),
+}
+
+/// One entry of `Settings.DebugTaps`: a sample of the rows one step sends on one output,
+/// written as JSON lines while the run goes (the same machinery as `flowengine tap`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DebugTapConfig {
+    /// `Step`: the step whose output is sampled (`Step: name.output` names an output too).
+    pub step: String,
+    /// `Output`: a named output of the step (a routing queue); `""` is its main output.
+    pub output: String,
+    /// `SampleRate` (0 to 1, default 1), `MaskFields`, `MaxRows` (default 20), `Seed`
+    /// (default 42).
+    pub tap: crate::tap::TapConfig,
+    /// `Destination`.
+    pub destination: TapDestination,
+    /// Line of the entry in the pipeline file (0 when built in code).
+    pub line: usize,
+}
+
 /// `Pipeline.Settings`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Settings {
@@ -280,6 +313,8 @@ pub struct Settings {
     pub monitoring: MonitoringConfig,
     /// Regression detection.
     pub performance: PerformanceConfig,
+    /// `DebugTaps`: samples of steps' outputs written while the run goes.
+    pub debug_taps: Vec<DebugTapConfig>,
     /// The user's own settings, untouched.
     pub custom: serde_json::Value,
 }
@@ -525,6 +560,7 @@ impl PipelineConfig {
         if let Some(n) = p.take(&["Performance"])? {
             settings.performance = parse_performance(&n, base_dir)?;
         }
+        settings.monitoring.enable_detailed_metrics |= detailed_metrics_env()?;
         if let Some(n) = p.take(&["Metadata"])? {
             notes.push(ignored_note(&n, "pipeline metadata is not used"));
         }
@@ -711,6 +747,34 @@ fn parse_channels(n: &Node<'_>, s: &mut Settings, had_default: bool, notes: &mut
     Ok(())
 }
 
+/// The environment variable that turns detailed metrics on for every run (seed 003).
+pub const DETAILED_METRICS_ENV: &str = "FLOWENGINE_ENABLE_DETAILED_METRICS";
+
+/// [`DETAILED_METRICS_ENV`]: `true`/`1`/`yes`/`on` turn detailed metrics on; unset, empty,
+/// `false`/`0`/`no`/`off` leave them as the file says.
+///
+/// # Errors
+/// Any other value, naming the variable and what it accepts.
+pub fn detailed_metrics_env() -> Result<bool> {
+    let Some(raw) = std::env::var_os(DETAILED_METRICS_ENV) else {
+        return Ok(false);
+    };
+    let v = raw.to_string_lossy().trim().to_ascii_lowercase();
+    match v.as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "" | "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(Error::Config {
+            file: "environment".into(),
+            line: None,
+            path: DETAILED_METRICS_ENV.into(),
+            message: format!(
+                "'{}' is not true or false; set {DETAILED_METRICS_ENV}=true (or unset it)",
+                crate::error::clip(&raw.to_string_lossy())
+            ),
+        }),
+    }
+}
+
 /// Seed 003's `dynamicMemoryLimits` and `enableMemoryPressureAdaptation` (wherever they are
 /// written): `true` derives the run's memory budget from the cgroup's memory limit when one is
 /// set ([`crate::memory::MemoryConfig::from_cgroup`]) — half of it, or the limit set when
@@ -892,6 +956,9 @@ fn parse_settings(node: &Node<'_>, base_dir: &Path, notes: &mut Vec<String>) -> 
         if let Some(v) = m.take(&["EnableTracing"])? {
             s.monitoring.enable_tracing = v.bool()?;
         }
+        if let Some(v) = m.take(&["EnableDetailedMetrics"])? {
+            s.monitoring.enable_detailed_metrics = v.bool()?;
+        }
         // The original's later YAML form.
         if let Some(v) = m.take(&["Enabled"])? {
             s.monitoring.enable_metrics = v.bool()?;
@@ -920,11 +987,71 @@ fn parse_settings(node: &Node<'_>, base_dir: &Path, notes: &mut Vec<String>) -> 
     if let Some(n) = o.take(&["Performance"])? {
         s.performance = parse_performance(&n, base_dir)?;
     }
+    if let Some(n) = o.take(&["DebugTaps"])? {
+        for item in n.list()? {
+            s.debug_taps.push(parse_debug_tap(&item, base_dir)?);
+        }
+    }
     if let Some(c) = o.take_free(&["Custom"])? {
         s.custom = tree::to_json(c);
     }
     o.finish()?;
     Ok(s)
+}
+
+/// One `Settings.DebugTaps` entry: `{ Step, Output, SampleRate, MaskFields, MaxRows, Seed,
+/// Destination }`. Whether the step and output exist is checked by the planner.
+fn parse_debug_tap(item: &Node<'_>, base_dir: &Path) -> Result<DebugTapConfig> {
+    let mut o = item.obj()?;
+    let step = o.require(&["Step"])?.string()?;
+    let output = match o.take(&["Output"])? {
+        Some(n) => n.string()?.trim().to_owned(),
+        None => String::new(),
+    };
+    let mut tap = crate::tap::TapConfig::default();
+    if let Some(n) = o.take(&["SampleRate"])? {
+        let v = n.f64()?;
+        if !(0.0..=1.0).contains(&v) {
+            return Err(n.err(format!(
+                "SampleRate {v} is out of range: a share of rows from 0 to 1 (0.01 = one row in a hundred)"
+            )));
+        }
+        tap.sample_rate = v;
+    }
+    if let Some(n) = o.take(&["MaskFields", "Mask"])? {
+        tap.mask_fields = match &n.node.kind {
+            YKind::Seq(_) => n.list()?.iter().map(|f| f.string()).collect::<Result<Vec<_>>>()?,
+            // `MaskFields: email, ssn` as one text.
+            _ => n.string()?.split(',').map(|f| f.trim().to_owned()).collect(),
+        };
+        tap.mask_fields.retain(|f| !f.is_empty());
+    }
+    if let Some(n) = o.take(&["MaxRows", "Limit"])? {
+        tap.max_rows = n.u64_in(1, 1_000_000_000_000)?;
+    }
+    if let Some(n) = o.take(&["Seed"])? {
+        tap.seed = n.u64()?;
+    }
+    let destination = match o.take(&["Destination"])? {
+        None => TapDestination::Stderr,
+        Some(n) => {
+            let raw = n.string()?;
+            match raw.trim() {
+                "" => return Err(n.err("Destination is empty; give a file path, or stderr")),
+                "-" => TapDestination::Stderr,
+                t if t.eq_ignore_ascii_case("stderr") => TapDestination::Stderr,
+                _ => TapDestination::File(crate::paths::resolve(&raw, base_dir).map_err(|m| n.err(m))?),
+            }
+        }
+    };
+    o.finish()?;
+    Ok(DebugTapConfig {
+        step,
+        output,
+        tap,
+        destination,
+        line: item.node.line,
+    })
 }
 
 fn parse_performance(node: &Node<'_>, base_dir: &Path) -> Result<PerformanceConfig> {

@@ -74,7 +74,17 @@ pub(crate) fn execute(config: &PipelineConfig, plan: Plan, cancel: CancelToken, 
     let running: Vec<AtomicBool> = steps.iter().map(|_| AtomicBool::new(true)).collect();
     let progress: Vec<(String, Arc<StepMetrics>)> = steps.iter().map(|s| (s.name.clone(), Arc::clone(&s.metrics))).collect();
     let mut finished: Vec<Finished> = Vec::new();
+    if config.settings.monitoring.enable_detailed_metrics {
+        for s in &steps {
+            s.metrics.enable_detail(&s.name, start);
+        }
+    }
+    let mut memory_samples = None;
     std::thread::scope(|scope| {
+        let profiler = options.memory_profile.map(|every| {
+            let (done, pool) = (&done, &memory.pool);
+            scope.spawn(move || crate::summary::sample_memory(every, done, start, pool))
+        });
         if !interval.is_zero() {
             let (progress, done) = (&progress, &done);
             scope.spawn(move || monitor(progress, interval, done, start));
@@ -114,6 +124,7 @@ pub(crate) fn execute(config: &PipelineConfig, plan: Plan, cancel: CancelToken, 
             }
         }
         done.store(true, Ordering::Relaxed);
+        memory_samples = profiler.and_then(|h| h.join().ok());
     });
     board.clear();
     let error = first.slot.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -164,8 +175,22 @@ pub(crate) fn execute(config: &PipelineConfig, plan: Plan, cancel: CancelToken, 
         notes: config.notes.clone(),
         strategy: config.settings.engine,
         buffer_pool: pool_stats.counts(),
+        memory_profile: None,
     };
     summary.rows_per_sec = summary.source_rows_per_sec();
+    if let Some((timeline, every)) = memory_samples {
+        summary.memory_profile = Some(crate::summary::MemoryProfile {
+            interval_s: every.as_secs_f64(),
+            peak_rss_bytes: summary.peak_rss_bytes,
+            peak_reserved_bytes: summary.peak_reserved_bytes,
+            timeline,
+            steps: summary
+                .steps
+                .iter()
+                .map(|s| (s.name.clone(), s.memory.peak_reserved_bytes))
+                .collect(),
+        });
+    }
     Ok(summary)
 }
 
@@ -295,7 +320,7 @@ fn run_step(
     let mut emitter = Emitter::new(out_names.clone(), outs, Arc::clone(&metrics));
     for (_, output, tap) in options.taps.iter().filter(|(s, _, _)| *s == name) {
         if let Some(i) = out_names.iter().position(|o| o == output) {
-            emitter.set_tap(i, Arc::clone(tap));
+            emitter.add_tap(i, Arc::clone(tap));
         }
     }
     let t0 = Instant::now();
@@ -458,7 +483,7 @@ fn run_sink(sink: &mut dyn Sink, input: Option<&mut Inputs>, metrics: &Arc<StepM
     while let Some(chunk) = recv_timed(input, metrics)? {
         let n = chunk.len() as u64;
         StepMetrics::add(&metrics.rows_in, n);
-        metrics.time_chunk(|| sink.write(&chunk))?;
+        metrics.time_chunk(chunk.len(), || sink.write(&chunk))?;
         if engine_counts {
             StepMetrics::add(&metrics.rows_written, n);
         }
@@ -487,7 +512,7 @@ fn run_transform(
         };
         for (input_name, input) in &mut inputs.named {
             while let Some(chunk) = recv_timed(input, metrics)? {
-                metrics.time_chunk(|| t.process_input(input_name, chunk, out))?;
+                metrics.time_chunk(chunk.len(), || t.process_input(input_name, chunk, out))?;
             }
             t.input_finished(input_name, out)?;
             // Its ports have nothing more to give: release them now.
@@ -501,7 +526,7 @@ fn run_transform(
     if let [t] = instances {
         while let Some(chunk) = recv_timed(input, metrics)? {
             StepMetrics::add(&metrics.rows_in, chunk.len() as u64);
-            metrics.time_chunk(|| t.process(chunk, out))?;
+            metrics.time_chunk(chunk.len(), || t.process(chunk, out))?;
         }
         return t.finish(out);
     }

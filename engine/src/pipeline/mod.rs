@@ -32,6 +32,8 @@ pub(crate) struct RunOptions {
     pub row_limit: Option<u64>,
     /// Debug taps: (step, output, tap).
     pub taps: Vec<(String, crate::steps::OutputId, Arc<crate::tap::Tap>)>,
+    /// `run --profile-memory`: sample memory every this long.
+    pub memory_profile: Option<std::time::Duration>,
 }
 
 impl Pipeline {
@@ -77,6 +79,7 @@ impl Pipeline {
     pub fn build(mut config: PipelineConfig) -> Result<Pipeline> {
         plan::expand_dead_letters(&mut config);
         let plan = plan::plan(&config)?;
+        check_debug_taps(&config, &plan)?;
         Ok(Pipeline {
             config,
             plan,
@@ -92,6 +95,14 @@ impl Pipeline {
         self
     }
 
+    /// Samples resident memory and the budget's reservations every `interval` (at least
+    /// 1 ms) while the run lasts, and reports them with each step's peak reservation in
+    /// [`RunSummary::memory_profile`] (`flowengine run --profile-memory`).
+    pub fn with_memory_profile(mut self, interval: std::time::Duration) -> Pipeline {
+        self.options.memory_profile = Some(interval.max(std::time::Duration::from_millis(1)));
+        self
+    }
+
     /// Shows `tap` every chunk step `step` sends on `output` (`""`: its main output; see
     /// [`crate::tap`]). The run's outputs and counts are the same with or without it.
     ///
@@ -99,34 +110,8 @@ impl Pipeline {
     /// [`crate::Error::Plan`] when the pipeline has no such step, or the step no such
     /// output (a sink has none).
     pub fn with_tap(mut self, step: &str, output: &str, tap: Arc<crate::tap::Tap>) -> Result<Pipeline> {
-        let names: Vec<&str> = self.plan.steps.iter().map(|s| s.name.as_str()).collect();
-        let Some(s) = self.plan.steps.iter().find(|s| s.name == step) else {
-            return Err(crate::Error::plan(
-                step,
-                format!("no step '{step}' to tap; steps: {}", names.join(", ")),
-            ));
-        };
-        let id = crate::steps::OutputId::from_name(output);
-        if !s.outputs.contains(&id) {
-            let outputs: Vec<String> = s
-                .outputs
-                .iter()
-                .map(|o| match o {
-                    crate::steps::OutputId::Main => "(main)".to_owned(),
-                    crate::steps::OutputId::Named(n) => n.clone(),
-                })
-                .collect();
-            return Err(crate::Error::plan(
-                step,
-                // Every step has the error output; a sink has nothing else.
-                if outputs.iter().all(|o| o == crate::dead_letter::ERRORS_OUTPUT) {
-                    format!("'{step}' is a sink: it has no output to tap; tap the step that feeds it")
-                } else {
-                    format!("'{step}' has no output '{output}'; its outputs: {}", outputs.join(", "))
-                },
-            ));
-        }
-        self.options.taps.push((step.to_owned(), id, tap));
+        let (step, id) = tap_target(&self.plan, step, output).map_err(|m| crate::Error::plan(step, m))?;
+        self.options.taps.push((step, id, tap));
         Ok(self)
     }
 
@@ -244,9 +229,141 @@ impl Pipeline {
     ///
     /// # Errors
     /// As [`Pipeline::run`].
-    pub fn run_with_cancel(self, cancel: CancelToken) -> Result<RunSummary> {
-        execute::execute(&self.config, self.plan, cancel, &self.options)
+    pub fn run_with_cancel(mut self, cancel: CancelToken) -> Result<RunSummary> {
+        // `Settings.DebugTaps`: their files are opened (truncated) now, not when the pipeline
+        // is built, so that `validate` writes nothing.
+        let mut debug_taps = Vec::new();
+        for t in &self.config.settings.debug_taps {
+            let (step, id) = tap_target(&self.plan, &t.step, &t.output)
+                .map_err(|m| crate::Error::plan_at(&crate::error::Position::new(&self.config.file, t.line), "Settings.DebugTaps", m))?;
+            let open = crate::tap::DebugTapFile::open(&step, t)?;
+            self.options.taps.push((step, id, Arc::clone(&open.tap)));
+            debug_taps.push(open);
+        }
+        let mut result = execute::execute(&self.config, self.plan, cancel, &self.options);
+        // Drop the run's handles on the taps first: each file is then finished exactly once.
+        self.options.taps.clear();
+        for t in debug_taps {
+            let note = t.finish(result.as_ref().err());
+            if let Ok(summary) = &mut result {
+                summary.notes.push(note);
+            }
+        }
+        result
     }
+}
+
+/// The step and output a tap names: `step` with `output` (`""`: the main output), or
+/// `step.output` in one name. Errors say what exists, with a "did you mean".
+fn tap_target(plan: &plan::Plan, step: &str, output: &str) -> std::result::Result<(String, crate::steps::OutputId), String> {
+    use crate::steps::OutputId;
+    let names: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
+    let (step, output) = match plan.steps.iter().find(|s| s.name == step) {
+        Some(_) => (step, output),
+        // `Step: enrich.routed`: a step name may contain dots, so an exact name wins.
+        None => match step.rsplit_once('.') {
+            Some((s, o)) if output.is_empty() && names.contains(&s) => (s, o),
+            _ => {
+                let hint = crate::error::suggest(step, names.iter().copied())
+                    .map(|n| format!(" (did you mean '{n}'?)"))
+                    .unwrap_or_default();
+                return Err(format!("no step '{step}' to tap{hint}; steps: {}", names.join(", ")));
+            }
+        },
+    };
+    let Some(s) = plan.steps.iter().find(|s| s.name == step) else {
+        return Err(format!("no step '{step}' to tap; steps: {}", names.join(", ")));
+    };
+    let id = OutputId::from_name(output);
+    if s.outputs.contains(&id) {
+        return Ok((step.to_owned(), id));
+    }
+    let outputs: Vec<String> = s
+        .outputs
+        .iter()
+        .map(|o| match o {
+            OutputId::Main => "(main)".to_owned(),
+            OutputId::Named(n) => n.clone(),
+        })
+        .collect();
+    // Every step has the error output; a sink has nothing else.
+    if outputs.iter().all(|o| o == crate::dead_letter::ERRORS_OUTPUT) {
+        return Err(format!("'{step}' is a sink: it has no output to tap; tap the step that feeds it"));
+    }
+    let hint = crate::error::suggest(output, outputs.iter().map(String::as_str))
+        .map(|n| format!(" (did you mean '{n}'?)"))
+        .unwrap_or_default();
+    Err(format!(
+        "'{step}' has no output '{output}'{hint}; its outputs: {}",
+        outputs.join(", ")
+    ))
+}
+
+/// `Settings.DebugTaps` at plan time: every tap names a step and output that exist, masks
+/// fields its output has (a misspelt mask would print the value it was meant to hide), and
+/// writes a file no step reads or writes and no other tap writes.
+fn check_debug_taps(config: &PipelineConfig, plan: &plan::Plan) -> Result<()> {
+    use crate::config::TapDestination;
+    let mut files: Vec<(&Path, usize)> = Vec::new();
+    for (i, t) in config.settings.debug_taps.iter().enumerate() {
+        let at = crate::error::Position::new(&config.file, t.line);
+        let label = format!("Settings.DebugTaps[{i}]");
+        let (step, id) = tap_target(plan, &t.step, &t.output).map_err(|m| crate::Error::plan_at(&at, &label, m))?;
+        let planned = plan.steps.iter().find(|s| s.name == step);
+        let schema = match &id {
+            crate::steps::OutputId::Named(n) if n == crate::dead_letter::ERRORS_OUTPUT => planned.map(|s| Arc::clone(&s.error_schema)),
+            _ => planned.and_then(|s| s.output_schema.clone()),
+        };
+        if let Some(schema) = schema {
+            let fields: Vec<&str> = schema.fields().iter().map(|f| f.name.as_str()).collect();
+            for m in &t.tap.mask_fields {
+                if !fields.iter().any(|f| f.eq_ignore_ascii_case(m)) {
+                    let hint = crate::error::suggest(m, fields.iter().copied())
+                        .map(|n| format!(" (did you mean '{n}'?)"))
+                        .unwrap_or_default();
+                    return Err(crate::Error::plan_at(
+                        &at,
+                        &label,
+                        format!(
+                            "MaskFields names '{m}', which '{step}' does not send{hint}; its fields: {}",
+                            fields.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        let TapDestination::File(path) = &t.destination else { continue };
+        if let Some((_, j)) = files.iter().find(|(p, _)| *p == path.as_path()) {
+            return Err(crate::Error::plan_at(
+                &at,
+                &label,
+                format!(
+                    "Destination {} is also the destination of Settings.DebugTaps[{j}]; give each tap its own file",
+                    path.display()
+                ),
+            ));
+        }
+        files.push((path, i));
+        for def in &config.steps {
+            if let Some((_, key, _)) = def.config.file_paths().into_iter().find(|(_, _, p)| same_file(p, path)) {
+                return Err(crate::Error::plan_at(
+                    &at,
+                    &label,
+                    format!(
+                        "Destination {} is {key} of step '{}'; a tap would overwrite it — write the tap somewhere else",
+                        path.display(),
+                        def.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Two paths naming one file (as written, or once resolved when both exist).
+fn same_file(a: &Path, b: &Path) -> bool {
+    a == b || matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y)
 }
 
 #[cfg(test)]

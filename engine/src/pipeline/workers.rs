@@ -46,8 +46,9 @@ pub(crate) fn run_ordered(
                     for (seq, chunk) in work_rx {
                         // A worker's emitter only buffers: it never waits on a port.
                         let t0 = std::time::Instant::now();
+                        let rows = chunk.len() as u64;
                         let r = t.process(chunk, &mut local).map(|()| local.take_buffer());
-                        local.metrics().chunk_time.record(t0.elapsed());
+                        local.metrics().record_chunk(t0.elapsed(), rows);
                         if done_tx.send((seq, r)).is_err() {
                             break;
                         }

@@ -27,14 +27,20 @@ pub struct KeyInfo {
     pub default: Option<String>,
 }
 
-/// Placeholder values for a required key, tried in turn.
-fn placeholders() -> [YKind; 5] {
+/// Placeholder values for a required key, tried in turn (a URL for keys that must be one,
+/// a list of one name for keys that must list something).
+fn placeholders() -> [YKind; 7] {
     [
         YKind::Str("x".into()),
+        YKind::Str("http://127.0.0.1:9/".into()),
         YKind::Int(1),
         YKind::Bool(true),
         YKind::Map(Vec::new()),
         YKind::Seq(Vec::new()),
+        YKind::Seq(vec![YNode {
+            kind: YKind::Str("x".into()),
+            line: 1,
+        }]),
     ]
 }
 
@@ -46,6 +52,8 @@ pub fn keys_of(t: &StepType) -> Vec<KeyInfo> {
     // Required keys found so far: canonical name, index of the placeholder in use.
     let mut given: Vec<(&'static str, usize)> = Vec::new();
     let mut required: Vec<&'static str> = Vec::new();
+    // Required keys no placeholder satisfies.
+    let mut exhausted: Vec<&'static str> = Vec::new();
     let mut asked: Vec<Vec<&'static str>> = Vec::new();
     let mut settings = None;
     // Each round either finishes, adds a required key or moves one key to its next
@@ -93,21 +101,33 @@ pub fn keys_of(t: &StepType) -> Vec<KeyInfo> {
                     Error::Config { path, .. } => path.rsplit('.').next().map(|k| norm_key(k.split('[').next().unwrap_or(k))),
                     _ => None,
                 };
-                // A value we gave was refused: try the next placeholder for it.
-                if let Some(g) = given.iter_mut().find(|(k, _)| at.as_deref() == Some(norm_key(k).as_str())) {
-                    g.1 += 1;
-                    if g.1 >= placeholders().len() {
-                        break;
+                // The parser stopped at a key we gave (its value was refused), or right after
+                // the last key it asked for: that one is required.
+                let last = asked.iter().rev().map(|names| names[0]).find(|k| !exhausted.contains(k));
+                let refused = given
+                    .iter()
+                    .position(|(k, _)| at.as_deref() == Some(norm_key(k).as_str()))
+                    .or_else(|| given.iter().position(|(k, _)| Some(*k) == last));
+                match (refused, last) {
+                    // Try the next placeholder for it. When none fits, the parser may want one
+                    // of several keys (`GroupBy` or `Aggregates`): give up on this one, and
+                    // the key asked before it is tried.
+                    (Some(i), _) => {
+                        given[i].1 += 1;
+                        if given[i].1 >= placeholders().len() {
+                            let k = given.remove(i).0;
+                            required.retain(|n| *n != k);
+                            exhausted.push(k);
+                        }
                     }
-                    continue;
-                }
-                // Else the parser stopped at the last key it asked for: it requires it.
-                match asked.last().map(|names| names[0]) {
-                    Some(k) if !given.iter().any(|(g, _)| *g == k) => {
+                    (None, Some(k)) => {
                         given.push((k, 0));
-                        required.push(k);
+                        // Found as one of several keys: not required by itself.
+                        if exhausted.is_empty() {
+                            required.push(k);
+                        }
                     }
-                    _ => break,
+                    (None, None) => break,
                 }
             }
         }
@@ -226,6 +246,20 @@ mod tests {
         for t in crate::steps::BUILT_IN {
             assert!(!keys_of(t).is_empty(), "{}", t.name);
         }
+    }
+
+    /// A URL placeholder gets past `Url`; a parser that wants one of several keys
+    /// (`GroupBy` or `Aggregates`) is given the other when one fits no placeholder, and
+    /// neither is called required.
+    #[test]
+    fn parsers_that_need_a_url_or_one_of_two_keys_list_every_key() {
+        let http = keys("HttpSink");
+        assert!(http.iter().any(|k| k.name == "CircuitBreaker"), "{http:?}");
+        assert!(http.iter().find(|k| k.name == "Url").unwrap().required);
+        let agg = keys("Aggregate");
+        let names: Vec<&str> = agg.iter().map(|k| k.name).collect();
+        assert_eq!(names, vec!["GroupBy", "Aggregates", "SortBy", "ChunkSize"], "{agg:?}");
+        assert!(agg.iter().all(|k| !k.required), "{agg:?}");
     }
 
     #[test]

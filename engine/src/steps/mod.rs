@@ -145,8 +145,8 @@ pub struct Emitter {
     rows_left: Option<u64>,
     /// The limit stopped the source (its `Cancelled` is not a cancellation).
     limit_hit: bool,
-    /// A debug tap on one output: (output index, tap).
-    tap: Option<(usize, Arc<crate::tap::Tap>)>,
+    /// Debug taps: (output index, tap) — `flowengine tap` and `Settings.DebugTaps`.
+    taps: Vec<(usize, Arc<crate::tap::Tap>)>,
 }
 
 /// The error output ([`crate::dead_letter::ERRORS_OUTPUT`]) among `names`.
@@ -168,7 +168,7 @@ impl Emitter {
             last_sent: None,
             rows_left: None,
             limit_hit: false,
-            tap: None,
+            taps: Vec::new(),
         }
     }
 
@@ -189,7 +189,7 @@ impl Emitter {
             last_sent: None,
             rows_left: None,
             limit_hit: false,
-            tap: None,
+            taps: Vec::new(),
         }
     }
 
@@ -233,9 +233,9 @@ impl Emitter {
         self.rows_left = Some(rows);
     }
 
-    /// Shows `tap` every chunk sent on output `index`.
-    pub(crate) fn set_tap(&mut self, index: usize, tap: Arc<crate::tap::Tap>) {
-        self.tap = Some((index, tap));
+    /// Also shows `tap` every chunk sent on output `index`.
+    pub(crate) fn add_tap(&mut self, index: usize, tap: Arc<crate::tap::Tap>) {
+        self.taps.push((index, tap));
     }
 
     /// The row limit stopped the source.
@@ -284,7 +284,7 @@ impl Emitter {
             return Ok(());
         }
         if let Some(last) = self.last_sent {
-            self.metrics.chunk_time.record(last.elapsed());
+            self.metrics.record_chunk(last.elapsed(), chunk.len() as u64);
             let r = self.forward(index, chunk);
             self.last_sent = Some(std::time::Instant::now());
             return r;
@@ -315,7 +315,7 @@ impl Emitter {
     }
 
     pub(crate) fn forward(&mut self, index: usize, chunk: Arc<Chunk>) -> Result<()> {
-        if let Some((i, tap)) = &self.tap {
+        for (i, tap) in &self.taps {
             if *i == index {
                 tap.observe(&chunk);
             }
