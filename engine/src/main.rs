@@ -12,6 +12,39 @@ use clap::{Parser, Subcommand};
 use flowengine::{CancelToken, Error, Pipeline, PipelineConfig, Progress, RunSummary};
 
 /// Run FlowEngine pipelines: typed CSV rows through a DAG of steps.
+
+/// `print!` that never panics: standard output closed by the reader (`flowengine steps | head`)
+/// ends the process quietly with success, as `head`'s writer expects; any other write error is
+/// reported on stderr with exit code 1. Only used outside a running pipeline, where there is
+/// nothing left to clean up.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        write_stdout(format_args!($($arg)*))
+    };
+}
+
+/// `println!` through [`out!`].
+macro_rules! outln {
+    () => {
+        write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
 #[derive(Parser)]
 #[command(name = "flowengine", version, about)]
 struct Cli {
@@ -232,7 +265,7 @@ fn main() -> ExitCode {
                     || serde_json::json!({ "kind": "internal", "message": format!("{e:#}") }),
                     Error::to_json,
                 );
-                println!("{}", serde_json::json!({ "ok": false, "error": err }));
+                outln!("{}", serde_json::json!({ "ok": false, "error": err }));
             }
             match engine_error {
                 // The engine's messages already carry their cause.
@@ -250,9 +283,9 @@ fn list_steps(step_type: Option<&str>) -> anyhow::Result<()> {
     match step_type {
         None => {
             for t in &types {
-                println!("{:<22} {:<10} {}", t.name, t.kind.as_str(), t.summary);
+                outln!("{:<22} {:<10} {}", t.name, t.kind.as_str(), t.summary);
             }
-            println!("\nflowengine steps TYPE shows one type; library users add types with Registry::register.");
+            outln!("\nflowengine steps TYPE shows one type; library users add types with Registry::register.");
         }
         Some(raw) => {
             let Some(name) = registry.canonical_name(raw) else {
@@ -262,13 +295,13 @@ fn list_steps(step_type: Option<&str>) -> anyhow::Result<()> {
                 .iter()
                 .find(|t| t.name == name)
                 .ok_or_else(|| anyhow::anyhow!("'{name}' is not built in"))?;
-            println!("{} ({})\n  {}", t.name, t.kind, t.summary);
+            outln!("{} ({})\n  {}", t.name, t.kind, t.summary);
             let mut names = vec![format!("{}Plugin", t.name), format!("{0}.{0}Plugin", t.name)];
             names.extend(t.aliases.iter().map(|a| (*a).to_owned()));
-            println!("  also written as: {}", names.join(", "));
+            outln!("  also written as: {}", names.join(", "));
             // Asked of the step's own parser: what pipeline files may write under Config.
             let keys = flowengine::steps::keys::keys_of(t);
-            println!("\nConfig keys (in the order the parser reads them):");
+            outln!("\nConfig keys (in the order the parser reads them):");
             for k in &keys {
                 let what = match (&k.default, k.required) {
                     (_, true) => "required".to_owned(),
@@ -280,7 +313,7 @@ fn list_steps(step_type: Option<&str>) -> anyhow::Result<()> {
                 } else {
                     format!("  (also {})", k.aliases.join(", "))
                 };
-                println!("  {:<28} {what}{aliases}", k.name);
+                outln!("  {:<28} {what}{aliases}", k.name);
             }
         }
     }
@@ -381,7 +414,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Echo { pipeline, vars } => {
             let vars = parse_vars(&vars)?;
-            print!(
+            out!(
                 "{}",
                 flowengine::config::echo::to_yaml(&pipeline, &vars, &flowengine::Registry::new())?
             );
@@ -389,7 +422,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Graph { pipeline, vars } => {
             let vars = parse_vars(&vars)?;
-            print!("{}", Pipeline::from_file(&pipeline, &vars)?.to_dot());
+            out!("{}", Pipeline::from_file(&pipeline, &vars)?.to_dot());
             Ok(())
         }
         Command::Validate {
@@ -410,11 +443,11 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             }
             let p = Pipeline::build(config)?;
             if config_only {
-                println!("{}: OK (--config-only: inputs not opened)", pipeline.display());
+                outln!("{}: OK (--config-only: inputs not opened)", pipeline.display());
             } else {
-                println!("{}: OK", pipeline.display());
+                outln!("{}: OK", pipeline.display());
             }
-            print!("{}", p.describe());
+            out!("{}", p.describe());
             Ok(())
         }
         Command::Run {
@@ -535,7 +568,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                     .push(format!("throughput {change:+.1} % vs the baseline (FailOnRegression is false)"));
             }
             if json {
-                println!("{}", serde_json::to_string_pretty(&summary)?);
+                outln!("{}", serde_json::to_string_pretty(&summary)?);
             } else if !quiet {
                 // The pipeline's notes were printed before the run; print only the new ones.
                 eprint!("{}", render_summary(&summary, config_notes));
