@@ -16,7 +16,7 @@
 //!     TimeoutSeconds: 30                   # whole request, connect to last byte; >0..=3600
 //!     DecimalFormat: string                # string (default) or number
 //!     Retry: { MaxAttempts: 3, InitialDelayMs: 100, MaxDelayMs: 10000, Multiplier: 2, Jitter: full }
-//!     CircuitBreaker: { FailureThreshold: 5, ResetTimeoutSeconds: 30, HalfOpenMaxCalls: 1 }
+//!     CircuitBreaker: { FailureThreshold: 5, ResetTimeoutSeconds: 30, HalfOpenRequests: 1, WhenOpen: ErrorPolicy, MaxOpenSeconds: 300 }
 //!     OnError: Fail                        # Fail (default), DeadLetter, or Skip
 //!     DeadLetterFilePath: failed.csv
 //! ```
@@ -51,8 +51,13 @@
 //!
 //! The circuit breaker counts consecutive transient failures (and permanent transport
 //! errors) across batches; a permanent HTTP answer (e.g. 400) shows the service is up and
-//! counts as a success for it. While it is open, attempts fail fast without a request: the
-//! batch fails at once (`_error_attempts` counts only requests actually made).
+//! counts as a success for it. While it is open, under `WhenOpen: ErrorPolicy` (the default)
+//! attempts fail fast without a request: the batch fails at once (`_error_attempts` counts
+//! only requests actually made). Under `WhenOpen: Wait` the batch waits for the half-open
+//! trial call instead (holding the step, so its input backs up), and a transient failure that
+//! leaves the breaker open does not use up its retries; after `MaxOpenSeconds` of outage it
+//! goes to the error policy with the reason `circuit breaker open for N s, past
+//! MaxOpenSeconds`. State changes are logged on the step and counted in its metrics.
 //!
 //! When a batch cannot be delivered, the step's error policy decides ([`crate::dead_letter`]):
 //! `OnError: Fail` (the default) fails the run with [`crate::Error::Delivery`] naming the
