@@ -948,14 +948,19 @@ fn soak(o: &mut String, results: &Results) {
 pub fn failure_handling(o: &mut String, results: &Results) {
     let _ = writeln!(
         o,
-        "## 11. Failure handling (seed 004)
-
-Seed 004's failure scenario: a destination that fails 30 % of          requests transiently, with retry. `scripts/failure-bench.sh` generates rows → `HttpSink` (JSON lines,          `Retry` of 10 attempts from 10 ms with full jitter, `CircuitBreaker` with `WhenOpen: Wait`,          `OnError: DeadLetter`) against a local endpoint that answers 503 to a seeded random fraction of          requests and stores each batch once per `Idempotency-Key`; runs with and without failures are          interleaved. Completion = distinct rows the endpoint stored ÷ rows generated.
-"
+        "## 11. Failure handling (seed 004)\n\nSeed 004's failure scenario: a destination that fails 30 % of \
+         requests transiently, with retry. `scripts/failure-bench.sh` generates rows → `HttpSink` (JSON lines, \
+         `Retry` of 10 attempts from 10 ms with full jitter, `CircuitBreaker` with `WhenOpen: Wait`, \
+         `OnError: DeadLetter`) against a local endpoint that answers 503 to a seeded random fraction of \
+         requests and stores each batch once per `Idempotency-Key`; runs with and without failures are \
+         interleaved. Completion = distinct rows the endpoint stored ÷ rows generated.\n"
     );
     if results.failure.is_empty() {
-        let _ = writeln!(o, "{NOT_MEASURED} (run `scripts/failure-bench.sh`).
-");
+        let _ = writeln!(
+            o,
+            "{NOT_MEASURED} (run `scripts/failure-bench.sh`).
+"
+        );
         return;
     }
     let mut rates: Vec<f64> = results.failure.iter().map(|r| r.fail_rate).collect();
@@ -966,8 +971,7 @@ Seed 004's failure scenario: a destination that fails 30 % of          requests 
     let base = median_wall(rates[0]);
     let _ = writeln!(
         o,
-        "| Injected 503s | Runs | Rows | Completion (lowest run) | Duplicates | Dead-lettered | Median wall | Min–max wall | Median requests | Median retries | Time vs {} |
-|---|---|---|---|---|---|---|---|---|---|---|",
+        "| Injected 503s | Runs | Rows | Completion (lowest run) | Duplicates | Dead-lettered | Median wall | Min–max wall | Median requests | Median retries | Time vs {} |\n|---|---|---|---|---|---|---|---|---|---|---|",
         fmt::percent(rates[0])
     );
     for &rate in &rates {
@@ -983,7 +987,10 @@ Seed 004's failure scenario: a destination that fails 30 % of          requests 
             fmt::percent(rate),
             runs.len(),
             runs.iter().map(|r| r.rows).max().unwrap_or(0),
-            format_args!("{:.2} %", runs.iter().map(|r| r.completion_rate).fold(f64::INFINITY, f64::min) * 100.0),
+            format_args!(
+                "{:.2} %",
+                runs.iter().map(|r| r.completion_rate).fold(f64::INFINITY, f64::min) * 100.0
+            ),
             runs.iter().map(|r| r.duplicate_rows).sum::<u64>(),
             runs.iter().map(|r| r.rows_dead_lettered).sum::<u64>(),
             wall.map_or("–".into(), |w| fmt::time(w * 1e9)),
@@ -1002,8 +1009,8 @@ Seed 004's failure scenario: a destination that fails 30 % of          requests 
         let complete = of(last).all(|r| r.completion_rate >= 1.0 && r.duplicate_rows == 0);
         let _ = writeln!(
             o,
-            "
-With {} of requests failing, the runs took **{}** the time of the runs with {} (median wall time)              and {}.",
+            "\nWith {} of requests failing, the runs took **{}** the time of the runs with {} (median wall time) \
+             and {}.",
             fmt::percent(last),
             match (median_wall(last), base) {
                 (Some(w), Some(b)) if b > 0.0 => fmt::ratio(w / b),
@@ -1023,9 +1030,7 @@ With {} of requests failing, the runs took **{}** the time of the runs with {} (
     let loads: Vec<&str> = results.failure.iter().map(|r| r.load_before.as_str()).collect();
     let _ = writeln!(
         o,
-        "
-Command: `{}`; load average before each run: {}.
-",
+        "\nCommand: `{}`; load average before each run: {}.\n",
         results.failure[0].bench_command.replace('`', "'"),
         loads.join("; ")
     );
