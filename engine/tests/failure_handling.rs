@@ -1327,6 +1327,23 @@ fn retry_after_is_waited_for_and_no_longer() {
     let seen = server.seen.lock().unwrap();
     let gap = seen.times[1] - seen.times[0];
     assert!(gap >= Duration::from_millis(200) && gap < Duration::from_secs(2), "{gap:?}");
+    drop(seen);
+    // When that failure opens a breaker under WhenOpen: Wait, the trial call still waits for
+    // Retry-After, not just the (shorter) reset timeout.
+    let server = Server::start(Box::new(|n| match n {
+        0 => (503, "Retry-After: 1\r\n", "busy"),
+        _ => (200, "", "ok"),
+    }));
+    let yaml = http_pipeline(
+        &server.url,
+        "BatchSize: 10\nRetry: { MaxAttempts: 3, InitialDelayMs: 5, MaxDelayMs: 5000 }\nCircuitBreaker: { FailureThreshold: 1, ResetTimeoutSeconds: 0.1, WhenOpen: Wait }",
+    );
+    let summary = s.run(&yaml).unwrap();
+    let post = summary.step("Post").unwrap();
+    assert_eq!((post.rows_written, post.breaker_opened, post.breaker_closed), (20, 1, 1));
+    let seen = server.seen.lock().unwrap();
+    let gap = seen.times[1] - seen.times[0];
+    assert!(gap >= Duration::from_secs(1) && gap < Duration::from_millis(1600), "{gap:?}");
 }
 
 #[test]
@@ -1473,4 +1490,47 @@ fn cancelling_while_the_breaker_holds_a_batch_stops_promptly_and_publishes_nothi
     assert!(took < Duration::from_secs(2), "stopped after {took:?}");
     assert_eq!(server.requests(), 1);
     assert!(!s.path("dead.csv").exists(), "a cancelled run publishes no dead letters");
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_while_the_breaker_holds_a_batch_exits_promptly_and_the_opening_was_logged() {
+    let server = Server::start(Box::new(|_| (503, "", "down")));
+    let s = Scenario::new();
+    s.write("in.csv", &csv_rows(30));
+    let p = s.write(
+        "p.yaml",
+        &http_pipeline(
+            &server.url,
+            "BatchSize: 10\nRetry: { MaxAttempts: 3, InitialDelayMs: 1, MaxDelayMs: 1 }\nCircuitBreaker: { FailureThreshold: 1, ResetTimeoutSeconds: 30, WhenOpen: Wait }\nOnError: DeadLetter\nDeadLetterFilePath: dead.csv",
+        ),
+    );
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_flowengine"))
+        .args(["run", p.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let wait_end = Instant::now() + Duration::from_secs(20);
+    while server.requests() == 0 && Instant::now() < wait_end {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = Instant::now();
+    assert!(std::process::Command::new("kill")
+        .args(["-s", "INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    let took = sent.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(took < Duration::from_secs(3), "exited {took:?} after Ctrl-C");
+    assert!(
+        stderr.contains("circuit breaker opened after 1 consecutive failures") && stderr.contains("WhenOpen: Wait"),
+        "the opening is logged on the step: {stderr}"
+    );
+    assert_eq!(server.requests(), 1);
+    assert!(!s.path("dead.csv").exists(), "nothing published");
 }

@@ -725,6 +725,8 @@ fn deliver(
     loop {
         // A transient failure left the breaker open: wait for it instead of retrying.
         let mut took_over = false;
+        // The server's Retry-After on that failure, honoured before the trial call too.
+        let mut asked_wait: Option<Duration> = None;
         let mut sleep = |d: Duration| crate::retry::sleep_cancellable(d, cancel);
         let outcome = crate::retry::run(&cfg.retry, rng, &mut sleep, |_| {
             if cancel.is_cancelled() {
@@ -755,6 +757,7 @@ fn deliver(
                     took_over = failed();
                     let error = Some(Problem::Status { code, body: text });
                     if took_over {
+                        asked_wait = after;
                         Attempt::Permanent(error)
                     } else {
                         Attempt::Transient { error, retry_after: after }
@@ -798,6 +801,12 @@ fn deliver(
         let refused = matches!(problem, Problem::BreakerOpen { .. });
         if !(wait_mode && (refused || took_over)) {
             return Ok(Err((problem, requests)));
+        }
+        if let Some(d) = asked_wait {
+            // At least what the server asked for (capped at MaxDelayMs), then the breaker.
+            let start = std::time::Instant::now();
+            crate::retry::sleep_cancellable(cfg.retry.capped(d), cancel)?;
+            StepMetrics::add(&metrics.breaker_wait_nanos, start.elapsed().as_nanos() as u64);
         }
         if let Some(outage) = wait_for_breaker(breaker, cancel, metrics)? {
             return Ok(Err((
