@@ -470,6 +470,13 @@ Pipeline:
         // A step that reserves nothing reads 0, not -0.
         assert!(!text.contains("-0.0"), "{text}");
         assert_eq!(value(&text, r#"flowengine_rows_total{step="gen",direction="discarded"}"#), 0.0);
+        // A sink's breaker state changes, by the state it went to (none in this run).
+        assert_eq!(value(&text, r#"flowengine_breaker_transitions_total{step="out",to="open"}"#), 0.0);
+        assert_eq!(value(&text, r#"flowengine_breaker_wait_seconds_total{step="out"}"#), 0.0);
+        assert!(
+            !text.contains(r#"flowengine_breaker_transitions_total{step="gen""#),
+            "sinks only: {text}"
+        );
         // A source that nothing reads: its rows are read and counted as discarded.
         let source_only =
             "Pipeline:\n  Name: lone\n  Plugins:\n    - { Name: gen, Type: DataGenerator, Config: { RowCount: 1200, BatchSize: 500 } }\n";
