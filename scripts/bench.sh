@@ -2,7 +2,7 @@
 # Runs the research suite — criterion, gungraun (Callgrind), dhat and the end-to-end runs —
 # and leaves machine-readable results in results/ (the contract: results/README.md).
 #
-# Usage: scripts/bench.sh [--quick | --decisions]
+# Usage: scripts/bench.sh [--quick | --decisions] [--with-failure]
 #
 #   --quick      smoke run (a few minutes on 2 cores): short criterion warm-up and
 #                measurement, 10 samples, 20,000-row end-to-end and A/B inputs, 5 A/B runs.
@@ -14,6 +14,9 @@
 #                warm-up, 1 s measurement, 20 samples) and the engine A/B runs (200,000
 #                rows, 7 interleaved runs per alternative). machine.json says
 #                "mode": "decisions". scripts/stability.sh runs this three times.
+#   --with-failure  also run scripts/failure-bench.sh at the end (seed 004's failure scenario,
+#                ≈ 30 s once the release binary is built — the first time, building it takes
+#                longer); it writes results/failure/, report section 11.
 #
 # Without a flag (the full suite, ≈ 25–30 minutes on a 2-core machine): 1 s warm-up, 2 s
 # measurement per criterion bench, gungraun, dhat, 100,000-row end-to-end inputs (median of
@@ -28,16 +31,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
-usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,/^set -euo pipefail$/p' "$0" | sed -n 's/^# \{0,1\}//p'; }
 log() { printf '\n==> %s\n' "$*" >&2; }
 die() { printf 'bench.sh: error: %s\n' "$*" >&2; exit 1; }
 
 quick=0
 decisions=0
+with_failure=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1; shift ;;
         --decisions) decisions=1; shift ;;
+        --with-failure) with_failure=1; shift ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
@@ -177,6 +182,12 @@ fi
 log "engine A/B: chunk size, buffer size, port flavour, pooling (interleaved, one process per run)"
 cargo bench -p flowengine-benches --bench engine_ab
 phase_done "engine A/B"
+
+if [ "$with_failure" = 1 ]; then
+    log "failure handling (seed 004): HttpSink with retry against 0 % and 30 % injected 503s"
+    scripts/failure-bench.sh
+    phase_done "failure bench"
+fi
 
 busy1=$(cpu_busy_ticks); all1=$(cpu_all_ticks); steal1=$(cpu_steal_ticks); own1=$(own_ticks)
 measured_seconds=$(( $(date +%s) - measured0 ))

@@ -11,8 +11,6 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use flowengine::{CancelToken, Error, Pipeline, PipelineConfig, Progress, RunSummary};
 
-/// Run FlowEngine pipelines: typed CSV rows through a DAG of steps.
-
 /// `print!` that never panics: standard output closed by the reader (`flowengine steps | head`)
 /// ends the process quietly with success, as `head`'s writer expects; any other write error is
 /// reported on stderr with exit code 1. Only used outside a running pipeline, where there is
@@ -45,6 +43,7 @@ fn write_stdout(args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Run FlowEngine pipelines: typed CSV rows through a DAG of steps.
 #[derive(Parser)]
 #[command(name = "flowengine", version, about)]
 struct Cli {
@@ -305,6 +304,7 @@ fn list_steps(step_type: Option<&str>) -> anyhow::Result<()> {
             for k in &keys {
                 let what = match (&k.default, k.required) {
                     (_, true) => "required".to_owned(),
+                    _ if !k.nested.is_empty() => "a block of:".to_owned(),
                     (Some(d), _) => format!("default {d}"),
                     (None, _) => String::new(),
                 };
@@ -314,6 +314,15 @@ fn list_steps(step_type: Option<&str>) -> anyhow::Result<()> {
                     format!("  (also {})", k.aliases.join(", "))
                 };
                 outln!("  {:<28} {what}{aliases}", k.name);
+                for n in &k.nested {
+                    let what = n.default.as_ref().map(|d| format!("default {d}")).unwrap_or_default();
+                    let aliases = if n.aliases.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  (also {})", n.aliases.join(", "))
+                    };
+                    outln!("    {:<26} {what}{aliases}", n.name);
+                }
             }
         }
     }
@@ -729,6 +738,16 @@ fn render_summary(s: &RunSummary, notes_already_printed: usize) -> String {
                 "{:<24} discarded {} rows: no sink reads its output\n",
                 "",
                 grouped(st.rows_discarded)
+            ));
+        }
+        if st.breaker_opened + st.breaker_half_opened + st.breaker_closed > 0 {
+            out.push_str(&format!(
+                "{:<24} circuit breaker: opened {}×, half-open {}×, closed {}×; batches waited {:.1} s\n",
+                "",
+                st.breaker_opened,
+                st.breaker_half_opened,
+                st.breaker_closed,
+                st.breaker_wait.as_secs_f64()
             ));
         }
         // Why rows were rejected, most frequent first.

@@ -40,6 +40,14 @@ pub struct StepMetrics {
     pub starved_nanos: AtomicU64,
     /// How long the step took per chunk, waits on ports excluded.
     pub chunk_time: ChunkHistogram,
+    /// Times the step's circuit breaker opened (from closed, or a failed trial).
+    pub breaker_opened: AtomicU64,
+    /// Times the step's circuit breaker went half-open (its reset timeout passed).
+    pub breaker_half_opened: AtomicU64,
+    /// Times the step's circuit breaker closed again (its trial calls succeeded).
+    pub breaker_closed: AtomicU64,
+    /// Nanoseconds the step held batches waiting for an open breaker (`WhenOpen: Wait`).
+    pub breaker_wait_nanos: AtomicU64,
     /// Per-chunk records, when detailed metrics are on
     /// (`FLOWENGINE_ENABLE_DETAILED_METRICS=true` or `Settings.Monitoring.EnableDetailedMetrics`);
     /// unset otherwise, so a chunk then costs one more atomic load.
@@ -243,6 +251,10 @@ impl StepMetrics {
             memory: crate::memory::StepMemory::default(),
             top_reasons: self.top_reasons(TOP_REASONS),
             chunk_detail: self.chunk_detail(),
+            breaker_opened: self.breaker_opened.load(Relaxed),
+            breaker_half_opened: self.breaker_half_opened.load(Relaxed),
+            breaker_closed: self.breaker_closed.load(Relaxed),
+            breaker_wait: Duration::from_nanos(self.breaker_wait_nanos.load(Relaxed)),
         }
     }
 }
@@ -307,6 +319,16 @@ pub struct StepSummary {
     /// timings and the full histogram; absent (not in JSON) otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chunk_detail: Option<ChunkDetail>,
+    /// Times the step's circuit breaker opened (`HttpSink`; 0 for other steps).
+    pub breaker_opened: u64,
+    /// Times its breaker went half-open (a trial call was allowed).
+    pub breaker_half_opened: u64,
+    /// Times its breaker closed again after an outage.
+    pub breaker_closed: u64,
+    /// Time batches waited for an open breaker under `WhenOpen: Wait` (seconds in JSON; with
+    /// `Concurrency` > 1 the waits of the sending threads add up).
+    #[serde(serialize_with = "seconds")]
+    pub breaker_wait: std::time::Duration,
 }
 
 /// Reasons a step summary lists.

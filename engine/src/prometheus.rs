@@ -14,6 +14,8 @@
 //! | `flowengine_blocked_seconds_total` | counter | `step` | time waiting for room on a full output (downstream is slower) |
 //! | `flowengine_starved_seconds_total` | counter | `step` | time waiting for input (upstream is slower) |
 //! | `flowengine_backpressure_waits_total` | counter | `step` | sends that found the port full |
+//! | `flowengine_breaker_transitions_total` | counter | `step` (sinks), `to` = `open`, `half_open`, `closed` | state changes of the sink's circuit breaker (`HttpSink`) |
+//! | `flowengine_breaker_wait_seconds_total` | counter | `step` (sinks) | time batches waited for an open breaker (`WhenOpen: Wait`) |
 //! | `flowengine_port_fill_ratio` | gauge | `from`, `to` | chunks buffered / `BufferSize` |
 //! | `flowengine_port_buffered_chunks` | gauge | `from`, `to` | chunks buffered |
 //! | `flowengine_port_buffered_bytes` | gauge | `from`, `to` | bytes buffered |
@@ -172,6 +174,34 @@ impl Collector for RunCollector {
             steps
                 .iter()
                 .map(|&(step, _, m)| ([("step", step)], m.backpressure_waits.load(Relaxed) as f64)),
+        )?;
+        let mut changes = Vec::new();
+        for &(step, kind, m) in &steps {
+            if kind != StepKind::Sink {
+                continue;
+            }
+            for (to, c) in [
+                ("open", &m.breaker_opened),
+                ("half_open", &m.breaker_half_opened),
+                ("closed", &m.breaker_closed),
+            ] {
+                changes.push(([("step", step), ("to", to)], c.load(Relaxed) as f64));
+            }
+        }
+        counters(
+            &mut enc,
+            "flowengine_breaker_transitions",
+            "State changes of a sink's circuit breaker, by the state it went to.",
+            changes,
+        )?;
+        counters(
+            &mut enc,
+            "flowengine_breaker_wait_seconds",
+            "Time a sink held batches waiting for its open circuit breaker (WhenOpen: Wait).",
+            steps
+                .iter()
+                .filter(|s| s.1 == StepKind::Sink)
+                .map(|&(step, _, m)| ([("step", step)], m.breaker_wait_nanos.load(Relaxed) as f64 / 1e9)),
         )?;
         let fills = p.ports.fills();
         let port = |f: &crate::port::PortFill| [("from", f.from.clone()), ("to", f.to.clone())];
@@ -440,6 +470,13 @@ Pipeline:
         // A step that reserves nothing reads 0, not -0.
         assert!(!text.contains("-0.0"), "{text}");
         assert_eq!(value(&text, r#"flowengine_rows_total{step="gen",direction="discarded"}"#), 0.0);
+        // A sink's breaker state changes, by the state it went to (none in this run).
+        assert_eq!(value(&text, r#"flowengine_breaker_transitions_total{step="out",to="open"}"#), 0.0);
+        assert_eq!(value(&text, r#"flowengine_breaker_wait_seconds_total{step="out"}"#), 0.0);
+        assert!(
+            !text.contains(r#"flowengine_breaker_transitions_total{step="gen""#),
+            "sinks only: {text}"
+        );
         // A source that nothing reads: its rows are read and counted as discarded.
         let source_only =
             "Pipeline:\n  Name: lone\n  Plugins:\n    - { Name: gen, Type: DataGenerator, Config: { RowCount: 1200, BatchSize: 500 } }\n";

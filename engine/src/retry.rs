@@ -100,8 +100,31 @@ impl RetryPolicy {
     /// # Errors
     /// [`Error::Config`] at the offending key.
     pub fn parse(node: &Node<'_>) -> Result<RetryPolicy> {
-        let mut p = RetryPolicy::default();
         let mut o = node.obj()?;
+        let (p, max_node) = RetryPolicy::parse_obj(&mut o)?;
+        o.finish()?;
+        if p.max_delay < p.initial_delay {
+            let msg = format!(
+                "MaxDelayMs ({}) is below InitialDelayMs ({}); the cap must be at least the first delay",
+                p.max_delay.as_millis(),
+                p.initial_delay.as_millis()
+            );
+            return Err(match &max_node {
+                Some(n) => n.err(msg),
+                None => node.err(msg),
+            });
+        }
+        Ok(p)
+    }
+
+    /// Reads the keys of a `Retry:` block from `o`, each range-checked, and returns the
+    /// `MaxDelayMs` node too (for the cross-check [`RetryPolicy::parse`] makes); does not
+    /// check for unknown keys. `flowengine steps` lists what it asks for.
+    ///
+    /// # Errors
+    /// [`Error::Config`] at the offending key.
+    pub fn parse_obj<'a>(o: &mut crate::config::Obj<'a>) -> Result<(RetryPolicy, Option<Node<'a>>)> {
+        let mut p = RetryPolicy::default();
         if let Some(v) = o.take(&["MaxAttempts", "Attempts"])? {
             p.max_attempts = v.u64_in(1, MAX_ATTEMPTS)? as u32;
         }
@@ -128,19 +151,7 @@ impl RetryPolicy {
                 _ => return Err(v.err(format!("unknown Jitter '{}'; use full, equal or none", crate::error::clip(&s)))),
             };
         }
-        o.finish()?;
-        if p.max_delay < p.initial_delay {
-            let msg = format!(
-                "MaxDelayMs ({}) is below InitialDelayMs ({}); the cap must be at least the first delay",
-                p.max_delay.as_millis(),
-                p.initial_delay.as_millis()
-            );
-            return Err(match &max_node {
-                Some(n) => n.err(msg),
-                None => node.err(msg),
-            });
-        }
-        Ok(p)
+        Ok((p, max_node))
     }
 
     /// The delay before retry `retry` (1 = after the first failed attempt), before jitter.

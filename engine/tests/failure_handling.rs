@@ -35,6 +35,8 @@ struct Seen {
     /// Rows by idempotency key, stored the first time a key is seen whatever the answer — as
     /// a receiver that deduplicates by key (and stores before it fails) would.
     by_key: BTreeMap<String, Vec<serde_json::Value>>,
+    /// When each request's body had arrived.
+    times: Vec<Instant>,
 }
 
 struct Server {
@@ -133,6 +135,7 @@ fn handle(stream: TcpStream, rule: &Rule, seen: &Mutex<Seen>) -> std::io::Result
         let mut s = seen.lock().unwrap();
         s.requests += 1;
         s.keys.push(key.clone());
+        s.times.push(Instant::now());
         s.sizes.push(body.len());
         s.by_key.entry(key).or_insert_with(|| rows.clone());
         s.methods.push(request_line.split(' ').next().unwrap_or("").to_owned());
@@ -1192,4 +1195,342 @@ fn a_user_step_takes_the_same_policy_keys_and_error_output() {
     // Under Fail (the default), the first odd row fails the run.
     let err = run_with_plugin(&s, "{}").unwrap_err().to_string();
     assert!(err.contains("id 1 is odd"), "{err}");
+}
+
+// ------------------------------------------------- the breaker's open mode, Retry-After, drops
+
+/// A rule that answers 503 for `down` after the first request, then 200.
+fn down_for(down: Duration) -> Box<Rule> {
+    let first = std::sync::OnceLock::new();
+    Box::new(move |_| {
+        let t0 = *first.get_or_init(Instant::now);
+        if t0.elapsed() < down {
+            (503, "", "down for maintenance")
+        } else {
+            (200, "", "ok")
+        }
+    })
+}
+
+#[test]
+fn a_server_down_longer_than_the_threshold_opens_the_breaker_and_waiting_loses_nothing() {
+    // Down for 0.8 s: past the threshold of 2 failures and several reset timeouts of 0.25 s.
+    let server = Server::start(down_for(Duration::from_millis(800)));
+    let s = Scenario::new();
+    s.write("in.csv", &csv_rows(200));
+    let yaml = http_pipeline(
+        &server.url,
+        "BatchSize: 20\nRetry: { MaxAttempts: 3, InitialDelayMs: 5, MaxDelayMs: 10 }\nCircuitBreaker: { FailureThreshold: 2, ResetTimeoutSeconds: 0.25, HalfOpenRequests: 1, WhenOpen: Wait, MaxOpenSeconds: 20 }",
+    );
+    let t = Instant::now();
+    // OnError is Fail: a batch given up on would fail the run.
+    let summary = s.run(&yaml).unwrap();
+    let took = t.elapsed();
+    assert!(took >= Duration::from_millis(800), "the run waited out the outage: {took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    // Every row exactly once: as stored on 2xx, and after dedup by idempotency key.
+    let ids = server.ids();
+    assert_eq!(ids.keys().copied().collect::<Vec<_>>(), (1..=200).collect::<Vec<i64>>());
+    assert!(ids.values().all(|&n| n == 1), "no row twice");
+    let seen = server.seen.lock().unwrap();
+    let by_key: Vec<i64> = seen.by_key.values().flatten().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert_eq!(by_key.len(), 200, "10 keys of 20 rows: a retried batch kept its key");
+    assert_eq!(seen.by_key.len(), 10);
+    // While it was down, the breaker held the requests to the trial calls: 2 that opened it,
+    // then one trial per 0.25 s (about 3), not 3 attempts per batch.
+    let t0 = seen.times[0];
+    let during = seen.times.iter().filter(|&&t| t - t0 < Duration::from_millis(800)).count();
+    assert!((3..=7).contains(&during), "{during} requests during the outage");
+    assert_eq!(seen.requests as usize, during + 10, "after it: one request per batch");
+    drop(seen);
+    let post = summary.step("Post").unwrap();
+    assert_eq!((post.rows_in, post.rows_written, post.rows_rejected), (200, 200, 0));
+    // Opened once, then each failed trial opened it again; the last trial closed it.
+    assert!(post.breaker_opened >= 2, "{post:?}");
+    assert_eq!(post.breaker_half_opened, post.breaker_opened, "each opening ended in a trial");
+    assert_eq!(post.breaker_closed, 1);
+    assert!(post.breaker_wait >= Duration::from_millis(500), "{:?}", post.breaker_wait);
+    // `run --json` carries the counts.
+    let json = serde_json::to_value(&summary).unwrap();
+    assert_eq!(json["steps"][1]["breaker_closed"], 1);
+    assert!(json["steps"][1]["breaker_wait"].as_f64().unwrap() >= 0.5);
+}
+
+#[test]
+fn waiting_stops_at_max_open_seconds_and_the_batches_go_to_the_error_policy() {
+    let server = Server::start(Box::new(|_| (503, "", "gone")));
+    let s = Scenario::new();
+    s.write("in.csv", &csv_rows(50));
+    let yaml = http_pipeline(
+        &server.url,
+        "BatchSize: 10\nRetry: { MaxAttempts: 2, InitialDelayMs: 1, MaxDelayMs: 2 }\nCircuitBreaker: { FailureThreshold: 2, ResetTimeoutSeconds: 0.2, WhenOpen: Wait, MaxOpenSeconds: 0.5 }\nOnError: DeadLetter\nDeadLetterFilePath: dead.csv",
+    );
+    let t = Instant::now();
+    let summary = s.run(&yaml).unwrap();
+    let took = t.elapsed();
+    assert!(took >= Duration::from_millis(500) && took < Duration::from_secs(4), "{took:?}");
+    let post = summary.step("Post").unwrap();
+    assert_eq!(
+        (post.rows_in, post.rows_written, post.rows_rejected, post.rows_dead_lettered),
+        (50, 0, 50, 50)
+    );
+    assert_eq!(post.breaker_closed, 0);
+    let recs = records(&s.read("dead.csv"));
+    assert_eq!(recs.len(), 50, "every row dead-lettered");
+    // The first batch waited and gave up; the rest fail fast (the breaker stays open).
+    assert!(
+        recs[0][4].starts_with("HTTP 503: gone; then circuit breaker open for ") && recs[0][4].contains("past MaxOpenSeconds (0.5 s)"),
+        "{}",
+        recs[0][4]
+    );
+    assert!(recs.iter().all(|r| r[4].contains("past MaxOpenSeconds")), "{recs:?}");
+    // Trial calls every 0.2 s at most, not a request storm.
+    assert!(server.requests() <= 8, "{}", server.requests());
+}
+
+#[test]
+fn retry_after_is_waited_for_and_no_longer() {
+    // Request 0: 429 with Retry-After: 1; request 2: 503 with Retry-After: 1.
+    let server = Server::start(Box::new(|n| match n {
+        0 => (429, "Retry-After: 1\r\n", "slow down"),
+        2 => (503, "Retry-After: 1\r\n", "busy"),
+        _ => (200, "", "ok"),
+    }));
+    let s = Scenario::new();
+    s.write("in.csv", &csv_rows(20));
+    // The backoff alone would be at most 5 ms: only Retry-After explains a 1 s gap.
+    let yaml = http_pipeline(
+        &server.url,
+        "BatchSize: 10\nRetry: { MaxAttempts: 3, InitialDelayMs: 5, MaxDelayMs: 5000 }",
+    );
+    let summary = s.run(&yaml).unwrap();
+    assert_eq!(summary.step("Post").unwrap().rows_written, 20);
+    let seen = server.seen.lock().unwrap();
+    assert_eq!(seen.requests, 4);
+    for (failed, retry) in [(0, 1), (2, 3)] {
+        let gap = seen.times[retry] - seen.times[failed];
+        assert!(gap >= Duration::from_secs(1), "request {retry} came {gap:?} after {failed}");
+        assert!(gap < Duration::from_millis(1600), "request {retry} came {gap:?} after {failed}");
+        assert_eq!(seen.keys[retry], seen.keys[failed], "the same batch");
+    }
+    // A Retry-After above MaxDelayMs is capped.
+    drop(seen);
+    let server = Server::start(Box::new(|n| match n {
+        0 => (503, "Retry-After: 30\r\n", "busy"),
+        _ => (200, "", "ok"),
+    }));
+    let yaml = http_pipeline(
+        &server.url,
+        "BatchSize: 10\nRetry: { MaxAttempts: 3, InitialDelayMs: 5, MaxDelayMs: 200 }",
+    );
+    s.run(&yaml).unwrap();
+    let seen = server.seen.lock().unwrap();
+    let gap = seen.times[1] - seen.times[0];
+    assert!(gap >= Duration::from_millis(200) && gap < Duration::from_secs(2), "{gap:?}");
+    drop(seen);
+    // When that failure opens a breaker under WhenOpen: Wait, the trial call still waits for
+    // Retry-After, not just the (shorter) reset timeout.
+    let server = Server::start(Box::new(|n| match n {
+        0 => (503, "Retry-After: 1\r\n", "busy"),
+        _ => (200, "", "ok"),
+    }));
+    let yaml = http_pipeline(
+        &server.url,
+        "BatchSize: 10\nRetry: { MaxAttempts: 3, InitialDelayMs: 5, MaxDelayMs: 5000 }\nCircuitBreaker: { FailureThreshold: 1, ResetTimeoutSeconds: 0.1, WhenOpen: Wait }",
+    );
+    let summary = s.run(&yaml).unwrap();
+    let post = summary.step("Post").unwrap();
+    assert_eq!((post.rows_written, post.breaker_opened, post.breaker_closed), (20, 1, 1));
+    let seen = server.seen.lock().unwrap();
+    let gap = seen.times[1] - seen.times[0];
+    assert!(gap >= Duration::from_secs(1) && gap < Duration::from_millis(1600), "{gap:?}");
+}
+
+#[test]
+fn every_row_is_accounted_for_with_drops_dead_letters_filtered_and_skipped_rows() {
+    // 2,000 rows → JS (throws on multiples of 7: dead-lettered; filters multiples of 10) →
+    // a DropOldest connection of one chunk → an HTTP sink on a slow server that rejects one
+    // batch in 13 with 422 (dead-lettered to a file).
+    let server = Server::start(Box::new(|n| {
+        std::thread::sleep(Duration::from_millis(8));
+        if n % 13 == 5 {
+            (422, "", "rejected batch")
+        } else {
+            (200, "", "ok")
+        }
+    }));
+    let s = Scenario::new();
+    s.write("in.csv", &csv_rows(2000));
+    let yaml = format!(
+        "Pipeline:
+  Name: drops
+  Plugins:
+{SOURCE}    - Name: JS
+      Type: JavaScriptTransform
+      Config:
+        Workers: 1
+        OnError: DeadLetter
+        MaxErrors: 1000
+        Script: |
+          function process(context) {{
+            const row = context.input.current();
+            if (row.id % 7 === 0) {{ throw new Error('id ' + row.id + ' is a multiple of 7'); }}
+            if (row.id % 10 === 0) {{ return false; }}
+            context.output.setField('id', row.id);
+            context.output.setField('name', row.name);
+            return true;
+          }}
+        OutputSchema:
+          Fields:
+            - {{ Name: id, Type: long, Required: true }}
+            - {{ Name: name, Type: string, Required: false }}
+    - Name: Post
+      Type: HttpSink
+      Config:
+        Url: {}
+        BatchSize: 10
+        OnError: DeadLetter
+        DeadLetterFilePath: post-dead.csv
+    - {{ Name: dead, Type: DelimitedSink, Config: {{ FilePath: dead.csv }} }}
+  Connections:
+    - {{ From: Src, To: JS }}
+    - {{ From: JS, To: Post, Channel: {{ BufferSize: 1, FullMode: DropOldest }} }}
+    - {{ From: JS.errors, To: dead }}
+",
+        server.url
+    );
+    let summary = s.run(&yaml).unwrap();
+    let json = serde_json::to_value(&summary).unwrap();
+    let step = |name: &str| {
+        json["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let n = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
+    let (src, js, post) = (step("Src"), step("JS"), step("Post"));
+    let rows_in = n(&src, "rows_in");
+    assert_eq!(rows_in, 2000);
+    let written = n(&post, "rows_written");
+    let filtered: u64 = ["Src", "JS", "Post"].iter().map(|s| n(&step(s), "rows_filtered")).sum();
+    let dead_lettered: u64 = ["Src", "JS", "Post"].iter().map(|s| n(&step(s), "rows_dead_lettered")).sum();
+    let skipped: u64 = ["Src", "JS", "Post"]
+        .iter()
+        .map(|s| n(&step(s), "rows_rejected") - n(&step(s), "rows_dead_lettered"))
+        .sum();
+    let dropped: u64 = json["steps"].as_array().unwrap().iter().map(|s| n(s, "rows_dropped")).sum();
+    assert_eq!(
+        rows_in,
+        written + filtered + dead_lettered + skipped + dropped,
+        "in {rows_in} = written {written} + filtered {filtered} + dead-lettered {dead_lettered} + skipped {skipped} + dropped {dropped}"
+    );
+    assert!(dropped > 0, "the slow sink made the connection drop chunks");
+    assert_eq!(n(&js, "rows_dropped"), dropped, "drops are counted on the sending step");
+    assert_eq!(skipped, 0);
+    assert!(n(&post, "rows_dead_lettered") > 0, "a batch was rejected");
+    // The counts match what each place holds, row by row.
+    let stored: Vec<i64> = server
+        .ids()
+        .into_iter()
+        .map(|(id, c)| {
+            assert_eq!(c, 1, "id {id} stored twice");
+            id
+        })
+        .collect();
+    assert_eq!(stored.len() as u64, written);
+    let dead: Vec<i64> = records(&s.read("dead.csv")).iter().map(|r| r[0].parse().unwrap()).collect();
+    assert_eq!(dead.len() as u64, n(&js, "rows_dead_lettered"));
+    assert!(dead.iter().all(|id| id % 7 == 0));
+    assert_eq!(dead.len(), 2000 / 7, "every throw reached the error output (a Wait connection)");
+    let post_dead: Vec<i64> = records(&s.read("post-dead.csv")).iter().map(|r| r[0].parse().unwrap()).collect();
+    assert_eq!(post_dead.len() as u64, n(&post, "rows_dead_lettered"));
+    assert_eq!(
+        n(&js, "rows_filtered"),
+        (1..=2000).filter(|i| i % 10 == 0 && i % 7 != 0).count() as u64
+    );
+    let mut all: Vec<i64> = stored.iter().chain(&dead).chain(&post_dead).copied().collect();
+    all.extend((1..=2000).filter(|i| i % 10 == 0 && i % 7 != 0));
+    all.sort_unstable();
+    let before = all.len();
+    all.dedup();
+    assert_eq!(all.len(), before, "no row in two places");
+    assert_eq!(2000 - all.len() as u64, dropped, "the rows nowhere are exactly the dropped ones");
+    let _ = src;
+}
+
+#[test]
+fn cancelling_while_the_breaker_holds_a_batch_stops_promptly_and_publishes_nothing() {
+    let server = Server::start(Box::new(|_| (503, "", "down")));
+    let s = Scenario::new();
+    s.write("in.csv", &csv_rows(30));
+    let yaml = http_pipeline(
+        &server.url,
+        "BatchSize: 10\nRetry: { MaxAttempts: 3, InitialDelayMs: 1, MaxDelayMs: 1 }\nCircuitBreaker: { FailureThreshold: 1, ResetTimeoutSeconds: 30, WhenOpen: Wait, MaxOpenSeconds: 600 }\nOnError: DeadLetter\nDeadLetterFilePath: dead.csv",
+    );
+    let pipeline = s.build(&yaml).unwrap();
+    let cancel = CancelToken::new();
+    let c2 = cancel.clone();
+    let run = std::thread::spawn(move || pipeline.run_with_cancel(c2));
+    let wait_end = Instant::now() + Duration::from_secs(20);
+    while server.requests() == 0 && Instant::now() < wait_end {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The first request opened the breaker: the batch now waits 30 s for the trial call.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(server.requests(), 1, "no request while the breaker is open");
+    assert!(!run.is_finished(), "the batch is held");
+    let cancelled_at = Instant::now();
+    cancel.cancel();
+    let result = run.join().unwrap();
+    let took = cancelled_at.elapsed();
+    assert!(matches!(result, Err(Error::Cancelled)), "{result:?}");
+    assert!(took < Duration::from_secs(2), "stopped after {took:?}");
+    assert_eq!(server.requests(), 1);
+    assert!(!s.path("dead.csv").exists(), "a cancelled run publishes no dead letters");
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_while_the_breaker_holds_a_batch_exits_promptly_and_the_opening_was_logged() {
+    let server = Server::start(Box::new(|_| (503, "", "down")));
+    let s = Scenario::new();
+    s.write("in.csv", &csv_rows(30));
+    let p = s.write(
+        "p.yaml",
+        &http_pipeline(
+            &server.url,
+            "BatchSize: 10\nRetry: { MaxAttempts: 3, InitialDelayMs: 1, MaxDelayMs: 1 }\nCircuitBreaker: { FailureThreshold: 1, ResetTimeoutSeconds: 30, WhenOpen: Wait }\nOnError: DeadLetter\nDeadLetterFilePath: dead.csv",
+        ),
+    );
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_flowengine"))
+        .args(["run", p.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let wait_end = Instant::now() + Duration::from_secs(20);
+    while server.requests() == 0 && Instant::now() < wait_end {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = Instant::now();
+    assert!(std::process::Command::new("kill")
+        .args(["-s", "INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    let took = sent.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(took < Duration::from_secs(3), "exited {took:?} after Ctrl-C");
+    assert!(
+        stderr.contains("circuit breaker opened after 1 consecutive failures") && stderr.contains("WhenOpen: Wait"),
+        "the opening is logged on the step: {stderr}"
+    );
+    assert_eq!(server.requests(), 1);
+    assert!(!s.path("dead.csv").exists(), "nothing published");
 }

@@ -68,6 +68,7 @@ pub fn render(results: &Results, a: &Analysis, d: &Decisions, plots: &PlotLinks)
     seed_figures(&mut o, results, a);
     cross_platform(&mut o);
     soak(&mut o, results, plots);
+    failure_handling(&mut o, results);
     instructions(&mut o, results);
     appendix(&mut o, results);
     o
@@ -1255,6 +1256,98 @@ fn soak(o: &mut String, results: &Results, plots: &PlotLinks) {
     plot(o, &plots.soak, "Soak: throughput and resident memory over time");
 }
 
+/// Seed 004's failure scenario: `scripts/failure-bench.sh`.
+pub fn failure_handling(o: &mut String, results: &Results) {
+    let _ = writeln!(
+        o,
+        "## 11. Failure handling (seed 004)\n\nSeed 004's failure scenario: a destination that fails 30 % of \
+         requests transiently, with retry. `scripts/failure-bench.sh` generates rows → `HttpSink` (JSON lines, \
+         `Retry` of 10 attempts from 10 ms with full jitter, `CircuitBreaker` with `WhenOpen: Wait`, \
+         `OnError: DeadLetter`) against a local endpoint that answers 503 to a seeded random fraction of \
+         requests and stores each batch once per `Idempotency-Key`; runs with and without failures are \
+         interleaved. Completion = distinct rows the endpoint stored ÷ rows generated.\n"
+    );
+    if results.failure.is_empty() {
+        let _ = writeln!(
+            o,
+            "{NOT_MEASURED} (run `scripts/failure-bench.sh`).
+"
+        );
+        return;
+    }
+    let mut rates: Vec<f64> = results.failure.iter().map(|r| r.fail_rate).collect();
+    rates.sort_by(f64::total_cmp);
+    rates.dedup();
+    let of = |rate: f64| results.failure.iter().filter(move |r| r.fail_rate == rate);
+    let median_wall = |rate: f64| crate::stats::median(&of(rate).map(|r| r.wall_s).collect::<Vec<_>>());
+    let base = median_wall(rates[0]);
+    let _ = writeln!(
+        o,
+        "| Injected 503s | Runs | Rows | Completion (lowest run) | Duplicates | Dead-lettered | Median wall | Min–max wall | Median requests | Median retries | Time vs {} |\n|---|---|---|---|---|---|---|---|---|---|---|",
+        fmt::percent(rates[0])
+    );
+    for &rate in &rates {
+        let runs: Vec<_> = of(rate).collect();
+        let walls: Vec<f64> = runs.iter().map(|r| r.wall_s).collect();
+        let med = |f: fn(&crate::results::FailureRun) -> u64| {
+            crate::stats::median(&runs.iter().map(|r| f(r) as f64).collect::<Vec<_>>()).map_or("–".into(), |m| format!("{m:.0}"))
+        };
+        let wall = median_wall(rate);
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} | {} | {} – {} | {} | {} | {} |",
+            fmt::percent(rate),
+            runs.len(),
+            runs.iter().map(|r| r.rows).max().unwrap_or(0),
+            format_args!(
+                "{:.2} %",
+                runs.iter().map(|r| r.completion_rate).fold(f64::INFINITY, f64::min) * 100.0
+            ),
+            runs.iter().map(|r| r.duplicate_rows).sum::<u64>(),
+            runs.iter().map(|r| r.rows_dead_lettered).sum::<u64>(),
+            wall.map_or("–".into(), |w| fmt::time(w * 1e9)),
+            fmt::time(walls.iter().copied().fold(f64::INFINITY, f64::min) * 1e9),
+            fmt::time(walls.iter().copied().fold(0.0, f64::max) * 1e9),
+            med(|r| r.requests),
+            med(|r| r.retries),
+            match (wall, base) {
+                (Some(w), Some(b)) if b > 0.0 => fmt::ratio(w / b),
+                _ => "–".into(),
+            }
+        );
+    }
+    let last = *rates.last().unwrap_or(&0.0);
+    if rates.len() > 1 {
+        let complete = of(last).all(|r| r.completion_rate >= 1.0 && r.duplicate_rows == 0);
+        let _ = writeln!(
+            o,
+            "\nWith {} of requests failing, the runs took **{}** the time of the runs with {} (median wall time) \
+             and {}.",
+            fmt::percent(last),
+            match (median_wall(last), base) {
+                (Some(w), Some(b)) if b > 0.0 => fmt::ratio(w / b),
+                _ => "–".into(),
+            },
+            fmt::percent(rates[0]),
+            if complete {
+                "delivered **every row exactly once** in every run".to_owned()
+            } else {
+                format!(
+                    "delivered **{:.2} %** of rows in the worst run",
+                    of(last).map(|r| r.completion_rate).fold(f64::INFINITY, f64::min) * 100.0
+                )
+            }
+        );
+    }
+    let loads: Vec<&str> = results.failure.iter().map(|r| r.load_before.as_str()).collect();
+    let _ = writeln!(
+        o,
+        "\nCommand: `{}`; load average before each run: {}.\n",
+        results.failure[0].bench_command.replace('`', "'"),
+        loads.join("; ")
+    );
+}
+
 /// Seed 000 "Cross-platform issues: any WSL-specific bottlenecks?": what this suite can say.
 fn cross_platform(o: &mut String) {
     let _ = writeln!(
@@ -1480,6 +1573,7 @@ mod tests {
             "## 6. Real-world throughput",
             "## 7. Core scaling",
             "## 8. Against the seeds' published figures",
+            "## 11. Failure handling (seed 004)",
             "## Decision matrix",
         ] {
             assert!(md.contains(heading), "missing {heading}");

@@ -387,6 +387,45 @@ pub struct AllocRecord {
     pub load_before: Vec<f64>,
 }
 
+/// One run of `scripts/failure-bench.sh` (`results/failure/<label>.json`): seed 004's
+/// failure scenario, an HTTP sink with retry against an endpoint failing `fail_rate` of its
+/// requests.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct FailureRun {
+    /// Fraction of requests answered 503 (0.3 = 30 %).
+    pub fail_rate: f64,
+    /// Round of the interleaved schedule, from 1.
+    pub run: u64,
+    /// Rows the pipeline generated.
+    pub rows: u64,
+    /// Rows per request.
+    pub batch_size: u64,
+    /// Rows the sink took in.
+    pub rows_sent: u64,
+    /// Rows the sink reported delivered (2xx).
+    pub rows_written: u64,
+    /// Rows the sink gave up on (sent to its dead-letter file).
+    pub rows_dead_lettered: u64,
+    /// Distinct rows the endpoint stored.
+    pub unique_rows_received: u64,
+    /// Rows the endpoint stored more than once.
+    pub duplicate_rows: u64,
+    /// `unique_rows_received / rows`.
+    pub completion_rate: f64,
+    /// Wall time of the `flowengine run` process, seconds.
+    pub wall_s: f64,
+    /// Requests the endpoint received.
+    pub requests: u64,
+    /// Requests it failed on purpose (503).
+    pub failed_requests: u64,
+    /// `requests` − distinct batches.
+    pub retries: u64,
+    /// Load average (1, 5, 15 min) before the run.
+    pub load_before: String,
+    /// The command that produced the results.
+    pub bench_command: String,
+}
+
 /// Everything read from one `results/` directory.
 #[derive(Debug, Clone, Default)]
 pub struct Results {
@@ -414,6 +453,8 @@ pub struct Results {
     pub scaling: Vec<ScalingSweep>,
     /// `scripts/soak.sh`, when it ran.
     pub soak: Option<Soak>,
+    /// `scripts/failure-bench.sh` runs, sorted by failure rate and run.
+    pub failure: Vec<FailureRun>,
     /// What was missing or unreadable, for the report's "inputs" section.
     pub notes: Vec<String>,
 }
@@ -494,6 +535,11 @@ impl Results {
                 Ok(s) => r.soak = Some(s),
                 Err(e) => r.notes.push(format!("{e:#}")),
             }
+        }
+        if dir.join("failure").is_dir() {
+            r.failure = load_json_dir(&dir.join("failure"), "failure", &mut r.notes)?;
+            r.failure
+                .sort_by(|a, b| a.fail_rate.total_cmp(&b.fail_rate).then(a.run.cmp(&b.run)));
         }
         // Strict: a malformed A/B file fails the report (it is decision evidence).
         let ab = dir.join("engine-ab");

@@ -25,6 +25,49 @@ pub struct KeyInfo {
     /// The value the step uses when the key is absent, as the engine prints it (`None`: no
     /// default to show, e.g. a required key or a setting without a field of its name).
     pub default: Option<String>,
+    /// The keys of a shared sub-block (`CircuitBreaker`, `Retry`), asked of its own parser;
+    /// empty for other keys.
+    pub nested: Vec<KeyInfo>,
+}
+
+/// Shared sub-blocks whose keys are listed too: the key, and its parser run on an empty
+/// block (returning its settings, as `{:?}`, for the defaults).
+type NestedParser = fn(&mut Obj<'_>) -> crate::error::Result<String>;
+const NESTED: &[(&str, NestedParser)] = &[
+    ("CircuitBreaker", |o| {
+        crate::breaker::BreakerConfig::parse_obj(o).map(|c| format!("{c:?}"))
+    }),
+    ("Retry", |o| crate::retry::RetryPolicy::parse_obj(o).map(|(p, _)| format!("{p:?}"))),
+];
+
+/// The keys of the sub-block `key` when it is one of [`NESTED`], with their defaults.
+fn nested_keys(key: &str) -> Vec<KeyInfo> {
+    let Some((_, parse)) = NESTED.iter().find(|(k, _)| *k == key) else {
+        return Vec::new();
+    };
+    let node = YNode {
+        kind: YKind::Map(Vec::new()),
+        line: 1,
+    };
+    let Ok(mut obj) = Obj::new(Ctx { file: "<keys>" }, &node, key) else {
+        return Vec::new();
+    };
+    let defaults = parse(&mut obj).map(|s| debug_fields(&s)).unwrap_or_default();
+    obj.asked()
+        .iter()
+        .map(|names| KeyInfo {
+            name: names[0],
+            aliases: names[1..].to_vec(),
+            required: false,
+            // A field named after the key or one of its aliases (`HalfOpenRequests` is
+            // held as `half_open_max_calls`).
+            default: defaults
+                .iter()
+                .find(|(field, _)| names.iter().any(|n| field.replace('_', "") == norm_key(n)))
+                .map(|(_, v)| v.clone()),
+            nested: Vec::new(),
+        })
+        .collect()
 }
 
 /// Placeholder values for a required key, tried in turn (a URL for keys that must be one,
@@ -153,6 +196,7 @@ pub fn keys_of(t: &StepType) -> Vec<KeyInfo> {
             aliases: names[1..].to_vec(),
             required: is_required,
             default,
+            nested: nested_keys(name),
         });
     }
     keys
@@ -260,6 +304,28 @@ mod tests {
         let names: Vec<&str> = agg.iter().map(|k| k.name).collect();
         assert_eq!(names, vec!["GroupBy", "Aggregates", "SortBy", "ChunkSize"], "{agg:?}");
         assert!(agg.iter().all(|k| !k.required), "{agg:?}");
+    }
+
+    #[test]
+    fn http_sink_keys_include_the_breaker_and_retry_blocks() {
+        let k = keys("HttpSink");
+        let url = k.iter().find(|k| k.name == "Url").unwrap();
+        assert!(url.required, "{k:?}");
+        assert!(k.iter().any(|k| k.name == "OnError"), "the keys after the URL are listed: {k:?}");
+        let b = k.iter().find(|k| k.name == "CircuitBreaker").unwrap();
+        let find = |name: &str| b.nested.iter().find(|k| k.name == name).unwrap_or_else(|| panic!("{name}: {b:?}"));
+        assert_eq!(find("HalfOpenRequests").aliases, vec!["HalfOpenMaxCalls"]);
+        assert_eq!(find("HalfOpenRequests").default.as_deref(), Some("1"));
+        assert_eq!(find("WhenOpen").default.as_deref(), Some("ErrorPolicy"));
+        assert_eq!(find("MaxOpenSeconds").default.as_deref(), Some("300s"));
+        assert_eq!(find("FailureThreshold").default.as_deref(), Some("5"));
+        let r = k.iter().find(|k| k.name == "Retry").unwrap();
+        assert!(
+            r.nested
+                .iter()
+                .any(|k| k.name == "MaxAttempts" && k.default.as_deref() == Some("3")),
+            "{r:?}"
+        );
     }
 
     #[test]

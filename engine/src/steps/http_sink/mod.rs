@@ -16,7 +16,7 @@
 //!     TimeoutSeconds: 30                   # whole request, connect to last byte; >0..=3600
 //!     DecimalFormat: string                # string (default) or number
 //!     Retry: { MaxAttempts: 3, InitialDelayMs: 100, MaxDelayMs: 10000, Multiplier: 2, Jitter: full }
-//!     CircuitBreaker: { FailureThreshold: 5, ResetTimeoutSeconds: 30, HalfOpenMaxCalls: 1 }
+//!     CircuitBreaker: { FailureThreshold: 5, ResetTimeoutSeconds: 30, HalfOpenRequests: 1, WhenOpen: ErrorPolicy, MaxOpenSeconds: 300 }
 //!     OnError: Fail                        # Fail (default), DeadLetter, or Skip
 //!     DeadLetterFilePath: failed.csv
 //! ```
@@ -51,8 +51,13 @@
 //!
 //! The circuit breaker counts consecutive transient failures (and permanent transport
 //! errors) across batches; a permanent HTTP answer (e.g. 400) shows the service is up and
-//! counts as a success for it. While it is open, attempts fail fast without a request: the
-//! batch fails at once (`_error_attempts` counts only requests actually made).
+//! counts as a success for it. While it is open, under `WhenOpen: ErrorPolicy` (the default)
+//! attempts fail fast without a request: the batch fails at once (`_error_attempts` counts
+//! only requests actually made). Under `WhenOpen: Wait` the batch waits for the half-open
+//! trial call instead (holding the step, so its input backs up), and a transient failure that
+//! leaves the breaker open does not use up its retries; after `MaxOpenSeconds` of outage it
+//! goes to the error policy with the reason `circuit breaker open for N s, past
+//! MaxOpenSeconds`. State changes are logged on the step and counted in its metrics.
 //!
 //! When a batch cannot be delivered, the step's error policy decides ([`crate::dead_letter`]):
 //! `OnError: Fail` (the default) fails the run with [`crate::Error::Delivery`] naming the
@@ -80,7 +85,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::breaker::{BreakerConfig, CircuitBreaker};
+use crate::breaker::{BreakerConfig, BreakerState, CircuitBreaker, Transition, WaitHint, WhenOpen};
 use crate::chunk::{Chunk, Column};
 use crate::config::{Obj, ParseEnv};
 use crate::dead_letter::{ErrorOutput, ErrorPolicy, ErrorRows};
@@ -315,6 +320,13 @@ enum Problem {
     /// The circuit breaker refused the call; `last` is the batch's own last failure, when
     /// it had one before the breaker opened.
     BreakerOpen { retry_in: Duration, last: Option<Box<Problem>> },
+    /// `WhenOpen: Wait`, and the breaker stayed open past `MaxOpenSeconds`: the batch stopped
+    /// waiting. `last` as above.
+    GaveUp {
+        outage: Duration,
+        max_open: Duration,
+        last: Option<Box<Problem>>,
+    },
 }
 
 impl std::fmt::Display for Problem {
@@ -331,6 +343,17 @@ impl std::fmt::Display for Problem {
                     f,
                     "circuit breaker open (too many consecutive failures; next trial call in {:.1} s)",
                     retry_in.as_secs_f64()
+                )
+            }
+            Problem::GaveUp { outage, max_open, last } => {
+                if let Some(last) = last {
+                    write!(f, "{last}; then ")?;
+                }
+                write!(
+                    f,
+                    "circuit breaker open for {:.1} s, past MaxOpenSeconds ({} s): stopped waiting for the destination (WhenOpen: Wait); raise MaxOpenSeconds to wait longer",
+                    outage.as_secs_f64(),
+                    max_open.as_secs_f64()
                 )
             }
         }
@@ -591,7 +614,16 @@ impl HttpSink {
         self.batches += 1;
         let key = format!("{}-{}", self.run_id, self.batches);
         if self.cfg.concurrency <= 1 {
-            let outcome = deliver(&self.agent, &self.cfg, &self.breaker, &mut self.rng, &self.cancel, &body, &key);
+            let outcome = deliver(
+                &self.agent,
+                &self.cfg,
+                &self.breaker,
+                &mut self.rng,
+                &self.cancel,
+                &self.metrics,
+                &body,
+                &key,
+            );
             return self.settle(batch, n, outcome);
         }
         if self.pool.is_none() {
@@ -670,73 +702,196 @@ fn lock(b: &Mutex<CircuitBreaker>) -> std::sync::MutexGuard<'_, CircuitBreaker> 
 }
 
 /// Sends one batch with retries; `Ok(Err((problem, requests)))` when it was not delivered.
+///
+/// Under `WhenOpen: Wait`, a call the breaker refuses — and a transient failure after which
+/// the breaker is open (it opened it, or a trial failed) — does not end the batch: it waits
+/// for the breaker ([`wait_for_breaker`]) and starts its retries afresh, until the outage
+/// passes `MaxOpenSeconds`.
+#[allow(clippy::too_many_arguments)]
 fn deliver(
     agent: &ureq::Agent,
     cfg: &HttpSinkConfig,
     breaker: &Mutex<CircuitBreaker>,
     rng: &mut Rng,
     cancel: &CancelToken,
+    metrics: &StepMetrics,
     body: &[u8],
     key: &str,
 ) -> Result<std::result::Result<u32, (Problem, u32)>> {
+    let wait_mode = cfg.breaker.when_open == WhenOpen::Wait;
     let mut requests = 0u32;
-    let mut sleep = |d: Duration| crate::retry::sleep_cancellable(d, cancel);
+    // The batch's own last failure, quoted when the breaker refuses it afterwards.
     let mut last: Option<Problem> = None;
-    let outcome = crate::retry::run(&cfg.retry, rng, &mut sleep, |_| {
-        if cancel.is_cancelled() {
-            return Attempt::Permanent(None);
-        }
-        {
-            let mut b = lock(breaker);
-            if !b.allow() {
-                return Attempt::Permanent(Some(Problem::BreakerOpen {
-                    retry_in: b.remaining_open(),
-                    last: last.take().map(Box::new),
-                }));
+    loop {
+        // A transient failure left the breaker open: wait for it instead of retrying.
+        let mut took_over = false;
+        // The server's Retry-After on that failure, honoured before the trial call too.
+        let mut asked_wait: Option<Duration> = None;
+        let mut sleep = |d: Duration| crate::retry::sleep_cancellable(d, cancel);
+        let outcome = crate::retry::run(&cfg.retry, rng, &mut sleep, |_| {
+            if cancel.is_cancelled() {
+                return Attempt::Permanent(None);
             }
-        }
-        requests += 1;
-        let attempt = match HttpSink::send_once(agent, cfg, body, key) {
-            Ok((code, _, _)) if (200..300).contains(&code) => {
-                lock(breaker).on_success();
-                Attempt::Done(())
-            }
-            Ok((code, after, text)) if transient_status(code) => {
-                lock(breaker).on_failure();
-                Attempt::Transient {
-                    error: Some(Problem::Status { code, body: text }),
-                    retry_after: after,
+            {
+                let mut b = lock(breaker);
+                if !b.allow() {
+                    return Attempt::Permanent(Some(Problem::BreakerOpen {
+                        retry_in: b.remaining_open(),
+                        last: last.clone().map(Box::new),
+                    }));
                 }
             }
-            Ok((code, _, text)) => {
-                lock(breaker).on_success();
-                Attempt::Permanent(Some(Problem::Status { code, body: text }))
-            }
-            Err(e) => {
-                lock(breaker).on_failure();
-                let problem = Some(Problem::Transport(format!("{e}")));
-                if transient_error(&e) {
-                    Attempt::Transient {
-                        error: problem,
-                        retry_after: None,
+            requests += 1;
+            // Reports a failure; under Wait, true when the breaker is open after it.
+            let failed = || {
+                let mut b = lock(breaker);
+                b.on_failure();
+                wait_mode && b.state() != BreakerState::Closed
+            };
+            let attempt = match HttpSink::send_once(agent, cfg, body, key) {
+                Ok((code, _, _)) if (200..300).contains(&code) => {
+                    lock(breaker).on_success();
+                    Attempt::Done(())
+                }
+                Ok((code, after, text)) if transient_status(code) => {
+                    took_over = failed();
+                    let error = Some(Problem::Status { code, body: text });
+                    if took_over {
+                        asked_wait = after;
+                        Attempt::Permanent(error)
+                    } else {
+                        Attempt::Transient { error, retry_after: after }
                     }
-                } else {
-                    Attempt::Permanent(problem)
+                }
+                Ok((code, _, text)) => {
+                    lock(breaker).on_success();
+                    Attempt::Permanent(Some(Problem::Status { code, body: text }))
+                }
+                Err(e) => {
+                    let transient = transient_error(&e);
+                    let open = failed();
+                    let problem = Some(Problem::Transport(format!("{e}")));
+                    if transient && open {
+                        took_over = true;
+                        Attempt::Permanent(problem)
+                    } else if transient {
+                        Attempt::Transient {
+                            error: problem,
+                            retry_after: None,
+                        }
+                    } else {
+                        Attempt::Permanent(problem)
+                    }
+                }
+            };
+            match &attempt {
+                Attempt::Transient { error: Some(p), .. } => last = Some(p.clone()),
+                Attempt::Permanent(Some(p)) if took_over => last = Some(p.clone()),
+                _ => {}
+            }
+            attempt
+        });
+        let problem = match outcome? {
+            Ok(((), _)) => return Ok(Ok(requests)),
+            Err(failed) => match failed.error {
+                None => return Err(Error::Cancelled),
+                Some(p) => p,
+            },
+        };
+        let refused = matches!(problem, Problem::BreakerOpen { .. });
+        if !(wait_mode && (refused || took_over)) {
+            return Ok(Err((problem, requests)));
+        }
+        if let Some(d) = asked_wait {
+            // At least what the server asked for (capped at MaxDelayMs), then the breaker.
+            let start = std::time::Instant::now();
+            crate::retry::sleep_cancellable(cfg.retry.capped(d), cancel)?;
+            StepMetrics::add(&metrics.breaker_wait_nanos, start.elapsed().as_nanos() as u64);
+        }
+        if let Some(outage) = wait_for_breaker(breaker, cancel, metrics)? {
+            return Ok(Err((
+                Problem::GaveUp {
+                    outage,
+                    max_open: cfg.breaker.max_open,
+                    last: last.map(Box::new),
+                },
+                requests,
+            )));
+        }
+    }
+}
+
+/// Under `WhenOpen: Wait`: sleeps (cancellably) until the breaker lets a call through.
+/// `Ok(None)`: go on; `Ok(Some(outage))`: the outage passed `MaxOpenSeconds`, do not wait.
+/// The time spent counts in the step's `breaker_wait_nanos`.
+///
+/// # Errors
+/// [`Error::Cancelled`] within [`crate::retry::CANCEL_POLL`] of the run's cancellation.
+fn wait_for_breaker(breaker: &Mutex<CircuitBreaker>, cancel: &CancelToken, metrics: &StepMetrics) -> Result<Option<Duration>> {
+    let start = std::time::Instant::now();
+    let outcome = loop {
+        let hint = lock(breaker).wait_hint();
+        match hint {
+            WaitHint::Go => break Ok(None),
+            WaitHint::GiveUp(outage) => break Ok(Some(outage)),
+            WaitHint::Sleep(d) => {
+                if let Err(e) = crate::retry::sleep_cancellable(d.max(Duration::from_millis(1)), cancel) {
+                    break Err(e);
                 }
             }
-        };
-        if let Attempt::Transient { error: Some(p), .. } = &attempt {
-            last = Some(p.clone());
         }
-        attempt
-    });
-    match outcome? {
-        Ok(((), _)) => Ok(Ok(requests)),
-        Err(failed) => match failed.error {
-            None => Err(Error::Cancelled),
-            Some(p) => Ok(Err((p, requests))),
-        },
-    }
+    };
+    StepMetrics::add(&metrics.breaker_wait_nanos, start.elapsed().as_nanos() as u64);
+    outcome
+}
+
+/// Logs a state change of a step's breaker and counts it in the step's metrics.
+fn observe(step: String, metrics: Arc<StepMetrics>, when_open: WhenOpen) -> crate::breaker::Observer {
+    Box::new(move |t: &Transition| {
+        use crate::log::Level;
+        let (level, counter, text) = match t.to {
+            BreakerState::Open if t.from == BreakerState::Closed => (
+                Level::WARN,
+                &metrics.breaker_opened,
+                format!(
+                    "circuit breaker opened after {} consecutive failures; next trial call in {:.1} s ({})",
+                    t.failures,
+                    t.retry_in.as_secs_f64(),
+                    match when_open {
+                        WhenOpen::Wait => "WhenOpen: Wait — batches wait",
+                        WhenOpen::ErrorPolicy => "WhenOpen: ErrorPolicy — batches go to OnError meanwhile",
+                    }
+                ),
+            ),
+            BreakerState::Open => (
+                Level::WARN,
+                &metrics.breaker_opened,
+                format!(
+                    "circuit breaker opened again: the trial call failed (down for {:.1} s); next trial call in {:.1} s",
+                    t.outage.as_secs_f64(),
+                    t.retry_in.as_secs_f64()
+                ),
+            ),
+            BreakerState::HalfOpen => (
+                Level::INFO,
+                &metrics.breaker_half_opened,
+                format!(
+                    "circuit breaker half-open: trial call allowed (down for {:.1} s)",
+                    t.outage.as_secs_f64()
+                ),
+            ),
+            BreakerState::Closed => (
+                Level::INFO,
+                &metrics.breaker_closed,
+                format!(
+                    "circuit breaker closed: the trial succeeded after {:.1} s down",
+                    t.outage.as_secs_f64()
+                ),
+            ),
+        };
+        StepMetrics::add(counter, 1);
+        crate::log::event(level, Some(&step), &text);
+    })
 }
 
 /// A batch for a sending thread.
@@ -769,12 +924,13 @@ impl SendPool {
         for i in 0..n {
             let (rx, done_tx) = (rx.clone(), done_tx.clone());
             let (agent, cfg, breaker, cancel) = (sink.agent.clone(), sink.cfg.clone(), Arc::clone(&sink.breaker), sink.cancel.clone());
+            let metrics = Arc::clone(&sink.metrics);
             let mut rng = Rng::seeded(sink.rng.clone().next_u64() ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let h = std::thread::Builder::new()
                 .name(format!("{}-send-{i}", sink.step))
                 .spawn(move || {
                     for job in rx {
-                        let outcome = deliver(&agent, &cfg, &breaker, &mut rng, &cancel, &job.body, &job.key);
+                        let outcome = deliver(&agent, &cfg, &breaker, &mut rng, &cancel, &metrics, &job.body, &job.key);
                         if done_tx.send((job.batch, job.n, outcome)).is_err() {
                             break;
                         }
@@ -869,6 +1025,8 @@ impl Sink for HttpSink {
     fn bind_run(&mut self, cancel: &CancelToken, metrics: &Arc<StepMetrics>) {
         self.cancel = cancel.clone();
         self.metrics = Arc::clone(metrics);
+        let observer = observe(self.step.clone(), Arc::clone(metrics), self.cfg.breaker.when_open);
+        lock(&self.breaker).set_observer(observer);
     }
 
     fn bind_errors(&mut self, errors: ErrorOutput) {
