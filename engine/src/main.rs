@@ -384,7 +384,10 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Completions { shell } => {
             use clap::CommandFactory;
-            clap_complete::generate(shell, &mut Cli::command(), "flowengine", &mut std::io::stdout());
+            // Into a buffer first: clap_complete panics when its writer fails.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "flowengine", &mut script);
+            out!("{}", String::from_utf8_lossy(&script));
             Ok(())
         }
         Command::Steps { step_type } => list_steps(step_type.as_deref()),

@@ -909,3 +909,24 @@ fn detailed_metrics_keep_the_last_chunks_per_step() {
         "{stderr}"
     );
 }
+
+/// Standard output closed by its reader (`flowengine steps | head -1`) ends the process
+/// quietly with success: no panic message, no backtrace.
+#[test]
+fn a_closed_stdout_ends_quietly_instead_of_panicking() {
+    use std::process::Stdio;
+    for args in [&["steps"][..], &["completions", "bash"][..]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_flowengine"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn flowengine");
+        // Close the read end at once: every write the child makes then fails with EPIPE.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {stderr}", out.status);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
