@@ -9,8 +9,11 @@ alternating over the tools (ABCD ABCD ...) after one unrecorded warm-up, and eac
   what a user waits for;
 - `seconds_inprocess`: the time inside the tool doing the work — for Polars and DuckDB
   measured in Python after `import` (perf_counter around the query), for flowengine the run's
-  own `elapsed` from `--json`, for the csv floor its wall time (a bare binary);
-- `cpu_seconds` (user + system of the child) and `peak_rss_bytes` (the child's ru_maxrss).
+  own `elapsed` from `--json`, for the csv floor its own timer;
+- `cpu_seconds` (user + system of the child) and `peak_rss_bytes`: each tool's own `VmHWM`
+  (flowengine's `--json`, the csv floor's output, read from /proc/self/status at the end of
+  the Python peers). Not the child's `ru_maxrss`: on Linux that also counts the memory of
+  the Python process it was forked from, which grows as this script checks outputs.
 
 Medians over the runs go into results/peers/<job>-<tool>-<rows>.json (schema in
 results/README.md). Two sizes give a per-row cost that cancels fixed costs:
@@ -45,23 +48,28 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FE = os.path.join(ROOT, "target", "release", "flowengine")
 FLOOR = os.path.join(ROOT, "target", "release", "examples", "csv_floor")
 
-# Each peer script: argv = src, out, timing-file. It writes the seconds spent after import.
+# Each peer script: argv = src, out, timing-file. It writes the seconds spent after import and
+# its own peak RSS (VmHWM) as JSON.
+REPORT = """
+hwm = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+open(timing, "w").write('{{"elapsed": %r, "peak_rss_bytes": %d}}' % (elapsed, hwm))
+"""
 POLARS = """
 import sys, time
 import polars as pl
 src, out, timing = sys.argv[1:4]
 t0 = time.perf_counter()
 {body}
-open(timing, "w").write(repr(time.perf_counter() - t0))
-"""
+elapsed = time.perf_counter() - t0
+""" + REPORT
 DUCKDB = """
 import sys, time
 import duckdb
 src, out, timing = sys.argv[1:4]
 t0 = time.perf_counter()
 duckdb.sql(\"\"\"COPY ({query}) TO '\"\"\" + out + \"\"\"' (HEADER, DELIMITER ',')\"\"\")
-open(timing, "w").write(repr(time.perf_counter() - t0))
-"""
+elapsed = time.perf_counter() - t0
+""" + REPORT
 PASS_POLARS = ('schema = {"customer_id": pl.Int32, "first_name": pl.Utf8, "last_name": pl.Utf8, "age": pl.Int32, '
                '"email": pl.Utf8, "account_value": pl.Decimal(38, 2)}\n'
                'pl.scan_csv(src, schema=schema).sink_csv(out)')
@@ -77,8 +85,11 @@ def peer_scripts(job):
     return None
 
 
-def run(cmd, output, timing=None):
-    """Runs cmd; returns (wall, cpu, peak rss bytes, in-process seconds or None)."""
+def run(cmd, output, timing, stdout_to_timing):
+    """Runs cmd; returns (wall, cpu, peak rss bytes, in-process seconds).
+
+    The tool reports its in-process seconds and peak RSS as JSON in `timing`: on its stdout
+    (flowengine's --json, the csv floor) or written by the peer script itself."""
     for p in (output, timing):
         if p and os.path.exists(p):
             os.remove(p)
@@ -87,27 +98,27 @@ def run(cmd, output, timing=None):
     if pid == 0:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 2)
-        if timing is None or not timing.endswith(".json"):
-            os.dup2(devnull, 1)
-        else:
+        if stdout_to_timing:
             fd = os.open(timing, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             os.dup2(fd, 1)
+        else:
+            os.dup2(devnull, 1)
         os.execv(cmd[0], cmd)
     _, status, usage = os.wait4(pid, 0)
     wall = time.perf_counter() - t0
     if status != 0:
         sys.exit(f"{' '.join(cmd[:4])} ... failed with status {status}")
-    inproc = None
-    if timing and os.path.exists(timing):
-        text = open(timing).read()
-        inproc = json.loads(text)["elapsed"] if timing.endswith(".json") else float(text)
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, inproc
+    doc = json.loads(open(timing).read())
+    peak = doc.get("peak_rss_bytes")
+    if not peak:
+        sys.exit(f"{' '.join(cmd[:4])} ... reported no peak RSS")
+    return wall, usage.ru_utime + usage.ru_stime, peak, doc["elapsed"]
 
 
 def tools_for(job, src, tmp):
     py = sys.executable
     out = lambda k: os.path.join(tmp, f"out-{job}-{k}.csv")  # noqa: E731
-    timing = lambda k: os.path.join(tmp, f"timing-{job}-{k}" + (".json" if k == "flowengine" else ""))  # noqa: E731
+    timing = lambda k: os.path.join(tmp, f"timing-{job}-{k}.json")  # noqa: E731
     if job == "javascript":
         fe = [FE, "run", os.path.join(ROOT, "examples/customers-js-bench.yaml"), "--json", "-q",
               "--var", f"InputFile={src}", "--var", f"OutputDir={tmp}/js"]
@@ -115,16 +126,16 @@ def tools_for(job, src, tmp):
     else:
         fe = [FE, "run", os.path.join(ROOT, f"examples/bench/{job}.yaml"), "--json", "-q",
               "--var", f"In={src}", "--var", f"Out={out('flowengine')}"]
-    tools = {"flowengine": (fe, out("flowengine"), timing("flowengine"))}
+    tools = {"flowengine": (fe, out("flowengine"), timing("flowengine"), True)}
     peers = peer_scripts(job)
     if peers:
         body, query = peers
         tools["polars"] = ([py, "-c", POLARS.format(body=body), src, out("polars"), timing("polars")],
-                           out("polars"), timing("polars"))
+                           out("polars"), timing("polars"), False)
         tools["duckdb"] = ([py, "-c", DUCKDB.format(query=query.format(src=src, side="", cols=COLUMNS)),
-                            src, out("duckdb"), timing("duckdb")], out("duckdb"), timing("duckdb"))
+                            src, out("duckdb"), timing("duckdb")], out("duckdb"), timing("duckdb"), False)
     if job == "passthrough":
-        tools["csv-floor"] = ([FLOOR, src, out("csv-floor")], out("csv-floor"), None)
+        tools["csv-floor"] = ([FLOOR, src, out("csv-floor")], out("csv-floor"), timing("csv-floor"), True)
     return tools
 
 
@@ -166,15 +177,15 @@ def main():
             for job in jobs:
                 tools = tools_for(job, src, tmp)
                 load_before = os.getloadavg()
-                for k, (cmd, out, timing) in tools.items():  # warm-up: page cache, Python imports
-                    run(cmd, out, timing)
+                for k, (cmd, out, timing, to_timing) in tools.items():  # warm-up: page cache, imports
+                    run(cmd, out, timing, to_timing)
                 rec = {k: {"wall": [], "cpu": [], "inproc": [], "rss": 0} for k in tools}
                 for _ in range(a.runs):
-                    for k, (cmd, out, timing) in tools.items():
-                        wall, cpu, rss, inproc = run(cmd, out, timing)
+                    for k, (cmd, out, timing, to_timing) in tools.items():
+                        wall, cpu, rss, inproc = run(cmd, out, timing, to_timing)
                         rec[k]["wall"].append(wall)
                         rec[k]["cpu"].append(cpu)
-                        rec[k]["inproc"].append(inproc if inproc is not None else wall)
+                        rec[k]["inproc"].append(inproc)
                         rec[k]["rss"] = max(rec[k]["rss"], rss)
                 verdict = check(job, tools, src)
                 load_after = os.getloadavg()

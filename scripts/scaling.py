@@ -23,18 +23,23 @@ FE = os.path.join(ROOT, "target", "release", "flowengine")
 
 
 def run(cmd):
-    t0 = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        os.execvp(cmd[0], cmd)
-    _, status, usage = os.wait4(pid, 0)
-    wall = time.perf_counter() - t0
-    if status != 0:
-        sys.exit(f"{' '.join(cmd)} failed with status {status}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
+    """(wall, cpu seconds, peak RSS) of one `flowengine run --json` child. The peak is the
+    engine's own VmHWM from --json: a child's ru_maxrss also counts this Python process."""
+    with tempfile.TemporaryFile() as out:
+        t0 = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(out.fileno(), 1)
+            os.dup2(devnull, 2)
+            os.execvp(cmd[0], cmd)
+        _, status, usage = os.wait4(pid, 0)
+        wall = time.perf_counter() - t0
+        if status != 0:
+            sys.exit(f"{' '.join(cmd)} failed with status {status}")
+        out.seek(0)
+        peak = json.loads(out.read())["peak_rss_bytes"]
+    return wall, usage.ru_utime + usage.ru_stime, peak
 
 
 def main():
@@ -59,9 +64,9 @@ def main():
                         "--var", f"Rows={a.rows}", "--var", f"Out={data}"], check=True)
         size = os.path.getsize(data)
         stages = {
-            "parse": lambda k: [FE, "run", os.path.join(ROOT, "examples/bench/passthrough.yaml"), "-q",
+            "parse": lambda k: [FE, "run", os.path.join(ROOT, "examples/bench/passthrough.yaml"), "-q", "--json",
                                 "--var", f"In={data}", "--var", f"Out={tmp}/out-parse.csv"],
-            "javascript": lambda k: [FE, "run", os.path.join(ROOT, "examples/customers-js-bench.yaml"), "-q",
+            "javascript": lambda k: [FE, "run", os.path.join(ROOT, "examples/customers-js-bench.yaml"), "-q", "--json",
                                      "--var", f"InputFile={data}", "--var", f"OutputDir={tmp}",
                                      "--var", f"Workers={k}"],
         }
