@@ -6,25 +6,9 @@
 //! `scripts/allocation.sh` runs them alternately on the same pipelines to show what
 //! allocation costs end to end. Prints `{"rows", "elapsed", "peak_rss_bytes"}`.
 
-use flowengine_benches::{rows_read, run_pipeline_from_args};
-
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match run_pipeline_from_args(&args) {
-        Ok(s) => println!(
-            "{}",
-            serde_json::json!({
-                "rows": rows_read(&s),
-                "elapsed": s.elapsed.as_secs_f64(),
-                "peak_rss_bytes": s.peak_rss_bytes,
-            })
-        ),
-        Err(e) => {
-            eprintln!("alloc_mimalloc: {e}");
-            std::process::exit(1);
-        }
-    }
+    flowengine_benches::timed_run_main("alloc_mimalloc");
 }

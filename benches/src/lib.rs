@@ -133,3 +133,24 @@ pub fn rows_read(summary: &flowengine::RunSummary) -> u64 {
         .map(|s| s.rows_out)
         .sum()
 }
+
+/// The whole `main` of `alloc_system` and `alloc_mimalloc`, which differ only in their global
+/// allocator: runs the pipeline named by the arguments and prints
+/// `{"rows", "elapsed", "peak_rss_bytes"}`, or the error on stderr with exit code 1.
+pub fn timed_run_main(program: &str) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run_pipeline_from_args(&args) {
+        Ok(s) => println!(
+            "{}",
+            serde_json::json!({
+                "rows": rows_read(&s),
+                "elapsed": s.elapsed.as_secs_f64(),
+                "peak_rss_bytes": s.peak_rss_bytes,
+            })
+        ),
+        Err(e) => {
+            eprintln!("{program}: {e}");
+            std::process::exit(1);
+        }
+    }
+}
