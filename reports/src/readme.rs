@@ -8,17 +8,13 @@
 use std::fmt::Write as _;
 
 use crate::fmt;
-use crate::report::per_row_ns;
+use crate::report::{job_of, per_row_ns};
 use crate::results::{Results, RunResult};
 
 /// The opening marker.
 pub const START: &str = "<!-- perf-table:start -->";
 /// The closing marker.
 pub const END: &str = "<!-- perf-table:end -->";
-
-fn job(r: &RunResult) -> &str {
-    r.job.as_deref().unwrap_or("")
-}
 
 /// The table, or `None` when there are no peer results to build it from.
 pub fn table(results: &Results) -> Option<String> {
@@ -49,10 +45,10 @@ pub fn table(results: &Results) -> Option<String> {
         "| job | rows | flowengine | Polars | DuckDB | flowengine per row ÷ Polars, ÷ DuckDB | flowengine peak RSS |\n|---|---|---|---|---|---|---|"
     );
     for j in ["passthrough", "sort", "aggregate", "javascript"] {
-        let Some(big) = runs.iter().filter(|r| job(r) == j).map(|r| r.rows).max() else {
+        let Some(big) = runs.iter().filter(|r| job_of(r) == j).map(|r| r.rows).max() else {
             continue;
         };
-        let at = |tool: &str| runs.iter().find(|r| job(r) == j && r.tool == tool && r.rows == big);
+        let at = |tool: &str| runs.iter().find(|r| job_of(r) == j && r.tool == tool && r.rows == big);
         let time = |tool: &str| {
             at(tool).map_or("–".to_owned(), |r| {
                 format!("{} s", fmt::sig3(r.seconds_inprocess.unwrap_or(r.seconds)))

@@ -730,7 +730,7 @@ fn real_world(o: &mut String, results: &Results, plots: &PlotLinks) {
 }
 
 /// The job of a peer run: its `job` field, else the name before the last `-`.
-fn job_of(r: &RunResult) -> String {
+pub fn job_of(r: &RunResult) -> String {
     r.job
         .clone()
         .unwrap_or_else(|| r.name.rsplit_once('-').map_or(r.name.clone(), |(j, _)| j.to_owned()))
