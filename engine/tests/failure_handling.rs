@@ -1189,7 +1189,19 @@ fn a_user_step_takes_the_same_policy_keys_and_error_output() {
     assert!(recs.iter().all(|r| r[2] == "Odd" && r[3] == "id"));
     // MaxErrors (default 100 here: 50 pass) and DeadLetter's need for somewhere to go.
     let err = run_with_plugin(&s, "OnError: Skip\n        MaxErrors: 10").unwrap_err();
-    assert!(matches!(err, Error::TooManyErrors { count: 11, max: 10, .. }), "{err:?}");
+    // The step runs as two instances sharing the count: the one that fails may report the
+    // 11th error or, when the other counted one at the same moment, the 12th; never more.
+    assert!(
+        matches!(
+            err,
+            Error::TooManyErrors {
+                count: 11 | 12,
+                max: 10,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     let err = run_with_plugin(&s, "OnError: DeadLetter").unwrap_err().to_string();
     assert!(err.contains("From: Odd.errors"), "{err}");
     // Under Fail (the default), the first odd row fails the run.
