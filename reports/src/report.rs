@@ -754,6 +754,27 @@ pub fn per_row_ns(runs: &[&RunResult], job: &str, tool: &str) -> Option<(f64, u6
     (ns > 0.0).then_some((ns, small.rows, big.rows))
 }
 
+/// The tools of `runs`, flowengine first, then by name, each once.
+fn tools_of<'a>(runs: impl Iterator<Item = &'a RunResult>) -> Vec<String> {
+    let mut tools: Vec<String> = runs.map(|r| r.tool.clone()).collect();
+    tools.sort_by_key(|t| (t != "flowengine", t.clone()));
+    tools.dedup();
+    tools
+}
+
+/// `lo–hi`: the lowest and highest 1-minute load average recorded before the runs, or `None`
+/// when no run recorded one.
+pub fn load_range<'a>(runs: impl IntoIterator<Item = &'a RunResult>) -> Option<String> {
+    let loads: Vec<f64> = runs.into_iter().filter_map(|r| r.load_before.first().copied()).collect();
+    (!loads.is_empty()).then(|| {
+        format!(
+            "{}–{}",
+            fmt::sig3(loads.iter().copied().fold(f64::INFINITY, f64::min)),
+            fmt::sig3(loads.iter().copied().fold(0.0, f64::max))
+        )
+    })
+}
+
 fn jobs_of(runs: &[RunResult]) -> Vec<String> {
     let mut jobs: Vec<String> = runs.iter().map(job_of).collect();
     jobs.sort_by_key(|j| {
@@ -773,7 +794,6 @@ fn peers(o: &mut String, results: &Results) {
         return;
     }
     let command = results.peers.iter().map(|r| r.command.as_str()).find(|c| c.starts_with("scripts/"));
-    let loads: Vec<f64> = results.peers.iter().filter_map(|r| r.load_before.first().copied()).collect();
     let _ = writeln!(
         o,
         "Every tool runs as its own process with its defaults on the same generated customer file, the tools \
@@ -782,15 +802,7 @@ fn peers(o: &mut String, results: &Results) {
          (for Polars and DuckDB timed inside Python after `import`; for flowengine the run's own `elapsed`). \
          Comparisons use the in-tool time, so the figures are fair to the Python tools{}{}.\n",
         command.map_or(String::new(), |c| format!("; command: `{c}`")),
-        if loads.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "; 1-minute load before each job {}–{}",
-                fmt::sig3(loads.iter().copied().fold(f64::INFINITY, f64::min)),
-                fmt::sig3(loads.iter().copied().fold(0.0, f64::max))
-            )
-        }
+        load_range(&results.peers).map_or(String::new(), |l| format!("; 1-minute load before each job {l}"))
     );
     let all: Vec<&RunResult> = results.peers.iter().collect();
     for job in jobs_of(&results.peers) {
@@ -820,9 +832,7 @@ fn peers(o: &mut String, results: &Results) {
                 cell(r.output.as_deref().filter(|s| !s.is_empty()).unwrap_or("–"))
             );
         }
-        let mut tools: Vec<String> = runs.iter().map(|r| r.tool.clone()).collect();
-        tools.sort_by_key(|t| (t != "flowengine", t.clone()));
-        tools.dedup();
+        let tools = tools_of(runs.iter().copied());
         let costs: Vec<(String, f64, u64, u64)> = tools
             .iter()
             .filter_map(|t| per_row_ns(&all, &job, t).map(|(ns, a, b)| (t.clone(), ns, a, b)))
@@ -871,10 +881,7 @@ fn memory_vs_size(o: &mut String, results: &Results) {
     let _ = writeln!(o, "\n|---|---|{}", "---|".repeat(sizes.len()));
     let mut lines = Vec::new();
     for job in jobs_of(&results.peers) {
-        let mut tools: Vec<String> = runs.iter().filter(|r| job_of(r) == job).map(|r| r.tool.clone()).collect();
-        tools.sort_by_key(|t| (t != "flowengine", t.clone()));
-        tools.dedup();
-        for t in tools {
+        for t in tools_of(runs.iter().copied().filter(|r| job_of(r) == job)) {
             let _ = write!(o, "| {job} | {} |", cell(&t));
             for (rows, _) in &sizes {
                 match runs.iter().find(|r| job_of(r) == job && r.tool == t && r.rows == *rows) {
