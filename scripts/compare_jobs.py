@@ -3,7 +3,9 @@
     scripts/compare-peers.sh --job sort|aggregate|lookup [--rows N] [--runs K] [--limit-mb 64]
 
 Each tool runs as its own process on the same generated file, alternating (ABAB...), and its
-peak RSS is the child's ru_maxrss. flowengine runs with `--memory-limit <limit>`. DuckDB runs
+peak RSS is its own VmHWM: flowengine's `--json` summary, a line the Python peers print at
+their end, GNU time's %M for GNU sort (ru_maxrss of a child forked from this script would also
+count this script's own memory). flowengine runs with `--memory-limit <limit>`. DuckDB runs
 with `SET memory_limit`, starting at the same limit and doubling until it completes (the
 smallest limit it completes with is reported and used for the timed runs). Polars runs its
 streaming engine (it has no memory limit). Every tool's output is compared with DuckDB's
@@ -48,21 +50,45 @@ POLARS = {
 }
 
 
-def run_rss(cmd, output, env=None):
-    if os.path.exists(output):
-        os.remove(output)
+# Appended to the Python peers' code: their own peak RSS, as JSON on stdout.
+HWM = ("; import json as _j; print(_j.dumps({'peak_rss_bytes': next(int(l.split()[1]) * 1024 "
+       "for l in open('/proc/self/status') if l.startswith('VmHWM:'))}))")
+GNU_TIME = "/usr/bin/time"
+
+
+def run_rss(cmd, output, report):
+    """Runs cmd with its stdout in the file `report`; (completed, wall seconds, peak RSS bytes).
+
+    The peak is the JSON `peak_rss_bytes` (or `peak_rss_kb`) the tool left in `report`; the
+    child's ru_maxrss only when it left none (an upper bound: it includes this script)."""
+    for p in (output, report):
+        if os.path.exists(p):
+            os.remove(p)
     t0 = time.perf_counter()
     pid = os.fork()
     if pid == 0:
         devnull = os.open(os.devnull, os.O_RDWR)
-        os.dup2(devnull, 1)
+        fd = os.open(report, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(fd, 1)
         os.dup2(devnull, 2)
-        if env:
-            os.environ.update(env)
         os.execv(cmd[0], cmd)
     _, status, usage = os.wait4(pid, 0)
     wall = time.perf_counter() - t0
-    return status == 0, wall, usage.ru_maxrss * 1024
+    peak = None
+    try:
+        text = open(report).read()
+    except OSError:
+        text = ""
+    lines = [line for line in text.splitlines() if line.strip()]
+    for doc_text in (text, lines[-1] if lines else ""):
+        try:
+            doc = json.loads(doc_text)
+        except ValueError:
+            continue
+        if isinstance(doc, dict):
+            peak = doc.get("peak_rss_bytes") or (doc.get("peak_rss_kb") or 0) * 1024 or None
+            break
+    return status == 0, wall, peak or usage.ru_maxrss * 1024
 
 
 def normalise(path, job):
@@ -103,8 +129,9 @@ def main():
     py = sys.executable
     out = {k: os.path.join(tmp, f"out-{k}.csv") for k in ("flowengine", "duckdb", "polars", "gnu-sort")}
 
+    report = {k: os.path.join(tmp, f"report-{k}.json") for k in out}
     fe = [FE, "run", os.path.join(ROOT, f"examples/bench/{job}.yaml"), "--var", f"In={src}",
-          "--var", f"Out={out['flowengine']}", "--memory-limit", f"{limit}MiB", "-q"]
+          "--var", f"Out={out['flowengine']}", "--memory-limit", f"{limit}MiB", "-q", "--json"]
     if job == "lookup":
         fe += ["--var", f"Segments={side}"]
 
@@ -112,12 +139,12 @@ def main():
         q = DUCK[job].format(src=src, side=side, cols=COLUMNS)
         code = (f"import duckdb; c = duckdb.connect(); c.sql(\"SET memory_limit='{mb}MB'\"); "
                 f"c.sql(\"SET temp_directory='{tmp}/duck.tmp'\"); "
-                f"c.sql(\"\"\"COPY ({q}) TO '{out['duckdb']}' (HEADER, DELIMITER ',')\"\"\")")
+                f"c.sql(\"\"\"COPY ({q}) TO '{out['duckdb']}' (HEADER, DELIMITER ',')\"\"\")" + HWM)
         return [py, "-c", code]
 
     duck_mb, attempts = limit, []
     while True:
-        ok, wall, rss = run_rss(duck(duck_mb), out["duckdb"])
+        ok, wall, rss = run_rss(duck(duck_mb), out["duckdb"], report["duckdb"])
         attempts.append({"memory_limit_mb": duck_mb, "completed": ok, "seconds": wall, "peak_rss_bytes": rss})
         if ok or duck_mb >= 16384:
             break
@@ -126,12 +153,14 @@ def main():
         "flowengine": fe,
         "duckdb": duck(duck_mb),
         "polars": [py, "-c", "import sys, polars as pl; src, out, side = sys.argv[1:4]; "
-                   + POLARS[job].format(schema=PL_SCHEMA), src, out["polars"], side],
+                   + POLARS[job].format(schema=PL_SCHEMA) + HWM, src, out["polars"], side],
     }
     if job == "sort":
-        tools["gnu-sort"] = ["/bin/bash", "-c",
-                             f"(head -n1 '{src}'; tail -n +2 '{src}' | LC_ALL=C sort -t, -S {limit}M "
-                             f"-k6,6gr -k1,1n) > '{out['gnu-sort']}'"]
+        script = (f"(head -n1 '{src}'; tail -n +2 '{src}' | LC_ALL=C sort -t, -S {limit}M "
+                  f"-k6,6gr -k1,1n) > '{out['gnu-sort']}'")
+        # GNU time reports the largest RSS among the shell and what it ran (sort).
+        tools["gnu-sort"] = ([GNU_TIME, "-f", '{"peak_rss_kb": %M}', "-o", report["gnu-sort"], "/bin/bash", "-c", script]
+                             if os.access(GNU_TIME, os.X_OK) else ["/bin/bash", "-c", script])
     times = {k: [] for k in tools}
     rss = {k: 0 for k in tools}
     failed = set()
@@ -139,7 +168,7 @@ def main():
         for k, cmd in tools.items():
             if k in failed:
                 continue
-            ok, wall, peak = run_rss(cmd, out[k])
+            ok, wall, peak = run_rss(cmd, out[k], report[k])
             if not ok:
                 failed.add(k)
                 continue

@@ -1492,6 +1492,14 @@ impl Level {
                 self.mem[p].push((i as u32, g));
             }
         }
+        // The folds go partition by partition, so each reads its column in a scattered
+        // order: bring the columns near first (see `Column::warm`).
+        for spec in &plan.aggs {
+            let c = if states { spec.state_col } else { spec.col };
+            if c < chunk.schema().fields().len() {
+                chunk.column(c).warm();
+            }
+        }
         for p in 0..PARTITIONS {
             if self.mem[p].is_empty() {
                 continue;

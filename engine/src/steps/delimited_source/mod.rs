@@ -852,10 +852,15 @@ impl RawChunk {
     /// Ends the field whose bytes were just appended to `data`. `data` stays below 4 GiB:
     /// the reader stage flushes at [`RAW_CHUNK_BYTES`] and a record is at most
     /// [`MAX_MAX_RECORD_BYTES`]; [`parse_chunk`] checks its input's length.
+    ///
+    /// Every field is followed in `data` by one separator byte (at its end offset), so a
+    /// record without quoted fields is copied as it stands: its bytes, delimiters included,
+    /// and one byte for its terminator.
     #[inline]
     fn end_field(&mut self) {
         debug_assert!(self.data.len() <= u32::MAX as usize);
         self.field_ends.push(self.data.len() as u32);
+        self.data.push(b'\n');
     }
 
     fn end_record(&mut self, line: u64) {
@@ -876,7 +881,7 @@ impl RawChunk {
     fn record<'a>(&'a self, r: usize, text: Option<&'a str>) -> RawRec<'a> {
         let first = if r == 0 { 0 } else { self.record_ends[r - 1] as usize };
         let ends = &self.field_ends[first..self.record_ends[r] as usize];
-        let start = if first == 0 { 0 } else { self.field_ends[first - 1] };
+        let start = if first == 0 { 0 } else { self.field_ends[first - 1] + 1 };
         RawRec {
             data: &self.data,
             text,
@@ -904,7 +909,11 @@ impl<'a> RawRec<'a> {
     #[inline]
     fn get(&self, i: usize) -> Option<&'a [u8]> {
         let end = *self.ends.get(i)? as usize;
-        let start = if i == 0 { self.start as usize } else { self.ends[i - 1] as usize };
+        let start = if i == 0 {
+            self.start as usize
+        } else {
+            self.ends[i - 1] as usize + 1
+        };
         Some(&self.data[start..end])
     }
 
@@ -912,7 +921,11 @@ impl<'a> RawRec<'a> {
     #[inline]
     fn get_str(&self, i: usize) -> Option<Result<&'a str, String>> {
         let end = *self.ends.get(i)? as usize;
-        let start = if i == 0 { self.start as usize } else { self.ends[i - 1] as usize };
+        let start = if i == 0 {
+            self.start as usize
+        } else {
+            self.ends[i - 1] as usize + 1
+        };
         if let Some(t) = self.text.and_then(|t| t.get(start..end)) {
             return Some(Ok(t));
         }
@@ -1403,9 +1416,56 @@ impl<R: Read> Splitter<R> {
         }
     }
 
+    /// The common case, fast: a record from buffer index `start` with no quoted field and
+    /// whole in the buffer (or ended by the end of the input). Appends it — its bytes in one
+    /// copy, each field's end — and returns where it ends; `None`, with nothing appended,
+    /// sends the record to the general [`Splitter::scan`]. A quote only matters at the start
+    /// of a field (inside an unquoted field it is data), so only field starts are checked.
+    #[inline]
+    fn scan_plain(&self, out: &mut RawChunk, start: usize) -> Option<usize> {
+        let buf = &self.buf[..self.end];
+        let (quote, delim) = (self.quote, self.delim);
+        if buf[start] == quote {
+            return None;
+        }
+        let base = out.data.len();
+        let fields0 = out.field_ends.len();
+        let mut end = None;
+        for at in Structural::new(buf, start, delim) {
+            out.field_ends.push((base + at - start) as u32);
+            if buf[at] != delim {
+                end = Some(at);
+                break;
+            }
+            if buf.get(at + 1) == Some(&quote) {
+                out.field_ends.truncate(fields0);
+                return None;
+            }
+        }
+        let end = match end {
+            Some(at) => at,
+            None if self.eof => {
+                // The input ends inside the last field (after a delimiter: an empty one).
+                out.field_ends.push((base + buf.len() - start) as u32);
+                buf.len()
+            }
+            None => {
+                out.field_ends.truncate(fields0);
+                return None;
+            }
+        };
+        debug_assert!(base + end - start < u32::MAX as usize);
+        out.data.extend_from_slice(&buf[start..end]);
+        out.data.push(b'\n');
+        Some(end)
+    }
+
     /// Scans one record from buffer index `i` (not a terminator) into `out`.
     #[inline]
     fn scan(&self, out: &mut RawChunk, mut i: usize, mut line: u64) -> Scan {
+        if let Some(pos) = self.scan_plain(out, i) {
+            return Scan::Done { pos, line, spanned: None };
+        }
         let buf = &self.buf[..self.end];
         let n = buf.len();
         let (eof, quote, delim) = (self.eof, self.quote, self.delim);
@@ -1500,6 +1560,85 @@ impl<R: Read> Splitter<R> {
                 continue;
             }
             return Scan::Done { pos: i, line, spanned };
+        }
+    }
+}
+
+/// The positions of the delimiter, `\n` and `\r` in `buf` from `pos` on, eight bytes at a
+/// time (a word-wide test for equal bytes, exact: no carries between bytes), then byte by
+/// byte for the last few.
+struct Structural<'a> {
+    buf: &'a [u8],
+    /// Start of the word `mask` describes.
+    pos: usize,
+    /// Bit `8i + 7` set when byte `pos + i` is structural.
+    mask: u64,
+    delim: u64,
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+
+impl<'a> Structural<'a> {
+    fn new(buf: &'a [u8], pos: usize, delim: u8) -> Self {
+        let mut s = Structural {
+            buf,
+            pos,
+            mask: 0,
+            delim: u64::from(delim) * ONES,
+        };
+        s.mask = s.word_mask();
+        s
+    }
+
+    /// High bit of each zero byte of `t`.
+    #[inline(always)]
+    fn zero_bytes(t: u64) -> u64 {
+        !(((t & LOW7).wrapping_add(LOW7)) | t | LOW7)
+    }
+
+    /// The mask of the word at `pos` (0 past the last whole word).
+    #[inline(always)]
+    fn word_mask(&self) -> u64 {
+        let Some(bytes) = self.buf.get(self.pos..self.pos + 8) else {
+            return 0;
+        };
+        let mut a = [0u8; 8];
+        a.copy_from_slice(bytes);
+        let w = u64::from_le_bytes(a);
+        Self::zero_bytes(w ^ self.delim) | Self::zero_bytes(w ^ (u64::from(b'\n') * ONES)) | Self::zero_bytes(w ^ (u64::from(b'\r') * ONES))
+    }
+}
+
+impl Iterator for Structural<'_> {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        loop {
+            if self.mask != 0 {
+                let at = self.pos + (self.mask.trailing_zeros() / 8) as usize;
+                self.mask &= self.mask - 1;
+                return Some(at);
+            }
+            if self.pos + 8 <= self.buf.len() {
+                self.pos += 8;
+                self.mask = self.word_mask();
+                if self.pos + 8 <= self.buf.len() {
+                    continue;
+                }
+            }
+            // Fewer than eight bytes left: one at a time.
+            let d = self.delim as u8;
+            while self.pos < self.buf.len() {
+                let at = self.pos;
+                self.pos += 1;
+                let b = self.buf[at];
+                if b == d || b == b'\n' || b == b'\r' {
+                    return Some(at);
+                }
+            }
+            return None;
         }
     }
 }
@@ -1647,9 +1786,12 @@ fn parse_raw(
     mut on_malformed: impl FnMut(Bad<'_>, usize, u64, String, String) -> Result<()>,
 ) -> Result<(Vec<Column>, Vec<u64>)> {
     let n = raw.len();
+    let text = std::str::from_utf8(&raw.data).ok();
+    if let Some(done) = parse_columns(raw, text, fields, indices, expected) {
+        return Ok(done);
+    }
     let mut columns: Vec<Column> = fields.iter().map(|f| Column::with_capacity(f.data_type, n)).collect();
     let mut lines: Vec<u64> = Vec::with_capacity(n);
-    let text = std::str::from_utf8(&raw.data).ok();
     let mut refused = raw.rejects.iter().peekable();
     for r in 0..n {
         while let Some((_, rej)) = refused.next_if(|(before, _)| *before <= r) {
@@ -1671,6 +1813,49 @@ fn parse_raw(
         on_malformed(Bad::Raw(rej), lines.len(), rej.line, rej.field.clone(), rej.message.clone())?;
     }
     Ok((columns, lines))
+}
+
+/// The fast path of [`parse_raw`], column by column (one type dispatch per column, not per
+/// value), for a chunk that is valid UTF-8 with every record well formed: `None` at the
+/// first malformed record or value, and the row-by-row path parses the chunk again and
+/// says why. In valid UTF-8 every field is valid UTF-8 too, since fields are separated by
+/// ASCII bytes.
+fn parse_columns(
+    raw: &RawChunk,
+    text: Option<&str>,
+    fields: &[Field],
+    indices: &[usize],
+    expected: Option<usize>,
+) -> Option<(Vec<Column>, Vec<u64>)> {
+    let text = text?;
+    if !raw.rejects.is_empty() {
+        return None;
+    }
+    let n = raw.len();
+    let needed = indices.iter().max().map_or(0, |&m| m + 1);
+    let mut first = 0usize;
+    for &end in &raw.record_ends {
+        let count = end as usize - first;
+        if expected.is_some_and(|e| count != e) || count < needed {
+            return None;
+        }
+        first = end as usize;
+    }
+    let starts = |r: usize| if r == 0 { 0 } else { raw.record_ends[r - 1] as usize };
+    let mut columns = Vec::with_capacity(fields.len());
+    for (f, &idx) in fields.iter().zip(indices) {
+        let mut col = Column::with_capacity(f.data_type, n);
+        let values = (0..n).map(|r| {
+            let k = starts(r) + idx;
+            let start = if k == 0 { 0 } else { raw.field_ends[k - 1] as usize + 1 };
+            &text[start..raw.field_ends[k] as usize]
+        });
+        if !col.extend_parsed(values, f.nullable) {
+            return None;
+        }
+        columns.push(col);
+    }
+    Some((columns, raw.lines.clone()))
 }
 
 /// Parses one record into the columns. On error returns (field, reason); the caller
@@ -1769,6 +1954,19 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+        /// The word-at-a-time scan finds exactly the delimiters and line ends a byte loop
+        /// finds, from any start (bytes with the high bit set included: no false matches).
+        #[test]
+        fn structural_finds_what_a_byte_loop_finds(
+            buf in proptest::collection::vec(prop_oneof![Just(b';'), Just(b'\n'), Just(b'\r'), Just(b'a'), Just(0x80u8), Just(0xbb), Just(0u8), any::<u8>()], 0..70),
+            start in 0usize..70,
+        ) {
+            let start = start.min(buf.len());
+            let want: Vec<usize> = (start..buf.len()).filter(|&i| matches!(buf[i], b';' | b'\n' | b'\r')).collect();
+            let got: Vec<usize> = Structural::new(&buf, start, b';').collect();
+            prop_assert_eq!(got, want);
+        }
 
         /// On input without an unterminated quote, the splitter and the `csv` crate agree on
         /// every record and field, and on lines (for `\n` line ends and no blank lines).
