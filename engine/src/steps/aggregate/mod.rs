@@ -46,9 +46,21 @@
 //!   memory or wholly on disk. At the end it emits the groups in memory, then reads back
 //!   each spilled partition (states, then rows) into a fresh table, re-partitioning with
 //!   another hash seed when one still does not fit, at most 5 levels deep (then a resources
-//!   error: in practice one group's `count_distinct` set larger than the share). Partial
-//!   states keep each group's values in input order, so float sums and first-seen ties
-//!   are the same whether the step spilled or not.
+//!   error: one chunk's new groups larger than the share). Partial states keep each group's
+//!   values in input order, so float sums and first-seen ties are the same whether the step
+//!   spilled or not.
+//! - **`count_distinct` of a large group.** Re-partitioning by group cannot shrink one
+//!   group's set of distinct values, so a spilled partition that held fewer than 32 groups
+//!   when it spilled, or that spilled again after a re-partitioning, is read back *split by
+//!   value*: each distinct value goes to one of 32 files by the hash of (group, aggregate,
+//!   value) — so each (group, value) pair lands in exactly one file —, and the groups' other
+//!   partial states and the input rows go, in order, to two base files. Each value file is
+//!   aggregated on its own (and may spill and split again, with another seed) into
+//!   per-group partial counts; the base files are then aggregated with those counts, which
+//!   sum to each group's exact count, while count, sum, min, max and avg merge as partial
+//!   states as above. Results are the same as in memory, and one group's distinct set need
+//!   not fit: each split divides it by 32. The split's 34 open files' write buffers are
+//!   reserved from the step's share.
 //! - **Emits** nothing until its input ends, then one row per group in chunks of
 //!   `ChunkSize` rows (default `Settings.Engine.ChunkSize`), without source line numbers.
 
@@ -368,7 +380,13 @@ impl AggregateConfig {
                     state_fields.push(sf("sum", DataType::Float64));
                     state_fields.push(sf("n", DataType::Int64));
                 }
-                Kind::Ext | Kind::Distinct => state_fields.push(sf("v", ty)),
+                Kind::Ext => state_fields.push(sf("v", ty)),
+                // One distinct value (a value row), or a partial count of values counted
+                // elsewhere (a group row): never both.
+                Kind::Distinct => {
+                    state_fields.push(sf("v", ty));
+                    state_fields.push(sf("n", DataType::Int64));
+                }
             }
             aggs.push(AggSpec {
                 function: a.function,
@@ -408,13 +426,14 @@ impl AggregateConfig {
         let plan = Arc::new(self.plan(&input, ctx.name)?);
         let reservation = ctx.memory.pool.register(ctx.name, None, true);
         Ok(StepRuntime::Transform(vec![Box::new(AggregateTransform {
-            level: Some(Level::new(0)),
+            level: Some(Level::new(0, false)),
             env: Env {
                 plan,
                 reservation,
                 spill: Arc::clone(&ctx.memory.spill),
                 cancel: CancelToken::new(),
                 writer_buffer: 0,
+                outside: 0,
             },
             memory: ctx.memory.clone(),
         })]))
@@ -474,8 +493,8 @@ impl AggSpec {
             Kind::SumDec => 25,
             Kind::SumF64 => 16,
             Kind::Ext => ext_slot_bytes(self.ty) + if self.ty == DataType::String { 32 } else { 0 },
-            // The count, plus one set entry (gid + value) per group at least.
-            Kind::Distinct => 8 + 8 + 4 + 1 + value_width(self.ty) + ALLOC_OVERHEAD + 2 * SET_SLOT,
+            // The counts, plus one set entry (gid + value) per group at least.
+            Kind::Distinct => 8 + 8 + 8 + 4 + 1 + value_width(self.ty) + ALLOC_OVERHEAD + 2 * SET_SLOT,
         }
     }
 }
@@ -510,6 +529,9 @@ const PARTITION_BITS: u32 = 5;
 const PARTITIONS: usize = 1 << PARTITION_BITS;
 /// Re-partitioning levels before the step gives up.
 const MAX_DEPTH: u32 = 5;
+/// A spilled partition of fewer groups than this splits its `count_distinct` values by
+/// (group, value) when read back, rather than re-partitioning by group (see [`split`]).
+const SPLIT_GROUPS: usize = PARTITIONS;
 /// Heap allocator's overhead per allocation (an estimate).
 const ALLOC_OVERHEAD: usize = 16;
 /// Bytes per slot of a group table (`Box<[u8]>` + `u32`, control byte, 7/8 load).
@@ -915,10 +937,13 @@ enum Acc {
         max: bool,
         vals: ExtVals,
     },
-    /// The distinct values of every group: keys `hash, group id, encoded value`.
+    /// The distinct values of every group: keys `hash, group id, encoded value`; `n` counts
+    /// a group's values in the set, `carried` the partial counts folded in from partial
+    /// states (values counted elsewhere, disjoint from the set's: see [`split`]).
     Distinct {
         set: HashSet<Box<[u8]>, PreHashedState>,
         n: Vec<i64>,
+        carried: Vec<i64>,
     },
 }
 
@@ -949,6 +974,7 @@ impl Acc {
             Kind::Distinct => Acc::Distinct {
                 set: HashSet::default(),
                 n: Vec::new(),
+                carried: Vec::new(),
             },
         }
     }
@@ -970,7 +996,10 @@ impl Acc {
                 n.push(0);
             }
             Acc::Ext { vals, .. } => vals.push_none(),
-            Acc::Distinct { n, .. } => n.push(0),
+            Acc::Distinct { n, carried, .. } => {
+                n.push(0);
+                carried.push(0);
+            }
         }
     }
 
@@ -982,7 +1011,7 @@ impl Acc {
             Acc::SumDec { sum, scale, n } => sum.capacity() * 16 + scale.capacity() + n.capacity() * 8,
             Acc::SumF64 { sum, n } => sum.capacity() * 8 + n.capacity() * 8,
             Acc::Ext { vals, .. } => vals.bytes(),
-            Acc::Distinct { set, n } => set.capacity() * SET_SLOT + n.capacity() * 8,
+            Acc::Distinct { set, n, carried } => set.capacity() * SET_SLOT + (n.capacity() + carried.capacity()) * 8,
         }
     }
 }
@@ -1031,6 +1060,17 @@ fn avg_decimal(sum: i128, scale: u32, n: i64) -> Option<Decimal> {
     }
     let m = m as i128;
     Decimal::try_from_i128_with_scale(if sum < 0 { -m } else { m }, scale + extra)
+}
+
+/// What a partial-state row of a group carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StateRow {
+    /// The group's states; its distinct values go in value rows of their own (a dump).
+    Group,
+    /// The group's states with its distinct values counted (no value rows follow).
+    Counted,
+    /// Nothing: the other aggregates of a value row.
+    Empty,
 }
 
 /// The groups of one partition: key → group id, and each aggregate's states.
@@ -1253,8 +1293,19 @@ impl Table {
                 let delta = vals.update(col, pairs, *max)?;
                 *heap = heap.saturating_add_signed(delta);
             }
-            (Acc::Distinct { set, n }, states) => {
+            (Acc::Distinct { set, n, carried }, states) => {
                 let col = chunk.column(if states { spec.state_col } else { spec.col });
+                if states {
+                    let counts = chunk.column(spec.state_col + 1);
+                    let ColumnData::Int64(c) = counts.data() else {
+                        return Err(internal());
+                    };
+                    for &(r, g) in pairs {
+                        if !counts.is_null(r as usize) {
+                            carried[g as usize] += c[r as usize];
+                        }
+                    }
+                }
                 let mut buf = Vec::with_capacity(32);
                 for &(r, g) in pairs {
                     let r = r as usize;
@@ -1282,7 +1333,8 @@ impl Table {
     fn push_result(&self, plan: &Plan, a: usize, g: usize, col: &mut Column) -> Result<()> {
         let spec = &plan.aggs[a];
         let v = match &self.accs[a] {
-            Acc::Count(n) | Acc::Distinct { n, .. } => Value::Int64(n[g]),
+            Acc::Count(n) => Value::Int64(n[g]),
+            Acc::Distinct { n, carried, .. } => Value::Int64(n[g] + carried[g]),
             Acc::SumInt { sum, n } => match (n[g], spec.function) {
                 (0, _) => Value::Null,
                 (_, AggFunction::Sum) => Value::Int64(i64::try_from(sum[g]).map_err(|_| self.overflow(plan, a, g as u32))?),
@@ -1307,9 +1359,10 @@ impl Table {
         col.push_value(&v).map_err(Error::Internal)
     }
 
-    /// Appends group `g`'s partial state of aggregate `a` (`empty`: no contribution) to the
-    /// state columns.
-    fn push_state(&self, a: usize, g: usize, cols: &mut [Column], at: usize, empty: bool) -> Result<()> {
+    /// Appends group `g`'s partial state of aggregate `a` to the state columns, as `row`
+    /// says.
+    fn push_state(&self, a: usize, g: usize, cols: &mut [Column], at: usize, row: StateRow) -> Result<()> {
+        let empty = row == StateRow::Empty;
         let int = |c: &mut Column, v: i64| c.push_value(&Value::Int64(v)).map_err(Error::Internal);
         let (n, val): (i64, Value) = match &self.accs[a] {
             Acc::Count(n) => return int(&mut cols[at], if empty { 0 } else { n[g] }),
@@ -1329,9 +1382,14 @@ impl Table {
                 }
                 return vals.push_to(g, &mut cols[at]);
             }
-            Acc::Distinct { .. } => {
+            Acc::Distinct { n, carried, .. } => {
                 cols[at].push_null();
-                return Ok(());
+                let count = match row {
+                    StateRow::Empty => 0,
+                    StateRow::Group => carried[g],
+                    StateRow::Counted => n[g] + carried[g],
+                };
+                return int(&mut cols[at + 1], count);
             }
         };
         if empty || n == 0 {
@@ -1355,6 +1413,9 @@ struct Env {
     cancel: CancelToken,
     /// Write buffer of each open spill file (set at the first spill).
     writer_buffer: usize,
+    /// Bytes reserved besides what the level at work holds: the write buffers of the splits
+    /// it runs inside (see [`split`]).
+    outside: usize,
 }
 
 impl Env {
@@ -1364,6 +1425,26 @@ impl Env {
         }
         Ok(())
     }
+
+    fn buffer(&self) -> usize {
+        self.writer_buffer.max(4 << 10)
+    }
+
+    fn finish_writer(&self, w: SpillWriter) -> Result<SpillFile> {
+        let file = w.finish()?;
+        self.reservation.stats().record_spill(file.bytes(), file.rows());
+        Ok(file)
+    }
+}
+
+/// What a level's groups become at its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Out {
+    /// Output rows: the groups' final values.
+    Final,
+    /// Partial states, one row per group with its distinct values counted (what a split's
+    /// value files give back: see [`split`]).
+    Counted,
 }
 
 #[derive(Default)]
@@ -1371,6 +1452,8 @@ struct Part {
     /// The partition's groups, while it is in memory.
     table: Option<Table>,
     spilled: bool,
+    /// Groups the table held when it spilled.
+    spilled_groups: usize,
     /// Partial states of the partition's groups (the dump, then states routed here).
     states: Option<SpillWriter>,
     /// Input rows routed here after the partition spilled.
@@ -1381,6 +1464,9 @@ struct Part {
 /// back.
 struct Level {
     depth: u32,
+    /// Input rows' `count_distinct` values are counted elsewhere, not here: the base rows of
+    /// a split (see [`split`]), and everything re-partitioned from them.
+    skip_distinct: bool,
     parts: Vec<Part>,
     keybuf: Vec<u8>,
     offsets: Vec<usize>,
@@ -1389,9 +1475,10 @@ struct Level {
 }
 
 impl Level {
-    fn new(depth: u32) -> Level {
+    fn new(depth: u32, skip_distinct: bool) -> Level {
         Level {
             depth,
+            skip_distinct,
             parts: (0..PARTITIONS).map(|_| Part::default()).collect(),
             keybuf: Vec::new(),
             offsets: Vec::new(),
@@ -1401,13 +1488,15 @@ impl Level {
     }
 
     fn held(&self, env: &Env) -> usize {
-        self.parts
-            .iter()
-            .map(|p| {
-                p.table.as_ref().map_or(0, Table::bytes)
-                    + (usize::from(p.states.is_some()) + usize::from(p.rows.is_some())) * env.writer_buffer
-            })
-            .sum()
+        env.outside
+            + self
+                .parts
+                .iter()
+                .map(|p| {
+                    p.table.as_ref().map_or(0, Table::bytes)
+                        + (usize::from(p.states.is_some()) + usize::from(p.rows.is_some())) * env.writer_buffer
+                })
+                .sum::<usize>()
     }
 
     /// Makes the reservation hold what the tables hold plus `extra` (room for the groups
@@ -1447,8 +1536,9 @@ impl Level {
         }
         let table = self.parts[p].table.take().unwrap_or_else(|| Table::new(&env.plan));
         self.parts[p].spilled = true;
+        self.parts[p].spilled_groups = table.groups();
         let mut w = env.spill.create_with_buffer(&env.plan.name, env.writer_buffer)?;
-        dump(env, &table, &mut w)?;
+        dump(env, &table, false, &mut |c| w.write(&c))?;
         self.parts[p].states = Some(w);
         Ok(true)
     }
@@ -1500,12 +1590,16 @@ impl Level {
                 chunk.column(c).warm();
             }
         }
+        let skip_distinct = !states && self.skip_distinct;
         for p in 0..PARTITIONS {
             if self.mem[p].is_empty() {
                 continue;
             }
             let Some(table) = self.parts[p].table.as_mut() else { continue };
-            for a in 0..plan.aggs.len() {
+            for (a, spec) in plan.aggs.iter().enumerate() {
+                if skip_distinct && spec.kind == Kind::Distinct {
+                    continue;
+                }
                 table.fold(&plan, a, chunk, &self.mem[p], states)?;
             }
         }
@@ -1516,7 +1610,7 @@ impl Level {
             let part = &mut self.parts[p];
             let slot = if states { &mut part.states } else { &mut part.rows };
             if slot.is_none() {
-                *slot = Some(env.spill.create_with_buffer(&plan.name, env.writer_buffer.max(4 << 10))?);
+                *slot = Some(env.spill.create_with_buffer(&plan.name, env.buffer())?);
             }
             let routed = gather(
                 chunk.schema(),
@@ -1530,49 +1624,55 @@ impl Level {
         self.reserve(env, 0)
     }
 
-    /// Emits every group of this level: the partitions in memory, then each spilled
-    /// partition read back one at a time (a level deeper).
-    fn finish(mut self, env: &mut Env, sink: &mut dyn FnMut(Chunk) -> Result<()>) -> Result<()> {
+    /// Emits every group of this level (as `out` says): the partitions in memory, then each
+    /// spilled partition read back one at a time (a level deeper, or split).
+    fn finish(mut self, env: &mut Env, out: Out, sink: &mut dyn FnMut(Chunk) -> Result<()>) -> Result<()> {
         for p in 0..PARTITIONS {
             if let Some(table) = self.parts[p].table.take() {
-                emit(env, &table, sink)?;
+                match out {
+                    Out::Final => emit(env, &table, sink)?,
+                    Out::Counted => dump(env, &table, true, sink)?,
+                }
                 drop(table);
                 let held = self.held(env);
                 env.reservation.resize(held)?;
             }
         }
-        let mut spilled: Vec<(Option<SpillFile>, Option<SpillFile>)> = Vec::new();
+        let mut spilled: Vec<(Option<SpillFile>, Option<SpillFile>, usize)> = Vec::new();
         for part in &mut self.parts {
             if !part.spilled {
                 continue;
             }
-            let mut files = (None, None);
-            for (w, f) in [(part.states.take(), &mut files.0), (part.rows.take(), &mut files.1)] {
-                if let Some(w) = w {
-                    let file = w.finish()?;
-                    env.reservation.stats().record_spill(file.bytes(), file.rows());
-                    *f = Some(file);
-                }
-            }
-            spilled.push(files);
+            let states = part.states.take().map(|w| env.finish_writer(w)).transpose()?;
+            let rows = part.rows.take().map(|w| env.finish_writer(w)).transpose()?;
+            spilled.push((states, rows, part.spilled_groups));
         }
         let depth = self.depth + 1;
+        let skip_distinct = self.skip_distinct;
         drop(self);
-        env.reservation.resize(0)?;
+        env.reservation.resize(env.outside)?;
         let plan = Arc::clone(&env.plan);
-        for (states, rows) in spilled {
+        let has_distinct = plan.aggs.iter().any(|a| a.kind == Kind::Distinct);
+        for (states, rows, groups) in spilled {
             env.check_cancel()?;
             if depth > MAX_DEPTH {
                 return Err(Error::ResourcesExhausted {
                     step: plan.name.clone(),
                     message: format!(
                         "a partition of the groups still does not fit in the step's memory share after {MAX_DEPTH} re-partitionings \
-                         (one group's count_distinct set, or one chunk's groups, is larger than the share); raise Settings.Memory.Limit \
+                         (one chunk's new groups, or one group's min/max strings, are larger than the share); raise Settings.Memory.Limit \
                          (or --memory-limit) or SpillThreshold, or lower ChunkSize"
                     ),
                 });
             }
-            let mut child = Level::new(depth);
+            // Re-partitioning by group cannot shrink one group's distinct set: when the
+            // partition had few groups, or spilled again after a re-partitioning, split
+            // its distinct values by (group, value) instead.
+            if has_distinct && !skip_distinct && (groups < SPLIT_GROUPS || depth >= 2) {
+                split(env, depth, states, rows, out, sink)?;
+                continue;
+            }
+            let mut child = Level::new(depth, skip_distinct);
             for (file, is_states) in [(states, true), (rows, false)] {
                 let Some(file) = file else { continue };
                 let schema = if is_states { &plan.states_schema } else { &plan.rows_schema };
@@ -1581,15 +1681,181 @@ impl Level {
                     child.add(env, &Arc::new(c), is_states)?;
                 }
             }
-            child.finish(env, sink)?;
+            child.finish(env, out, sink)?;
         }
         Ok(())
     }
 }
 
-/// Writes a table's groups as partial states: one row per group, then one row per distinct
-/// value of each `count_distinct` (its other states empty).
-fn dump(env: &Env, table: &Table, w: &mut SpillWriter) -> Result<()> {
+/// The partition at `depth` of the pair (group of row `i`, value of aggregate `a` in
+/// `value`): the group columns lead both the rows and the states schemas.
+fn pair_partition(keys: usize, chunk: &Chunk, i: usize, a: usize, value: &Column, depth: u32, buf: &mut Vec<u8>) -> usize {
+    buf.clear();
+    for c in 0..keys {
+        encode_value(chunk.column(c), i, buf);
+    }
+    buf.extend_from_slice(&(a as u32).to_le_bytes());
+    encode_value(value, i, buf);
+    partition(hash_bytes(buf), depth)
+}
+
+/// Value rows (states schema) for rows `picks` of input rows `chunk`: each row's group and
+/// its value of `count_distinct` aggregate `a`, every other state empty.
+fn value_rows(plan: &Plan, chunk: &Chunk, a: usize, picks: &[u32]) -> Result<Chunk> {
+    let n = picks.len();
+    let pick = |c: usize| {
+        let col = chunk.column(c);
+        let p: Vec<(&Column, usize)> = picks.iter().map(|&r| (&**col, r as usize)).collect();
+        Column::gather(col.data_type(), &p)
+    };
+    let same = |t: DataType, v: &Value| Column::repeat(t, v, n).map_err(Error::Internal);
+    let zero = || same(DataType::Int64, &Value::Int64(0));
+    let mut cols: Vec<Column> = (0..plan.keys()).map(pick).collect();
+    for (b, spec) in plan.aggs.iter().enumerate() {
+        match spec.kind {
+            Kind::CountAll | Kind::CountCol => cols.push(zero()?),
+            Kind::SumInt | Kind::SumDec => {
+                cols.push(same(DataType::Decimal, &Value::Null)?);
+                cols.push(zero()?);
+            }
+            Kind::SumF64 => {
+                cols.push(same(DataType::Float64, &Value::Null)?);
+                cols.push(zero()?);
+            }
+            Kind::Ext => cols.push(same(spec.ty, &Value::Null)?),
+            Kind::Distinct => {
+                cols.push(if b == a { pick(spec.col) } else { same(spec.ty, &Value::Null)? });
+                cols.push(zero()?);
+            }
+        }
+    }
+    Ok(Chunk::from_columns(Arc::clone(&plan.states_schema), cols, Vec::new()))
+}
+
+/// Reads back a spilled partition by splitting its `count_distinct` values, so that one
+/// group's distinct set never has to fit in memory whole:
+/// 1. every distinct value — a value row of the partial states, or a non-null
+///    `count_distinct` value of an input row — goes to one of [`PARTITIONS`] value files by
+///    the hash of (group, aggregate, value), so each (group, value) pair lands in exactly one
+///    file; everything else goes, in order, to two base files: the groups' other partial
+///    states, and the input rows as they are;
+/// 2. each value file is aggregated on its own (a level of its own, which may spill and
+///    split again), and gives back one row per group with the distinct values it holds
+///    counted, appended to the base states;
+/// 3. the base files are aggregated with input rows' `count_distinct` values skipped (step 2
+///    counted them): a group's count is the sum of its counts over the value files, and its
+///    other states fold in input order as without a split.
+fn split(
+    env: &mut Env,
+    depth: u32,
+    states: Option<SpillFile>,
+    rows: Option<SpillFile>,
+    out: Out,
+    sink: &mut dyn FnMut(Chunk) -> Result<()>,
+) -> Result<()> {
+    let plan = Arc::clone(&env.plan);
+    let keys = plan.keys();
+    let buffer = env.buffer();
+    // The value files and both base files are open at once.
+    env.outside += (PARTITIONS + 2) * buffer;
+    env.reservation.resize(env.outside)?;
+    let mut base_states = env.spill.create_with_buffer(&plan.name, buffer)?;
+    let mut base_rows: Option<SpillWriter> = None;
+    let mut values: Vec<Option<SpillWriter>> = (0..PARTITIONS).map(|_| None).collect();
+    let mut picks: Vec<Vec<u32>> = vec![Vec::new(); PARTITIONS];
+    let mut buf = Vec::new();
+    let distinct: Vec<(usize, &AggSpec)> = plan.aggs.iter().enumerate().filter(|(_, s)| s.kind == Kind::Distinct).collect();
+    let write_value = |values: &mut Vec<Option<SpillWriter>>, p: usize, c: &Chunk| -> Result<()> {
+        if values[p].is_none() {
+            values[p] = Some(env.spill.create_with_buffer(&plan.name, buffer)?);
+        }
+        values[p].as_mut().map_or(Ok(()), |w| w.write(c))
+    };
+    for (file, is_states) in [(states, true), (rows, false)] {
+        let Some(file) = file else { continue };
+        let schema = if is_states { &plan.states_schema } else { &plan.rows_schema };
+        let mut reader = file.reader_with_buffer(Arc::clone(schema), 64 << 10)?;
+        while let Some(chunk) = reader.next_chunk()? {
+            env.check_cancel()?;
+            if is_states {
+                // A states row is a group row (every distinct value null) or a value row.
+                picks.iter_mut().for_each(Vec::clear);
+                let mut base = Vec::new();
+                for i in 0..chunk.len() {
+                    let value = distinct.iter().find(|(_, s)| !chunk.column(s.state_col).is_null(i));
+                    match value {
+                        None => base.push(i),
+                        Some(&(a, s)) => {
+                            picks[pair_partition(keys, &chunk, i, a, chunk.column(s.state_col), depth, &mut buf)].push(i as u32);
+                        }
+                    }
+                }
+                if !base.is_empty() {
+                    base_states.write(&chunk.take(&base))?;
+                }
+                for (p, rows) in picks.iter().enumerate() {
+                    if !rows.is_empty() {
+                        let idx: Vec<usize> = rows.iter().map(|&r| r as usize).collect();
+                        write_value(&mut values, p, &chunk.take(&idx))?;
+                    }
+                }
+            } else {
+                if base_rows.is_none() {
+                    base_rows = Some(env.spill.create_with_buffer(&plan.name, buffer)?);
+                }
+                if let Some(w) = base_rows.as_mut() {
+                    w.write(&chunk)?;
+                }
+                for &(a, s) in &distinct {
+                    picks.iter_mut().for_each(Vec::clear);
+                    let col = chunk.column(s.col);
+                    for i in 0..chunk.len() {
+                        if !col.is_null(i) {
+                            picks[pair_partition(keys, &chunk, i, a, col, depth, &mut buf)].push(i as u32);
+                        }
+                    }
+                    for (p, rows) in picks.iter().enumerate() {
+                        if !rows.is_empty() {
+                            write_value(&mut values, p, &value_rows(&plan, &chunk, a, rows)?)?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let values: Vec<SpillFile> = values.into_iter().flatten().map(|w| env.finish_writer(w)).collect::<Result<_>>()?;
+    let base_rows = base_rows.map(|w| env.finish_writer(w)).transpose()?;
+    env.outside -= (PARTITIONS + 1) * buffer;
+    env.reservation.resize(env.outside)?;
+    for file in values {
+        env.check_cancel()?;
+        let mut child = Level::new(depth, false);
+        let mut reader = file.reader_with_buffer(Arc::clone(&plan.states_schema), 64 << 10)?;
+        while let Some(c) = reader.next_chunk()? {
+            child.add(env, &Arc::new(c), true)?;
+        }
+        drop(reader);
+        child.finish(env, Out::Counted, &mut |c| base_states.write(&c))?;
+    }
+    let base_states = env.finish_writer(base_states)?;
+    env.outside -= buffer;
+    env.reservation.resize(env.outside)?;
+    let mut child = Level::new(depth, true);
+    for (file, is_states) in [(Some(base_states), true), (base_rows, false)] {
+        let Some(file) = file else { continue };
+        let schema = if is_states { &plan.states_schema } else { &plan.rows_schema };
+        let mut reader = file.reader_with_buffer(Arc::clone(schema), 64 << 10)?;
+        while let Some(c) = reader.next_chunk()? {
+            child.add(env, &Arc::new(c), is_states)?;
+        }
+    }
+    child.finish(env, out, sink)
+}
+
+/// Writes a table's groups as partial states, one row per group, then (unless `counted`:
+/// the groups' rows then carry their distinct counts) one row per distinct value of each
+/// `count_distinct` (its other states empty).
+fn dump(env: &Env, table: &Table, counted: bool, write: &mut dyn FnMut(Chunk) -> Result<()>) -> Result<()> {
     let plan = &env.plan;
     let schema = &plan.states_schema;
     let new_cols = || -> Vec<Column> {
@@ -1605,24 +1871,28 @@ fn dump(env: &Env, table: &Table, w: &mut SpillWriter) -> Result<()> {
         if *n > 0 {
             env.check_cancel()?;
             let full = std::mem::replace(cols, new_cols());
-            w.write(&Chunk::from_columns(Arc::clone(schema), full, Vec::new()))?;
+            write(Chunk::from_columns(Arc::clone(schema), full, Vec::new()))?;
             *n = 0;
         }
         Ok(())
     };
     let limit = plan.chunk_size.min(4096);
+    let row = if counted { StateRow::Counted } else { StateRow::Group };
     for (key, &g) in &table.map {
         let mut pos = 8;
         for (c, &t) in plan.key_types.iter().enumerate() {
             decode_into(t, key, &mut pos, &mut cols[c])?;
         }
         for (a, spec) in plan.aggs.iter().enumerate() {
-            table.push_state(a, g as usize, &mut cols, spec.state_col, false)?;
+            table.push_state(a, g as usize, &mut cols, spec.state_col, row)?;
         }
         n += 1;
         if n >= limit {
             flush(&mut cols, &mut n)?;
         }
+    }
+    if counted {
+        return flush(&mut cols, &mut n);
     }
     let distinct = plan.aggs.iter().enumerate().filter(|(_, s)| s.kind == Kind::Distinct);
     let mut by_id: Option<Vec<&[u8]>> = None;
@@ -1641,8 +1911,9 @@ fn dump(env: &Env, table: &Table, w: &mut SpillWriter) -> Result<()> {
                 if b == a {
                     let mut pos = 12;
                     decode_into(spec.ty, v, &mut pos, &mut cols[spec.state_col])?;
+                    cols[spec.state_col + 1].push_value(&Value::Int64(0)).map_err(Error::Internal)?;
                 } else {
-                    table.push_state(b, g, &mut cols, other.state_col, true)?;
+                    table.push_state(b, g, &mut cols, other.state_col, StateRow::Empty)?;
                 }
             }
             n += 1;
@@ -1740,7 +2011,7 @@ impl Transform for AggregateTransform {
             level.parts[p].table.get_or_insert_with(|| Table::new(&plan)).group(&key);
         }
         if !plan.sort_by_group {
-            return level.finish(&mut self.env, &mut |c| out.emit(c));
+            return level.finish(&mut self.env, Out::Final, &mut |c| out.emit(c));
         }
         let keys = (0..plan.keys())
             .map(|column| SortKey {
@@ -1761,7 +2032,7 @@ impl Transform for AggregateTransform {
         );
         sorter.bind_cancel(&self.env.cancel);
         let mut scratch = Emitter::buffering(vec![OutputId::Main], Arc::new(StepMetrics::default()));
-        level.finish(&mut self.env, &mut |c| sorter.process(Arc::new(c), &mut scratch))?;
+        level.finish(&mut self.env, Out::Final, &mut |c| sorter.process(Arc::new(c), &mut scratch))?;
         self.env.reservation.free();
         sorter.finish(out)
     }

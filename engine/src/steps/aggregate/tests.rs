@@ -289,26 +289,99 @@ proptest! {
         let mem = run_agg(&cfg, &rows, chunk, memory(1 << 30, 0.8)).unwrap();
         prop_assert_eq!(mem.spill_rows, 0);
         prop_assert_eq!(sorted(mem.rows), want.clone());
-        // Without GroupBy there is one group, which cannot be split: its count_distinct sets
-        // must fit (see `one_groups_distinct_set_larger_than_the_share_is_a_resources_error`).
-        let budget = if keys == 0 { memory(4 << 20, 0.8) } else { memory(600_000, 0.05) };
-        let ext = run_agg(&cfg, &rows, chunk, budget).unwrap();
+        // Without GroupBy there is one group: its count_distinct sets spill split by value.
+        let ext = run_agg(&cfg, &rows, chunk, memory(600_000, 0.05)).unwrap();
         // Past a few hundred rows the small budget spills.
-        prop_assert!(keys == 0 || rows.len() < 600 || ext.spill_rows > 0, "{} rows, no spill", rows.len());
+        prop_assert!(rows.len() < 600 || ext.spill_rows > 0, "{} rows, no spill", rows.len());
+        prop_assert_eq!(sorted(ext.rows), want);
+    }
+
+    /// Few groups with many distinct values each, under a budget far below one group's
+    /// distinct sets: the sets spill split by (group, value), and the output is the
+    /// reference's.
+    #[test]
+    fn few_groups_with_many_distinct_values_spill_like_the_reference(
+        rows in few_groups_many_values(3000),
+        chunk in 1usize..300,
+        keys in prop_oneof![Just(0usize), Just(2), Just(3)],
+    ) {
+        let names: &[&str] = match keys { 0 => &[], 2 => &["k", "s"], _ => &["k", "s", "kd"] };
+        let cfg = config(names, all_aggregates(), 97);
+        let want = sorted(reference(&rows, keys));
+        let ext = run_agg(&cfg, &rows, chunk, memory(600_000, 0.02)).unwrap();
+        prop_assert!(rows.len() < 1000 || ext.spill_rows > 0, "{} rows, no spill", rows.len());
         prop_assert_eq!(sorted(ext.rows), want);
     }
 }
 
+/// Rows of at most a handful of groups (`k` 0..2, `s` "" or "a", `kd` 0 or 1), with `d` and
+/// `i` from wide ranges: mostly distinct values.
+fn few_groups_many_values(max_rows: usize) -> impl Strategy<Value = Vec<Row>> {
+    proptest::collection::vec(
+        (
+            proptest::option::weighted(0.95, 0i32..2),
+            proptest::option::weighted(0.95, "a{0,1}"),
+            proptest::option::weighted(0.95, (0i64..2, 0u32..2)),
+            proptest::option::weighted(0.9, (-200_000i64..200_000, 0u32..4)),
+            proptest::option::weighted(0.8, -20i32..20),
+            proptest::option::weighted(0.9, -1_000_000i64..1_000_000),
+        ),
+        0..max_rows,
+    )
+    .prop_map(|v| {
+        v.into_iter()
+            .map(|(k, s, kd, d, f, i)| Row {
+                k,
+                s,
+                kd: kd.map(|(m, sc)| Decimal::new(m * 10i64.pow(sc), sc)),
+                d: d.map(|(m, sc)| Decimal::new(m, sc)),
+                f: f.map(|x| f64::from(x) * 0.5),
+                i,
+            })
+            .collect()
+    })
+}
+
 #[test]
-fn one_groups_distinct_set_larger_than_the_share_is_a_resources_error() {
-    let rows = many_groups(20_000);
-    let cfg = config(&[], vec![agg(AggFunction::CountDistinct, Some("i"), "n")], 100);
-    let e = run_agg(&cfg, &rows, 100, memory(600_000, 0.2)).err().unwrap();
-    assert_eq!(e.kind(), "resources");
-    assert!(e.to_string().contains("count_distinct"), "{e}");
-    // With room for the set, the same input is fine.
-    let got = run_agg(&cfg, &rows, 100, memory(64 << 20, 0.8)).unwrap().rows;
-    assert_eq!(got, vec![vec![Value::Int64(20_000)]]);
+fn one_groups_distinct_set_larger_than_the_share_spills_and_counts_exactly() {
+    // 200k distinct strings in one group (no GroupBy, or a constant key), some twice
+    // (x ↦ 7919·x mod 200k is a bijection: the last 20k rows repeat values of the first
+    // 200k), under a budget far below the set: it spills, split by value.
+    let rows: Vec<Row> = (0..220_000i64)
+        .map(|x| Row {
+            k: Some(1),
+            s: Some(format!("value-{:06}", (x * 7919) % 200_000)),
+            kd: None,
+            d: Some(Decimal::new(x % 1000, 2)),
+            f: Some(f64::from((x % 40) as i32) * 0.5),
+            i: Some(x % 150_000),
+        })
+        .collect();
+    use AggFunction::*;
+    let aggs = vec![
+        agg(CountDistinct, Some("s"), "cds"),
+        agg(Count, None, "n"),
+        agg(Sum, Some("d"), "sd"),
+        agg(Min, Some("s"), "mins"),
+        agg(Max, Some("i"), "maxi"),
+        agg(Avg, Some("f"), "avgf"),
+        agg(CountDistinct, Some("i"), "cdi"),
+    ];
+    let mem = run_agg(&config(&[], aggs.clone(), 1000), &rows, 1000, memory(1 << 30, 0.8)).unwrap();
+    assert_eq!(mem.spill_rows, 0);
+    assert_eq!(mem.rows.len(), 1);
+    assert_eq!(mem.rows[0][0], Value::Int64(200_000));
+    assert_eq!(mem.rows[0][1], Value::Int64(220_000));
+    assert_eq!(mem.rows[0][6], Value::Int64(150_000));
+    // 2 MiB: the value files of the first split spill and split again; 8 MiB: one split.
+    for (keys, limit) in [(&[][..], 2 << 20), (&["k"][..], 8 << 20)] {
+        let ext = run_agg(&config(keys, aggs.clone(), 1000), &rows, 1000, memory(limit, 0.1)).unwrap();
+        assert!(ext.spill_rows > 0 && ext.spill_files > 0, "{keys:?}: no spill");
+        assert_eq!(ext.rows.len(), 1);
+        // Every aggregate as in memory: the distinct counts, and the others merged from
+        // partial states.
+        assert_eq!(ext.rows[0][keys.len()..], mem.rows[0][..], "{keys:?}");
+    }
 }
 
 fn many_groups(n: i64) -> Vec<Row> {

@@ -37,9 +37,15 @@
 //!   built and its main rows joined. A partition whose table still does not fit is
 //!   re-partitioned with another hash seed, up to [`MAX_DEPTH`] levels (past that, a clear
 //!   resources error: usually very many rows share one key). Main rows with a null key do
-//!   not go to disk: they come out (left) or are filtered (inner) at once. Not reserved: the
-//!   write buffers of the partitions being written (256 KiB each, one per partition), like
-//!   any chunk a step is working on.
+//!   not go to disk: they come out (left) or are filtered (inner) at once. The write buffers
+//!   of the partition files being written (one set open at a time: the lookup rows', then
+//!   the main rows', at each level) are reserved from the run's memory pool, in the step's
+//!   reservation, before the files open, and given back when they are finished:
+//!   [`WRITE_BUFFER`] (256 KiB) each, halved while the pool cannot give them all, down to
+//!   [`MIN_WRITE_BUFFER`] (16 KiB); with less, a resources error naming the step, the limit
+//!   and what to change (a larger limit, or fewer `SpillPartitions`). So that they fit while
+//!   a table is still held, a table leaves room for `SpillPartitions` × 16 KiB below its
+//!   spill threshold and in the pool.
 //! - **Order.** In memory, the output keeps the main input's order. Spilled, it comes
 //!   partition by partition (main-input order within a partition), not in main-input order.
 //!   Rows keep their source line numbers.
@@ -74,6 +80,13 @@ pub const MAX_DEPTH: usize = 4;
 
 /// Read buffer of a spill file the join reads.
 const READ_BUFFER: usize = 64 << 10;
+
+/// Write buffer of each partition file the grace join writes, when the pool has room.
+pub const WRITE_BUFFER: usize = 256 << 10;
+
+/// Smallest write buffer the grace join halves down to when the pool is short; with less
+/// than this per partition the step fails with a resources error.
+pub const MIN_WRITE_BUFFER: usize = 16 << 10;
 
 /// One key: a main-input column and the lookup column it must equal.
 #[derive(Debug, Clone, PartialEq)]
@@ -353,6 +366,7 @@ impl LookupConfig {
             build_files: None,
             probe_parts: None,
             reservation,
+            buffers: 0,
             spill: Arc::clone(&ctx.memory.spill),
             cancel: CancelToken::new(),
         })]))
@@ -638,6 +652,9 @@ struct LookupTransform {
     /// Grace join, while the main input is read: its partitions.
     probe_parts: Option<Vec<SpillWriter>>,
     reservation: MemoryReservation,
+    /// Bytes of the reservation that hold the write buffers of the partition files open now
+    /// (one set at a time).
+    buffers: usize,
     spill: Arc<SpillSpace>,
     cancel: CancelToken,
 }
@@ -680,19 +697,54 @@ impl LookupTransform {
         }
     }
 
-    fn new_writers(&self) -> Result<Vec<SpillWriter>> {
-        (0..self.partitions).map(|_| self.spill.create(&self.name)).collect()
+    /// Opens one spill file per partition, their write buffers reserved first:
+    /// [`WRITE_BUFFER`] each, halved while the pool cannot give them all, down to
+    /// [`MIN_WRITE_BUFFER`] (below that, a resources error).
+    fn new_writers(&mut self) -> Result<Vec<SpillWriter>> {
+        debug_assert_eq!(self.buffers, 0, "one set of partition files at a time");
+        let parts = self.partitions;
+        let mut buffer = WRITE_BUFFER;
+        while self.reservation.try_grow(parts * buffer).is_err() {
+            if buffer <= MIN_WRITE_BUFFER {
+                let pool = self.reservation.pool();
+                let fmt = crate::memory::fmt_bytes;
+                return Err(Error::ResourcesExhausted {
+                    step: self.name.clone(),
+                    message: format!(
+                        "the grace join needs a write buffer of at least {} for each of its {parts} partition files ({} in all), but the step holds {} and the run's memory limit of {} has {} left; raise Settings.Memory.LimitMB (or --memory-limit), or lower SpillPartitions",
+                        fmt(MIN_WRITE_BUFFER),
+                        fmt(parts * MIN_WRITE_BUFFER),
+                        fmt(self.reservation.size()),
+                        fmt(pool.limit()),
+                        fmt(pool.limit().saturating_sub(pool.used())),
+                    ),
+                });
+            }
+            buffer = (buffer / 2).max(MIN_WRITE_BUFFER);
+        }
+        self.buffers = parts * buffer;
+        (0..parts).map(|_| self.spill.create_with_buffer(&self.name, buffer)).collect()
     }
 
-    fn finish_writers(&self, writers: Vec<SpillWriter>) -> Result<Vec<SpillFile>> {
-        writers
+    /// Finishes a set of partition files and gives back their write buffers.
+    fn finish_writers(&mut self, writers: Vec<SpillWriter>) -> Result<Vec<SpillFile>> {
+        let files = writers
             .into_iter()
             .map(|w| {
                 let f = w.finish()?;
                 self.reservation.stats().record_spill(f.bytes(), f.rows());
                 Ok(f)
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        self.reservation.shrink(self.buffers);
+        self.buffers = 0;
+        Ok(files)
+    }
+
+    /// Gives back what a dropped table held, keeping the open files' write buffers.
+    fn release_table(&mut self) {
+        let table = self.reservation.size().saturating_sub(self.buffers);
+        self.reservation.shrink(table);
     }
 
     /// Writes the rows of `chunk` whose key is not null to their partitions at `depth`.
@@ -724,19 +776,25 @@ impl LookupTransform {
             self.check_cancel()?;
         }
         drop(table);
-        self.reservation.free();
+        self.release_table();
         self.build_parts = Some(writers);
         Ok(())
     }
 
-    /// Reserves room for a lookup chunk; false when it should go to disk instead.
+    /// Reserves room for a lookup chunk; false when it should go to disk instead. When the
+    /// step can spill, the table leaves room (in its threshold and in the pool) for the
+    /// smallest write buffers of a set of partition files, which open while it is held.
     fn make_room(&mut self, need: usize, holding: bool) -> Result<bool> {
         let can_spill = self.reservation.pool().spill_enabled();
-        if can_spill && holding && self.reservation.over_threshold(need) {
+        let headroom = if can_spill { self.partitions * MIN_WRITE_BUFFER } else { 0 };
+        if can_spill && holding && self.reservation.over_threshold(need + headroom) {
             return Ok(false);
         }
-        match self.reservation.try_grow(need) {
-            Ok(()) => Ok(true),
+        match self.reservation.try_grow(need + headroom) {
+            Ok(()) => {
+                self.reservation.shrink(headroom);
+                Ok(true)
+            }
             Err(_) if can_spill => Ok(false),
             Err(e) => Err(e),
         }
@@ -859,7 +917,7 @@ impl LookupTransform {
                 self.check_cancel()?;
             }
             drop(table);
-            self.reservation.free();
+            self.release_table();
             return Ok(());
         };
         // Does not fit: partition this partition's rows (table first, in order) again.
@@ -878,20 +936,21 @@ impl LookupTransform {
             self.partition(c, &self.side_keys, depth, &mut sub_build)?;
         }
         drop(table);
-        self.reservation.free();
+        self.release_table();
         self.partition(&first_left, &self.side_keys, depth, &mut sub_build)?;
         while let Some(c) = build_r.next_chunk()? {
             self.partition(&c, &self.side_keys, depth, &mut sub_build)?;
             self.check_cancel()?;
         }
         drop(build_r);
+        // One set of files open at a time: the build side's buffers go back first.
+        let builds = self.finish_writers(sub_build)?;
         let mut sub_probe = self.new_writers()?;
         while let Some(c) = probe_r.next_chunk()? {
             self.partition(&c, &self.main_keys, depth, &mut sub_probe)?;
             self.check_cancel()?;
         }
         drop(probe_r);
-        let builds = self.finish_writers(sub_build)?;
         let probes = self.finish_writers(sub_probe)?;
         for (b, p) in builds.into_iter().zip(probes) {
             self.join_partition(b, p, depth + 1, out)?;

@@ -104,12 +104,25 @@ struct Run {
     rows: Vec<Out>,
     filtered: u64,
     spill_files: u64,
+    /// The step's peak reservation.
+    peak: u64,
+}
+
+/// A pool whose spill threshold (0.8) leaves a table `limit` × 0.8 bytes: `limit` plus the
+/// room a table leaves for the grace join's smallest write buffers.
+fn pool_for(cfg: &LookupConfig, limit: usize) -> Arc<MemoryPool> {
+    MemoryPool::new(limit + cfg.partitions * MIN_WRITE_BUFFER * 5 / 4, 0.8, true)
 }
 
 /// Runs the step by hand: the lookup input in chunks of `chunk`, then the main input.
 fn run_lookup(cfg: &LookupConfig, main: &[Main], side: &[Side], chunk: usize, limit: usize) -> Result<Run> {
+    run_lookup_in(cfg, main, side, chunk, pool_for(cfg, limit))
+}
+
+/// As [`run_lookup`], in `pool`.
+fn run_lookup_in(cfg: &LookupConfig, main: &[Main], side: &[Side], chunk: usize, pool: Arc<MemoryPool>) -> Result<Run> {
     let memory = RunMemory {
-        pool: MemoryPool::new(limit, 0.8, true),
+        pool,
         spill: crate::spill::SpillSpace::new(None),
         explicit: true,
     };
@@ -166,10 +179,12 @@ fn run_lookup(cfg: &LookupConfig, main: &[Main], side: &[Side], chunk: usize, li
                 }
             }
             let consumers = memory.pool.consumers();
+            let stats = crate::memory::step_memory(&consumers, "enrich");
             Run {
                 rows,
                 filtered: metrics.rows_filtered.load(std::sync::atomic::Ordering::Relaxed),
-                spill_files: crate::memory::step_memory(&consumers, "enrich").spill_files,
+                spill_files: stats.spill_files,
+                peak: stats.peak_reserved_bytes,
             }
         })
     };
@@ -304,6 +319,43 @@ fn a_tiny_pool_spills_and_recurses_and_matches_the_in_memory_join() {
 }
 
 #[test]
+fn the_grace_joins_write_buffers_are_reserved_and_shrink_to_fit_the_pool() {
+    let (main, side) = many(6000);
+    let cfg = config(JoinType::Inner, OnDuplicateKey::Error, 16);
+    let want = run_lookup(&cfg, &main, &side, 250, 1 << 30).unwrap();
+    assert_eq!(want.spill_files, 0);
+    let all = |buffer: usize| (16 * buffer) as u64;
+    // Room in the pool: 256 KiB per partition file, reserved while the files are open.
+    let roomy = run_lookup_in(&cfg, &main, &side, 250, MemoryPool::new(16 << 20, 0.025, true)).unwrap();
+    assert!(roomy.spill_files > 0, "no grace join");
+    assert!(roomy.peak >= all(WRITE_BUFFER), "peak {} without the write buffers", roomy.peak);
+    assert_eq!(sorted(roomy.rows), want.rows);
+    // A pool short of that: smaller buffers, still reserved, the peak within the limit.
+    let limit = 600_000;
+    let short = run_lookup_in(&cfg, &main, &side, 250, MemoryPool::new(limit, 0.5, true)).unwrap();
+    assert!(short.spill_files > 0, "no grace join");
+    assert!(
+        short.peak >= all(MIN_WRITE_BUFFER) && short.peak < all(WRITE_BUFFER) && short.peak <= limit as u64,
+        "peak {}",
+        short.peak
+    );
+    assert_eq!(sorted(short.rows), want.rows);
+    // Not even 16 KiB per partition file: a resources error that says what to change.
+    let e = run_lookup_in(&cfg, &main, &side, 250, MemoryPool::new(200_000, 0.8, true))
+        .err()
+        .unwrap();
+    assert_eq!(e.kind(), "resources", "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("enrich")
+            && msg.contains("write buffer of at least 16.0 KiB for each of its 16 partition files")
+            && msg.contains("195.3 KiB")
+            && msg.contains("SpillPartitions"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn a_duplicate_key_names_the_key_and_both_lines() {
     let side: Vec<Side> = vec![
         (Some(1), Some("a".into()), Some("x".into()), None),
@@ -399,12 +451,12 @@ fn without_columns_every_non_key_column_is_added_nullable_on_a_left_join() {
 #[test]
 fn a_cancelled_run_stops_the_grace_join_and_leaves_no_spill_files() {
     let (main, side) = many(3000);
+    let cfg = config(JoinType::Left, OnDuplicateKey::Error, 4);
     let memory = RunMemory {
-        pool: MemoryPool::new(60_000, 0.8, true),
+        pool: pool_for(&cfg, 60_000),
         spill: crate::spill::SpillSpace::new(None),
         explicit: true,
     };
-    let cfg = config(JoinType::Left, OnDuplicateKey::Error, 4);
     let StepRuntime::Transform(mut ts) = cfg.build(&context(&memory, Some(side_schema()))).unwrap() else {
         panic!()
     };
