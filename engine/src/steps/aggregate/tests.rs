@@ -262,19 +262,40 @@ fn row_strategy(max_rows: usize) -> impl Strategy<Value = Vec<Row>> {
         ),
         0..max_rows,
     )
-    .prop_map(|v| {
-        v.into_iter()
-            .map(|(k, s, kd, d, f, i)| Row {
-                k,
-                s,
-                kd: kd.map(|(m, sc)| Decimal::new(m * 10i64.pow(sc), sc)),
-                d: d.map(|(m, sc)| Decimal::new(m, sc)),
-                // Halves: exact in binary, so any order of addition gives the same sum.
-                f: f.map(|x| f64::from(x) * 0.5),
-                i,
-            })
-            .collect()
-    })
+    .prop_map(rows_of)
+}
+
+/// The drawn fields of [`row_strategy`] and [`few_groups_many_values`] as rows.
+type Drawn = (
+    Option<i32>,
+    Option<String>,
+    Option<(i64, u32)>,
+    Option<(i64, u32)>,
+    Option<i32>,
+    Option<i64>,
+);
+
+fn rows_of(v: Vec<Drawn>) -> Vec<Row> {
+    v.into_iter()
+        .map(|(k, s, kd, d, f, i)| Row {
+            k,
+            s,
+            kd: kd.map(|(m, sc)| Decimal::new(m * 10i64.pow(sc), sc)),
+            d: d.map(|(m, sc)| Decimal::new(m, sc)),
+            // Halves: exact in binary, so any order of addition gives the same sum.
+            f: f.map(|x| f64::from(x) * 0.5),
+            i,
+        })
+        .collect()
+}
+
+/// The group columns of the proptests' `keys` choice.
+fn key_names(keys: usize) -> &'static [&'static str] {
+    match keys {
+        0 => &[],
+        2 => &["k", "s"],
+        _ => &["k", "s", "kd"],
+    }
 }
 
 proptest! {
@@ -283,7 +304,7 @@ proptest! {
     /// at least once), the output is the reference aggregation's set of rows.
     #[test]
     fn aggregates_like_the_reference_in_memory_and_spilled(rows in row_strategy(1500), chunk in 1usize..200, keys in prop_oneof![Just(0usize), Just(2), Just(3)]) {
-        let names: &[&str] = match keys { 0 => &[], 2 => &["k", "s"], _ => &["k", "s", "kd"] };
+        let names = key_names(keys);
         let cfg = config(names, all_aggregates(), 61);
         let want = sorted(reference(&rows, keys));
         let mem = run_agg(&cfg, &rows, chunk, memory(1 << 30, 0.8)).unwrap();
@@ -305,7 +326,7 @@ proptest! {
         chunk in 1usize..300,
         keys in prop_oneof![Just(0usize), Just(2), Just(3)],
     ) {
-        let names: &[&str] = match keys { 0 => &[], 2 => &["k", "s"], _ => &["k", "s", "kd"] };
+        let names = key_names(keys);
         let cfg = config(names, all_aggregates(), 97);
         let want = sorted(reference(&rows, keys));
         let ext = run_agg(&cfg, &rows, chunk, memory(600_000, 0.02)).unwrap();
@@ -328,18 +349,7 @@ fn few_groups_many_values(max_rows: usize) -> impl Strategy<Value = Vec<Row>> {
         ),
         0..max_rows,
     )
-    .prop_map(|v| {
-        v.into_iter()
-            .map(|(k, s, kd, d, f, i)| Row {
-                k,
-                s,
-                kd: kd.map(|(m, sc)| Decimal::new(m * 10i64.pow(sc), sc)),
-                d: d.map(|(m, sc)| Decimal::new(m, sc)),
-                f: f.map(|x| f64::from(x) * 0.5),
-                i,
-            })
-            .collect()
-    })
+    .prop_map(rows_of)
 }
 
 #[test]
