@@ -199,6 +199,7 @@ impl SortConfig {
             spill: Arc::clone(&ctx.memory.spill),
             cancel: CancelToken::new(),
             max_run_chunk: 0,
+            external: false,
         })]))
     }
 }
@@ -227,6 +228,7 @@ pub(crate) fn sorter(
         spill,
         cancel: CancelToken::new(),
         max_run_chunk: 0,
+        external: false,
     })
 }
 
@@ -285,6 +287,10 @@ struct SortTransform {
     cancel: CancelToken,
     /// Largest chunk written to a run, for the merge's memory estimate.
     max_run_chunk: usize,
+    /// Spilled at least once: later input is held as it came and written as one sorted run
+    /// straight from the held chunks when the threshold is reached (no in-memory runs, whose
+    /// compact copies only pay off when the rows end up merged in memory).
+    external: bool,
 }
 
 /// Where a merge reads one sorted run from.
@@ -312,9 +318,12 @@ impl SortTransform {
         }
         let held = &self.pending;
         let keys = &*self.keys;
-        idx.sort_by(|a: &Entry, b: &Entry| {
+        // Equal keys keep input order: (chunk, row) is the input order, so the unstable
+        // sort is stable.
+        idx.sort_unstable_by(|a: &Entry, b: &Entry| {
             a.0.cmp(&b.0)
                 .then_with(|| compare_rows(keys, &held[a.1 as usize], a.2 as usize, &held[b.1 as usize], b.2 as usize))
+                .then_with(|| (a.1, a.2).cmp(&(b.1, b.2)))
         });
         idx
     }
@@ -354,10 +363,11 @@ impl SortTransform {
     /// Writes everything held as one sorted run on disk (a merge of the in-memory runs) and
     /// frees its memory.
     fn spill_all(&mut self) -> Result<()> {
-        self.cut_run()?;
+        self.external = true;
         if self.mem_runs.is_empty() {
-            return Ok(());
+            return self.spill_pending();
         }
+        self.cut_run()?;
         let sources: Vec<RunReader> = self.mem_runs.drain(..).map(|r| RunReader::Memory(r.into_iter())).collect();
         let mut w = self.spill.create(&self.name)?;
         let mut biggest = self.max_run_chunk;
@@ -369,6 +379,63 @@ impl SortTransform {
         let file = w.finish()?;
         self.reservation.stats().record_spill(file.bytes(), file.rows());
         self.runs.push(file);
+        self.reservation.free();
+        Ok(())
+    }
+
+    /// Writes the held chunks as one sorted run on disk, gathered straight from them in
+    /// the sorted order, and frees their memory.
+    fn spill_pending(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let order = self.sorted_order();
+        let mut w = self.spill.create(&self.name)?;
+        let blocks: Vec<&[Entry]> = order.chunks(SPILL_BLOCK_ROWS.min(self.chunk_size)).collect();
+        let (schema, pending, cancel) = (&self.schema, &self.pending, &self.cancel);
+        let block_of = |part: &[Entry]| gather(schema, pending, part.iter().map(|e| (e.1 as usize, e.2 as usize)));
+        let mut biggest = self.max_run_chunk;
+        // Gathering rows in sorted order is bound by cache misses, and the source waits
+        // meanwhile: a helper thread gathers every other block (the second core), this
+        // thread the rest, and writes them all in order.
+        std::thread::scope(|s| -> Result<()> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(2);
+            let helper = std::thread::Builder::new()
+                .name(format!("{}-spill", self.name))
+                .spawn_scoped(s, {
+                    let blocks = &blocks;
+                    move || {
+                        for part in blocks.iter().skip(1).step_by(2) {
+                            if tx.send(block_of(part)).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                })
+                .is_ok();
+            for (i, part) in blocks.iter().enumerate() {
+                if i % 64 == 63 && cancel.is_cancelled() {
+                    return Err(Error::Cancelled);
+                }
+                let block = if i % 2 == 1 && helper {
+                    rx.recv()
+                        .map_err(|_| Error::Internal("the sort's spill helper thread stopped".into()))?
+                } else {
+                    block_of(part)
+                };
+                biggest = biggest.max(block.byte_size());
+                w.write(&block)?;
+            }
+            Ok(())
+        })?;
+        self.max_run_chunk = biggest;
+        drop(blocks);
+        drop(order);
+        let file = w.finish()?;
+        self.reservation.stats().record_spill(file.bytes(), file.rows());
+        self.runs.push(file);
+        self.pending.clear();
+        self.pending_rows = 0;
         self.reservation.free();
         Ok(())
     }
@@ -516,7 +583,7 @@ impl Transform for SortTransform {
         }
         self.pending_rows += chunk.len();
         self.pending.push(chunk);
-        if self.pending_rows >= RUN_ROWS {
+        if !self.external && self.pending_rows >= RUN_ROWS {
             self.cut_run()?;
             // The run's compact copies replace the chunks and their index.
             let held = self.held_bytes();
