@@ -98,6 +98,27 @@ pub fn compare_rows(keys: &[SortKey], a: &Chunk, i: usize, b: &Chunk, j: usize) 
     Ordering::Equal
 }
 
+/// `d` × 10^4, floored and clamped to `i64`: monotone in the value.
+fn decimal_times_10k(d: crate::decimal::Decimal) -> i64 {
+    let (m, s) = (d.mantissa(), d.scale());
+    // The common case in 64-bit arithmetic (i128 multiplication is a library call).
+    if let Ok(m) = i64::try_from(m) {
+        if s <= 4 {
+            return m.checked_mul(10i64.pow(4 - s)).unwrap_or(if m < 0 { i64::MIN } else { i64::MAX });
+        }
+        if s - 4 <= 18 {
+            return m.div_euclid(10i64.pow(s - 4));
+        }
+    }
+    let scaled = if s <= 4 {
+        m.checked_mul(10i128.pow(4 - s))
+            .unwrap_or(if m < 0 { i128::MIN } else { i128::MAX })
+    } else {
+        m.div_euclid(10i128.pow(s - 4))
+    };
+    scaled.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+}
+
 /// An order-preserving 64-bit prefix of row `i`'s first key: when `prefix(a) < prefix(b)`,
 /// row `a` sorts before row `b` under `key`; equal prefixes say nothing (compare the rows).
 /// Sorting `(prefix, row)` pairs first keeps most comparisons inside the index array
@@ -122,15 +143,7 @@ pub fn key_prefix(key: &SortKey, chunk: &Chunk, i: usize) -> u64 {
         }
         ColumnData::Decimal(v) => {
             // The value × 10^4, floored and clamped to i64: monotone in the value.
-            let d = v[i];
-            let (m, s) = (d.mantissa(), d.scale());
-            let scaled = if s <= 4 {
-                m.checked_mul(10i128.pow(4 - s))
-                    .unwrap_or(if m < 0 { i128::MIN } else { i128::MAX })
-            } else {
-                m.div_euclid(10i128.pow(s - 4))
-            };
-            from_i64(scaled.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
+            from_i64(decimal_times_10k(v[i]))
         }
         ColumnData::String(v) => {
             let mut b = [0u8; 8];
@@ -192,4 +205,44 @@ pub fn gather_rows(schema: &SchemaRef, picks: &[(&Chunk, usize)]) -> Chunk {
         Vec::new()
     };
     Chunk::from_columns(Arc::clone(schema), columns, lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::Column;
+    use crate::decimal::Decimal;
+    use crate::schema::{DataType, Field, Schema};
+    use crate::value::Value;
+    use proptest::prelude::*;
+
+    fn decimal_strategy() -> impl Strategy<Value = Decimal> {
+        prop_oneof![
+            (any::<i64>(), 0u32..=38).prop_map(|(m, s)| Decimal::new(m, s)),
+            (-10_000i64..10_000, 0u32..=6).prop_map(|(m, s)| Decimal::new(m, s)),
+            (any::<i128>(), 0u32..=38).prop_filter_map("out of range", |(m, s)| { Decimal::try_from_i128_with_scale(m / 1000, s) }),
+        ]
+    }
+
+    proptest! {
+        /// The decimal prefix (its 64-bit fast path included) is monotone: a smaller value
+        /// never gets a larger prefix, whatever the mantissa's size and the scales.
+        #[test]
+        fn decimal_prefix_is_monotone(a in decimal_strategy(), b in decimal_strategy(), descending in any::<bool>()) {
+            let schema = Schema::new(vec![Field::new("d", DataType::Decimal, false)]).interned();
+            let mut col = Column::with_capacity(DataType::Decimal, 2);
+            col.push_value(&Value::Decimal(a)).unwrap();
+            col.push_value(&Value::Decimal(b)).unwrap();
+            let chunk = Chunk::from_columns(schema, vec![col], Vec::new());
+            let key = SortKey { column: 0, descending, nulls_first: false, collation: Collation::Binary };
+            let (pa, pb) = (key_prefix(&key, &chunk, 0), key_prefix(&key, &chunk, 1));
+            prop_assert!(pa > 0 && pa < u64::MAX, "a value's prefix {pa} collides with a null's");
+            let order = if descending { b.cmp(&a) } else { a.cmp(&b) };
+            match order {
+                std::cmp::Ordering::Less => prop_assert!(pa <= pb, "{a} < {b} but prefix {pa} > {pb}"),
+                std::cmp::Ordering::Greater => prop_assert!(pa >= pb, "{a} ({} {}) > {b} ({} {}) but prefix {pa} < {pb}", a.mantissa(), a.scale(), b.mantissa(), b.scale()),
+                std::cmp::Ordering::Equal => prop_assert_eq!(pa, pb),
+            }
+        }
+    }
 }

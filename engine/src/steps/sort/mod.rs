@@ -481,32 +481,80 @@ impl SortTransform {
                 heap.push(Head::new(chunk, 0, run, &self.keys));
             }
         }
-        // The picks of one output chunk: (run's chunk, row), gathered column by column.
-        let mut picks: Vec<(Arc<Chunk>, usize)> = Vec::with_capacity(rows);
-        let flush = |picks: &mut Vec<(Arc<Chunk>, usize)>, sink: &mut dyn FnMut(Chunk) -> Result<()>| -> Result<()> {
+        // The picks of one output chunk: (run's chunk, row), gathered column by column. A
+        // helper thread gathers every other chunk (the second core) while this one goes on
+        // merging; chunks reach `sink` in order.
+        type Picks = Vec<(Arc<Chunk>, usize)>;
+        let gather_picks = |picks: &Picks| {
             let refs: Vec<(&Chunk, usize)> = picks.iter().map(|(c, r)| (&**c, *r)).collect();
-            let chunk = gather_rows(&self.schema, &refs);
-            picks.clear();
-            sink(chunk)
+            gather_rows(&self.schema, &refs)
         };
-        while let Some(head) = heap.pop() {
-            picks.push((Arc::clone(&head.chunk), head.row));
-            if picks.len() >= rows {
-                if self.cancel.is_cancelled() {
-                    return Err(Error::Cancelled);
+        std::thread::scope(|s| -> Result<()> {
+            let (to_helper, helper_in) = std::sync::mpsc::sync_channel::<Picks>(1);
+            let (helper_out, from_helper) = std::sync::mpsc::sync_channel::<Chunk>(1);
+            let helper = std::thread::Builder::new()
+                .name(format!("{}-merge", self.name))
+                .spawn_scoped(s, move || {
+                    for picks in helper_in {
+                        if helper_out.send(gather_picks(&picks)).is_err() {
+                            break;
+                        }
+                    }
+                })
+                .is_ok();
+            let mut blocks = 0usize;
+            let mut helper_has_one = false;
+            let mut flush = |picks: Picks, sink: &mut dyn FnMut(Chunk) -> Result<()>| -> Result<()> {
+                blocks += 1;
+                if helper && blocks % 2 == 0 {
+                    to_helper
+                        .send(picks)
+                        .map_err(|_| Error::Internal("the sort's merge helper thread stopped".into()))?;
+                    helper_has_one = true;
+                    return Ok(());
                 }
-                flush(&mut picks, &mut sink)?;
+                let chunk = gather_picks(&picks);
+                drop(picks);
+                if std::mem::take(&mut helper_has_one) {
+                    let earlier = from_helper
+                        .recv()
+                        .map_err(|_| Error::Internal("the sort's merge helper thread stopped".into()))?;
+                    sink(earlier)?;
+                }
+                sink(chunk)
+            };
+            let mut picks: Picks = Vec::with_capacity(rows);
+            // The top run's next row replaces it in place (one sift down, no new head).
+            while let Some(mut top) = heap.peek_mut() {
+                picks.push((Arc::clone(&top.chunk), top.row));
+                top.row += 1;
+                if top.row < top.chunk.len() {
+                    top.prefix = key_prefix(&self.keys[0], &top.chunk, top.row);
+                } else if let Some(next) = sources[top.run].next_chunk()? {
+                    top.prefix = key_prefix(&self.keys[0], &next, 0);
+                    top.chunk = next;
+                    top.row = 0;
+                } else {
+                    std::collections::binary_heap::PeekMut::pop(top);
+                }
+                if picks.len() >= rows {
+                    if self.cancel.is_cancelled() {
+                        return Err(Error::Cancelled);
+                    }
+                    flush(std::mem::replace(&mut picks, Vec::with_capacity(rows)), &mut sink)?;
+                }
             }
-            let (chunk, row, run) = (head.chunk, head.row + 1, head.run);
-            if row < chunk.len() {
-                heap.push(Head::new(chunk, row, run, &self.keys));
-            } else if let Some(next) = sources[run].next_chunk()? {
-                heap.push(Head::new(next, 0, run, &self.keys));
+            if !picks.is_empty() {
+                flush(picks, &mut sink)?;
             }
-        }
-        if !picks.is_empty() {
-            flush(&mut picks, &mut sink)?;
-        }
+            if helper_has_one {
+                let last = from_helper
+                    .recv()
+                    .map_err(|_| Error::Internal("the sort's merge helper thread stopped".into()))?;
+                sink(last)?;
+            }
+            Ok(())
+        })?;
         Ok(())
     }
 }
