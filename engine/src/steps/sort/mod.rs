@@ -506,7 +506,7 @@ impl SortTransform {
             let mut helper_has_one = false;
             let mut flush = |picks: Picks, sink: &mut dyn FnMut(Chunk) -> Result<()>| -> Result<()> {
                 blocks += 1;
-                if helper && blocks % 2 == 0 {
+                if helper && blocks.is_multiple_of(2) {
                     to_helper
                         .send(picks)
                         .map_err(|_| Error::Internal("the sort's merge helper thread stopped".into()))?;
