@@ -113,7 +113,10 @@ def main():
     ap.add_argument("--rows", type=int, default=2_000_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--limit-mb", type=int, default=64)
+    ap.add_argument("--group-by", default="last_name, age",
+                    help="aggregate's group columns (customer_id: every row its own group, 10M groups at 10M rows)")
     args = ap.parse_args()
+    group = [g.strip() for g in args.group_by.split(",") if g.strip()]
     job, limit = args.job, args.limit_mb
     tmp = tempfile.mkdtemp(prefix=f"flowengine-{job}-")
     src = os.path.join(tmp, "customers.csv")
@@ -134,9 +137,11 @@ def main():
           "--var", f"Out={out['flowengine']}", "--memory-limit", f"{limit}MiB", "-q", "--json"]
     if job == "lookup":
         fe += ["--var", f"Segments={side}"]
+    if job == "aggregate":
+        fe += ["--var", f"GroupBy={', '.join(group)}"]
 
     def duck(mb):
-        q = DUCK[job].format(src=src, side=side, cols=COLUMNS)
+        q = DUCK[job].format(src=src, side=side, cols=COLUMNS).replace("last_name, age", ", ".join(group))
         code = (f"import duckdb; c = duckdb.connect(); c.sql(\"SET memory_limit='{mb}MB'\"); "
                 f"c.sql(\"SET temp_directory='{tmp}/duck.tmp'\"); "
                 f"c.sql(\"\"\"COPY ({q}) TO '{out['duckdb']}' (HEADER, DELIMITER ',')\"\"\")" + HWM)
@@ -153,7 +158,8 @@ def main():
         "flowengine": fe,
         "duckdb": duck(duck_mb),
         "polars": [py, "-c", "import sys, polars as pl; src, out, side = sys.argv[1:4]; "
-                   + POLARS[job].format(schema=PL_SCHEMA) + HWM, src, out["polars"], side],
+                   + POLARS[job].format(schema=PL_SCHEMA).replace("['last_name', 'age']", repr(group)) + HWM,
+                   src, out["polars"], side],
     }
     if job == "sort":
         script = (f"(head -n1 '{src}'; tail -n +2 '{src}' | LC_ALL=C sort -t, -S {limit}M "
@@ -176,7 +182,7 @@ def main():
             rss[k] = max(rss[k], peak)
     reference = normalise(out["duckdb"], job) if "duckdb" not in failed else None
     load = os.getloadavg()
-    print(f"{job}: {args.rows} rows ({size / 1e6:.0f} MB), limit {limit} MiB, {args.runs} alternating runs "
+    print(f"{job}{' by ' + ', '.join(group) if job == 'aggregate' else ''}: {args.rows} rows ({size / 1e6:.0f} MB), limit {limit} MiB, {args.runs} alternating runs "
           f"(median); load average {load[0]:.2f}")
     print(f"duckdb memory_limit attempts: "
           + ", ".join(f"{a['memory_limit_mb']} MB {'ok' if a['completed'] else 'failed'}" for a in attempts))
@@ -192,10 +198,11 @@ def main():
         same = "reference" if k == "duckdb" else (
             "same as duckdb" if reference is not None and normalise(out[k], job) == reference else "DIFFERS")
         print(f"{k:<11} {med:>9.3f} {min(times[k]):>7.3f} {rss[k] / 2**20:>9.1f} {med / med_duck:>8.2f}x  {same}")
-        rec = {"name": f"{job}-{args.rows}", "tool": k, "rows": args.rows, "bytes": size, "seconds": med,
+        tag = job if job != "aggregate" or group == ["last_name", "age"] else f"{job}-by-{'-'.join(group)}"
+        rec = {"name": f"{tag}-{args.rows}", "tool": k, "rows": args.rows, "bytes": size, "seconds": med,
                "seconds_all": times[k], "peak_rss_bytes": rss[k], "memory_limit_mb": duck_mb if k == "duckdb" else (None if k == "polars" else limit),
                "output": same, "load_average": load, "date": datetime.now(timezone.utc).isoformat()}
-        with open(os.path.join(out_dir, f"{job}-{k}-{args.rows}.json"), "w") as f:
+        with open(os.path.join(out_dir, f"{tag}-{k}-{args.rows}.json"), "w") as f:
             json.dump(rec, f, indent=2)
     subprocess.run(["rm", "-rf", tmp])
 
