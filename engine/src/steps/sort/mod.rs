@@ -20,8 +20,14 @@
 //!   `SpillThreshold` × the step's share of the budget. Every 65,536 rows are sorted into a
 //!   compact in-memory run (small enough that gathering the sorted rows stays in the CPU
 //!   cache). Past the threshold, the in-memory runs are merged into one sorted run on disk.
-//!   At the end, the runs are merged k-way (several passes when too many runs to keep one
-//!   chunk of each in memory).
+//!   From then on the input is known not to fit: chunks are held as they came and, at the
+//!   threshold, their sorted order is written straight from them as the next run (no
+//!   compact copies). At the end, the runs are merged k-way (several passes when too many
+//!   runs to keep one chunk of each in memory).
+//! - **Cores.** Gathering rows in sorted order is bound by memory latency, so it uses both
+//!   cores: while a run is written a helper thread gathers every other block, and while runs
+//!   are merged a helper thread gathers every other output chunk (the merge itself and the
+//!   order of the output stay on the step's thread).
 //! - **Emits** nothing until its input ends, then every row once, in chunks of `ChunkSize`
 //!   rows (default 5000). Rows keep their source line numbers.
 
@@ -527,15 +533,27 @@ impl SortTransform {
             // The top run's next row replaces it in place (one sift down, no new head).
             while let Some(mut top) = heap.peek_mut() {
                 picks.push((Arc::clone(&top.chunk), top.row));
-                top.row += 1;
-                if top.row < top.chunk.len() {
+                // `top` is changed only to a valid row (or popped): a dropped `PeekMut` sifts
+                // its head down, comparing its row, also when a read error returns early.
+                if top.row + 1 < top.chunk.len() {
+                    top.row += 1;
                     top.prefix = key_prefix(&self.keys[0], &top.chunk, top.row);
-                } else if let Some(next) = sources[top.run].next_chunk()? {
-                    top.prefix = key_prefix(&self.keys[0], &next, 0);
-                    top.chunk = next;
-                    top.row = 0;
                 } else {
-                    std::collections::binary_heap::PeekMut::pop(top);
+                    let run = top.run;
+                    match sources[run].next_chunk() {
+                        Ok(Some(next)) => {
+                            top.prefix = key_prefix(&self.keys[0], &next, 0);
+                            top.chunk = next;
+                            top.row = 0;
+                        }
+                        Ok(None) => {
+                            std::collections::binary_heap::PeekMut::pop(top);
+                        }
+                        Err(e) => {
+                            std::collections::binary_heap::PeekMut::pop(top);
+                            return Err(e);
+                        }
+                    }
                 }
                 if picks.len() >= rows {
                     if self.cancel.is_cancelled() {

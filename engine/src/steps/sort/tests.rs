@@ -246,3 +246,46 @@ fn an_unknown_key_column_names_the_key_and_suggests() {
     let e = cfg.build(&ctx).err().unwrap().to_string();
     assert!(e.contains("Keys[0]") && e.contains("'kk'") && e.contains("did you mean 'k'"), "{e}");
 }
+
+/// A spill file that breaks while the runs are merged is an error naming the file, also when
+/// the heads being compared tie on their prefix (all-null keys: the merge compares rows).
+#[test]
+fn a_spill_file_broken_during_the_merge_is_an_error_not_a_panic() {
+    let rows: Vec<Row> = (0..20_000)
+        .map(|i| (i, None, Some(format!("same-prefix-{}", i % 7)), None))
+        .collect();
+    let cfg = SortConfig {
+        keys: vec![key("k", false, false), key("s", false, false)],
+        collation: Collation::Binary,
+        chunk_size: 100,
+    };
+    let memory = RunMemory {
+        pool: MemoryPool::new(120_000, 0.8, true),
+        spill: crate::spill::SpillSpace::new(None),
+        explicit: true,
+    };
+    let ctx = BuildContext::new("sort", Some(schema()), &memory);
+    let StepRuntime::Transform(mut ts) = cfg.build(&ctx).unwrap() else {
+        panic!()
+    };
+    let t = &mut ts[0];
+    let mut out = Emitter::buffering(vec![OutputId::Main], Arc::new(StepMetrics::default()));
+    for part in rows.chunks(250) {
+        t.process(Arc::new(chunk_of(part)), &mut out).unwrap();
+    }
+    let dir = memory.spill.dir().expect("the sort spilled");
+    let mut broken = 0;
+    for f in std::fs::read_dir(&dir).unwrap() {
+        let p = f.unwrap().path();
+        let len = std::fs::metadata(&p).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(&p).unwrap().set_len(len / 2).unwrap();
+        broken += 1;
+    }
+    assert!(broken >= 3, "only {broken} spill files");
+    let err = t.finish(&mut out).expect_err("a truncated run must fail the merge");
+    let msg = err.to_string();
+    assert!(msg.contains("spill"), "{msg}");
+    drop(ts);
+    drop(memory);
+    assert!(!dir.exists(), "spill directory left behind");
+}
