@@ -36,19 +36,24 @@ fn chunk_of(rows: &[Row]) -> Chunk {
     Chunk::from_columns(s, cols, lines)
 }
 
-fn run_sort(cfg: &SortConfig, rows: &[Row], chunk: usize, limit: usize) -> (Vec<Row>, u64) {
+/// A `Sort` step named `name` built by `cfg` under a budget of `limit` bytes (spilling on),
+/// with the run memory it reserves from and an emitter that buffers its output.
+fn build_sort(cfg: &SortConfig, name: &str, limit: usize) -> (RunMemory, Box<dyn Transform>, Emitter) {
     let memory = RunMemory {
         pool: MemoryPool::new(limit, 0.8, true),
         spill: crate::spill::SpillSpace::new(None),
         explicit: true,
     };
-    let ctx = BuildContext::new("sort", Some(schema()), &memory);
+    let ctx = BuildContext::new(name, Some(schema()), &memory);
     let StepRuntime::Transform(mut ts) = cfg.build(&ctx).unwrap() else {
         panic!()
     };
-    let t = &mut ts[0];
-    let metrics = Arc::new(StepMetrics::default());
-    let mut out = Emitter::buffering(vec![OutputId::Main], metrics);
+    let out = Emitter::buffering(vec![OutputId::Main], Arc::new(StepMetrics::default()));
+    (memory, ts.remove(0), out)
+}
+
+fn run_sort(cfg: &SortConfig, rows: &[Row], chunk: usize, limit: usize) -> (Vec<Row>, u64) {
+    let (memory, mut t, mut out) = build_sort(cfg, "sort", limit);
     for part in rows.chunks(chunk) {
         t.process(Arc::new(chunk_of(part)), &mut out).unwrap();
     }
@@ -87,7 +92,7 @@ fn run_sort(cfg: &SortConfig, rows: &[Row], chunk: usize, limit: usize) -> (Vec<
             ));
         }
     }
-    drop(ts);
+    drop(t);
     drop(memory);
     if let Some(d) = dir {
         assert!(!d.exists(), "spill directory left behind");
@@ -212,23 +217,14 @@ fn a_tiny_budget_spills_many_runs_and_merges_in_passes() {
 
 #[test]
 fn a_chunk_larger_than_the_budget_is_a_clear_error() {
-    let memory = RunMemory {
-        pool: MemoryPool::new(4096, 0.8, true),
-        spill: crate::spill::SpillSpace::new(None),
-        explicit: true,
-    };
-    let ctx = BuildContext::new("big", Some(schema()), &memory);
     let cfg = SortConfig {
         keys: vec![key("k", false, false)],
         collation: Collation::Binary,
         chunk_size: 10,
     };
-    let StepRuntime::Transform(mut ts) = cfg.build(&ctx).unwrap() else {
-        panic!()
-    };
+    let (_memory, mut t, mut out) = build_sort(&cfg, "big", 4096);
     let rows: Vec<Row> = (0..400).map(|i| (i, Some(1), Some("x".repeat(20)), None)).collect();
-    let mut out = Emitter::buffering(vec![OutputId::Main], Arc::new(StepMetrics::default()));
-    let e = ts[0].process(Arc::new(chunk_of(&rows)), &mut out).unwrap_err();
+    let e = t.process(Arc::new(chunk_of(&rows)), &mut out).unwrap_err();
     assert_eq!(e.kind(), "resources");
     let msg = e.to_string();
     assert!(msg.contains("'big'") && msg.contains("memory limit"), "{msg}");
@@ -259,17 +255,7 @@ fn a_spill_file_broken_during_the_merge_is_an_error_not_a_panic() {
         collation: Collation::Binary,
         chunk_size: 100,
     };
-    let memory = RunMemory {
-        pool: MemoryPool::new(120_000, 0.8, true),
-        spill: crate::spill::SpillSpace::new(None),
-        explicit: true,
-    };
-    let ctx = BuildContext::new("sort", Some(schema()), &memory);
-    let StepRuntime::Transform(mut ts) = cfg.build(&ctx).unwrap() else {
-        panic!()
-    };
-    let t = &mut ts[0];
-    let mut out = Emitter::buffering(vec![OutputId::Main], Arc::new(StepMetrics::default()));
+    let (memory, mut t, mut out) = build_sort(&cfg, "sort", 120_000);
     for part in rows.chunks(250) {
         t.process(Arc::new(chunk_of(part)), &mut out).unwrap();
     }
@@ -285,7 +271,7 @@ fn a_spill_file_broken_during_the_merge_is_an_error_not_a_panic() {
     let err = t.finish(&mut out).expect_err("a truncated run must fail the merge");
     let msg = err.to_string();
     assert!(msg.contains("spill"), "{msg}");
-    drop(ts);
+    drop(t);
     drop(memory);
     assert!(!dir.exists(), "spill directory left behind");
 }
