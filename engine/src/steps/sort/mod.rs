@@ -42,7 +42,7 @@ use crate::memory::MemoryReservation;
 use crate::port::CancelToken;
 use crate::rows::{compare_rows, gather, gather_rows, key_prefix, Collation, SortKey};
 use crate::schema::SchemaRef;
-use crate::spill::{SpillFile, SpillReader, SpillSpace};
+use crate::spill::{SpillFile, SpillReader, SpillSpace, SpillWriter};
 use crate::steps::{BuildContext, Emitter, StepRuntime, Transform};
 
 #[cfg(test)]
@@ -366,8 +366,8 @@ impl SortTransform {
         pending + runs
     }
 
-    /// Writes everything held as one sorted run on disk (a merge of the in-memory runs) and
-    /// frees its memory.
+    /// Writes everything held as one sorted run on disk and frees its memory: a merge of the
+    /// in-memory runs (the first spill), else straight from the held chunks (`spill_pending`).
     fn spill_all(&mut self) -> Result<()> {
         self.external = true;
         if self.mem_runs.is_empty() {
@@ -382,11 +382,17 @@ impl SortTransform {
             w.write(&c)
         })?;
         self.max_run_chunk = biggest;
-        let file = w.finish()?;
-        self.reservation.stats().record_spill(file.bytes(), file.rows());
+        let file = self.close_run(w)?;
         self.runs.push(file);
         self.reservation.free();
         Ok(())
+    }
+
+    /// Closes a run written to disk and counts it in the step's spill statistics.
+    fn close_run(&self, w: SpillWriter) -> Result<SpillFile> {
+        let file = w.finish()?;
+        self.reservation.stats().record_spill(file.bytes(), file.rows());
+        Ok(file)
     }
 
     /// Writes the held chunks as one sorted run on disk, gathered straight from them in
@@ -437,8 +443,7 @@ impl SortTransform {
         self.max_run_chunk = biggest;
         drop(blocks);
         drop(order);
-        let file = w.finish()?;
-        self.reservation.stats().record_spill(file.bytes(), file.rows());
+        let file = self.close_run(w)?;
         self.runs.push(file);
         self.pending.clear();
         self.pending_rows = 0;
@@ -508,23 +513,20 @@ impl SortTransform {
                     }
                 })
                 .is_ok();
+            let stopped = || Error::Internal("the sort's merge helper thread stopped".into());
             let mut blocks = 0usize;
             let mut helper_has_one = false;
             let mut flush = |picks: Picks, sink: &mut dyn FnMut(Chunk) -> Result<()>| -> Result<()> {
                 blocks += 1;
                 if helper && blocks.is_multiple_of(2) {
-                    to_helper
-                        .send(picks)
-                        .map_err(|_| Error::Internal("the sort's merge helper thread stopped".into()))?;
+                    to_helper.send(picks).map_err(|_| stopped())?;
                     helper_has_one = true;
                     return Ok(());
                 }
                 let chunk = gather_picks(&picks);
                 drop(picks);
                 if std::mem::take(&mut helper_has_one) {
-                    let earlier = from_helper
-                        .recv()
-                        .map_err(|_| Error::Internal("the sort's merge helper thread stopped".into()))?;
+                    let earlier = from_helper.recv().map_err(|_| stopped())?;
                     sink(earlier)?;
                 }
                 sink(chunk)
@@ -566,9 +568,7 @@ impl SortTransform {
                 flush(picks, &mut sink)?;
             }
             if helper_has_one {
-                let last = from_helper
-                    .recv()
-                    .map_err(|_| Error::Internal("the sort's merge helper thread stopped".into()))?;
+                let last = from_helper.recv().map_err(|_| stopped())?;
                 sink(last)?;
             }
             Ok(())
@@ -681,8 +681,7 @@ impl Transform for SortTransform {
             let mut w = self.spill.create(&self.name)?;
             self.merge_into(sources, SPILL_BLOCK_ROWS.min(self.chunk_size), |c| w.write(&c))?;
             self.reservation.free();
-            let file = w.finish()?;
-            self.reservation.stats().record_spill(file.bytes(), file.rows());
+            let file = self.close_run(w)?;
             self.runs.insert(0, file);
         }
         let runs = std::mem::take(&mut self.runs);
