@@ -157,17 +157,17 @@ impl Decimal {
                 continue;
             }
             seen = true;
-            mantissa = mantissa * 10 + d;
-            if mantissa >= LIMIT {
-                return Err(too_wide(text));
-            }
+            // Checked: below LIMIT (10^38) times ten can pass u128::MAX (about 3.4 × 10^38),
+            // and a wrapped mantissa could land below LIMIT again.
+            mantissa = mantissa
+                .checked_mul(10)
+                .and_then(|m| m.checked_add(d))
+                .filter(|&m| m < LIMIT)
+                .ok_or_else(|| too_wide(text))?;
         }
         let mut scale = i64::try_from(frac.len()).map_err(|_| bad())? - i64::from(exp);
         while scale < 0 {
-            mantissa *= 10;
-            if mantissa >= LIMIT {
-                return Err(too_wide(text));
-            }
+            mantissa = mantissa.checked_mul(10).filter(|&m| m < LIMIT).ok_or_else(|| too_wide(text))?;
             scale += 1;
         }
         if scale > i64::from(MAX_SCALE) {
@@ -318,6 +318,16 @@ mod tests {
 
     fn rt(s: &str) -> String {
         Decimal::parse(s).unwrap().to_string()
+    }
+
+    #[test]
+    fn a_39_digit_value_is_too_wide_and_never_wraps() {
+        // 35… × 10 passes u128::MAX and, wrapped, would land below the 38-digit limit.
+        for t in ["350000000000000000000000000000000000001", "3.50000000000000000000000000000000000001e38", "35000000000000000000000000000000000000e1"] {
+            let e = Decimal::parse(t).unwrap_err();
+            assert!(e.contains("38"), "{t}: {e}");
+        }
+        assert_eq!(rt("35000000000000000000000000000000000000"), "35000000000000000000000000000000000000");
     }
 
     #[test]
