@@ -159,6 +159,8 @@ pub fn parse_decimal_fast(b: &[u8]) -> Option<Decimal> {
     if digits.is_empty() || digits.len() > 39 {
         return None;
     }
+    // Up to 19 digits accumulate in 64 bits (10^19 - 1 < 2^64), then in 128.
+    let mut small: u64 = 0;
     let mut mantissa: i128 = 0;
     let mut scale: u32 = 0;
     let mut seen_dot = false;
@@ -166,7 +168,14 @@ pub fn parse_decimal_fast(b: &[u8]) -> Option<Decimal> {
     for &c in digits {
         match c {
             b'0'..=b'9' => {
-                mantissa = mantissa * 10 + (c - b'0') as i128;
+                if n_digits < 19 {
+                    small = small * 10 + u64::from(c - b'0');
+                } else {
+                    if n_digits == 19 {
+                        mantissa = i128::from(small);
+                    }
+                    mantissa = mantissa * 10 + i128::from(c - b'0');
+                }
                 n_digits += 1;
                 if seen_dot {
                     scale += 1;
@@ -175,6 +184,9 @@ pub fn parse_decimal_fast(b: &[u8]) -> Option<Decimal> {
             b'.' if !seen_dot => seen_dot = true,
             _ => return None,
         }
+    }
+    if n_digits <= 19 {
+        mantissa = i128::from(small);
     }
     if n_digits == 0 || n_digits > 38 || (seen_dot && scale == 0) {
         return None;
@@ -327,6 +339,28 @@ mod tests {
         assert_eq!(parse_i64_fast(b"-42"), Some(-42));
         assert_eq!(parse_i64_fast(b"4 2"), None);
         assert_eq!(parse_i64_fast(b""), None);
+    }
+
+    proptest::proptest! {
+        /// The 64-bit accumulation hands over to 128 bits at the 20th digit: the fast path
+        /// must agree with the general parser on either side of it.
+        #[test]
+        fn fast_decimals_agree_across_the_64_bit_boundary(
+            neg in proptest::bool::ANY,
+            int in "[0-9]{1,25}",
+            frac in proptest::option::of("[0-9]{0,20}"),
+        ) {
+            let digits = int.len() + frac.as_ref().map_or(0, String::len);
+            let plain = digits <= 38 && frac.as_deref() != Some("");
+            let t = format!("{}{int}{}", if neg { "-" } else { "" }, frac.map(|f| format!(".{f}")).unwrap_or_default());
+            let (ours, general) = (parse_decimal_fast(t.as_bytes()), Decimal::parse(&t));
+            proptest::prop_assert_eq!(ours.is_some(), plain, "{}", t);
+            if let Some(a) = ours {
+                let b = general.expect("the general parser takes what the fast one does");
+                proptest::prop_assert_eq!(a, b, "{}", t);
+                proptest::prop_assert_eq!(a.scale(), b.scale(), "{}", t);
+            }
+        }
     }
 
     #[test]

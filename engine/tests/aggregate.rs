@@ -128,3 +128,85 @@ fn sort_by_group_and_an_empty_input_without_group_by() {
     assert_eq!(ages.last(), Some(&""), "the null age group goes last");
     assert_eq!(ages.len(), 71);
 }
+
+/// The source feeds only the Aggregate, which reads three of its five columns: the plan
+/// sends just those, yet every declared column is still checked, so the same rows are
+/// rejected (and dead-lettered with all their fields) and the groups are the same as when a
+/// second consumer needs every column.
+#[test]
+fn a_source_feeding_only_an_aggregate_sends_the_read_columns_and_still_checks_the_rest() {
+    let s = Scenario::new();
+    let mut text = String::from("customer_id,last_name,age,email,account_value\n");
+    for i in 0..5000u32 {
+        let id = match i {
+            17 => "x17".to_owned(), // an unread int32 that does not parse
+            _ => i.to_string(),
+        };
+        let email = if i == 400 { String::new() } else { format!("u{i}@example.com") }; // unread, non-nullable
+        let value = if i == 999 {
+            "1.2.3".to_owned()
+        } else {
+            format!("{}.{:02}", i % 977, i % 100)
+        };
+        text.push_str(&format!("{id},name{},{},{email},{value}\n", i % 37, 20 + i % 9));
+    }
+    s.write("in.csv", &text);
+    let yaml = |extra: &str| {
+        let mut y = pipeline("    Custom: {}", "out.csv")
+            .replace(
+                "        FilePath: in.csv\n",
+                "        FilePath: in.csv\n        OnError: Skip\n        DeadLetterFilePath: bad.csv\n",
+            )
+            .replace("          - {{ Function: min, Column: age, As: youngest }}\n", "")
+            .replace("          - { Function: avg, Column: account_value, As: mean }\n", "")
+            .replace("          - { Function: count_distinct, Column: email, As: emails }\n", "")
+            .replace("          - { Function: min, Column: age, As: youngest }\n", "");
+        y.push_str(extra);
+        y
+    };
+    let pruned = s.build(&yaml("")).unwrap();
+    let described = pruned.describe();
+    let src = described.lines().find(|l| l.starts_with("src ")).unwrap();
+    assert!(src.contains("checked, not sent"), "{described}");
+    assert!(
+        !src.contains("customer_id") && !src.contains("email") && src.contains("account_value"),
+        "{src}"
+    );
+    let summary = pruned.run().unwrap();
+    let step = summary.step("src").unwrap();
+    assert_eq!((step.rows_in, step.rows_out, step.rows_rejected), (5000, 4997, 3));
+    let pruned_out = s.read("out.csv");
+    let bad = s.read("bad.csv");
+    assert!(
+        bad.lines().next().unwrap().contains("customer_id") && bad.contains("x17") && bad.contains("1.2.3"),
+        "{bad}"
+    );
+    assert_eq!(bad.lines().count(), 4, "{bad}");
+
+    // A second consumer that needs every column: nothing is left out, same groups.
+    let full = yaml("").replace(
+        "    - Name: out\n",
+        "    - { Name: all, Type: DelimitedSink, Config: { FilePath: all.csv, OverwriteExisting: true } }\n    - Name: out\n",
+    ) + "  Connections:\n    - { From: src, To: totals }\n    - { From: src, To: all }\n    - { From: totals, To: out }\n";
+    let both = s.build(&full).unwrap();
+    assert!(!both.describe().contains("checked, not sent"), "{}", both.describe());
+    both.run().unwrap();
+    assert_eq!(sorted_lines(&s.read("out.csv")), sorted_lines(&pruned_out));
+    assert!(s.read("all.csv").lines().next().unwrap().contains("email"));
+
+    // A tap on the source shows what it declares: the plan sends every column again.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = std::sync::Arc::clone(&seen);
+    let tap = flowengine::tap::Tap::new(flowengine::tap::TapConfig::default(), move |row| {
+        sink.lock().unwrap().push(row.to_owned())
+    });
+    let tapped = s.build(&yaml("")).unwrap().with_tap("src", "", std::sync::Arc::new(tap)).unwrap();
+    assert!(!tapped.describe().contains("checked, not sent"));
+    tapped.run().unwrap();
+    assert!(
+        seen.lock().unwrap()[0].contains("customer_id"),
+        "{:?}",
+        seen.lock().unwrap().first()
+    );
+    assert_eq!(sorted_lines(&s.read("out.csv")), sorted_lines(&pruned_out));
+}

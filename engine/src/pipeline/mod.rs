@@ -78,7 +78,7 @@ impl Pipeline {
     /// [`Pipeline::config`] and the run's summary like any other step.
     pub fn build(mut config: PipelineConfig) -> Result<Pipeline> {
         plan::expand_dead_letters(&mut config);
-        let plan = plan::plan(&config)?;
+        let plan = plan::plan(&config, true)?;
         check_debug_taps(&config, &plan)?;
         Ok(Pipeline {
             config,
@@ -111,6 +111,11 @@ impl Pipeline {
     /// output (a sink has none).
     pub fn with_tap(mut self, step: &str, output: &str, tap: Arc<crate::tap::Tap>) -> Result<Pipeline> {
         let (step, id) = tap_target(&self.plan, step, output).map_err(|m| crate::Error::plan(step, m))?;
+        if id == crate::steps::OutputId::Main && self.plan.steps.iter().any(|s| s.name == step && s.projected) {
+            // The tap shows every column the source declares: plan again without leaving
+            // any out.
+            self.plan = plan::plan(&self.config, false)?;
+        }
         self.options.taps.push((step, id, tap));
         Ok(self)
     }
@@ -135,6 +140,9 @@ impl Pipeline {
             out.push_str(&format!("{} [{}]", s.name, s.kind));
             if let Some(schema) = &s.output_schema {
                 out.push_str(&format!(" -> {schema}"));
+            }
+            if s.projected {
+                out.push_str(" (the columns the steps it feeds read; the others are checked, not sent)");
             }
             out.push('\n');
             for e in self.plan.edges.iter().filter(|e| e.from == i) {

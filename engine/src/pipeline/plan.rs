@@ -54,6 +54,9 @@ pub(crate) struct Planned {
     /// Its connected named inputs, in the order the step reads them.
     pub named_inputs: Vec<String>,
     pub metrics: Arc<StepMetrics>,
+    /// A source sending fewer columns than it declares (the steps it feeds read only
+    /// those: [`read_columns`]).
+    pub projected: bool,
 }
 
 /// The plan: built steps, edges between them, and an execution order.
@@ -70,8 +73,10 @@ pub(crate) struct Plan {
     pub ports: crate::port::PortBoard,
 }
 
-/// Builds the plan (see [`crate::Pipeline::build`] for the errors).
-pub(crate) fn plan(config: &PipelineConfig) -> Result<Plan> {
+/// Builds the plan (see [`crate::Pipeline::build`] for the errors). With `project`, a
+/// source feeding only steps that read some of its columns sends only those
+/// ([`read_columns`]).
+pub(crate) fn plan(config: &PipelineConfig, project: bool) -> Result<Plan> {
     let positions: Vec<Position> = config.steps.iter().map(|s| Position::new(&config.file, s.line)).collect();
     let index = step_index(config, &positions)?;
     let edges = edges(config, &index)?;
@@ -84,7 +89,7 @@ pub(crate) fn plan(config: &PipelineConfig) -> Result<Plan> {
     let mut edges = edges;
     let port_reservations = reserve_ports(config, &mut edges, &memory)?;
     let pool_stats = Arc::new(PoolStats::default());
-    let steps = build_in_order(config, &edges, &order, &positions, &memory, &pool_stats)?;
+    let steps = build_in_order(config, &edges, &order, &positions, &memory, &pool_stats, project)?;
     check_outputs(&steps, &edges, &positions)?;
     Ok(Plan {
         steps,
@@ -374,6 +379,7 @@ fn build_in_order(
     positions: &[Position],
     memory: &RunMemory,
     pool_stats: &Arc<PoolStats>,
+    project: bool,
 ) -> Result<Vec<Planned>> {
     let mut built: Vec<Option<Planned>> = (0..config.steps.len()).map(|_| None).collect();
     for &i in order {
@@ -398,6 +404,11 @@ fn build_in_order(
             pool_stats: Arc::clone(pool_stats),
             pool_size: config.settings.memory_pools.chunk_pool,
             error_policy: def.config.error_policy().cloned(),
+            read_columns: if project && inputs.is_empty() {
+                read_columns(config, edges, i)
+            } else {
+                None
+            },
         };
         let runtime = def.config.build(&ctx).map_err(|e| e.located(at, &def.name))?;
         let mut planned = planned(&def.name, runtime, at, input.as_ref())?;
@@ -442,6 +453,36 @@ fn build_in_order(
         .into_iter()
         .map(|p| p.ok_or_else(|| Error::Internal("unbuilt step".into())))
         .collect()
+}
+
+/// The columns the steps fed by step `i`'s main output read, when each of them reads only
+/// some ([`crate::steps::StepSettings::read_columns`]), takes that output alone on its main
+/// input (a fan-in's schemas must agree) and has nothing on its error output (whose rows
+/// would lack the other columns); `None` when no such step is fed, or a debug tap watches
+/// step `i` (it shows what the step declares).
+pub(crate) fn read_columns(config: &PipelineConfig, edges: &[Edge], i: usize) -> Option<Vec<String>> {
+    let name = &config.steps[i].name;
+    let tapped =
+        |t: &crate::config::DebugTapConfig| t.step == *name || t.step.strip_prefix(name.as_str()).is_some_and(|r| r.starts_with('.'));
+    if config.settings.debug_taps.iter().any(tapped) {
+        return None;
+    }
+    let mut cols: Vec<String> = Vec::new();
+    let mut fed = false;
+    for e in edges.iter().filter(|e| e.from == i && e.output == OutputId::Main) {
+        let alone = edges.iter().filter(|f| f.to == e.to && f.input.is_none()).count() == 1;
+        let errors_used = edges.iter().any(|f| f.from == e.to && is_errors(&f.output));
+        if e.input.is_some() || !alone || errors_used {
+            return None;
+        }
+        for c in config.steps[e.to].config.read_columns()? {
+            if !cols.contains(&c) {
+                cols.push(c);
+            }
+        }
+        fed = true;
+    }
+    fed.then_some(cols)
 }
 
 /// The schema a step receives: its inputs' schema, which must agree on fan-in.
@@ -491,8 +532,12 @@ fn is_errors(o: &OutputId) -> bool {
 /// Kind, output schema, outputs (the error output last) and error schema of a built step;
 /// refuses several instances of a transform that keeps state across chunks.
 fn planned(name: &str, runtime: StepRuntime, at: &Position, input: Option<&SchemaRef>) -> Result<Planned> {
+    let mut declared = None;
     let (kind, output_schema, mut outputs) = match &runtime {
-        StepRuntime::Source(s) => (StepKind::Source, Some(s.schema()), vec![OutputId::Main]),
+        StepRuntime::Source(s) => {
+            declared = Some(s.declared_schema());
+            (StepKind::Source, Some(s.schema()), vec![OutputId::Main])
+        }
         StepRuntime::Transform(ts) => {
             let t = ts
                 .first()
@@ -524,8 +569,9 @@ fn planned(name: &str, runtime: StepRuntime, at: &Position, input: Option<&Schem
     };
     outputs.push(OutputId::Named(ERRORS_OUTPUT.to_owned()));
     // A source's records are text until they parse; other steps' are their input rows.
-    let error_schema = match (kind, input, &output_schema) {
-        (StepKind::Source, _, Some(out)) => crate::dead_letter::error_schema(&crate::dead_letter::text_fields(out), true),
+    let projected = matches!((&declared, &output_schema), (Some(d), Some(o)) if d.fields().len() != o.fields().len());
+    let error_schema = match (kind, input, &declared) {
+        (StepKind::Source, _, Some(declared)) => crate::dead_letter::error_schema(&crate::dead_letter::text_fields(declared), true),
         (_, Some(input), _) => crate::dead_letter::error_schema(input, false),
         _ => crate::dead_letter::error_schema(&crate::schema::Schema::new(Vec::new()), false),
     };
@@ -538,6 +584,7 @@ fn planned(name: &str, runtime: StepRuntime, at: &Position, input: Option<&Schem
         error_schema,
         named_inputs: Vec::new(),
         metrics: Arc::new(StepMetrics::default()),
+        projected,
     })
 }
 

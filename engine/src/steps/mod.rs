@@ -348,6 +348,12 @@ impl Emitter {
 pub trait Source: Send {
     /// Schema of every chunk emitted.
     fn schema(&self) -> SchemaRef;
+    /// The schema its records are declared with, before [`BuildContext::read_columns`]
+    /// left columns out of [`Source::schema`]: its error rows carry these columns (as
+    /// text). Default: [`Source::schema`].
+    fn declared_schema(&self) -> SchemaRef {
+        self.schema()
+    }
     /// Reads everything and emits it.
     ///
     /// # Errors
@@ -594,6 +600,11 @@ pub struct BuildContext<'a> {
     /// The step's error policy, for a step that has one
     /// ([`StepSettings::error_policy`]; a plugin's, see [`StepPlugin::uses_error_policy`]).
     pub error_policy: Option<crate::dead_letter::ErrorPolicy>,
+    /// For a source: the columns the steps it feeds read, when they read only some
+    /// ([`StepSettings::read_columns`]). The source may then send only these, in its
+    /// declared order, and report the declared schema as [`Source::declared_schema`].
+    /// `None`: send every column.
+    pub read_columns: Option<Vec<String>>,
 }
 
 impl<'a> BuildContext<'a> {
@@ -609,6 +620,7 @@ impl<'a> BuildContext<'a> {
             pool_stats: Arc::default(),
             pool_size: None,
             error_policy: None,
+            read_columns: None,
         }
     }
 

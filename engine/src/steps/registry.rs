@@ -45,6 +45,13 @@ pub trait StepSettings: std::fmt::Debug + Send + Sync + 'static {
     fn error_policy(&self) -> Option<&crate::dead_letter::ErrorPolicy> {
         None
     }
+    /// The columns of its main input the step reads, when it reads only some and passes
+    /// none of the others on (an `Aggregate`): the planner then lets a source feeding
+    /// only such steps skip building the other columns (it still validates them).
+    /// Default: `None`, every column.
+    fn read_columns(&self) -> Option<Vec<String>> {
+        None
+    }
     /// For downcasting to the concrete config type ([`StepConfig::settings`]).
     fn as_any(&self) -> &dyn Any;
 }
@@ -89,6 +96,11 @@ impl StepConfig {
     /// See [`StepSettings::error_policy`].
     pub fn error_policy(&self) -> Option<&crate::dead_letter::ErrorPolicy> {
         self.settings.error_policy()
+    }
+
+    /// See [`StepSettings::read_columns`].
+    pub fn read_columns(&self) -> Option<Vec<String>> {
+        self.settings.read_columns()
     }
 
     pub(crate) fn build(&self, ctx: &BuildContext<'_>) -> Result<StepRuntime> {

@@ -450,6 +450,13 @@ pub const STEP_TYPE: crate::steps::StepType = crate::steps::StepType {
 };
 
 impl crate::steps::StepSettings for AggregateConfig {
+    /// The group columns and the aggregated ones: the output holds nothing else, and the
+    /// step sends no input row to an error output.
+    fn read_columns(&self) -> Option<Vec<String>> {
+        let mut cols: Vec<String> = self.group_by.iter().map(|g| g.column.clone()).collect();
+        cols.extend(self.aggregates.iter().filter_map(|a| a.column.clone()));
+        Some(cols)
+    }
     fn build(&self, ctx: &BuildContext<'_>) -> Result<StepRuntime> {
         AggregateConfig::build(self, ctx)
     }

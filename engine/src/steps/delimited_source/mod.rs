@@ -464,10 +464,14 @@ impl DelimitedSourceConfig {
             let defs = self.columns.clone().unwrap_or_default();
             let fields: Vec<Field> = defs.iter().map(|d| Field::new(d.name.clone(), d.data_type, d.nullable)).collect();
             let schema = Schema::try_new(fields).map_err(|d| Error::plan(ctx.name, format!("OutputSchema lists column '{d}' twice")))?;
+            let schema = schema.interned();
+            let (output, keep) = projection(&schema, ctx.read_columns.as_deref());
             return Ok(StepRuntime::Source(Box::new(DelimitedSource {
                 step: ctx.name.to_owned(),
                 cfg: self.clone(),
-                schema: schema.interned(),
+                schema,
+                output,
+                keep,
                 indices: defs.iter().map(|d| d.index).collect(),
                 expected_fields: None,
                 input: None,
@@ -483,10 +487,13 @@ impl DelimitedSourceConfig {
             sp.seek = Some(Input::seek_to);
         }
         let (schema, indices, expected) = self.plan(ctx.name, &mut sp)?;
+        let (output, keep) = projection(&schema, ctx.read_columns.as_deref());
         Ok(StepRuntime::Source(Box::new(DelimitedSource {
             step: ctx.name.to_owned(),
             cfg: self.clone(),
             schema,
+            output,
+            keep,
             indices,
             expected_fields: expected,
             input: Some(sp),
@@ -496,6 +503,30 @@ impl DelimitedSourceConfig {
             _reserved: reserved,
         })))
     }
+}
+
+/// The columns of `schema` the steps downstream read (all when `read` is `None` or names
+/// a column the schema lacks: the step reading it then says so against the whole schema),
+/// and for each declared column whether it is sent. A column left out is still parsed and
+/// checked, so the rows rejected are the same either way; it is only not built.
+fn projection(schema: &SchemaRef, read: Option<&[String]>) -> (SchemaRef, Vec<bool>) {
+    let all = || (Arc::clone(schema), vec![true; schema.fields().len()]);
+    let Some(read) = read else { return all() };
+    if read.iter().any(|c| schema.index_of(c).is_none()) {
+        return all();
+    }
+    let keep: Vec<bool> = schema.fields().iter().map(|f| read.contains(&f.name)).collect();
+    if keep.iter().all(|&k| k) {
+        return all();
+    }
+    let fields = schema
+        .fields()
+        .iter()
+        .zip(&keep)
+        .filter(|(_, &k)| k)
+        .map(|(f, _)| f.clone())
+        .collect();
+    (Schema::new(fields).interned(), keep)
 }
 
 /// Data rows a header is checked against.
@@ -640,7 +671,12 @@ fn infer_field<'a>(name: &str, values: impl Iterator<Item = &'a [u8]>) -> Field 
 pub struct DelimitedSource {
     step: String,
     cfg: DelimitedSourceConfig,
+    /// The declared columns: every one is parsed and checked.
     schema: SchemaRef,
+    /// The columns sent: those the steps downstream read ([`projection`]).
+    output: SchemaRef,
+    /// For each declared column, whether it is sent.
+    keep: Vec<bool>,
     indices: Vec<usize>,
     expected_fields: Option<usize>,
     /// The input, opened at build time and positioned at the first data record.
@@ -770,6 +806,10 @@ impl DelimitedSource {
 
 impl Source for DelimitedSource {
     fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.output)
+    }
+
+    fn declared_schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
 
@@ -1006,6 +1046,9 @@ struct Splitter<R> {
     /// splitter reports the end of the input until [`Splitter::rewind`]. Unlike `eof` it
     /// does not outlive planning, which stops at such a record and rewinds.
     halted: bool,
+    /// Takes plain records in bulk ([`Splitter::next_plain`]); off only in the tests that
+    /// check it against the record scan.
+    bulk: bool,
 }
 
 impl<R: Read> Splitter<R> {
@@ -1033,6 +1076,7 @@ impl<R: Read> Splitter<R> {
             cancel: None,
             resync_long_lines: false,
             halted: false,
+            bulk: true,
             seek: None,
         }
     }
@@ -1116,6 +1160,80 @@ impl<R: Read> Splitter<R> {
             }
         }
         Ok(self.end > start)
+    }
+
+    /// The bulk path for plain records: from the current position, appends whole records
+    /// terminated by `\n` — no quote, no `\r`, not blank, at most `MaxRecordBytes` — found
+    /// 64 bytes at a time ([`block_masks`]), until `room` records, `max_bytes` of data, or
+    /// anything else (which [`Splitter::next_record`] then takes, one record). The records
+    /// appended, their field ends and lines are what `next_record` would append, and the
+    /// splitter is left where it would be; their bytes go to `out` in one copy, since in a
+    /// plain record `\n`-terminated text already is the chunk's layout.
+    fn next_plain(&mut self, out: &mut RawChunk, room: usize, max_bytes: usize) {
+        if room == 0 || !self.bulk || self.halted || !self.bom_done || self.mark.is_some() {
+            return;
+        }
+        let buf = &self.buf[..self.end];
+        let (delim, quote) = (self.delim, self.quote);
+        let mut i = self.pos;
+        let mut line = self.line;
+        // The previous record's terminator.
+        if buf.get(i) == Some(&b'\n') {
+            i += 1;
+            line += 1;
+        }
+        let plain_start = |at: usize| buf.get(at).is_some_and(|&c| c != b'\n' && c != b'\r' && c != quote);
+        if !plain_start(i) {
+            return;
+        }
+        let (span, base) = (i, out.data.len());
+        let (fields0, records0) = (out.field_ends.len(), out.record_ends.len());
+        // Start of the record being scanned; terminator and line of the last whole one.
+        let mut rec = i;
+        let mut last: Option<(usize, u64)> = None;
+        let mut kept_fields = fields0;
+        let mut blk = i;
+        'blocks: while let Some(block) = buf.get(blk..blk + 64) {
+            let Ok(block) = <&[u8; 64]>::try_from(block) else { break };
+            let (mut bits, special) = block_masks(block, delim, quote);
+            if special != 0 {
+                // Only what comes before the first quote or `\r`: the next record scan
+                // takes the record holding it.
+                bits &= (1u64 << special.trailing_zeros()) - 1;
+            }
+            while bits != 0 {
+                let at = blk + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                out.field_ends.push((base + at - span) as u32);
+                if buf[at] != b'\n' {
+                    continue;
+                }
+                if at - rec > self.max_record {
+                    break 'blocks;
+                }
+                out.record_ends.push(out.field_ends.len() as u32);
+                out.lines.push(line);
+                kept_fields = out.field_ends.len();
+                last = Some((at, line));
+                line += 1;
+                rec = at + 1;
+                let records = out.record_ends.len() - records0;
+                if records >= room || base + rec - span >= max_bytes || !plain_start(rec) {
+                    break 'blocks;
+                }
+            }
+            if special != 0 {
+                break;
+            }
+            blk += 64;
+        }
+        out.field_ends.truncate(kept_fields);
+        if let Some((end, line)) = last {
+            out.data.extend_from_slice(&buf[span..=end]);
+            self.pos = end;
+            self.rec = end;
+            self.line = line;
+        }
     }
 
     /// Splits the next record into `out`.
@@ -1567,6 +1685,40 @@ impl<R: Read> Splitter<R> {
 /// The positions of the delimiter, `\n` and `\r` in `buf` from `pos` on, eight bytes at a
 /// time (a word-wide test for equal bytes, exact: no carries between bytes), then byte by
 /// byte for the last few.
+/// For the 64 bytes of `block`: bit `i` of the first mask is set when byte `i` ends a
+/// field of a plain record (the delimiter or `\n`), of the second when it is a quote or
+/// `\r` (which the bulk path leaves to the record scan).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn block_masks(block: &[u8; 64], delim: u8, quote: u8) -> (u64, u64) {
+    use safe_arch::{bitor_m128i, cmp_eq_mask_i8_m128i, load_unaligned_m128i, move_mask_i8_m128i, set_splat_i8_m128i};
+    let splat = |b: u8| set_splat_i8_m128i(i8::from_ne_bytes([b]));
+    let (d, n, q, r) = (splat(delim), splat(b'\n'), splat(quote), splat(b'\r'));
+    let (mut ends, mut special) = (0u64, 0u64);
+    for (k, part) in block.chunks_exact(16).enumerate() {
+        let Ok(part) = <&[u8; 16]>::try_from(part) else { continue };
+        let v = load_unaligned_m128i(part);
+        let e = bitor_m128i(cmp_eq_mask_i8_m128i(v, d), cmp_eq_mask_i8_m128i(v, n));
+        let x = bitor_m128i(cmp_eq_mask_i8_m128i(v, q), cmp_eq_mask_i8_m128i(v, r));
+        // The mask of 16 bytes is the low 16 bits.
+        ends |= u64::from(move_mask_i8_m128i(e) as u16) << (16 * k);
+        special |= u64::from(move_mask_i8_m128i(x) as u16) << (16 * k);
+    }
+    (ends, special)
+}
+
+/// [`block_masks`] a byte at a time, where SSE2 is not there.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn block_masks(block: &[u8; 64], delim: u8, quote: u8) -> (u64, u64) {
+    let (mut ends, mut special) = (0u64, 0u64);
+    for (i, &b) in block.iter().enumerate() {
+        ends |= u64::from(b == delim || b == b'\n') << i;
+        special |= u64::from(b == quote || b == b'\r') << i;
+    }
+    (ends, special)
+}
+
 struct Structural<'a> {
     buf: &'a [u8],
     /// Start of the word `mask` describes.
@@ -1657,17 +1809,24 @@ fn read_raw<R: Read>(
     cancel: &CancelToken,
 ) -> Result<()> {
     let mut raw = recycle.take();
+    let full = |raw: &RawChunk| raw.len() + raw.rejects.len() >= chunk_size || raw.data.len() >= max_bytes;
     loop {
-        let done = match sp.next_record(&mut raw)? {
-            Next::Record => false,
-            Next::Rejected(r) => {
-                raw.rejects.push((raw.len(), r));
-                stop_at_reject
+        // Plain records in bulk, then one record whatever it is (or the end).
+        let room = chunk_size.saturating_sub(raw.len() + raw.rejects.len());
+        sp.next_plain(&mut raw, room, max_bytes);
+        let done = if full(&raw) {
+            false
+        } else {
+            match sp.next_record(&mut raw)? {
+                Next::Record => false,
+                Next::Rejected(r) => {
+                    raw.rejects.push((raw.len(), r));
+                    stop_at_reject
+                }
+                Next::Eof => true,
             }
-            Next::Eof => true,
         };
-        let full = raw.len() + raw.rejects.len() >= chunk_size || raw.data.len() >= max_bytes;
-        if full || (done && (raw.len() > 0 || !raw.rejects.is_empty())) {
+        if full(&raw) || (done && (raw.len() > 0 || !raw.rejects.is_empty())) {
             if cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
@@ -1706,7 +1865,7 @@ impl DelimitedSource {
             if cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
-            let (columns, lines) = parse_raw(&raw, &fields, &indices, expected, |bad, kept, line, field, message| {
+            let (columns, lines) = parse_raw(&raw, &fields, &indices, &self.keep, expected, |bad, kept, line, field, message| {
                 let err = Error::Data {
                     step: self.step.clone(),
                     file: file_name.clone(),
@@ -1726,7 +1885,7 @@ impl DelimitedSource {
             recycle.give(raw);
             StepMetrics::add(&out.metrics().rows_in, lines.len() as u64);
             if !lines.is_empty() {
-                out.emit(Chunk::from_columns(Arc::clone(&self.schema), columns, lines))?;
+                out.emit(Chunk::from_columns(Arc::clone(&self.output), columns, lines))?;
             }
             if let Some(c) = errors.as_mut().and_then(ErrorRows::take) {
                 out.emit_errors(c)?;
@@ -1768,7 +1927,8 @@ pub fn parse_chunk(schema: &SchemaRef, csv: &[u8], has_headers: bool, delimiter:
     }
     let fields = schema.fields();
     let indices: Vec<usize> = (0..fields.len()).collect();
-    let (columns, lines) = parse_raw(&raw, fields, &indices, Some(fields.len()), |_, _, line, field, message| {
+    let keep = vec![true; fields.len()];
+    let (columns, lines) = parse_raw(&raw, fields, &indices, &keep, Some(fields.len()), |_, _, line, field, message| {
         Err(mem_err(line, field, message))
     })?;
     Ok(Chunk::from_columns(Arc::clone(schema), columns, lines))
@@ -1777,17 +1937,19 @@ pub fn parse_chunk(schema: &SchemaRef, csv: &[u8], has_headers: bool, delimiter:
 /// Parses a raw chunk into typed columns and the source lines of the rows kept. A malformed
 /// row (or one the splitter refused) is undone and handed to `on_malformed(record, rows kept
 /// so far, line, field, reason)`, in line order, which returns the error that stops parsing or `Ok` to skip
-/// the row. Shared by the source and [`parse_chunk`].
+/// the row. Every field is checked; the columns returned are those `keep` marks. Shared by
+/// the source and [`parse_chunk`].
 fn parse_raw(
     raw: &RawChunk,
     fields: &[Field],
     indices: &[usize],
+    keep: &[bool],
     expected: Option<usize>,
     mut on_malformed: impl FnMut(Bad<'_>, usize, u64, String, String) -> Result<()>,
 ) -> Result<(Vec<Column>, Vec<u64>)> {
     let n = raw.len();
     let text = std::str::from_utf8(&raw.data).ok();
-    if let Some(done) = parse_columns(raw, text, fields, indices, expected) {
+    if let Some(done) = parse_columns(raw, text, fields, indices, keep, expected) {
         return Ok(done);
     }
     let mut columns: Vec<Column> = fields.iter().map(|f| Column::with_capacity(f.data_type, n)).collect();
@@ -1812,6 +1974,7 @@ fn parse_raw(
     for (_, rej) in refused {
         on_malformed(Bad::Raw(rej), lines.len(), rej.line, rej.field.clone(), rej.message.clone())?;
     }
+    let columns = columns.into_iter().zip(keep).filter(|(_, &k)| k).map(|(c, _)| c).collect();
     Ok((columns, lines))
 }
 
@@ -1825,6 +1988,7 @@ fn parse_columns(
     text: Option<&str>,
     fields: &[Field],
     indices: &[usize],
+    keep: &[bool],
     expected: Option<usize>,
 ) -> Option<(Vec<Column>, Vec<u64>)> {
     let text = text?;
@@ -1841,19 +2005,34 @@ fn parse_columns(
         }
         first = end as usize;
     }
-    let starts = |r: usize| if r == 0 { 0 } else { raw.record_ends[r - 1] as usize };
+    // Where record r's fields start in `field_ends`: r × the field count when every record
+    // has it (checked above), else from the record ends.
+    let starts = |r: usize| match expected {
+        Some(e) => r * e,
+        None if r == 0 => 0,
+        None => raw.record_ends[r - 1] as usize,
+    };
     let mut columns = Vec::with_capacity(fields.len());
-    for (f, &idx) in fields.iter().zip(indices) {
-        let mut col = Column::with_capacity(f.data_type, n);
+    for ((f, &idx), &kept) in fields.iter().zip(indices).zip(keep) {
         let values = (0..n).map(|r| {
             let k = starts(r) + idx;
             let start = if k == 0 { 0 } else { raw.field_ends[k - 1] as usize + 1 };
             &text[start..raw.field_ends[k] as usize]
         });
+        if !kept && f.data_type == DataType::String {
+            // Valid UTF-8 already: only emptiness can make it malformed.
+            if !f.nullable && values.into_iter().any(str::is_empty) {
+                return None;
+            }
+            continue;
+        }
+        let mut col = Column::with_capacity(f.data_type, n);
         if !col.extend_parsed(values, f.nullable) {
             return None;
         }
-        columns.push(col);
+        if kept {
+            columns.push(col);
+        }
     }
     Some((columns, raw.lines.clone()))
 }
@@ -2033,6 +2212,80 @@ mod tests {
             let b = collect(Splitter::new(&mut dribble as &mut dyn Read, "t".into(), b',', b'"', 1 << 20));
             prop_assert_eq!(a, b);
         }
+    }
+
+    /// Every raw chunk [`read_raw`] sends — its data, field and record ends, lines and
+    /// refused records — with the bulk path on or off, and how reading ended.
+    type Sent = (Vec<(Vec<u8>, Vec<u32>, Vec<u32>, Vec<u64>, Vec<(usize, u64, String)>)>, String);
+
+    fn read_all(input: &[u8], max_record: usize, chunk_size: usize, max_bytes: usize, bulk: bool, stop_at_reject: bool) -> Sent {
+        let mut sp = Splitter::new(input, "t".into(), b',', b'"', max_record);
+        sp.resync_long_lines = !stop_at_reject;
+        sp.bulk = bulk;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let pool = BufferPool::new(crate::pool::Pooling::None, 4, Arc::default());
+        let end = read_raw(&mut sp, chunk_size, max_bytes, stop_at_reject, &tx, &pool, &CancelToken::new());
+        drop(tx);
+        let sent = rx
+            .iter()
+            .map(|c: RawChunk| {
+                let rejects = c.rejects.iter().map(|(at, r)| (*at, r.line, r.message.clone())).collect();
+                (c.data, c.field_ends, c.record_ends, c.lines, rejects)
+            })
+            .collect();
+        (sent, format!("{end:?}"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+        /// The bulk path of plain records changes nothing the reader sends: mostly plain
+        /// text (long enough for several 64-byte blocks) with some quotes, `\r`, blank and
+        /// over-long lines, cut into chunks by rows and by bytes.
+        #[test]
+        fn the_bulk_path_sends_what_the_record_scan_sends(
+            input in prop_oneof![
+                proptest::collection::vec(prop_oneof![
+                    20 => Just(b'a'), 6 => Just(b','), 3 => Just(b'\n'), 1 => Just(b'"'), 1 => Just(b'\r'), 1 => Just(0xC3u8)
+                ], 0..700),
+                // Quotes and `\r` rare enough for whole blocks of plain records.
+                proptest::collection::vec(prop_oneof![
+                    300 => Just(b'a'), 90 => Just(b','), 40 => Just(b'\n'), 1 => Just(b'"'), 1 => Just(b'\r')
+                ], 0..700),
+            ],
+            max_record in prop_oneof![Just(1usize << 20), 5usize..80],
+            chunk_size in 1usize..40,
+            max_bytes in prop_oneof![Just(1usize << 20), 1usize..200],
+            stop_at_reject in proptest::bool::ANY,
+        ) {
+            let plain = read_all(&input, max_record, chunk_size, max_bytes, false, stop_at_reject);
+            let bulk = read_all(&input, max_record, chunk_size, max_bytes, true, stop_at_reject);
+            prop_assert_eq!(bulk, plain);
+        }
+    }
+
+    #[test]
+    fn the_bulk_path_takes_plain_records() {
+        // A plain file is read (almost) all in bulk: the record scan sees one record per
+        // buffer fill at most, so a broken bulk path would not go unnoticed by the proptest.
+        let text: String = (0..2000).map(|i| format!("{i},name{i},{},x@y.z,{i}.5\n", i % 90)).collect();
+        let mut sp = Splitter::new(text.as_bytes(), "t".into(), b',', b'"', 1 << 20);
+        let mut raw = RawChunk::default();
+        let mut scanned = 0;
+        loop {
+            sp.next_plain(&mut raw, usize::MAX, usize::MAX);
+            match sp.next_record(&mut raw).unwrap() {
+                Next::Record => scanned += 1,
+                Next::Rejected(r) => panic!("{}", r.message),
+                Next::Eof => break,
+            }
+        }
+        assert_eq!(raw.len(), 2000);
+        assert!(scanned < 20, "{scanned} records went through the record scan");
+        assert_eq!(
+            raw.record(1999, None).iter().collect::<Vec<_>>(),
+            vec![&b"1999"[..], b"name1999", b"19", b"x@y.z", b"1999.5"]
+        );
     }
 
     #[test]
