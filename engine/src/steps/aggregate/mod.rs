@@ -1028,7 +1028,10 @@ impl Acc {
 #[inline]
 fn add_decimal(sum: &mut i128, scale: &mut u8, m: i128, s: u32) -> bool {
     let cur = u32::from(*scale);
-    let next = if s > cur {
+    let next = if s == cur {
+        // The common case: every value of a column has the same scale.
+        sum.checked_add(m)
+    } else if s > cur {
         let Some(up) = sum.checked_mul(10i128.pow(s - cur)) else {
             return false;
         };

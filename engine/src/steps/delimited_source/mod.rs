@@ -2020,8 +2020,13 @@ fn parse_columns(
             &text[start..raw.field_ends[k] as usize]
         });
         if !kept && f.data_type == DataType::String {
-            // Valid UTF-8 already: only emptiness can make it malformed.
-            if !f.nullable && values.into_iter().any(str::is_empty) {
+            // Valid UTF-8 already: only emptiness can make it malformed, and a field is
+            // empty when it ends one byte after the previous one ends (or at 0).
+            let empty = |r: usize| {
+                let k = starts(r) + idx;
+                raw.field_ends[k] == if k == 0 { 0 } else { raw.field_ends[k - 1] + 1 }
+            };
+            if !f.nullable && (0..n).any(empty) {
                 return None;
             }
             continue;
