@@ -412,7 +412,9 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 // A closed pipe (`| head`) only ends the sample, not the run.
                 let _ = writeln!(std::io::stdout(), "{line}");
             }));
-            let p = Pipeline::from_file(&pipeline, &vars)?.with_tap(&step, &output, Arc::clone(&tap))?;
+            // A tap shows a source's every column, even when the steps it feeds read fewer.
+            let config = PipelineConfig::from_file(&pipeline, &vars)?;
+            let p = Pipeline::build_every_column(config)?.with_tap(&step, &output, Arc::clone(&tap))?;
             let summary = p.run()?;
             if !quiet {
                 eprintln!(

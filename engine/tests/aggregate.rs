@@ -194,19 +194,26 @@ fn a_source_feeding_only_an_aggregate_sends_the_read_columns_and_still_checks_th
     assert_eq!(sorted_lines(&s.read("out.csv")), sorted_lines(&pruned_out));
     assert!(s.read("all.csv").lines().next().unwrap().contains("email"));
 
-    // A tap on the source shows what it declares: the plan sends every column again.
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let sink = std::sync::Arc::clone(&seen);
-    let tap = flowengine::tap::Tap::new(flowengine::tap::TapConfig::default(), move |row| {
-        sink.lock().unwrap().push(row.to_owned())
-    });
-    let tapped = s.build(&yaml("")).unwrap().with_tap("src", "", std::sync::Arc::new(tap)).unwrap();
-    assert!(!tapped.describe().contains("checked, not sent"));
-    tapped.run().unwrap();
-    assert!(
-        seen.lock().unwrap()[0].contains("customer_id"),
-        "{:?}",
-        seen.lock().unwrap().first()
-    );
-    assert_eq!(sorted_lines(&s.read("out.csv")), sorted_lines(&pruned_out));
+    // A tap shows what the source sends; built for every column (`flowengine tap`), it
+    // shows every declared column, with the same groups.
+    for every in [false, true] {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let sink = std::sync::Arc::clone(&seen);
+        let tap = flowengine::tap::Tap::new(flowengine::tap::TapConfig::default(), move |row| {
+            sink.lock().unwrap().push(row.to_owned())
+        });
+        let config = flowengine::PipelineConfig::from_yaml_str(&yaml(""), "<t>", &s.path(""), &[]).unwrap();
+        let built = if every {
+            flowengine::Pipeline::build_every_column(config)
+        } else {
+            flowengine::Pipeline::build(config)
+        };
+        let tapped = built.unwrap().with_tap("src", "", std::sync::Arc::new(tap)).unwrap();
+        assert_eq!(tapped.describe().contains("checked, not sent"), !every);
+        tapped.run().unwrap();
+        let first = seen.lock().unwrap()[0].clone();
+        assert_eq!(first.contains("customer_id"), every, "{first}");
+        assert!(first.contains("account_value"), "{first}");
+        assert_eq!(sorted_lines(&s.read("out.csv")), sorted_lines(&pruned_out));
+    }
 }

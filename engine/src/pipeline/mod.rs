@@ -87,6 +87,24 @@ impl Pipeline {
         })
     }
 
+    /// [`Pipeline::build`] with every source sending every column it declares, even to
+    /// steps that read only some (see [`crate::steps::StepSettings::read_columns`]): what
+    /// `flowengine tap` builds, so that a tap on a source shows its whole rows. (A plan is
+    /// not built twice: a source on stdin has already read its header.)
+    ///
+    /// # Errors
+    /// As [`Pipeline::build`].
+    pub fn build_every_column(mut config: PipelineConfig) -> Result<Pipeline> {
+        plan::expand_dead_letters(&mut config);
+        let plan = plan::plan(&config, false)?;
+        check_debug_taps(&config, &plan)?;
+        Ok(Pipeline {
+            config,
+            plan,
+            options: RunOptions::default(),
+        })
+    }
+
     /// Lets each source send at most `rows` rows, then stop as if its input had ended (a
     /// dry run on the head of the data: `flowengine run --limit`). A source still reads the
     /// chunk that reaches the limit, so its `rows_in` may exceed `rows_out`.
@@ -104,18 +122,15 @@ impl Pipeline {
     }
 
     /// Shows `tap` every chunk step `step` sends on `output` (`""`: its main output; see
-    /// [`crate::tap`]). The run's outputs and counts are the same with or without it.
+    /// [`crate::tap`]). The run's outputs and counts are the same with or without it. A
+    /// source that sends only the columns the steps it feeds read shows those: build with
+    /// [`Pipeline::build_every_column`] to see all.
     ///
     /// # Errors
     /// [`crate::Error::Plan`] when the pipeline has no such step, or the step no such
     /// output (a sink has none).
     pub fn with_tap(mut self, step: &str, output: &str, tap: Arc<crate::tap::Tap>) -> Result<Pipeline> {
         let (step, id) = tap_target(&self.plan, step, output).map_err(|m| crate::Error::plan(step, m))?;
-        if id == crate::steps::OutputId::Main && self.plan.steps.iter().any(|s| s.name == step && s.projected) {
-            // The tap shows every column the source declares: plan again without leaving
-            // any out.
-            self.plan = plan::plan(&self.config, false)?;
-        }
         self.options.taps.push((step, id, tap));
         Ok(self)
     }
