@@ -76,15 +76,8 @@ impl Pipeline {
     /// A step's `DeadLetterFilePath` becomes a `DelimitedSink` named
     /// `<step>.DeadLetterFilePath` on its error output (see [`crate::dead_letter`]); it is in
     /// [`Pipeline::config`] and the run's summary like any other step.
-    pub fn build(mut config: PipelineConfig) -> Result<Pipeline> {
-        plan::expand_dead_letters(&mut config);
-        let plan = plan::plan(&config, true)?;
-        check_debug_taps(&config, &plan)?;
-        Ok(Pipeline {
-            config,
-            plan,
-            options: RunOptions::default(),
-        })
+    pub fn build(config: PipelineConfig) -> Result<Pipeline> {
+        Self::build_projecting(config, true)
     }
 
     /// [`Pipeline::build`] with every source sending every column it declares, even to
@@ -94,9 +87,14 @@ impl Pipeline {
     ///
     /// # Errors
     /// As [`Pipeline::build`].
-    pub fn build_every_column(mut config: PipelineConfig) -> Result<Pipeline> {
+    pub fn build_every_column(config: PipelineConfig) -> Result<Pipeline> {
+        Self::build_projecting(config, false)
+    }
+
+    /// [`Pipeline::build`]; `project` lets sources leave out columns nobody reads.
+    fn build_projecting(mut config: PipelineConfig, project: bool) -> Result<Pipeline> {
         plan::expand_dead_letters(&mut config);
-        let plan = plan::plan(&config, false)?;
+        let plan = plan::plan(&config, project)?;
         check_debug_taps(&config, &plan)?;
         Ok(Pipeline {
             config,
